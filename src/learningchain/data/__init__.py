@@ -1,0 +1,12 @@
+"""Data sets and how they are split among data holders.
+
+Every loader returns a :class:`Dataset` with float32 features and int64 class
+labels (0/1 for the binary sets), already split into training and test parts.
+``load_dataset(name, ...)`` is the registry; an unknown name is refused with the
+list of known ones.
+"""
+
+from .datasets import DATASETS, Dataset, load_dataset
+from .partition import partition_indices
+
+__all__ = ["DATASETS", "Dataset", "load_dataset", "partition_indices"]

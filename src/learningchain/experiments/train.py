@@ -1,0 +1,343 @@
+"""``learningchain train``: one LearningChain run, end to end, on the real protocol.
+
+Builds the data holders, the genesis block and the computing nodes from a
+:class:`~learningchain.config.TrainConfig`, drives them through the in-process
+network for T rounds (or until the head model meets ``target_error``), trains
+the centralized baseline on the pooled data, and writes the run directory:
+``summary.json``, ``metrics.csv``, ``curve.png``, ``chain.sqlite``, ``model.npy``
+and ``model.json``. The model reported is the one on the head block that the
+honest nodes accepted: nothing bypasses the chain.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..attacks.holders import make_holder_attack
+from ..config import TrainConfig
+from ..data import load_dataset, partition_indices
+from ..errors import ConfigError
+from ..holder import DataHolder
+from ..models import build_model, error_rate, initial_vector, mean_loss, model_spec, num_params, set_flat
+from ..network.simulation import HonestMiner, InProcessNetwork, Miner
+from ..node import Node, SQLiteStore, VerdictCache
+from ..privacy.accounting import privacy_report
+from ..protocol.params import ProtocolParams
+from ..protocol.quantize import max_exact_messages
+from ..protocol.transition import make_genesis
+from ..types import hexstr
+from .baseline import train_centralized
+
+__all__ = ["run_training", "build_params", "prepare_out_dir", "write_curve", "Evaluator", "GENESIS_TIME_MS"]
+
+#: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
+GENESIS_TIME_MS = 1_700_000_000_000
+
+
+def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
+    if out is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        out = os.path.join("runs", f"{dataset}-{stamp}")
+    path = Path(out)
+    if (path / "chain.sqlite").exists():
+        if not force:
+            raise ConfigError(f"{path} already holds a run (chain.sqlite); pass --force to replace it "
+                              "or choose another --out")
+        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0) -> ProtocolParams:
+    options = dict(cfg.aggregator_options)
+    if cfg.l is not None:
+        options["l"] = cfg.l
+    bits, tol = 20, 10
+    max_messages = min(max_exact_messages(bits, tol), max(1024, 4 * (cfg.holders + extra_messages)))
+    return ProtocolParams(
+        model=spec,
+        dim=dim,
+        lr=float(cfg.lr),
+        lam=float(cfg.lam),
+        batch_size=batch_size,
+        holders=cfg.holders,
+        aggregator=cfg.aggregator,
+        aggregator_options=options,
+        min_messages=1,
+        max_messages=max_messages,
+        clip=float(cfg.clip),
+        clip_mode=cfg.clip_mode,
+        mechanism="none" if cfg.no_dp else cfg.mechanism,
+        epsilon=0.0 if cfg.no_dp else float(cfg.epsilon),
+        delta=float(cfg.delta) if (cfg.mechanism == "gaussian" and not cfg.no_dp) else 0.0,
+        schedule=cfg.schedule,
+        rounds=cfg.rounds,
+        quant_bits=bits,
+        norm_tol_bits=tol,
+        consensus="pow",
+        difficulty=cfg.difficulty,
+        meta={"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition},
+    )
+
+
+class Evaluator:
+    """Test error and training loss of a flat model vector (observer, not consensus)."""
+
+    def __init__(self, spec, dataset):
+        self.spec = spec
+        self.model = build_model(spec)
+        self.xe = torch.as_tensor(dataset.x_test)
+        self.ye = torch.as_tensor(dataset.y_test)
+        self.xt = torch.as_tensor(dataset.x_train)
+        self.yt = torch.as_tensor(dataset.y_train)
+
+    def __call__(self, w: np.ndarray) -> tuple[float, float]:
+        if not np.all(np.isfinite(w)):
+            return 1.0, float("inf")
+        set_flat(self.model, w)
+        return error_rate(self.model, self.spec, self.xe, self.ye), mean_loss(self.model, self.spec, self.xt, self.yt)
+
+
+def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [r["round"] for r in rows if r["test_error"] is not None]
+    ys = [r["test_error"] for r in rows if r["test_error"] is not None]
+    ax.plot(xs, ys, label="LearningChain (head block)")
+    if baseline_curve:
+        bx, by = zip(*baseline_curve)
+        ax.plot(bx, by, "--", label="centralized baseline")
+    ax.set_xlabel("iteration (block)")
+    ax.set_ylabel("test error")
+    ax.set_ylim(0, max(0.6, max(ys + [0]) * 1.05))
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+@dataclass
+class _Parties:
+    dataset: object
+    spec: dict
+    params: ProtocolParams
+    genesis: object
+    holders: list
+    attacks: dict
+    byzantine_holders: list
+
+
+def build_parties(cfg: TrainConfig) -> _Parties:
+    """Data, model, protocol parameters, genesis and holders (shared by every backend)."""
+    rng = np.random.default_rng(cfg.seed)
+    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir)
+    if cfg.holders > len(dataset.y_train):
+        raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
+    parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition)
+    options = {"hidden": list(cfg.hidden)} if cfg.model == "mlp" else {}
+    spec = model_spec(cfg.model, dataset.features, dataset.classes, **options)
+    w0 = initial_vector(spec, cfg.seed)
+    batch_size = cfg.batch_size or max(len(p) for p in parts)
+    params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size)
+    genesis = make_genesis(params, w0, timestamp=GENESIS_TIME_MS)
+    byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
+    attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
+    holders = []
+    for k, idx in enumerate(parts):
+        holders.append(DataHolder(k, dataset.x_train[idx], dataset.y_train[idx], params,
+                                  rng=np.random.default_rng([cfg.seed, 1, k]),
+                                  fresh_identity=cfg.fresh_identities))
+    return _Parties(dataset, spec, params, genesis, holders, attacks, byz)
+
+
+def build_miners(cfg: TrainConfig, genesis, store_path: Path) -> tuple[list, int]:
+    """M computing nodes: honest ones share one verdict cache; node 0 archives to SQLite."""
+    rng = np.random.default_rng([cfg.seed, 2])
+    verdicts = VerdictCache()
+    n_byz = cfg.byzantine_miners
+    if n_byz >= cfg.miners:
+        raise ConfigError(f"byzantine_miners ({n_byz}) must leave at least one honest miner of {cfg.miners}")
+    honest_power = (1.0 - cfg.byzantine_power) / (cfg.miners - n_byz)
+    miners = []
+    strategy_factory = None
+    if n_byz:
+        from ..attacks.miners import make_miner_strategy
+
+        strategy_factory = lambda: make_miner_strategy(cfg.miner_attack)  # noqa: E731
+    from ..crypto import PrivateKey
+
+    for j in range(cfg.miners):
+        byzantine = j >= cfg.miners - n_byz
+        key = PrivateKey.generate(rng)
+        store = SQLiteStore(store_path) if j == 0 else None
+        if byzantine:
+            strategy = strategy_factory()
+            node = Node(genesis, name=f"byzantine-{j}", miner=key.address,
+                        check_unseen=False, keep_bodies=cfg.keep_bodies, **strategy.node_options())
+            miners.append(Miner(node, cfg.byzantine_power / n_byz, strategy))
+        else:
+            node = Node(genesis, store=store, name=f"node-{j}", miner=key.address, verdicts=verdicts,
+                        check_unseen=True, keep_bodies=None if store is not None else cfg.keep_bodies)
+            miners.append(Miner(node, honest_power, HonestMiner()))
+    return miners, n_byz
+
+
+def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
+                 on_round: Optional[Callable[[dict], None]] = None) -> dict:
+    cfg = cfg.resolved()
+    if cfg.backend == "ethereum":
+        from ..ethereum.runner import run_training_ethereum
+
+        return run_training_ethereum(cfg, progress=progress, on_round=on_round)
+    started = time.perf_counter()
+    out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force)
+    parties = build_parties(cfg)
+    miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite")
+    net = InProcessNetwork(parties.genesis, parties.holders, miners,
+                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks)
+    evaluate = Evaluator(parties.spec, parties.dataset)
+    rows = []
+    stopped_by = "rounds"
+    show = cfg.progress if progress is None else progress
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.rounds, disable=not show, desc=f"{cfg.dataset} K={cfg.holders}", unit="block")
+    selected_byz_total = 0
+    try:
+        for t in range(1, cfg.rounds + 1):
+            res = net.step()
+            head = res.head
+            err, loss = (None, None)
+            if t % cfg.eval_every == 0 or t == cfg.rounds:
+                err, loss = evaluate(head.model)
+            sel_byz = net.byzantine_selected(head) if head.height > 0 else 0
+            selected_byz_total += sel_byz if res.head_changed else 0
+            row = {
+                "round": t,
+                "height": head.height,
+                "test_error": err,
+                "train_loss": loss,
+                "selected_byzantine": sel_byz,
+                "winner": res.winner,
+                "byzantine_winner": int(miners[res.winner].byzantine),
+                "rejected": int(sum(res.rejections.values()) > 0),
+                "seconds": round(res.seconds, 6),
+            }
+            rows.append(row)
+            if on_round:
+                on_round(row)
+            bar.update(1)
+            if err is not None:
+                bar.set_postfix(err=f"{err:.4f}", h=head.height)
+            if cfg.target_error is not None and err is not None and err <= cfg.target_error:
+                stopped_by = "target-error"
+                break
+    finally:
+        bar.close()
+    head = net.head
+    final_err, final_loss = evaluate(head.model)
+    baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
+                                 parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
+                                 lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
+    privacy = privacy_report(parties.params, len(rows))
+    archive = miners[0].node
+    wall = time.perf_counter() - started
+    summary = {
+        "dataset": parties.dataset.describe(),
+        "model": parties.spec,
+        "parameters": parties.params.dim,
+        "holders": cfg.holders,
+        "miners": cfg.miners,
+        "byzantine": cfg.byzantine,
+        "byzantine_holders": parties.byzantine_holders,
+        "attack": cfg.attack if cfg.byzantine else None,
+        "aggregator": cfg.aggregator,
+        "l": parties.params.l if cfg.aggregator == "l-nearest" else None,
+        "test_error": final_err,
+        "train_loss": final_loss,
+        "baseline_test_error": baseline["test_error"],
+        "baseline_train_loss": baseline["train_loss"],
+        "rounds": len(rows),
+        "stopped_by": stopped_by,
+        "height": head.height,
+        "head_hash": hexstr(head.hash),
+        "genesis_hash": hexstr(parties.genesis.hash),
+        "rejected_blocks": len(net.rejected_blocks),
+        "rejected_by_reason": dict(sorted(_count_reasons(net.rejected_blocks).items())),
+        "rejected_by_node": {miners[i].node.name: n for i, n in sorted(net.rejected_by_node.items())},
+        "rejected_messages": dict(net.messages_rejected),
+        "selected_byzantine_total": selected_byz_total,
+        "epsilon_per_round": privacy["epsilon_per_round"],
+        "epsilon_total": privacy["epsilon_total"],
+        "privacy": privacy,
+        "difficulty_bits": cfg.difficulty,
+        "mining_tries": net.mining_tries,
+        "wall_seconds": round(wall, 3),
+        "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
+        "chain": "chain.sqlite",
+        "config": cfg.to_dict(),
+    }
+    if n_byz_miners:
+        from ..attacks.miners import summarize_miner_attack
+
+        summary.update(summarize_miner_attack(net, miners, cfg))
+    _write_outputs(out, summary, rows, baseline["curve"], parties, head)
+    archive.store.close()
+    summary["out"] = str(out)
+    return summary
+
+
+def _count_reasons(rejected: dict) -> dict:
+    counts: dict = {}
+    for reason in rejected.values():
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def _write_outputs(out: Path, summary: dict, rows: list, baseline_curve: list, parties: _Parties, head) -> None:
+    with open(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2, default=_json_default)
+        fh.write("\n")
+    with open(out / "metrics.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0].keys()) if rows else ["round"])
+        writer.writeheader()
+        writer.writerows(rows)
+    np.save(out / "model.npy", np.asarray(head.model, dtype=np.float64))
+    with open(out / "model.json", "w") as fh:
+        json.dump({"spec": parties.spec, "dim": parties.params.dim, "block": hexstr(head.hash),
+                   "height": head.height, "file": "model.npy"}, fh, indent=2)
+        fh.write("\n")
+    title = (f"{parties.dataset.name}, K={summary['holders']}, B={summary['byzantine']}, "
+             f"eps={summary['epsilon_per_round'] if summary['epsilon_per_round'] is not None else 'none'}")
+    write_curve(out / "curve.png", rows, baseline_curve, title)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, bytes):
+        return hexstr(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__}")

@@ -1,0 +1,127 @@
+"""Data holders: local gradient -> signed message (paper Eq. 6, 9-13).
+
+In round t a holder reads w_t from the head block, computes the gradient of its
+summed loss on its data (all of it, or a mini-batch of m examples), clips it at G
+per example (or as a whole, the literal Eq. 9), adds the chain's noise
+(Eq. 10), normalises it (Eq. 11-12), quantises the unit vector and signs the
+message under its pseudo-identity (Eq. 13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .crypto import PrivateKey
+from .errors import ConfigError, InvalidMessage
+from .models import build_model, loss_fn, set_flat
+from .privacy import GaussianMechanism, L2LaplaceMechanism, NoNoise, clipped_gradient_sum, epsilon_for_round
+from .protocol.block import Block
+from .protocol.message import Message, sign_message
+from .protocol.params import ProtocolParams
+from .protocol.quantize import check_unit, quantize_unit
+
+__all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport"]
+
+
+def mechanism_for_round(params: ProtocolParams, t: int):
+    """The noise mechanism a holder applies in round t (1-based)."""
+    if params.mechanism == "none":
+        return NoNoise()
+    eps_t = epsilon_for_round(params.schedule, params.epsilon, t, params.rounds)
+    sensitivity = 2.0 * params.clip  # Appendix A
+    if params.mechanism == "l2-laplace":
+        return L2LaplaceMechanism(epsilon=eps_t, sensitivity=sensitivity)
+    from .privacy.accounting import gaussian_sigma
+
+    return GaussianMechanism(sigma=gaussian_sigma(epsilon=eps_t, delta=params.delta, sensitivity=sensitivity))
+
+
+def encode_vector(vector: np.ndarray, params: ProtocolParams) -> tuple[float, np.ndarray]:
+    """(norm s, fixed-point unit vector q) of a gradient, Eq. 11-12."""
+    vector = np.asarray(vector, dtype=np.float64)
+    if vector.shape != (params.dim,):
+        raise ConfigError(f"gradient has shape {vector.shape}, the model has {params.dim} parameters")
+    if not np.all(np.isfinite(vector)):
+        raise InvalidMessage("bad-norm", "gradient contains NaN or infinity")
+    norm = float(np.sqrt(np.dot(vector, vector)))
+    if not norm > 0 or not np.isfinite(norm):
+        raise InvalidMessage("bad-norm", f"gradient norm {norm} cannot be normalised")
+    q = quantize_unit(vector / norm, params.quant_bits)
+    check_unit(q, params.quant_bits, params.norm_tol_bits)
+    return norm, q
+
+
+@dataclass(frozen=True)
+class HolderReport:
+    message: Message
+    honest_gradient: Optional[np.ndarray]  # the clipped, noised gradient before normalising
+    clipped: int
+    examples: int
+
+
+class DataHolder:
+    """One party P_k with private data D_k.
+
+    ``fresh_identity`` draws a new pseudo-identity (key pair) every round, as the
+    paper suggests to unlink a holder's messages; otherwise one key is used for
+    the whole run.
+    """
+
+    def __init__(self, index: int, x: np.ndarray, y: np.ndarray, params: ProtocolParams, *,
+                 rng: np.random.Generator, fresh_identity: bool = False, dtype=torch.float32):
+        if len(x) == 0:
+            raise ConfigError(f"holder {index} has no data")
+        self.index = index
+        self.params = params
+        self.spec = params.model
+        self.rng = rng
+        self.fresh_identity = fresh_identity
+        self.x = torch.as_tensor(np.asarray(x), dtype=dtype)
+        self.y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.model = build_model(self.spec, dtype=dtype)
+        self.loss = loss_fn(self.spec)
+        self.key = PrivateKey.generate(rng)
+        self.identities = [self.key.address]
+
+    @property
+    def examples(self) -> int:
+        return int(self.x.shape[0])
+
+    def next_key(self) -> PrivateKey:
+        if self.fresh_identity:
+            self.key = PrivateKey.generate(self.rng)
+            self.identities.append(self.key.address)
+        return self.key
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.params.batch_size
+        if m >= self.examples:
+            return self.x, self.y
+        idx = torch.as_tensor(self.rng.choice(self.examples, size=m, replace=False))
+        return self.x[idx], self.y[idx]
+
+    def local_gradient(self, base: Block) -> tuple[np.ndarray, int, int]:
+        """Eq. 6 + 9: clipped summed gradient at the base block's model."""
+        set_flat(self.model, base.model)
+        x, y = self.batch()
+        grad, stats = clipped_gradient_sum(self.model, self.loss, x, y, clip=self.params.clip,
+                                           mode=self.params.clip_mode)
+        return grad, stats.clipped, stats.examples
+
+    def privatize(self, grad: np.ndarray, base: Block) -> np.ndarray:
+        """Eq. 10 with the round's budget."""
+        mech = mechanism_for_round(self.params, base.height + 1)
+        return grad + mech.sample(self.params.dim, self.rng)
+
+    def sign(self, vector: np.ndarray, base: Block, key: Optional[PrivateKey] = None) -> Message:
+        norm, q = encode_vector(vector, self.params)
+        return sign_message(key or self.next_key(), round=base.height, base=base.hash, norm=norm, q=q)
+
+    def make_message(self, base: Block) -> HolderReport:
+        grad, clipped, examples = self.local_gradient(base)
+        noisy = self.privatize(grad, base)
+        return HolderReport(self.sign(noisy, base), noisy, clipped, examples)

@@ -1,0 +1,207 @@
+"""The in-process network: K holders and M computing nodes, one round at a time.
+
+Each round: every holder computes its message on the honest head and it is
+broadcast to every node (each node admits it through ``Node.on_message``); the
+round's block writer is drawn with probability equal to each miner's share of
+hash power, and it then really solves the proof of work on its block; the block
+is broadcast to every node, which validates it by recomputation
+(``Node.on_block``) and applies the fork choice.
+
+Honest nodes share one :class:`VerdictCache`: validation is deterministic, so
+the verdict of the first honest node on a block is every honest node's verdict.
+Nodes hold references to the same immutable blocks, so M nodes cost one copy of
+the chain; one honest node (the archive) keeps the chain in SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..attacks.holders import AttackContext, HolderAttack
+from ..errors import InvalidBlock, InvalidMessage, LearningChainError
+from ..holder import DataHolder
+from ..node import Node
+from ..protocol.block import Block
+
+__all__ = ["InProcessNetwork", "Miner", "MinerStrategy", "HonestMiner", "RoundResult", "BLOCK_INTERVAL_MS"]
+
+#: Logical time between blocks; simulated chains are reproducible from the seed.
+BLOCK_INTERVAL_MS = 1000
+
+
+class MinerStrategy:
+    """How a computing node writes blocks when it wins. Subclasses are attacks."""
+
+    name = "honest"
+    byzantine = False
+
+    def propose(self, miner: "Miner", net: "InProcessNetwork", timestamp: int) -> list:
+        """Blocks to broadcast now (sealed)."""
+        raise NotImplementedError
+
+    def on_round_end(self, miner: "Miner", net: "InProcessNetwork", timestamp: int) -> list:
+        """Blocks to release at the end of a round in which it did not win (withholding)."""
+        return []
+
+
+class HonestMiner(MinerStrategy):
+    def propose(self, miner, net, timestamp):
+        template = miner.node.template(timestamp=timestamp)
+        return [net.seal(miner.node, template)]
+
+
+@dataclass
+class Miner:
+    node: Node
+    power: float
+    strategy: MinerStrategy = field(default_factory=HonestMiner)
+
+    @property
+    def byzantine(self) -> bool:
+        return self.strategy.byzantine
+
+
+@dataclass
+class RoundResult:
+    round: int
+    winner: int
+    proposed: list  # hashes of blocks broadcast this round
+    head: Block
+    head_changed: bool
+    rejections: Counter  # reason -> honest nodes that refused a block this round
+    messages_rejected: Counter
+    mining_tries: int
+    seconds: float
+
+
+class InProcessNetwork:
+    def __init__(self, genesis: Block, holders: list, miners: list, *, rng: np.random.Generator,
+                 attacks: Optional[dict] = None):
+        """``holders``: DataHolder objects; ``attacks``: holder index -> HolderAttack for the
+        Byzantine ones; ``miners``: Miner objects (their powers are normalised)."""
+        self.genesis = genesis
+        self.holders = holders
+        self.attacks: dict[int, HolderAttack] = attacks or {}
+        self.miners = miners
+        self.rng = rng
+        power = np.array([m.power for m in miners], dtype=np.float64)
+        if np.any(power < 0) or power.sum() <= 0:
+            raise LearningChainError("miners need non-negative hash power with a positive total")
+        self.power = power / power.sum()
+        honest = [m for m in miners if not m.byzantine]
+        if not honest:
+            raise LearningChainError("the simulation needs at least one honest computing node to observe")
+        self.reference = honest[0].node
+        self.round = 0
+        self.mining_tries = 0
+        self.rejected_blocks: dict[bytes, str] = {}  # block hash -> reason, refused by honest nodes
+        self.rejected_by_node: Counter = Counter()
+        self.byzantine_identities: set = set()
+        self.messages_rejected: Counter = Counter()
+
+    # -- helpers --------------------------------------------------------------------
+    @property
+    def head(self) -> Block:
+        return self.reference.head
+
+    def seal(self, node: Node, template: Block) -> Block:
+        sealed = node.seal(template)
+        if self.reference.params.consensus == "pow":
+            self.mining_tries += int.from_bytes(sealed.header.seal, "little") + 1
+        return sealed
+
+    def timestamp(self) -> int:
+        return self.genesis.header.timestamp + (self.round + 1) * BLOCK_INTERVAL_MS
+
+    def broadcast_message(self, msg) -> None:
+        for miner in self.miners:
+            try:
+                miner.node.on_message(msg)
+            except InvalidMessage as exc:
+                if not miner.byzantine:
+                    self.messages_rejected[exc.reason] += 1
+
+    def broadcast_block(self, block: Block, rejections: Counter) -> None:
+        for i, miner in enumerate(self.miners):
+            try:
+                miner.node.on_block(block)
+            except InvalidBlock as exc:
+                if not miner.byzantine:
+                    rejections[exc.reason] += 1
+                    self.rejected_blocks[block.hash] = exc.reason
+                    self.rejected_by_node[i] += 1
+
+    # -- one round ------------------------------------------------------------------
+    def holder_messages(self, base: Block) -> list:
+        reports = {}
+        honest_vectors = []
+        for holder in self.holders:
+            if holder.index in self.attacks:
+                continue
+            report = holder.make_message(base)
+            reports[holder.index] = [report.message]
+            honest_vectors.append(report.honest_gradient)
+        byz_count = len(self.attacks)
+        for holder in self.holders:
+            attack = self.attacks.get(holder.index)
+            if attack is None:
+                continue
+            own = {}
+
+            def own_gradient(holder=holder, own=own):
+                if "g" not in own:
+                    grad, _, _ = holder.local_gradient(base)
+                    own["g"] = holder.privatize(grad, base)
+                return own["g"]
+
+            ctx = AttackContext(round=base.height, dim=holder.params.dim, rng=holder.rng,
+                                own_gradient=own_gradient,
+                                honest=honest_vectors if attack.omniscient else None,
+                                byzantine_count=byz_count, holders=len(self.holders))
+            msgs = []
+            for j, vector in enumerate(attack(ctx)):
+                key = holder.next_key() if j == 0 else None
+                if key is None:
+                    from ..crypto import PrivateKey
+
+                    key = PrivateKey.generate(holder.rng)
+                try:
+                    msg = holder.sign(vector, base, key=key)
+                except InvalidMessage:
+                    continue  # a vector that cannot even be encoded is never sent
+                self.byzantine_identities.add(msg.identity)
+                msgs.append(msg)
+            reports[holder.index] = msgs
+        return [m for idx in sorted(reports) for m in reports[idx]]
+
+    def step(self) -> RoundResult:
+        start = time.perf_counter()
+        base = self.head
+        for msg in self.holder_messages(base):
+            self.broadcast_message(msg)
+        winner = int(self.rng.choice(len(self.miners), p=self.power))
+        ts = self.timestamp()
+        rejections: Counter = Counter()
+        proposed = []
+        tries_before = self.mining_tries
+        for block in self.miners[winner].strategy.propose(self.miners[winner], self, ts):
+            proposed.append(block.hash)
+            self.broadcast_block(block, rejections)
+        for i, miner in enumerate(self.miners):
+            if i != winner:
+                for block in miner.strategy.on_round_end(miner, self, ts):
+                    proposed.append(block.hash)
+                    self.broadcast_block(block, rejections)
+        new_head = self.head
+        self.round += 1
+        return RoundResult(self.round, winner, proposed, new_head, new_head.hash != base.hash, rejections,
+                           Counter(self.messages_rejected), self.mining_tries - tries_before,
+                           time.perf_counter() - start)
+
+    def byzantine_selected(self, block: Block) -> int:
+        return sum(1 for i in block.selection if block.messages[i].identity in self.byzantine_identities)

@@ -1,0 +1,314 @@
+"""The computing node as a sans-I/O state machine.
+
+A :class:`Node` decides what to do with a message, a block or a mined nonce, and
+does no I/O of its own beyond its block store: no sockets, no clocks, no threads.
+The in-process simulation, the TCP network and the tests all drive this same
+object (DESIGN.md, "one Node, several drivers").
+
+Handlers follow consensus-specs' rule that an invalid call leaves the store
+untouched: ``on_block`` validates completely before it writes anything, and the
+head moves in the same store transaction that adds the block.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..crypto import PrivateKey
+from ..errors import DecodeError, InvalidBlock, InvalidMessage, StoreError
+from ..protocol.block import Block, Header, decode_block
+from ..protocol.consensus import block_work, expected_difficulty, in_turn_authority, seal_authority, solve_pow
+from ..protocol.forkchoice import is_heavier
+from ..protocol.message import Message, decode_message, validate_message
+from ..protocol.transition import build_block, params_of_genesis, validate_block
+from ..types import ZERO_ADDRESS, Address, hexstr
+from .mempool import Mempool
+from .store import BlockStore, MemoryStore
+
+__all__ = ["Node", "BlockOutcome", "VerdictCache"]
+
+
+@dataclass
+class VerdictCache:
+    """Verdicts that depend only on the bytes they are about, shared by honest nodes.
+
+    Validation of a block is a pure function of the block, its parent (named by
+    the block) and the chain's parameters, so nodes that received the same block
+    may share one verdict instead of recomputing it each; the same holds for the
+    signature and shape checks of a message, keyed by its hash.
+    """
+
+    blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
+    messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
+    hits: int = 0
+
+
+@dataclass(frozen=True)
+class BlockOutcome:
+    status: str  # "accepted", "known" or "orphan"
+    block_hash: bytes
+    new_head: bool = False
+    reorg: bool = False
+    missing: Optional[bytes] = None  # the parent to fetch, for an orphan
+    connected: tuple = ()  # orphans that this block let the node accept
+
+
+class Node:
+    """One computing node: mempool, chain, validation, fork choice and mining."""
+
+    def __init__(self, genesis: Block, *, store: Optional[BlockStore] = None, name: str = "",
+                 miner: Address = ZERO_ADDRESS, key: Optional[PrivateKey] = None,
+                 verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
+                 keep_bodies: Optional[int] = None, max_orphans: int = 256):
+        self.params = params_of_genesis(genesis)
+        self.genesis = genesis
+        self.genesis_hash = genesis.hash
+        self.name = name
+        self.key = key
+        self.miner = key.address if key is not None else miner
+        self.verdicts = verdicts
+        self.check_unseen = check_unseen
+        self.keep_bodies = keep_bodies
+        self.store = store if store is not None else MemoryStore()
+        self.mempool = Mempool(max_per_base=self.params.max_messages)
+        self.headers: dict[bytes, Header] = {}
+        self.work: dict[bytes, int] = {}
+        self.rejected: "OrderedDict[bytes, InvalidBlock]" = OrderedDict()
+        self.rejected_by_reason: Counter = Counter()
+        self.rejected_messages: Counter = Counter()
+        self.orphans: "OrderedDict[bytes, Block]" = OrderedDict()
+        self.max_orphans = max_orphans
+        self._verified: set = verdicts.messages if verdicts is not None else set()
+        if hasattr(self.store, "set_limits"):
+            self.store.set_limits(max_dim=self.params.dim)
+        self._load_or_init()
+
+    # -- chain state ------------------------------------------------------------------
+    def _load_or_init(self) -> None:
+        known = list(self.store.entries())
+        if not known:
+            self.store.add(self.genesis, 0, head=self.genesis_hash)
+            known = [(self.genesis.header, 0)]
+        if known[0][0].hash != self.genesis_hash:
+            raise StoreError(
+                f"the store holds the chain with genesis {hexstr(known[0][0].hash)[:14]}, "
+                f"not {hexstr(self.genesis_hash)[:14]}"
+            )
+        for header, work in known:
+            self.headers[header.hash] = header
+            self.work[header.hash] = work
+        head = self.store.head_hash()
+        self.head_hash = head if head in self.headers else self.genesis_hash
+        best = max(self.headers, key=lambda h: (self.work[h], [-b for b in h]))
+        if best != self.head_hash:
+            self.head_hash = best
+            self.store.set_head(best)
+
+    @property
+    def head(self) -> Block:
+        block = self.store.get(self.head_hash)
+        if block is None:
+            raise StoreError(f"head block {hexstr(self.head_hash)} is missing from the store")
+        return block
+
+    @property
+    def height(self) -> int:
+        return self.headers[self.head_hash].height
+
+    def header(self, block_hash: bytes) -> Header:
+        try:
+            return self.headers[block_hash]
+        except KeyError:
+            raise InvalidBlock("unknown-ancestor", f"block {hexstr(block_hash)[:14]} is not known") from None
+
+    def block(self, block_hash: bytes) -> Optional[Block]:
+        return self.store.get(block_hash)
+
+    def canonical_hashes(self) -> list[bytes]:
+        out = []
+        h = self.head_hash
+        while True:
+            out.append(h)
+            header = self.headers[h]
+            if header.height == 0:
+                break
+            h = header.parent
+        return out[::-1]
+
+    def is_ancestor(self, ancestor: bytes, descendant: bytes) -> bool:
+        target = self.headers.get(ancestor)
+        if target is None:
+            return False
+        h = descendant
+        while h in self.headers:
+            header = self.headers[h]
+            if header.height <= target.height:
+                return h == ancestor
+            h = header.parent
+        return False
+
+    # -- messages ---------------------------------------------------------------------
+    def on_message(self, msg) -> Message:
+        """Validate and admit a holder's message; raises InvalidMessage or DecodeError."""
+        try:
+            if not isinstance(msg, Message):
+                msg = decode_message(msg, max_dim=self.params.dim)
+            if msg.hash in self.mempool:
+                return msg
+            base = self.headers.get(msg.base)
+            if base is None:
+                raise InvalidMessage("unknown-base", f"message is for block {hexstr(msg.base)[:14]}, unknown here")
+            if msg.hash in self._verified:
+                if msg.round != base.height:
+                    raise InvalidMessage("wrong-round",
+                                         f"message is for round {msg.round}, its block is at height {base.height}")
+            else:
+                validate_message(msg, self.params, round=base.height, base=base.hash)
+                self._verified.add(msg.hash)
+            self.mempool.add(msg)
+            return msg
+        except (InvalidMessage, DecodeError) as exc:
+            self.rejected_messages[getattr(exc, "reason", "malformed")] += 1
+            raise
+
+    # -- blocks -----------------------------------------------------------------------
+    def _reject(self, block: Block, exc: InvalidBlock) -> InvalidBlock:
+        self.rejected[block.hash] = exc
+        while len(self.rejected) > 4096:
+            self.rejected.popitem(last=False)
+        self.rejected_by_reason[exc.reason] += 1
+        return exc
+
+    def on_block(self, block) -> BlockOutcome:
+        """Validate a block by recomputation and apply the fork choice.
+
+        Returns the outcome for a valid, known or orphan block; raises
+        InvalidBlock (counted in ``rejected_by_reason``) or DecodeError for a bad
+        one, leaving the store as it was.
+        """
+        if not isinstance(block, Block):
+            try:
+                block = decode_block(block, max_dim=self.params.dim, max_messages=self.params.max_messages)
+            except DecodeError:
+                self.rejected_by_reason["malformed"] += 1
+                raise
+        h = block.hash
+        if h in self.headers:
+            return BlockOutcome("known", h)
+        if h in self.rejected:
+            self.rejected_by_reason[self.rejected[h].reason] += 1
+            raise self.rejected[h]
+        header = block.header
+        if header.genesis != self.genesis_hash:
+            raise self._reject(block, InvalidBlock(
+                "wrong-chain", f"block belongs to the chain with genesis {hexstr(header.genesis)[:14]}, "
+                f"this node follows {hexstr(self.genesis_hash)[:14]}", height=header.height))
+        if header.parent in self.rejected:
+            raise self._reject(block, InvalidBlock(
+                "invalid-ancestor", f"parent {hexstr(header.parent)[:14]} was rejected", height=header.height))
+        parent = self.store.get(header.parent) if header.parent in self.headers else None
+        if parent is None:
+            self.orphans[h] = block
+            while len(self.orphans) > self.max_orphans:
+                self.orphans.popitem(last=False)
+            return BlockOutcome("orphan", h, missing=header.parent)
+        self._validate(block, parent)
+        outcome = self._accept(block)
+        connected = self._connect_orphans(h)
+        if connected:
+            outcome = BlockOutcome(outcome.status, h, self.head_hash != outcome.block_hash or outcome.new_head,
+                                   outcome.reorg, None, tuple(connected))
+        return outcome
+
+    def _validate(self, block: Block, parent: Block) -> None:
+        if self.check_unseen:
+            for m in block.messages:
+                if m.hash not in self.mempool:
+                    raise self._reject(block, InvalidBlock(
+                        "unseen-message",
+                        f"message {hexstr(m.hash)[:14]} from {hexstr(m.identity)} was never broadcast to this node",
+                        height=block.height))
+        cache = self.verdicts
+        if cache is not None and block.hash in cache.blocks:
+            cache.hits += 1
+            verdict = cache.blocks[block.hash]
+            if verdict is not None:
+                raise self._reject(block, verdict)
+            return
+        try:
+            validate_block(block, parent, self.params, genesis_hash=self.genesis_hash,
+                           ancestor=self.header, verified=self._verified)
+        except InvalidBlock as exc:
+            if cache is not None:
+                cache.blocks[block.hash] = exc
+            raise self._reject(block, exc) from None
+        if cache is not None:
+            cache.blocks[block.hash] = None
+
+    def _accept(self, block: Block) -> BlockOutcome:
+        h = block.hash
+        work = self.work[block.parent] + block_work(block.header, self.params)
+        old_head = self.head_hash
+        heavier = is_heavier(work, h, self.work[old_head], old_head)
+        self.store.add(block, work, head=h if heavier else None)
+        self.headers[h] = block.header
+        self.work[h] = work
+        for m in block.messages:
+            self.mempool.mark_seen(m.hash)
+        reorg = False
+        if heavier:
+            self.head_hash = h
+            reorg = block.parent != old_head
+            if self.keep_bodies is not None and isinstance(self.store, MemoryStore):
+                self.store.prune_bodies(block.height - self.keep_bodies)
+        return BlockOutcome("accepted", h, new_head=heavier, reorg=reorg)
+
+    def _connect_orphans(self, parent_hash: bytes) -> list:
+        connected = []
+        pending = [parent_hash]
+        while pending:
+            p = pending.pop()
+            for oh, orphan in list(self.orphans.items()):
+                if orphan.parent != p:
+                    continue
+                del self.orphans[oh]
+                try:
+                    self._validate(orphan, self.store.get(p))
+                except InvalidBlock:
+                    continue
+                self._accept(orphan)
+                connected.append(oh)
+                pending.append(oh)
+        return connected
+
+    # -- mining -----------------------------------------------------------------------
+    def next_difficulty(self, parent: Optional[Header] = None) -> int:
+        parent = parent or self.headers[self.head_hash]
+        if self.params.consensus == "pow":
+            return expected_difficulty(self.params, parent, self.header)
+        return 2 if in_turn_authority(self.params, parent.height + 1) == self.miner else 1
+
+    def template(self, *, timestamp: int, messages=None, parent: Optional[Block] = None) -> Block:
+        """An unsealed block on the head (or ``parent``) from the mempool's messages."""
+        parent = parent or self.head
+        if messages is None:
+            messages = self.mempool.for_base(parent.hash)
+        if len(messages) < self.params.min_messages:
+            raise InvalidBlock("too-few-messages",
+                               f"{len(messages)} messages in the mempool, a block needs {self.params.min_messages}")
+        return build_block(parent, messages, self.params, genesis_hash=self.genesis_hash, miner=self.miner,
+                           timestamp=timestamp, difficulty=self.next_difficulty(parent.header))
+
+    def seal(self, block: Block, *, start: int = 0, max_tries: Optional[int] = None) -> Optional[Block]:
+        """Solve the proof of work (or sign, under proof of authority)."""
+        if self.params.consensus == "poa":
+            if self.key is None:
+                raise StoreError("this node has no authority key to seal with")
+            header = seal_authority(block.header, self.key)
+        else:
+            header = solve_pow(block.header, start=start, max_tries=max_tries)
+            if header is None:
+                return None
+        return Block(header, block.messages, block.selection, block.model, block.params)

@@ -1,0 +1,259 @@
+"""Block stores: where a node keeps the blocks it accepted.
+
+Only blocks that passed validation are written, each together with its total
+work, and the head moves in the same transaction, so the chain on disk is always
+a valid chain whatever happens to the process. ``SQLiteStore`` is the durable
+one (WAL journal, one transaction per block); ``MemoryStore`` serves simulations,
+where many nodes may hold references to the same immutable block objects.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import zlib
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator, Optional
+
+from ..errors import DecodeError, StoreError
+from ..protocol.block import Block, Header, decode_body, decode_header
+from ..protocol.codec import Reader
+from ..protocol.params import MAX_DIM
+
+__all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "encode_stored_body", "decode_stored"]
+
+
+def encode_stored_body(block: Block) -> bytes:
+    return zlib.compress(block.body_bytes(), 1)
+
+
+def decode_stored(header_raw: bytes, body_raw: bytes, *, max_dim: int = MAX_DIM,
+                  max_messages: int = 1 << 16) -> Block:
+    """Decode a stored block; DecodeError if any stored byte is malformed."""
+    header = decode_header(header_raw)
+    try:
+        body = zlib.decompress(body_raw)
+    except zlib.error as exc:
+        raise DecodeError(f"stored body of block at height {header.height} is corrupt ({exc})") from None
+    r = Reader(body, "block body")
+    block = decode_body(r, header, max_dim=max_dim, max_messages=max_messages)
+    r.finish()
+    return block
+
+
+class BlockStore(ABC):
+    """Blocks by hash, their total work, the head, and the canonical index."""
+
+    @abstractmethod
+    def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
+        """Store a valid block; move the head to ``head`` in the same step when given."""
+
+    @abstractmethod
+    def get(self, block_hash: bytes) -> Optional[Block]: ...
+
+    @abstractmethod
+    def set_head(self, block_hash: bytes) -> None: ...
+
+    @abstractmethod
+    def head_hash(self) -> Optional[bytes]: ...
+
+    @abstractmethod
+    def canonical_hash(self, height: int) -> Optional[bytes]: ...
+
+    @abstractmethod
+    def entries(self) -> Iterator[tuple[Header, int]]:
+        """Every stored (header, total work), parents before children."""
+
+    def close(self) -> None:  # pragma: no cover - trivial
+        pass
+
+    def canonical_blocks(self, start: int = 0) -> Iterator[Block]:
+        height = start
+        while True:
+            h = self.canonical_hash(height)
+            if h is None:
+                return
+            block = self.get(h)
+            if block is None:
+                raise StoreError(f"canonical block at height {height} is missing from the store")
+            yield block
+            height += 1
+
+
+class MemoryStore(BlockStore):
+    def __init__(self) -> None:
+        self._blocks: dict[bytes, Block] = {}
+        self._work: dict[bytes, int] = {}
+        self._canonical: list[bytes] = []
+        self._head: Optional[bytes] = None
+
+    def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
+        self._blocks[block.hash] = block
+        self._work[block.hash] = work
+        if head is not None:
+            self.set_head(head)
+
+    def get(self, block_hash: bytes) -> Optional[Block]:
+        return self._blocks.get(block_hash)
+
+    def set_head(self, block_hash: bytes) -> None:
+        block = self._blocks[block_hash]
+        height = block.height
+        del self._canonical[height + 1:]
+        while len(self._canonical) <= height:
+            self._canonical.append(b"")
+        h = block_hash
+        while True:
+            b = self._blocks[h]
+            if self._canonical[b.height] == h:
+                break
+            self._canonical[b.height] = h
+            if b.height == 0:
+                break
+            h = b.parent
+        self._head = block_hash
+
+    def head_hash(self) -> Optional[bytes]:
+        return self._head
+
+    def canonical_hash(self, height: int) -> Optional[bytes]:
+        if 0 <= height < len(self._canonical):
+            return self._canonical[height]
+        return None
+
+    def entries(self) -> Iterator[tuple[Header, int]]:
+        for b in sorted(self._blocks.values(), key=lambda b: b.height):
+            yield b.header, self._work[b.hash]
+
+    def prune_bodies(self, below_height: int) -> None:
+        """Drop messages of blocks below ``below_height`` (headers and models stay,
+        which is all validation of later blocks needs)."""
+        for h, b in list(self._blocks.items()):
+            if b.height < below_height and b.messages:
+                self._blocks[h] = Block(b.header, (), b.selection, b.model, b.params)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    hash BLOB PRIMARY KEY,
+    parent BLOB NOT NULL,
+    height INTEGER NOT NULL,
+    work TEXT NOT NULL,
+    header BLOB NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blocks_height ON blocks(height);
+CREATE TABLE IF NOT EXISTS canonical (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+"""
+
+
+class SQLiteStore(BlockStore):
+    """Blocks in one SQLite file: header bytes as they hash, body zlib-compressed."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 64):
+        path = Path(path)
+        if not create and not path.exists():
+            raise StoreError(f"no chain at {path}")
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path} is not a usable chain database ({exc})") from None
+        self.path = path
+        self._cache: dict[bytes, Block] = {}
+        self._cache_size = cache_blocks
+        self._max_dim = MAX_DIM
+
+    def set_limits(self, *, max_dim: int) -> None:
+        self._max_dim = max_dim
+
+    def _remember(self, block: Block) -> None:
+        self._cache[block.hash] = block
+        if len(self._cache) > self._cache_size:
+            self._cache.pop(next(iter(self._cache)))
+
+    def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT OR IGNORE INTO blocks(hash, parent, height, work, header, body) VALUES (?,?,?,?,?,?)",
+                (block.hash, block.parent, block.height, str(work), block.header.encode(),
+                 encode_stored_body(block)),
+            )
+            if head is not None:
+                self._move_head(head)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self._remember(block)
+
+    def _move_head(self, block_hash: bytes) -> None:
+        row = self._db.execute("SELECT height FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        if row is None:
+            raise StoreError(f"cannot move the head to unknown block 0x{block_hash.hex()}")
+        self._db.execute("DELETE FROM canonical WHERE height > ?", (row[0],))
+        h = block_hash
+        while True:
+            parent, height = self._db.execute("SELECT parent, height FROM blocks WHERE hash=?", (h,)).fetchone()
+            cur = self._db.execute("SELECT hash FROM canonical WHERE height=?", (height,)).fetchone()
+            if cur is not None and cur[0] == h:
+                break
+            self._db.execute("INSERT OR REPLACE INTO canonical(height, hash) VALUES (?,?)", (height, h))
+            if height == 0:
+                break
+            h = parent
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (block_hash,))
+
+    def set_head(self, block_hash: bytes) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._move_head(block_hash)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def get(self, block_hash: bytes) -> Optional[Block]:
+        block = self._cache.get(block_hash)
+        if block is not None:
+            return block
+        row = self._db.execute("SELECT header, body FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        if row is None:
+            return None
+        block = decode_stored(row[0], row[1], max_dim=self._max_dim)
+        self._remember(block)
+        return block
+
+    def raw(self, block_hash: bytes) -> Optional[tuple[bytes, bytes]]:
+        """The stored (header, compressed body) bytes, unchecked."""
+        row = self._db.execute("SELECT header, body FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        return None if row is None else (bytes(row[0]), bytes(row[1]))
+
+    def head_hash(self) -> Optional[bytes]:
+        row = self._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def canonical_hash(self, height: int) -> Optional[bytes]:
+        row = self._db.execute("SELECT hash FROM canonical WHERE height=?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def canonical_length(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM canonical").fetchone()
+        return int(row[0])
+
+    def entries(self) -> Iterator[tuple[Header, int]]:
+        for header_raw, work in self._db.execute("SELECT header, work FROM blocks ORDER BY height"):
+            yield decode_header(bytes(header_raw)), int(work)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_store(path: str | os.PathLike | None) -> BlockStore:
+    return MemoryStore() if path is None else SQLiteStore(path)

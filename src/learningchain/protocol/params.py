@@ -1,0 +1,164 @@
+"""Protocol parameters: everything the genesis block fixes (DESIGN.md section 3).
+
+A node belongs to a chain by its genesis hash, and the genesis block commits to
+these parameters through their canonical JSON encoding, so two nodes that accept
+the same genesis agree on every rule below.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from ..errors import ConfigError
+from .quantize import max_exact_messages
+
+__all__ = ["ProtocolParams", "canonical_json", "PRIVACY_SCHEDULES", "MECHANISMS", "CLIP_MODES"]
+
+MECHANISMS = ("l2-laplace", "gaussian", "none")
+#: constant: LearningChain (eps every round); uniform: eps/T; decay: eps/(t(t+1)).
+PRIVACY_SCHEDULES = ("constant", "uniform", "decay")
+CLIP_MODES = ("per-example", "total")
+CONSENSUS = ("pow", "poa")
+#: Largest model dimension: keeps sum(q_i^2) inside int64 (each q_i^2 < 2^41).
+MAX_DIM = 2**22
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Sorted keys, no spaces, no NaN; floats in Python's shortest round-trip form."""
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+    except ValueError as exc:
+        raise ConfigError(f"parameters must be finite numbers: {exc}") from None
+
+
+@dataclass(frozen=True)
+class ProtocolParams:
+    """The rules of one chain. Keyword-only so a call site names what it sets."""
+
+    # model
+    model: dict = field(default_factory=dict)  # architecture spec, see learningchain.models
+    dim: int = 0  # number of model parameters d
+    # update, Eq. 16-17 as descent: w' = w - lr * (rule(messages) / m + lam * w)
+    lr: float = 0.1
+    lam: float = 0.0
+    batch_size: int = 1  # m: examples behind one holder gradient (divides the update)
+    # aggregation (Eq. 14-16 and the other rules)
+    holders: int = 1  # K, the nominal number of data holders
+    aggregator: str = "l-nearest"
+    aggregator_options: dict = field(default_factory=dict)  # e.g. {"l": 15}
+    min_messages: int = 1
+    max_messages: int = 1024
+    # privacy as agreed at initialisation (applied by holders, recorded for audit)
+    clip: float = 1.0  # G
+    clip_mode: str = "per-example"
+    mechanism: str = "l2-laplace"
+    epsilon: float = 1.0
+    delta: float = 0.0
+    schedule: str = "constant"
+    rounds: int = 100  # T, used by the eps/T schedule
+    # encoding
+    quant_bits: int = 20
+    norm_tol_bits: int = 10
+    # consensus
+    consensus: str = "pow"
+    difficulty: int = 12  # leading zero bits of the proof-of-work hash
+    retarget: dict = field(default_factory=dict)  # adaptive difficulty, empty = fixed
+    authorities: tuple = ()  # proof-of-authority signer addresses (hex)
+    # incentives
+    rewards: dict = field(default_factory=dict)
+    # informational: data set, seed... hashed into genesis, not used by validation
+    meta: dict = field(default_factory=dict)
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- checks ---------------------------------------------------------------
+    def validate(self) -> None:
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise ConfigError(what)
+
+        need(isinstance(self.dim, int) and 0 < self.dim <= MAX_DIM,
+             f"dim must be an integer in 1..{MAX_DIM}, got {self.dim!r}")
+        for name in ("lr", "lam", "clip", "epsilon", "delta"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
+                 f"{name} must be a finite number >= 0, got {value!r}")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.clip > 0, f"clip must be > 0, got {self.clip}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
+             f"batch_size must be >= 1, got {self.batch_size!r}")
+        need(isinstance(self.holders, int) and self.holders >= 1, f"holders must be >= 1, got {self.holders!r}")
+        need(self.clip_mode in CLIP_MODES, f"clip_mode must be one of {CLIP_MODES}, got {self.clip_mode!r}")
+        need(self.mechanism in MECHANISMS, f"mechanism must be one of {MECHANISMS}, got {self.mechanism!r}")
+        need(self.schedule in PRIVACY_SCHEDULES,
+             f"schedule must be one of {PRIVACY_SCHEDULES}, got {self.schedule!r}")
+        if self.mechanism != "none":
+            need(self.epsilon > 0, f"epsilon must be > 0 with mechanism {self.mechanism}")
+        if self.mechanism == "gaussian":
+            need(0 < self.delta < 1, f"the gaussian mechanism needs 0 < delta < 1, got {self.delta}")
+        need(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds must be >= 1, got {self.rounds!r}")
+        need(isinstance(self.quant_bits, int) and 8 <= self.quant_bits <= 26,
+             f"quant_bits must be in 8..26, got {self.quant_bits!r}")
+        need(isinstance(self.norm_tol_bits, int) and 4 <= self.norm_tol_bits <= self.quant_bits,
+             f"norm_tol_bits must be in 4..quant_bits, got {self.norm_tol_bits!r}")
+        exact = max_exact_messages(self.quant_bits, self.norm_tol_bits)
+        need(isinstance(self.max_messages, int) and 1 <= self.max_messages <= exact,
+             f"max_messages must be in 1..{exact} (float64 exactness bound for "
+             f"quant_bits={self.quant_bits}), got {self.max_messages!r}")
+        need(isinstance(self.min_messages, int) and 1 <= self.min_messages <= self.max_messages,
+             f"min_messages must be in 1..max_messages, got {self.min_messages!r}")
+        need(self.consensus in CONSENSUS, f"consensus must be one of {CONSENSUS}, got {self.consensus!r}")
+        need(isinstance(self.difficulty, int) and 0 <= self.difficulty <= 64,
+             f"difficulty must be an integer number of bits in 0..64, got {self.difficulty!r}")
+        if self.consensus == "poa":
+            need(len(self.authorities) >= 1, "proof of authority needs at least one authority address")
+        from .aggregation import check_rule
+        from .consensus import check_retarget_options
+
+        check_retarget_options(self.retarget)
+        check_rule(self)
+
+    # -- views ----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["authorities"] = list(self.authorities)
+        return out
+
+    def encode(self) -> bytes:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ProtocolParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown protocol parameter(s) {unknown}; known: {sorted(known)}")
+        data = dict(data)
+        if "authorities" in data:
+            data["authorities"] = tuple(data["authorities"])
+        return cls(**data)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> "ProtocolParams":
+        try:
+            data = json.loads(raw.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"genesis parameters are not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError("genesis parameters must be a JSON object")
+        params = cls.from_dict(data)
+        if params.encode() != raw:
+            raise ConfigError("genesis parameters are not in canonical form")
+        return params
+
+    def replace(self, **changes: Any) -> "ProtocolParams":
+        return replace(self, **changes)
+
+    @property
+    def l(self) -> int:  # noqa: E743 - the paper's name
+        return int(self.aggregator_options.get("l", math.ceil(self.holders / 2)))

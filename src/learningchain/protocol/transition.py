@@ -1,0 +1,195 @@
+"""The state transition: validate a block by recomputing it, and build one.
+
+A block is valid when, given its parent, every commitment in its header is what
+the rules give: the proof of work (or authority seal), the links, the messages
+(each well-formed, signed, for the parent's round and model) and their Merkle
+root, the selection the chain's aggregation rule makes, and the model it
+produces (paper Section V-B: "it checks the correctness of the global model
+update by repeating the predictive model update process"). The first mismatch
+raises :class:`InvalidBlock` with a short reason tag; nothing is mutated.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from ..errors import InvalidBlock, InvalidMessage
+from ..types import Address, Hash32, hexstr
+from .aggregation import Aggregate, Batch, aggregate
+from .block import Block, Header, genesis_header, merkle_root, model_hash, selection_hash
+from .consensus import check_authority, check_pow, expected_difficulty, in_turn_authority
+from .message import Message, validate_message
+from .params import ProtocolParams
+
+__all__ = [
+    "make_genesis",
+    "apply_update",
+    "make_batch",
+    "canonical_messages",
+    "build_block",
+    "validate_header_link",
+    "validate_block",
+    "params_of_genesis",
+]
+
+
+def make_genesis(params: ProtocolParams, model: np.ndarray, *, timestamp: int = 0) -> Block:
+    """The genesis block: height 0, the parameters and the initial model w_0."""
+    model = np.ascontiguousarray(model, dtype=np.float64)
+    if model.shape != (params.dim,):
+        raise ValueError(f"initial model has shape {model.shape}, params say ({params.dim},)")
+    raw = params.encode()
+    from ..crypto import keccak256
+
+    header = genesis_header(params_hash=keccak256(raw), model=model, timestamp=timestamp,
+                            difficulty=params.difficulty if params.consensus == "pow" else 0)
+    return Block(header, (), (), model, raw)
+
+
+def params_of_genesis(genesis: Block) -> ProtocolParams:
+    from ..crypto import keccak256
+
+    if genesis.height != 0:
+        raise InvalidBlock("not-genesis", f"block at height {genesis.height} is not a genesis block")
+    if keccak256(genesis.params) != genesis.header.params_hash:
+        raise InvalidBlock("bad-params-hash", "genesis parameters do not match the header", height=0)
+    params = ProtocolParams.decode(genesis.params)
+    if model_hash(genesis.model) != genesis.header.model_hash or genesis.model.shape != (params.dim,):
+        raise InvalidBlock("bad-model", "genesis model does not match its header or the model size", height=0)
+    return params
+
+
+def apply_update(model: np.ndarray, gradient: np.ndarray, params: ProtocolParams) -> np.ndarray:
+    """Eq. 17 as descent, with Eq. 7's regularisation: w' = w - lr * (g + lam * w).
+
+    Written as separate elementwise IEEE operations so every machine rounds alike.
+    """
+    decay = params.lam * model
+    step = gradient + decay
+    return model - params.lr * step
+
+
+def canonical_messages(messages: Iterable[Message]) -> tuple:
+    """Messages in canonical block order: ascending message hash, duplicates removed."""
+    unique = {m.hash: m for m in messages}
+    return tuple(unique[h] for h in sorted(unique))
+
+
+def make_batch(messages, params: ProtocolParams) -> Batch:
+    q = np.stack([m.q for m in messages]) if messages else np.zeros((0, params.dim), np.int32)
+    norms = np.array([m.norm for m in messages], dtype=np.float64)
+    return Batch(q, norms, tuple(m.hash for m in messages), params.quant_bits)
+
+
+def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggregate, np.ndarray]:
+    agg = aggregate(make_batch(messages, params), params)
+    return agg, apply_update(parent.model, agg.gradient, params)
+
+
+def build_block(parent: Block, messages, params: ProtocolParams, *, genesis_hash: bytes,
+                miner: Address, timestamp: int, difficulty: int) -> Block:
+    """An unsealed block on ``parent``: the rule applied to ``messages`` (any order)."""
+    ordered = canonical_messages(messages)
+    agg, model = _recompute(parent, ordered, params)
+    header = Header(
+        height=parent.height + 1,
+        parent=parent.hash,
+        genesis=Hash32(genesis_hash),
+        timestamp=max(int(timestamp), parent.header.timestamp),
+        params_hash=parent.header.params_hash,
+        messages_root=merkle_root([m.hash for m in ordered]),
+        selection_hash=selection_hash(agg.selection),
+        model_hash=model_hash(model),
+        miner=miner,
+        difficulty=difficulty,
+    )
+    return Block(header, ordered, agg.selection, model)
+
+
+def validate_header_link(header: Header, parent: Header, params: ProtocolParams, *, genesis_hash: bytes,
+                         ancestor: Callable[[bytes], Header]) -> None:
+    """Checks that need only headers: chain, link, height, time, difficulty, seal."""
+    h = header.height
+    if header.genesis != genesis_hash:
+        raise InvalidBlock("wrong-chain",
+                           f"block belongs to the chain with genesis {hexstr(header.genesis)[:14]}, "
+                           f"this node follows {hexstr(genesis_hash)[:14]}", height=h)
+    if header.params_hash != parent.params_hash:
+        raise InvalidBlock("wrong-params", "block commits to other protocol parameters", height=h)
+    if header.parent != parent.hash:
+        raise InvalidBlock("bad-parent", f"parent {hexstr(header.parent)[:14]} is not {hexstr(parent.hash)[:14]}",
+                           height=h)
+    if h != parent.height + 1:
+        raise InvalidBlock("bad-height", f"height {h} does not follow parent height {parent.height}", height=h)
+    if header.timestamp < parent.timestamp:
+        raise InvalidBlock("bad-timestamp", f"timestamp {header.timestamp} is before the parent's {parent.timestamp}",
+                           height=h)
+    if params.consensus == "pow":
+        want = expected_difficulty(params, parent, ancestor)
+        if header.difficulty != want:
+            raise InvalidBlock("bad-difficulty", f"difficulty {header.difficulty}, the rule requires {want}", height=h)
+        check_pow(header)
+    else:
+        check_authority(header, params)
+
+
+def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genesis_hash: bytes,
+                   ancestor: Callable[[bytes], Header], verified: Optional[set] = None) -> Aggregate:
+    """Validate ``block`` on ``parent`` by recomputation; returns the recomputed aggregate.
+
+    ``verified``, when given, holds hashes of messages whose signature and shape
+    this node has already checked (its mempool); they are not checked again (the
+    hash covers every byte, so this is safe), and newly checked ones are added.
+    """
+    header = block.header
+    h = header.height
+    validate_header_link(header, parent.header, params, genesis_hash=genesis_hash, ancestor=ancestor)
+    if block.params:
+        raise InvalidBlock("unexpected-params", "only the genesis block carries parameters", height=h)
+    n = len(block.messages)
+    if n < params.min_messages:
+        raise InvalidBlock("too-few-messages", f"{n} messages, the chain requires at least {params.min_messages}",
+                           height=h)
+    if n > params.max_messages:
+        raise InvalidBlock("too-many-messages", f"{n} messages, the chain allows at most {params.max_messages}",
+                           height=h)
+    hashes = [m.hash for m in block.messages]
+    for i in range(1, n):
+        if not hashes[i - 1] < hashes[i]:
+            raise InvalidBlock("non-canonical-order",
+                               f"message {i} is out of canonical order or a duplicate", height=h)
+    if merkle_root(hashes) != header.messages_root:
+        raise InvalidBlock("bad-messages-root", "messages do not match the header's messages root", height=h)
+    if selection_hash(block.selection) != header.selection_hash:
+        raise InvalidBlock("bad-selection-hash", "selection does not match the header", height=h)
+    if block.model.shape != (params.dim,) or model_hash(block.model) != header.model_hash:
+        raise InvalidBlock("bad-model-hash", "model does not match the header's model hash", height=h)
+    identities = set()
+    for i, m in enumerate(block.messages):
+        if verified is None or m.hash not in verified:
+            try:
+                validate_message(m, params, round=parent.height, base=parent.hash)
+            except InvalidMessage as exc:
+                raise InvalidBlock("bad-message", f"message {i} ({hexstr(m.hash)[:14]}): {exc}", height=h) from None
+            if verified is not None:
+                verified.add(m.hash)
+        elif m.round != parent.height or m.base != parent.hash:
+            raise InvalidBlock("bad-message", f"message {i} is for another round or block", height=h)
+        if m.identity in identities:
+            raise InvalidBlock("duplicate-identity",
+                               f"pseudo-identity {hexstr(m.identity)} appears twice", height=h)
+        identities.add(m.identity)
+    agg, model = _recompute(parent, block.messages, params)
+    if tuple(agg.selection) != tuple(block.selection):
+        raise InvalidBlock("bad-selection",
+                           f"block selects {list(block.selection)[:8]}..., the rule selects {list(agg.selection)[:8]}...",
+                           height=h)
+    if not np.all(np.isfinite(model)):
+        raise InvalidBlock("non-finite-model", "the update overflows to a non-finite model", height=h)
+    if model.tobytes() != block.model.tobytes():
+        diff = float(np.max(np.abs(model - block.model)))
+        raise InvalidBlock("bad-model", f"model differs from the recomputed update (max abs diff {diff:.3g})",
+                           height=h)
+    return agg
