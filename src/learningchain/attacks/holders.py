@@ -29,6 +29,8 @@ class AttackContext:
     honest: Optional[list] = None  # honest holders' vectors this round (omniscient attacks only)
     byzantine_count: int = 1
     holders: int = 1
+    holder: object = None  # the attacker's DataHolder (its data, model, keys)
+    base: object = None  # the block the round builds on
     extra: dict = field(default_factory=dict)
 
 

@@ -220,7 +220,8 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     show = cfg.progress if progress is None else progress
     from tqdm import tqdm
 
-    bar = tqdm(total=cfg.rounds, disable=not show, desc=f"{cfg.dataset} K={cfg.holders}", unit="block")
+    bar = tqdm(total=cfg.rounds, disable=None if show else True, desc=f"{cfg.dataset} K={cfg.holders}",
+               unit="block", mininterval=0.5)
     selected_byz_total = 0
     try:
         for t in range(1, cfg.rounds + 1):

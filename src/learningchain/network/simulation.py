@@ -24,7 +24,7 @@ import numpy as np
 
 from ..attacks.holders import AttackContext, HolderAttack
 from ..errors import InvalidBlock, InvalidMessage, LearningChainError
-from ..holder import DataHolder
+from ..holder import DataHolder, make_messages
 from ..node import Node
 from ..protocol.block import Block
 
@@ -140,10 +140,8 @@ class InProcessNetwork:
     def holder_messages(self, base: Block) -> list:
         reports = {}
         honest_vectors = []
-        for holder in self.holders:
-            if holder.index in self.attacks:
-                continue
-            report = holder.make_message(base)
+        honest = [h for h in self.holders if h.index not in self.attacks]
+        for holder, report in zip(honest, make_messages(honest, base)):
             reports[holder.index] = [report.message]
             honest_vectors.append(report.honest_gradient)
         byz_count = len(self.attacks)
@@ -162,7 +160,7 @@ class InProcessNetwork:
             ctx = AttackContext(round=base.height, dim=holder.params.dim, rng=holder.rng,
                                 own_gradient=own_gradient,
                                 honest=honest_vectors if attack.omniscient else None,
-                                byzantine_count=byz_count, holders=len(self.holders))
+                                byzantine_count=byz_count, holders=len(self.holders), holder=holder, base=base)
             msgs = []
             for j, vector in enumerate(attack(ctx)):
                 key = holder.next_key() if j == 0 else None

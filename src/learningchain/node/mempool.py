@@ -20,7 +20,7 @@ __all__ = ["Mempool"]
 class Mempool:
     def __init__(self, *, max_per_base: int = 4096, max_bases: int = 64, max_seen: int = 1 << 18):
         self._by_base: "OrderedDict[bytes, dict[bytes, Message]]" = OrderedDict()
-        self._seen: "OrderedDict[bytes, None]" = OrderedDict()
+        self._seen: dict = {}  # insertion-ordered: the oldest are dropped first
         self.max_per_base = max_per_base
         self.max_bases = max_bases
         self.max_seen = max_seen
@@ -39,8 +39,6 @@ class Mempool:
             group = self._by_base[msg.base] = {}
             while len(self._by_base) > self.max_bases:
                 self._by_base.popitem(last=False)
-        else:
-            self._by_base.move_to_end(msg.base)
         other = group.get(msg.identity)
         if other is not None:
             if other.hash == msg.hash:
@@ -55,10 +53,12 @@ class Mempool:
         self.mark_seen(msg.hash)
 
     def mark_seen(self, message_hash: bytes) -> None:
+        if message_hash in self._seen:
+            return
         self._seen[message_hash] = None
-        self._seen.move_to_end(message_hash)
-        while len(self._seen) > self.max_seen:
-            self._seen.popitem(last=False)
+        if len(self._seen) > self.max_seen:
+            for old in list(self._seen)[: len(self._seen) - self.max_seen // 2]:
+                del self._seen[old]
 
     def for_base(self, base: bytes) -> list[Message]:
         return list(self._by_base.get(base, {}).values())

@@ -174,10 +174,12 @@ class Node:
             raise
 
     # -- blocks -----------------------------------------------------------------------
-    def _reject(self, block: Block, exc: InvalidBlock) -> InvalidBlock:
-        self.rejected[block.hash] = exc
-        while len(self.rejected) > 4096:
-            self.rejected.popitem(last=False)
+    def _reject(self, block: Block, exc: InvalidBlock, *, final: bool = True) -> InvalidBlock:
+        """Count a refusal; remember it when it is final (a property of the bytes)."""
+        if final:
+            self.rejected[block.hash] = exc
+            while len(self.rejected) > 4096:
+                self.rejected.popitem(last=False)
         self.rejected_by_reason[exc.reason] += 1
         return exc
 
@@ -229,7 +231,7 @@ class Node:
                     raise self._reject(block, InvalidBlock(
                         "unseen-message",
                         f"message {hexstr(m.hash)[:14]} from {hexstr(m.identity)} was never broadcast to this node",
-                        height=block.height))
+                        height=block.height), final=False)
         cache = self.verdicts
         if cache is not None and block.hash in cache.blocks:
             cache.hits += 1

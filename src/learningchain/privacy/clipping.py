@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import weakref
+
 import numpy as np
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from torch.nn import functional as F
 
 from ..errors import ConfigError
 
-__all__ = ["clipped_gradient_sum", "plain_gradient_sum", "ClipStats"]
+__all__ = ["clipped_gradient_sum", "plain_gradient_sum", "ClipStats", "PerExampleClipper"]
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,100 @@ def _total_clip(model, loss, x, y, clip):
     return g * scale, ClipStats(int(x.shape[0]), int(scale < 1.0), norm / max(1, x.shape[0]))
 
 
-class _Capture:
-    """Forward hooks that record (module, input, output) of linear and conv layers."""
+class PerExampleClipper:
+    """Clipped summed gradients of one model, with its layer hooks set up once.
+
+    The forward hooks record a layer's input and output only while a clipped
+    gradient is being computed, so the model can be used normally in between.
+    """
 
     def __init__(self, model: nn.Module):
-        self.records: list = []
-        self.handles = []
-        for module in model.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                self.handles.append(module.register_forward_hook(self._hook))
+        self.model = model
+        self.params = list(model.parameters())
+        self.layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+        self.supported = _supported(model)
+        self._records: list = []
+        self._armed = False
+        if self.supported:
+            for layer in self.layers:
+                layer.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
-        self.records.append((module, inputs[0].detach(), output))
+        if self._armed:
+            self._records.append((module, inputs[0].detach(), output))
 
-    def close(self):
-        for h in self.handles:
-            h.remove()
+    def __call__(self, loss, x: torch.Tensor, y: torch.Tensor, *, clip: float) -> tuple[np.ndarray, ClipStats]:
+        grads, stats = self.segments(loss, x, y, [(0, int(x.shape[0]))], clip=clip)
+        return grads[0], stats[0]
+
+    def segments(self, loss, x: torch.Tensor, y: torch.Tensor, spans, *, clip: float):
+        """Clipped sums over consecutive slices ``[start, stop)`` of one batch: the
+        gradients of several holders at the same model in one forward and one
+        backward pass. Returns a (len(spans), d) float64 array and their stats."""
+        if not self.supported:
+            return self._fallback(loss, x, y, spans, clip)
+        self._records = []
+        self._armed = True
+        try:
+            out = self.model(x)
+        finally:
+            self._armed = False
+        records, self._records = self._records, []
+        if any(isinstance(m, nn.Linear) and a.dim() != 2 for m, a, _ in records):
+            return self._fallback(loss, x, y, spans, clip)
+        douts = torch.autograd.grad(loss(out, y).sum(), [r[2] for r in records])
+        batch = x.shape[0]
+        sq = torch.zeros(batch, dtype=out.dtype)
+        per_conv = {}
+        for i, ((module, a, _), d) in enumerate(zip(records, douts)):
+            if isinstance(module, nn.Linear):
+                dd = (d * d).sum(1)
+                sq += (a * a).sum(1) * dd
+                if module.bias is not None:
+                    sq += dd
+            else:
+                pe = _conv_per_example(module, a, d)
+                per_conv[i] = pe
+                sq += (pe * pe).sum((1, 2))
+                if module.bias is not None:
+                    bsum = d.sum((2, 3))
+                    sq += (bsum * bsum).sum(1)
+        norms = sq.sqrt()
+        coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
+        scaled = []
+        for i, ((module, a, _), d) in enumerate(zip(records, douts)):
+            if isinstance(module, nn.Linear):
+                scaled.append((module, a, d * coef[:, None]))
+            else:
+                scaled.append((module, per_conv[i] * coef[:, None, None], d.sum((2, 3)) * coef[:, None]))
+        out_grads = np.empty((len(spans), sum(p.numel() for p in self.params)), dtype=np.float64)
+        stats = []
+        for row, (lo, hi) in enumerate(spans):
+            grads: dict[int, torch.Tensor] = {}
+            for module, first, second in scaled:
+                if isinstance(module, nn.Linear):
+                    gw = second[lo:hi].t() @ first[lo:hi]
+                    gb = second[lo:hi].sum(0) if module.bias is not None else None
+                else:
+                    gw = first[lo:hi].sum(0).reshape(module.weight.shape)
+                    gb = second[lo:hi].sum(0) if module.bias is not None else None
+                key = id(module.weight)
+                grads[key] = grads[key] + gw if key in grads else gw
+                if gb is not None:
+                    key = id(module.bias)
+                    grads[key] = grads[key] + gb if key in grads else gb
+            out_grads[row] = torch.cat([grads[id(p)].reshape(-1) for p in self.params]).detach().double().numpy()
+            part = norms[lo:hi]
+            stats.append(ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0))
+        return out_grads, stats
+
+    def _fallback(self, loss, x, y, spans, clip):
+        rows, stats = [], []
+        for lo, hi in spans:
+            g, st = _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
+            rows.append(g)
+            stats.append(st)
+        return np.stack(rows), stats
 
 
 def _supported(model: nn.Module) -> bool:
@@ -85,6 +165,9 @@ def _conv_per_example(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> to
     return torch.einsum("bop,bkp->bok", d, cols)  # (B, O, C*k*k)
 
 
+_CLIPPERS: "weakref.WeakKeyDictionary[nn.Module, PerExampleClipper]" = weakref.WeakKeyDictionary()
+
+
 def clipped_gradient_sum(model: nn.Module, loss, x: torch.Tensor, y: torch.Tensor, *, clip: float,
                          mode: str = "per-example") -> tuple[np.ndarray, ClipStats]:
     """Sum over the batch of per-example gradients clipped at ``clip`` (G)."""
@@ -94,50 +177,10 @@ def clipped_gradient_sum(model: nn.Module, loss, x: torch.Tensor, y: torch.Tenso
         return _total_clip(model, loss, x, y, clip)
     if mode != "per-example":
         raise ConfigError(f"unknown clip mode {mode!r}; known: per-example, total")
-    if not _supported(model):
-        return _functorch_clip(model, loss, x, y, clip)
-    cap = _Capture(model)
-    try:
-        out = model(x)
-    finally:
-        cap.close()
-    losses = loss(out, y)
-    outputs = [rec[2] for rec in cap.records]
-    douts = torch.autograd.grad(losses.sum(), outputs)
-    batch = x.shape[0]
-    sq = torch.zeros(batch, dtype=out.dtype)
-    per_conv = {}
-    for i, ((module, a, _), d) in enumerate(zip(cap.records, douts)):
-        if isinstance(module, nn.Linear):
-            if a.dim() != 2:
-                return _functorch_clip(model, loss, x, y, clip)
-            sq += (a * a).sum(1) * (d * d).sum(1)
-            if module.bias is not None:
-                sq += (d * d).sum(1)
-        else:
-            pe = _conv_per_example(module, a, d)
-            per_conv[i] = pe
-            sq += (pe * pe).sum((1, 2))
-            if module.bias is not None:
-                bsum = d.sum((2, 3))
-                sq += (bsum * bsum).sum(1)
-    norms = sq.sqrt()
-    coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
-    grads: dict[int, torch.Tensor] = {}
-    for i, ((module, a, _), d) in enumerate(zip(cap.records, douts)):
-        if isinstance(module, nn.Linear):
-            dc = d * coef[:, None]
-            gw = dc.t() @ a
-            gb = dc.sum(0) if module.bias is not None else None
-        else:
-            gw = torch.einsum("b,bok->ok", coef, per_conv[i]).reshape(module.weight.shape)
-            gb = (d.sum((2, 3)) * coef[:, None]).sum(0) if module.bias is not None else None
-        grads[id(module.weight)] = grads.get(id(module.weight), 0) + gw
-        if gb is not None:
-            grads[id(module.bias)] = grads.get(id(module.bias), 0) + gb
-    flat = torch.cat([grads[id(p)].reshape(-1) for p in model.parameters()])
-    stats = ClipStats(int(batch), int((norms > clip).sum()), float(norms.mean()) if batch else 0.0)
-    return flat.detach().to(torch.float64).numpy(), stats
+    clipper = _CLIPPERS.get(model)
+    if clipper is None:
+        clipper = _CLIPPERS[model] = PerExampleClipper(model)
+    return clipper(loss, x, y, clip=clip)
 
 
 def _functorch_clip(model, loss, x, y, clip):

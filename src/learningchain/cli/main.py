@@ -1,0 +1,205 @@
+"""The ``learningchain`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional
+
+from ..errors import LearningChainError
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and model")
+    g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist (default synthetic)")
+    g.add_argument("--data-dir", help="directory with IDX files (mnist, fashion-mnist)")
+    g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
+    g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
+    g = p.add_argument_group("parties")
+    g.add_argument("--holders", type=int, metavar="K", help="data holders (default per dataset: 30, 10, 100)")
+    g.add_argument("--miners", type=int, metavar="M", help="computing nodes (default K: every holder mines)")
+    g.add_argument("--byzantine", type=int, metavar="B", help="Byzantine data holders (default 0)")
+    g.add_argument("--attack", help="what Byzantine holders send (default gaussian: N(0, 200^2 I))")
+    g.add_argument("--fresh-identities", action="store_const", const=True,
+                   help="a new pseudo-identity for every holder in every round")
+    g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes")
+    g.add_argument("--byzantine-power", type=float, metavar="P", help="their share of hash power")
+    g.add_argument("--miner-attack", metavar="NAME", help="what Byzantine miners do")
+    g = p.add_argument_group("learning")
+    g.add_argument("--aggregator", help="aggregation rule (default l-nearest)")
+    g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
+    g.add_argument("--rounds", type=int, metavar="T", help="rounds (blocks) to run")
+    g.add_argument("--lr", type=float, help="learning rate eta")
+    g.add_argument("--lam", type=float, help="L2 regularisation lambda (default 0)")
+    g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
+    g.add_argument("--target-error", type=float, metavar="E", help="stop once the head model's test error <= E")
+    g = p.add_argument_group("privacy")
+    g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
+    g.add_argument("--no-dp", action="store_const", const=True, help="no noise (clipping still applies)")
+    g.add_argument("--mechanism", help="l2-laplace (default, the paper's) or gaussian")
+    g.add_argument("--delta", type=float, help="delta for the gaussian mechanism")
+    g.add_argument("--schedule", help="constant (LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
+    g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
+    g.add_argument("--clip-mode", help="per-example (default) or total (the literal Eq. 9)")
+    g = p.add_argument_group("chain")
+    g.add_argument("--backend", help="native (default) or ethereum")
+    g.add_argument("--rpc-url", help="JSON-RPC endpoint for --backend ethereum (default: in-process EVM)")
+    g.add_argument("--difficulty", type=int, metavar="BITS", help="proof-of-work difficulty in bits (default 8)")
+    g = p.add_argument_group("run")
+    g.add_argument("--seed", type=int, metavar="S")
+    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<time>)")
+    g.add_argument("--force", action="store_const", const=True, help="replace a run already in --out")
+    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the head model every N rounds")
+    g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key (repeatable), e.g. --set attack_options={sigma=50}")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+_TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
+               "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "aggregator", "l",
+               "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
+               "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out", "force",
+               "eval_every"]
+
+
+def train_config_from_args(args) -> "TrainConfig":
+    from ..config import TrainConfig, load_toml, parse_set
+
+    data: dict = {}
+    if args.config:
+        data.update(load_toml(args.config))
+    for key in _TRAIN_KEYS:
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    data.update(parse_set(args.set))
+    return TrainConfig.from_dict(data)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def print_summary_table(summary: dict) -> None:
+    rows = [
+        ("dataset", summary.get("dataset")),
+        ("holders / miners / byzantine", f"{summary['holders']} / {summary['miners']} / {summary['byzantine']}"),
+        ("aggregator", f"{summary['aggregator']}" + (f" (l={summary['l']})" if summary.get("l") else "")),
+        ("rounds / height", f"{summary['rounds']} / {summary['height']}"),
+        ("test error", _fmt(summary["test_error"])),
+        ("baseline test error", _fmt(summary["baseline_test_error"])),
+        ("epsilon per round / total", f"{summary['epsilon_per_round']} / {summary['epsilon_total']}"),
+        ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
+        ("wall seconds", _fmt(summary["wall_seconds"])),
+        ("run directory", summary.get("out")),
+    ]
+    for extra in ("verdict", "gas_per_round", "contract_address"):
+        if extra in summary:
+            rows.append((extra.replace("_", " "), summary[extra]))
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+
+
+def cmd_train(args) -> int:
+    from ..experiments.train import run_training
+
+    cfg = train_config_from_args(args)
+    summary = run_training(cfg, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary_table(summary)
+    return 0
+
+
+def cmd_chain_verify(args) -> int:
+    from ..node.verify import verify_chain
+
+    report = verify_chain(args.path, last=args.last)
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+def cmd_chain_head(args) -> int:
+    from ..node.verify import chain_head
+
+    height, head = chain_head(args.path)
+    print(f"{height} 0x{head.hex()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="learningchain",
+                                     description="Decentralized, private and Byzantine-tolerant learning on a blockchain")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model on the chain (K holders, M computing nodes)")
+    _add_train_options(p)
+    p.set_defaults(func=cmd_train)
+
+    chain = sub.add_parser("chain", help="inspect and verify a stored chain")
+    csub = chain.add_subparsers(dest="chain_command", metavar="ACTION")
+    csub.required = True
+    p = csub.add_parser("verify", help="replay a stored chain and check every block")
+    p.add_argument("path", help="chain.sqlite or a run directory")
+    p.add_argument("--last", type=int, metavar="S", help="check only the last S blocks (the holders' final check)")
+    p.set_defaults(func=cmd_chain_verify)
+    p = csub.add_parser("head", help="print the head height and hash")
+    p.add_argument("path", help="chain.sqlite or a run directory")
+    p.set_defaults(func=cmd_chain_head)
+
+    for register in _EXTENSIONS:
+        register(sub, csub)
+    return parser
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"learningchain {__version__}"
+
+
+#: Other modules add subcommands here: register(subparsers, chain_subparsers).
+_EXTENSIONS: list = []
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in ("reproduce", "grid", "netcmd", "balances"):
+        try:
+            mod = importlib.import_module(f"{__package__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+            continue
+        if mod.register not in _EXTENSIONS:
+            _EXTENSIONS.append(mod.register)
+
+
+def main(argv: Optional[list] = None) -> int:
+    _load_extensions()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LearningChainError as exc:
+        print(f"learningchain: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("learningchain: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""End-to-end runs through the chain, against the centralized baseline (issue: done-when)."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from learningchain.config import TrainConfig
+from learningchain.errors import ConfigError
+from learningchain.experiments.train import run_training
+from learningchain.node.verify import verify_chain
+
+
+def run(tmp_path, **kw):
+    kw.setdefault("progress", False)
+    return run_training(TrainConfig(out=str(tmp_path), force=True, **kw))
+
+
+@pytest.mark.slow
+def test_breast_cancer_without_privacy_reaches_the_baseline(tmp_path):
+    s = run(tmp_path, dataset="breast-cancer", no_dp=True, rounds=300)
+    assert s["rounds"] == 300 and s["height"] == 300
+    assert abs(s["test_error"] - s["baseline_test_error"]) <= 0.03
+    assert s["rejected_blocks"] == 0 and s["epsilon_total"] is None
+    assert verify_chain(tmp_path).ok
+
+
+@pytest.mark.slow
+def test_breast_cancer_with_two_gaussian_byzantine_holders_stays_near_the_baseline(tmp_path):
+    s = run(tmp_path, dataset="breast-cancer", no_dp=True, rounds=300, byzantine=2, attack="gaussian")
+    assert abs(s["test_error"] - s["baseline_test_error"]) <= 0.05
+    assert len(s["byzantine_holders"]) == 2
+
+
+@pytest.mark.slow
+def test_synthetic_with_five_of_thirty_byzantine_holders_stays_near_the_baseline(tmp_path):
+    s = run(tmp_path, dataset="synthetic", no_dp=True, rounds=200, byzantine=5)
+    assert s["holders"] == 30 and s["miners"] == 30
+    assert abs(s["test_error"] - s["baseline_test_error"]) <= 0.05
+    assert verify_chain(tmp_path).ok
+
+
+def test_run_directory_has_every_artifact(tmp_path):
+    s = run(tmp_path, dataset="breast-cancer", rounds=5, epsilon=0.3)
+    for name in ("summary.json", "metrics.csv", "curve.png", "chain.sqlite", "model.npy", "model.json"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("test_error", "baseline_test_error", "rounds", "height", "rejected_blocks", "epsilon_per_round",
+                "epsilon_total", "wall_seconds"):
+        assert key in summary
+    assert summary["epsilon_per_round"] == 0.3 and summary["epsilon_total"] == pytest.approx(1.5)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert {"round", "test_error", "train_loss", "selected_byzantine"} <= set(rows[0])
+    model = np.load(tmp_path / "model.npy", allow_pickle=False)
+    assert model.shape == (31,)
+
+
+def test_the_reported_model_is_the_head_block_model(tmp_path):
+    from learningchain.node import Node, SQLiteStore
+    from learningchain.node.store import decode_stored
+
+    s = run(tmp_path, dataset="breast-cancer", rounds=4, epsilon=1.0)
+    store = SQLiteStore(tmp_path / "chain.sqlite", create=False)
+    head = store.get(store.head_hash())
+    assert np.array_equal(head.model, np.load(tmp_path / "model.npy"))
+    assert head.height == s["height"] == 4
+
+
+def test_same_seed_gives_the_same_chain(tmp_path):
+    a = run(tmp_path / "a", dataset="breast-cancer", rounds=6, epsilon=0.5, byzantine=1)
+    b = run(tmp_path / "b", dataset="breast-cancer", rounds=6, epsilon=0.5, byzantine=1)
+    c = run(tmp_path / "c", dataset="breast-cancer", rounds=6, epsilon=0.5, byzantine=1, seed=1)
+    assert a["head_hash"] == b["head_hash"] != c["head_hash"]
+
+
+def test_target_error_stops_the_run_early(tmp_path):
+    s = run(tmp_path, dataset="breast-cancer", no_dp=True, rounds=200, target_error=0.1)
+    assert s["stopped_by"] == "target-error" and s["rounds"] < 200 and s["test_error"] <= 0.1
+
+
+def test_an_existing_run_is_not_overwritten_without_force(tmp_path):
+    run(tmp_path, dataset="breast-cancer", rounds=2)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_training(TrainConfig(dataset="breast-cancer", rounds=2, out=str(tmp_path), progress=False))
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"dataset": "cifar"}, "unknown dataset"),
+    ({"holders": 0}, "positive integer"),
+    ({"byzantine": 5, "holders": 3}, "cannot exceed"),
+    ({"epsilon": float("nan")}, "finite"),
+    ({"aggregator": "median-of-means"}, "unknown aggregator"),
+    ({"attack": "teleport", "byzantine": 1}, "unknown attack"),
+])
+def test_bad_options_are_refused_with_a_clear_error(tmp_path, bad, match):
+    with pytest.raises(ConfigError, match=match):
+        run(tmp_path, **{"dataset": "breast-cancer", "rounds": 2, **bad})
+
+
+def test_fresh_identities_give_a_new_pseudo_identity_every_round(tmp_path):
+    from learningchain.node import SQLiteStore
+
+    run(tmp_path, dataset="breast-cancer", rounds=3, epsilon=1.0, fresh_identities=True)
+    store = SQLiteStore(tmp_path / "chain.sqlite", create=False)
+    ids = [m.identity for b in store.canonical_blocks(1) for m in b.messages]
+    assert len(ids) == 30 and len(set(ids)) == 30

@@ -1,0 +1,189 @@
+"""The sans-I/O node: acceptance, fork choice, orphans, and an untouched store on bad input."""
+
+import numpy as np
+import pytest
+
+from learningchain.errors import DecodeError, InvalidBlock, StoreError
+from learningchain.node import MemoryStore, Node, SQLiteStore
+from learningchain.protocol import Block, build_block
+from learningchain.protocol.consensus import solve_pow
+
+from ..helpers import genesis_for, honest_vectors, make_keys, message_for, mine_block, small_params
+
+
+def grow(node, parent, seed, *, ts_offset=1000, n=6):
+    """A valid block on ``parent`` with fresh holders, sealed."""
+    params = node.params
+    keys = make_keys(n, seed=seed)
+    rng = np.random.default_rng(seed)
+    msgs = [message_for(k, params, parent, v) for k, v in zip(keys, honest_vectors(params, n, rng))]
+    blk = build_block(parent, msgs, params, genesis_hash=node.genesis_hash, miner=b"\x00" * 20,
+                      timestamp=parent.header.timestamp + ts_offset, difficulty=node.next_difficulty(parent.header))
+    return Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
+
+
+@pytest.fixture
+def world():
+    params = small_params()
+    genesis = genesis_for(params)
+    return params, genesis
+
+
+def test_a_valid_block_becomes_the_head(world):
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    out = node.on_block(b1)
+    assert out.status == "accepted" and out.new_head and node.head_hash == b1.hash
+    assert node.on_block(b1).status == "known"
+
+
+def test_invalid_block_leaves_the_store_and_head_untouched(world):
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    model = b1.model.copy()
+    model[0] += 1.0
+    bad = Block(b1.header, b1.messages, b1.selection, model)
+    with pytest.raises(InvalidBlock):
+        node.on_block(bad)
+    assert node.head_hash == genesis.hash and node.store.get(bad.hash) is None
+    assert node.rejected_by_reason["bad-model-hash"] == 1
+    with pytest.raises(DecodeError):
+        node.on_block(b"\x00\x01")
+    assert node.rejected_by_reason["malformed"] == 1
+
+
+def test_heavier_fork_wins_and_the_node_reorganises(world):
+    params, genesis = world
+    node = Node(genesis)
+    a1 = grow(node, genesis, 1)
+    node.on_block(a1)
+    b1 = grow(node, genesis, 2, ts_offset=1500)
+    b2 = grow(node, b1, 3)
+    node.on_block(b1)
+    out = node.on_block(b2)
+    assert out.new_head and out.reorg and node.head_hash == b2.hash
+    assert node.canonical_hashes() == [genesis.hash, b1.hash, b2.hash]
+
+
+def test_equal_work_breaks_ties_by_the_lower_hash_whatever_the_arrival_order(world):
+    params, genesis = world
+    x = grow(Node(genesis), genesis, 1)
+    y = grow(Node(genesis), genesis, 2)
+    first = Node(genesis)
+    first.on_block(x)
+    first.on_block(y)
+    second = Node(genesis)
+    second.on_block(y)
+    second.on_block(x)
+    assert first.head_hash == second.head_hash == min(x.hash, y.hash)
+
+
+def test_shorter_chain_but_heavier_weight_wins(world):
+    params, genesis = world
+    hard_params = small_params(difficulty=4)
+    node = Node(genesis)
+    # two blocks at difficulty 4 (work 32) lose against nothing heavier; check work bookkeeping
+    a1 = grow(node, genesis, 1)
+    a2 = grow(node, a1, 2)
+    node.on_block(a1)
+    node.on_block(a2)
+    assert node.work[a2.hash] == 2 * 2**hard_params.difficulty
+
+
+def test_an_invalid_fork_never_wins_whatever_its_length(world):
+    params, genesis = world
+    node = Node(genesis)
+    good = grow(node, genesis, 1)
+    node.on_block(good)
+    bad1 = grow(node, genesis, 5, ts_offset=1200)
+    model = bad1.model.copy()
+    model[2] -= 0.5
+    import dataclasses
+
+    from learningchain.protocol import model_hash
+
+    header = dataclasses.replace(bad1.header, model_hash=model_hash(model), seal=b"", _cache={})
+    bad1 = Block(solve_pow(header), bad1.messages, bad1.selection, model)
+    helper = Node(genesis)  # a node that would build on it anyway
+    bad2 = grow(helper, bad1, 6)
+    bad3 = grow(helper, bad2, 7)
+    with pytest.raises(InvalidBlock, match="bad-model"):
+        node.on_block(bad1)
+    for blk in (bad2, bad3):
+        with pytest.raises(InvalidBlock, match="invalid-ancestor"):
+            node.on_block(blk)
+    assert node.head_hash == good.hash
+
+
+def test_orphans_connect_when_their_parent_arrives(world):
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    out = node.on_block(b2)
+    assert out.status == "orphan" and out.missing == b1.hash
+    out = node.on_block(b1)
+    assert out.connected == (b2.hash,)
+    assert node.head_hash == b2.hash
+
+
+def test_block_with_a_message_the_node_never_saw_is_refused_when_it_checks(world):
+    params, genesis = world
+    strict = Node(genesis, check_unseen=True)
+    lax = Node(genesis)
+    b1 = grow(lax, genesis, 1)
+    with pytest.raises(InvalidBlock, match="never broadcast"):
+        strict.on_block(b1)
+    for m in b1.messages:
+        strict.on_message(m)
+    assert strict.on_block(b1).status == "accepted"
+
+
+def test_sqlite_store_survives_a_restart_with_the_same_head(world, tmp_path):
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    node.on_block(b1)
+    node.on_block(b2)
+    node.store.close()
+    again = Node(genesis, store=SQLiteStore(path))
+    assert again.head_hash == b2.hash and again.height == 2
+    assert again.head == b2
+    other = genesis_for(params, seed=5)
+    again.store.close()
+    with pytest.raises(StoreError, match="genesis"):
+        Node(other, store=SQLiteStore(path))
+
+
+def test_sqlite_canonical_index_follows_a_reorg(world, tmp_path):
+    params, genesis = world
+    store = SQLiteStore(tmp_path / "c.sqlite")
+    node = Node(genesis, store=store)
+    a1 = grow(node, genesis, 1)
+    node.on_block(a1)
+    b1 = grow(node, genesis, 2, ts_offset=1500)
+    b2 = grow(node, b1, 3)
+    node.on_block(b1)
+    node.on_block(b2)
+    assert [store.canonical_hash(h) for h in range(3)] == [genesis.hash, b1.hash, b2.hash]
+    assert store.canonical_hash(3) is None
+
+
+def test_a_block_from_another_genesis_is_refused_with_a_clear_error(world):
+    params, genesis = world
+    other_genesis = genesis_for(params, seed=9)
+    foreign = grow(Node(other_genesis), other_genesis, 1)
+    with pytest.raises(InvalidBlock, match="belongs to the chain with genesis") as info:
+        Node(genesis).on_block(foreign)
+    assert info.value.reason == "wrong-chain"
+
+
+def test_mining_needs_enough_messages(world):
+    params, genesis = world
+    node = Node(genesis)
+    with pytest.raises(InvalidBlock, match="too-few-messages"):
+        node.template(timestamp=2000)

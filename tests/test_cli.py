@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from learningchain.cli.main import main
+
+
+def test_train_then_verify_through_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "5", "--epsilon", "0.3", "--out", str(out),
+                 "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "baseline test error" in table and "test error" in table
+    assert main(["chain", "verify", str(out)]) == 0
+    assert "OK: 5 blocks verified" in capsys.readouterr().out
+    assert main(["chain", "head", str(out / "chain.sqlite")]) == 0
+    assert capsys.readouterr().out.startswith("5 0x")
+
+
+def test_toml_config_and_overrides(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[train]\ndataset = "breast-cancer"\nrounds = 3\nno_dp = true\nholders = 5\n')
+    out = tmp_path / "o"
+    assert main(["train", "--config", str(cfg), "--set", "l=2", "--out", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["holders"] == 5 and summary["rounds"] == 3 and summary["l"] == 2
+
+
+def test_unknown_config_key_is_an_error_not_a_crash(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('dataset = "synthetic"\nlearning_rate = 3\n')
+    assert main(["train", "--config", str(cfg), "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "unknown option 'learning_rate'" in capsys.readouterr().err
+
+
+def test_missing_config_file_and_missing_chain_are_clear_errors(tmp_path, capsys):
+    assert main(["train", "--config", str(tmp_path / "none.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["chain", "verify", str(tmp_path / "none.sqlite")]) == 2
+    assert "no chain" in capsys.readouterr().err
+
+
+def test_unknown_option_is_refused_by_argparse():
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--warp-speed"])
+    assert info.value.code == 2
