@@ -81,11 +81,12 @@ class RoundResult:
 
 class InProcessNetwork:
     def __init__(self, genesis: Block, holders: list, miners: list, *, rng: np.random.Generator,
-                 attacks: Optional[dict] = None):
+                 attacks: Optional[dict] = None, batch_holders: bool = True):
         """``holders``: DataHolder objects; ``attacks``: holder index -> HolderAttack for the
         Byzantine ones; ``miners``: Miner objects (their powers are normalised)."""
         self.genesis = genesis
         self.holders = holders
+        self.batch_holders = batch_holders
         self.attacks: dict[int, HolderAttack] = attacks or {}
         self.miners = miners
         self.rng = rng
@@ -141,7 +142,8 @@ class InProcessNetwork:
         reports = {}
         honest_vectors = []
         honest = [h for h in self.holders if h.index not in self.attacks]
-        for holder, report in zip(honest, make_messages(honest, base)):
+        made = make_messages(honest, base) if self.batch_holders else [h.make_message(base) for h in honest]
+        for holder, report in zip(honest, made):
             reports[holder.index] = [report.message]
             honest_vectors.append(report.honest_gradient)
         byz_count = len(self.attacks)
