@@ -48,6 +48,10 @@ class TrainConfig:
     byzantine_miners: int = 0
     byzantine_power: float = 0.0
     miner_attack: str = "wrong-model"
+    miner_attack_options: dict = field(default_factory=dict)
+    check_unseen: bool = True  # honest nodes refuse blocks with messages never broadcast to them (Sec. V-B)
+    min_inclusion: float = 0.0  # honest nodes refuse blocks omitting more of their mempool (0 = off)
+    verify_last: int = 6  # s of the holders' final check reported in the summary
     # learning and aggregation
     aggregator: str = "l-nearest"
     l: Optional[int] = None  # default ceil(K/2)
@@ -116,6 +120,9 @@ class TrainConfig:
              f"difficulty must be an integer number of bits in 0..40, got {self.difficulty!r}")
         need(isinstance(self.eval_every, int) and self.eval_every >= 1, "eval_every must be >= 1")
         need(self.target_error is None or 0 <= self.target_error <= 1, "target_error must be in [0, 1]")
+        need(isinstance(self.min_inclusion, (int, float)) and 0 <= self.min_inclusion <= 1,
+             f"min_inclusion must be in [0, 1], got {self.min_inclusion!r}")
+        need(isinstance(self.verify_last, int) and self.verify_last >= 1, "verify_last must be >= 1")
 
     # -- resolved views ------------------------------------------------------------
     def resolved(self) -> "TrainConfig":

@@ -176,7 +176,7 @@ _EXTENSIONS: list = []
 def _load_extensions() -> None:
     import importlib
 
-    for name in ("reproduce", "grid", "netcmd", "balances"):
+    for name in ("reproduce", "grid", "netcmd", "balances", "security"):
         try:
             mod = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:

@@ -170,7 +170,11 @@ def build_parties(cfg: TrainConfig) -> _Parties:
 
 
 def build_miners(cfg: TrainConfig, genesis, store_path: Path) -> tuple[list, int]:
-    """M computing nodes: honest ones share one verdict cache; node 0 archives to SQLite."""
+    """M computing nodes: honest ones share one verdict cache; node 0 archives to SQLite.
+
+    The last ``byzantine_miners`` nodes are Byzantine and share ``byzantine_power``
+    of the hash power; the honest ones share the rest equally.
+    """
     rng = np.random.default_rng([cfg.seed, 2])
     verdicts = VerdictCache()
     n_byz = cfg.byzantine_miners
@@ -178,25 +182,26 @@ def build_miners(cfg: TrainConfig, genesis, store_path: Path) -> tuple[list, int
         raise ConfigError(f"byzantine_miners ({n_byz}) must leave at least one honest miner of {cfg.miners}")
     honest_power = (1.0 - cfg.byzantine_power) / (cfg.miners - n_byz)
     miners = []
-    strategy_factory = None
+    factory = None
     if n_byz:
-        from ..attacks.miners import make_miner_strategy
+        from ..attacks.miners import miner_strategy_factory
 
-        strategy_factory = lambda: make_miner_strategy(cfg.miner_attack)  # noqa: E731
+        factory = miner_strategy_factory(cfg.miner_attack, seed=cfg.seed, **cfg.miner_attack_options)
     from ..crypto import PrivateKey
 
     for j in range(cfg.miners):
         byzantine = j >= cfg.miners - n_byz
         key = PrivateKey.generate(rng)
-        store = SQLiteStore(store_path) if j == 0 else None
         if byzantine:
-            strategy = strategy_factory()
-            node = Node(genesis, name=f"byzantine-{j}", miner=key.address,
-                        check_unseen=False, keep_bodies=cfg.keep_bodies, **strategy.node_options())
+            strategy = factory()
+            node = Node(genesis, name=f"byzantine-{j}", miner=key.address, keep_bodies=cfg.keep_bodies,
+                        **strategy.node_options())
             miners.append(Miner(node, cfg.byzantine_power / n_byz, strategy))
         else:
+            store = SQLiteStore(store_path) if j == 0 else None
             node = Node(genesis, store=store, name=f"node-{j}", miner=key.address, verdicts=verdicts,
-                        check_unseen=True, keep_bodies=None if store is not None else cfg.keep_bodies)
+                        check_unseen=cfg.check_unseen, min_inclusion=cfg.min_inclusion,
+                        keep_bodies=None if store is not None else cfg.keep_bodies)
             miners.append(Miner(node, honest_power, HonestMiner()))
     return miners, n_byz
 

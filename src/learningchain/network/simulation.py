@@ -98,6 +98,11 @@ class InProcessNetwork:
         if not honest:
             raise LearningChainError("the simulation needs at least one honest computing node to observe")
         self.reference = honest[0].node
+        # A light client that follows the heaviest chain by proof of work without
+        # replaying blocks: what a holder sees if it trusts the chain unchecked.
+        self.observer = Node(genesis, name="light-client", validation="header")
+        self.invalid_blocks: set = set()  # blocks Byzantine miners know to be invalid
+        self._sent_for: Optional[bytes] = None
         self.round = 0
         self.mining_tries = 0
         self.rejected_blocks: dict[bytes, str] = {}  # block hash -> reason, refused by honest nodes
@@ -128,6 +133,10 @@ class InProcessNetwork:
                     self.messages_rejected[exc.reason] += 1
 
     def broadcast_block(self, block: Block, rejections: Counter) -> None:
+        try:
+            self.observer.on_block(block)
+        except InvalidBlock:
+            pass
         for i, miner in enumerate(self.miners):
             try:
                 miner.node.on_block(block)
@@ -182,8 +191,10 @@ class InProcessNetwork:
     def step(self) -> RoundResult:
         start = time.perf_counter()
         base = self.head
-        for msg in self.holder_messages(base):
-            self.broadcast_message(msg)
+        if base.hash != self._sent_for:  # holders answer each new head once
+            self._sent_for = base.hash
+            for msg in self.holder_messages(base):
+                self.broadcast_message(msg)
         winner = int(self.rng.choice(len(self.miners), p=self.power))
         ts = self.timestamp()
         rejections: Counter = Counter()
@@ -192,11 +203,10 @@ class InProcessNetwork:
         for block in self.miners[winner].strategy.propose(self.miners[winner], self, ts):
             proposed.append(block.hash)
             self.broadcast_block(block, rejections)
-        for i, miner in enumerate(self.miners):
-            if i != winner:
-                for block in miner.strategy.on_round_end(miner, self, ts):
-                    proposed.append(block.hash)
-                    self.broadcast_block(block, rejections)
+        for miner in self.miners:
+            for block in miner.strategy.on_round_end(miner, self, ts):
+                proposed.append(block.hash)
+                self.broadcast_block(block, rejections)
         new_head = self.head
         self.round += 1
         return RoundResult(self.round, winner, proposed, new_head, new_head.hash != base.hash, rejections,

@@ -22,12 +22,17 @@ from ..protocol.block import Block, Header, decode_block
 from ..protocol.consensus import block_work, expected_difficulty, in_turn_authority, seal_authority, solve_pow
 from ..protocol.forkchoice import is_heavier
 from ..protocol.message import Message, decode_message, validate_message
-from ..protocol.transition import build_block, params_of_genesis, validate_block
+from ..protocol.transition import build_block, params_of_genesis, validate_block, validate_header_link
 from ..types import ZERO_ADDRESS, Address, hexstr
 from .mempool import Mempool
 from .store import BlockStore, MemoryStore
 
-__all__ = ["Node", "BlockOutcome", "VerdictCache"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES"]
+
+#: full: validate by recomputation (an honest computing node); header: proof of
+#: work and links only (a light client that trusts the heaviest chain); none: no
+#: checks at all (a Byzantine node that skips validation).
+VALIDATION_MODES = ("full", "header", "none")
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Node:
     def __init__(self, genesis: Block, *, store: Optional[BlockStore] = None, name: str = "",
                  miner: Address = ZERO_ADDRESS, key: Optional[PrivateKey] = None,
                  verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
+                 min_inclusion: float = 0.0, validation: str = "full",
                  keep_bodies: Optional[int] = None, max_orphans: int = 256):
         self.params = params_of_genesis(genesis)
         self.genesis = genesis
@@ -70,6 +76,12 @@ class Node:
         self.miner = key.address if key is not None else miner
         self.verdicts = verdicts
         self.check_unseen = check_unseen
+        if not 0.0 <= min_inclusion <= 1.0:
+            raise ValueError(f"min_inclusion must be in [0, 1], got {min_inclusion}")
+        self.min_inclusion = min_inclusion
+        if validation not in VALIDATION_MODES:
+            raise ValueError(f"validation must be one of {VALIDATION_MODES}, got {validation!r}")
+        self.validation = validation
         self.keep_bodies = keep_bodies
         self.store = store if store is not None else MemoryStore()
         self.mempool = Mempool(max_per_base=self.params.max_messages)
@@ -225,6 +237,24 @@ class Node:
         return outcome
 
     def _validate(self, block: Block, parent: Block) -> None:
+        if self.validation != "full":
+            if self.validation == "header":
+                try:
+                    validate_header_link(block.header, parent.header, self.params, genesis_hash=self.genesis_hash,
+                                         ancestor=self.header)
+                except InvalidBlock as exc:
+                    raise self._reject(block, exc) from None
+            return
+        if self.min_inclusion > 0:
+            had = self.mempool.for_base(parent.hash)
+            if had:
+                included = {m.hash for m in block.messages}
+                kept = sum(1 for m in had if m.hash in included)
+                if kept < self.min_inclusion * len(had):
+                    raise self._reject(block, InvalidBlock(
+                        "omitted-messages",
+                        f"block includes {kept} of the {len(had)} messages this node holds for its parent "
+                        f"(policy: at least {self.min_inclusion:.0%})", height=block.height), final=False)
         if self.check_unseen:
             for m in block.messages:
                 if m.hash not in self.mempool:

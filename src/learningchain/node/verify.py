@@ -144,3 +144,31 @@ def chain_head(path) -> tuple[int, bytes]:
         return n - 1, head
     finally:
         store.close()
+
+
+def replay_last(node, head_hash: bytes, last: int) -> tuple[bool, Optional[int], str]:
+    """The holders' final check on a node's blocks: replay the last ``last`` blocks
+    ending at ``head_hash`` (each against its parent, by recomputation).
+
+    Returns (ok, first bad height, reason). Works on any node's store, including a
+    light client's that holds blocks it never validated.
+    """
+    chain = []
+    h = head_hash
+    while len(chain) < last:
+        block = node.store.get(h)
+        if block is None or block.height == 0:
+            break
+        chain.append(block)
+        h = block.parent
+    verified: set = set()
+    for block in reversed(chain):
+        parent = node.store.get(block.parent)
+        if parent is None:
+            return False, block.height, "parent missing"
+        try:
+            validate_block(block, parent, node.params, genesis_hash=node.genesis_hash, ancestor=node.header,
+                           verified=verified)
+        except InvalidBlock as exc:
+            return False, block.height, exc.reason
+    return True, None, ""
