@@ -74,6 +74,7 @@ class TrainConfig:
     difficulty: int = 8
     consensus: str = "pow"
     target_error: Optional[float] = None
+    rewards: dict = field(default_factory=lambda: {"mode": "split", "block_reward": 1_000_000})
     # run
     seed: int = 0
     out: Optional[str] = None

@@ -156,3 +156,24 @@ def test_majority_byzantine_power_is_reported_plainly_not_crashed(tmp_path):
     assert s["heaviest_chain_height"] > s["honest_height"]
     assert not s["heaviest_chain_accepted_by_honest"]
     assert verify_chain(tmp_path / "maj").ok  # what honest nodes stored is still valid
+
+
+def test_security_sweep_measures_survival_next_to_the_paper(tmp_path):
+    from learningchain.experiments.security import sweep
+
+    rows = sweep(powers=[0.0, 0.9], s_values=[1, 3], trials=2, rounds=12)
+    by = {(r["byzantine_power"], r["s"]): r for r in rows}
+    assert by[(0.0, 1)]["survival_rate"] == 0.0 and by[(0.0, 3)]["honest_in_last_s_rate"] == 1.0
+    assert by[(0.9, 1)]["paper_prediction"] == pytest.approx(0.9)
+    assert by[(0.9, 1)]["wrong_head_rate"] == 1.0  # a 90% cartel owns the heaviest chain
+
+
+def test_cli_byzantine_miner_run_and_final_check(tmp_path, capsys):
+    from learningchain.cli.main import main
+
+    out = tmp_path / "r"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "8", "--byzantine-miners", "2",
+                 "--byzantine-power", "0.3", "--miner-attack", "wrong-model", "--out", str(out), "--quiet"]) == 0
+    assert "verdict" in capsys.readouterr().out
+    assert main(["chain", "verify", str(out), "--last", "3"]) == 0
+    assert "from height" in capsys.readouterr().out

@@ -27,7 +27,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="a new pseudo-identity for every holder in every round")
     g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes")
     g.add_argument("--byzantine-power", type=float, metavar="P", help="their share of hash power")
-    g.add_argument("--miner-attack", metavar="NAME", help="what Byzantine miners do")
+    g.add_argument("--miner-attack", metavar="NAME",
+                   help="what Byzantine miners do: wrong-model (default), drop-honest, forged-messages, "
+                        "skip-validation, withhold")
+    g.add_argument("--no-mempool-check", dest="check_unseen", action="store_const", const=False,
+                   help="honest nodes accept blocks with messages they never received (off by default: "
+                        "the paper's authenticity check)")
+    g.add_argument("--min-inclusion", type=float, metavar="F",
+                   help="honest nodes refuse blocks that omit more than 1-F of the messages they hold")
     g = p.add_argument_group("learning")
     g.add_argument("--aggregator", help="aggregation rule (default l-nearest)")
     g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
@@ -61,7 +68,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 _TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
-               "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "aggregator", "l",
+               "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
+               "min_inclusion", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
                "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out", "force",
                "eval_every"]
@@ -100,6 +108,10 @@ def print_summary_table(summary: dict) -> None:
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),
     ]
+    if summary.get("byzantine_miners"):
+        rows.append(("byzantine miners / power", f"{summary['byzantine_miners']} / {summary['byzantine_power']}"
+                     f" ({summary['miner_attack']})"))
+        rows.append(("heaviest chain accepted", summary["heaviest_chain_accepted_by_honest"]))
     for extra in ("verdict", "gas_per_round", "contract_address"):
         if extra in summary:
             rows.append((extra.replace("_", " "), summary[extra]))

@@ -89,6 +89,7 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         norm_tol_bits=tol,
         consensus="pow",
         difficulty=cfg.difficulty,
+        rewards=dict(cfg.rewards),
         meta={"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition},
     )
 
@@ -306,6 +307,11 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         from ..attacks.miners import summarize_miner_attack
 
         summary.update(summarize_miner_attack(net, miners, cfg))
+    from ..protocol.rewards import balances_of
+
+    paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
+    summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
+                          "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
     summary["out"] = str(out)

@@ -120,7 +120,10 @@ class ProtocolParams:
         from .aggregation import check_rule
         from .consensus import check_retarget_options
 
+        from .rewards import check_rewards
+
         check_retarget_options(self.retarget)
+        check_rewards(self.rewards)
         check_rule(self)
 
     # -- views ----------------------------------------------------------------

@@ -1,0 +1,58 @@
+"""``learningchain chain balances PATH``: what each miner earned and the holders paid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def chain_balances(path):
+    from ..errors import StoreError
+    from ..node.store import SQLiteStore
+    from ..protocol.rewards import balances_of
+    from ..protocol.transition import params_of_genesis
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "chain.sqlite"
+    if not path.exists():
+        raise StoreError(f"no chain at {path}")
+    store = SQLiteStore(path, create=False)
+    try:
+        blocks = store.canonical_blocks(0)
+        genesis = next(blocks)
+        params = params_of_genesis(genesis)
+        return params, balances_of(blocks, params.rewards)
+    finally:
+        store.close()
+
+
+def cmd_balances(args) -> int:
+    import json
+
+    params, b = chain_balances(args.path)
+    miners = sorted(b.mined, key=lambda a: (-b.mined[a], a))
+    holders = [a for a, v in b.balances.items() if v < 0]
+    if args.json:
+        print(json.dumps({
+            "rewards": params.rewards,
+            "blocks": b.blocks,
+            "miners": {"0x" + a.hex(): {"blocks": b.mined[a], "balance": b.balances.get(a, 0)} for a in miners},
+            "holders": {"0x" + a.hex(): b.balances[a] for a in sorted(holders)},
+            "paid_to_miners": b.paid_to_miners,
+            "paid_by_holders": b.paid_by_holders,
+        }, indent=2))
+        return 0
+    print(f"rewards: {params.rewards or 'none'}; {b.blocks} blocks")
+    print(f"{'miner':<44}{'blocks':>8}{'balance':>16}")
+    for a in miners:
+        print(f"0x{a.hex():<42}{b.mined[a]:>8}{b.balances.get(a, 0):>16}")
+    print(f"holders: {len(holders)} pseudo-identities paid {b.paid_by_holders} in total")
+    print(f"miners received {b.paid_to_miners}; balanced: {b.paid_to_miners == b.paid_by_holders}")
+    return 0
+
+
+def register(sub, csub) -> None:
+    p = csub.add_parser("balances", help="replay the chain's rewards: miners' earnings and holders' cost")
+    p.add_argument("path", help="chain.sqlite or a run directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_balances)
