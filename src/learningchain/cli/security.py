@@ -36,7 +36,41 @@ def cmd_security_sweep(args) -> int:
     return 0
 
 
+def cmd_security_attacks(args) -> int:
+    import shutil
+    import tempfile
+
+    from tqdm import tqdm
+
+    from ..experiments.security import attack_table, write_csv
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp())
+    bar = tqdm(total=1 + 5 * 2 * 2 + 2, disable=None if not args.quiet else True, unit="run")
+    try:
+        rows = attack_table(rounds=args.rounds, seed=args.seed, out=work, progress=lambda: bar.update(1))
+    finally:
+        bar.close()
+        shutil.rmtree(work, ignore_errors=True)
+    write_csv(rows, out / "attacks.csv")
+    cols = list(rows[0])
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    return 0
+
+
 def register(sub, csub) -> None:
+    p = sub.add_parser("security-attacks",
+                       help="run every Byzantine-miner attack at 30% and 60% hash power and tabulate the outcome")
+    p.add_argument("--rounds", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/security")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_security_attacks)
+
     p = sub.add_parser("security-sweep",
                        help="measure how often a wrong model survives the holders' final check, per Byzantine power")
     p.add_argument("--powers", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
