@@ -82,6 +82,7 @@ class TrainConfig:
     eval_every: int = 1
     progress: bool = True
     keep_bodies: Optional[int] = 16
+    keep_chain: bool = True  # False: delete chain.sqlite after the run (large grids)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -218,8 +218,9 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force)
     parties = build_parties(cfg)
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite")
+    keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
     net = InProcessNetwork(parties.genesis, parties.holders, miners,
-                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks)
+                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep)
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"
@@ -283,6 +284,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "train_loss": final_loss,
         "baseline_test_error": baseline["test_error"],
         "baseline_train_loss": baseline["train_loss"],
+        "baseline_curve": baseline["curve"],
         "rounds": len(rows),
         "stopped_by": stopped_by,
         "height": head.height,
@@ -300,7 +302,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "mining_tries": net.mining_tries,
         "wall_seconds": round(wall, 3),
         "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
-        "chain": "chain.sqlite",
+        "chain": "chain.sqlite" if cfg.keep_chain else None,
         "config": cfg.to_dict(),
     }
     if n_byz_miners:
@@ -314,6 +316,9 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
+    if not cfg.keep_chain:
+        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
+            (out / name).unlink(missing_ok=True)
     summary["out"] = str(out)
     return summary
 

@@ -81,7 +81,7 @@ class RoundResult:
 
 class InProcessNetwork:
     def __init__(self, genesis: Block, holders: list, miners: list, *, rng: np.random.Generator,
-                 attacks: Optional[dict] = None, batch_holders: bool = True):
+                 attacks: Optional[dict] = None, batch_holders: bool = True, keep_bodies: Optional[int] = 16):
         """``holders``: DataHolder objects; ``attacks``: holder index -> HolderAttack for the
         Byzantine ones; ``miners``: Miner objects (their powers are normalised)."""
         self.genesis = genesis
@@ -100,7 +100,7 @@ class InProcessNetwork:
         self.reference = honest[0].node
         # A light client that follows the heaviest chain by proof of work without
         # replaying blocks: what a holder sees if it trusts the chain unchecked.
-        self.observer = Node(genesis, name="light-client", validation="header")
+        self.observer = Node(genesis, name="light-client", validation="header", keep_bodies=keep_bodies)
         self.invalid_blocks: set = set()  # blocks Byzantine miners know to be invalid
         self._sent_for: Optional[bytes] = None
         self.round = 0

@@ -18,7 +18,7 @@ __all__ = ["Mempool"]
 
 
 class Mempool:
-    def __init__(self, *, max_per_base: int = 4096, max_bases: int = 64, max_seen: int = 1 << 18):
+    def __init__(self, *, max_per_base: int = 4096, max_bases: int = 16, max_seen: int = 1 << 18):
         self._by_base: "OrderedDict[bytes, dict[bytes, Message]]" = OrderedDict()
         self._seen: dict = {}  # insertion-ordered: the oldest are dropped first
         self.max_per_base = max_per_base
