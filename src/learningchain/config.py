@@ -81,6 +81,7 @@ class TrainConfig:
     force: bool = False
     eval_every: int = 1
     progress: bool = True
+    threads: int = 1  # torch threads for the holders' gradients (the simulation is mostly small ops)
     keep_bodies: Optional[int] = 16
     keep_chain: bool = True  # False: delete chain.sqlite after the run (large grids)
 

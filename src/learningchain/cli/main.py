@@ -92,7 +92,17 @@ def train_config_from_args(args) -> "TrainConfig":
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
     return str(v)
+
+
+def _eps(v) -> str:
+    if v is None:
+        return "none (no noise)"
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {x:.4g}" for k, x in v.items())
+    return f"{v:.4g}"
 
 
 def print_summary_table(summary: dict) -> None:
@@ -103,7 +113,8 @@ def print_summary_table(summary: dict) -> None:
         ("rounds / height", f"{summary['rounds']} / {summary['height']}"),
         ("test error", _fmt(summary["test_error"])),
         ("baseline test error", _fmt(summary["baseline_test_error"])),
-        ("epsilon per round / total", f"{summary['epsilon_per_round']} / {summary['epsilon_total']}"),
+        ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
+                                      " (basic composition)"),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),

@@ -215,6 +215,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
 
         return run_training_ethereum(cfg, progress=progress, on_round=on_round)
     started = time.perf_counter()
+    torch.set_num_threads(cfg.threads)
     out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force)
     parties = build_parties(cfg)
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite")

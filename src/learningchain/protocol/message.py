@@ -69,7 +69,13 @@ class Message:
 
     @property
     def signing_digest(self) -> Hash32:
-        return keccak256(_DOMAIN + self.body_bytes())
+        d = self._cache.get("digest")
+        if d is None:
+            raw = self._cache.get("raw")
+            body = raw[: len(raw) - SIGNATURE_SIZE] if raw is not None else self.body_bytes()
+            d = keccak256(_DOMAIN + body)
+            self._cache["digest"] = d
+        return d
 
     @property
     def dim(self) -> int:
@@ -104,9 +110,11 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     if not math.isfinite(norm) or norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {norm!r}")
     body = _encode_body(key.address, round, base, norm, q)
-    signature = key.sign(keccak256(_DOMAIN + body))
+    digest = keccak256(_DOMAIN + body)
+    signature = key.sign(digest)
     msg = Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
     msg._cache["raw"] = body + signature
+    msg._cache["digest"] = digest
     return msg
 
 
