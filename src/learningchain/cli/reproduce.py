@@ -1,0 +1,38 @@
+"""``learningchain reproduce {fig5,fig6,fig7,all}``: the paper's figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cmd_reproduce(args) -> int:
+    from ..experiments.claims import write_claims
+    from ..experiments.reproduce import FIGURES, reproduce
+
+    names = list(FIGURES) if args.figure == "all" else [args.figure]
+    done = [0]
+
+    def report(res):
+        done[0] += 1
+        s = res["summary"]
+        tag = "reused" if res["cached"] else f"{s['wall_seconds']:.0f}s"
+        if not args.quiet:
+            print(f"[{done[0]}] {res['job'].figure} {res['job'].panel} {res['job'].curve}: "
+                  f"test error {s['test_error']:.4f} (baseline {s['baseline_test_error']:.4f}, {tag})", flush=True)
+
+    results = reproduce(names, out=Path(args.out), quick=args.quick, workers=args.workers, progress=report)
+    path = write_claims(results, Path(args.out), quick=args.quick)
+    print(f"figures and CSVs in {args.out}/<figure>/; claims in {path}")
+    return 0
+
+
+def register(sub, csub) -> None:
+    p = sub.add_parser("reproduce", help="reproduce the paper's figures 5-7 through the chain")
+    p.add_argument("figure", choices=["fig5", "fig6", "fig7", "all"])
+    p.add_argument("--quick", action="store_true", help="a reduced version that finishes in minutes")
+    p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="runs in parallel (default: up to 2)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_reproduce)

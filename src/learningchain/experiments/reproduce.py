@@ -1,0 +1,238 @@
+"""``learningchain reproduce``: the paper's figures from declarative configs.
+
+Each figure is one TOML file in ``experiments/figures/``: a grid of panels, each
+with a base config and the curves to draw (overrides of
+:class:`~learningchain.config.TrainConfig`), and a ``quick`` variant for a few
+minutes' run. Every curve is a full ``learningchain train`` run through the
+chain. Results per figure: ``runs/`` (one run directory per curve; a finished
+run with the same config is reused, so an interrupted reproduction resumes),
+``curves.csv`` (every curve and every panel's centralized baseline),
+``summary.csv`` (final numbers) and ``<fig>.png`` laid out like the paper's.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+
+__all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job"]
+
+FIGURES = ("fig5", "fig6", "fig7")
+_FIGURE_KEYS = {"name", "title", "rows", "cols", "defaults", "quick", "panels"}
+_PANEL_KEYS = {"id", "title", "config", "quick", "curves"}
+_VOLATILE = {"out", "force", "progress"}
+
+
+@dataclass(frozen=True)
+class Job:
+    figure: str
+    panel: str
+    panel_title: str
+    curve: str
+    config: TrainConfig
+
+
+def load_figure(name_or_path: str) -> dict:
+    """A figure spec by name (``fig5``) or from a TOML file; checked on load."""
+    if name_or_path in FIGURES:
+        text = resources.files("learningchain.experiments").joinpath("figures", f"{name_or_path}.toml").read_text()
+        source = f"figures/{name_or_path}.toml"
+    else:
+        path = Path(name_or_path)
+        if not path.exists():
+            raise ConfigError(f"unknown figure {name_or_path!r}; known: {', '.join(FIGURES)} (or a TOML path)")
+        text, source = path.read_text(), str(path)
+    try:
+        spec = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    unknown = set(spec) - _FIGURE_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
+    for panel in spec.get("panels", []):
+        extra = set(panel) - _PANEL_KEYS
+        if extra:
+            raise ConfigError(f"{source}: panel {panel.get('id')}: unknown keys {sorted(extra)}")
+        if not panel.get("curves"):
+            raise ConfigError(f"{source}: panel {panel.get('id')} has no curves")
+    return spec
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def figure_jobs(spec: dict, *, quick: bool, out: Path) -> list:
+    jobs = []
+    for panel in spec["panels"]:
+        for i, curve in enumerate(panel["curves"]):
+            data = dict(spec.get("defaults", {}))
+            data.update(panel.get("config", {}))
+            data.update({k: v for k, v in curve.items() if k not in ("label", "quick")})
+            if quick:
+                data.update(spec.get("quick", {}))
+                data.update(panel.get("quick", {}))
+                data.update(curve.get("quick", {}))
+            run_dir = out / spec["name"] / "runs" / f"{panel['id']}-{i}-{_slug(curve['label'])}"
+            data.update(out=str(run_dir), force=True, progress=False)
+            try:
+                cfg = TrainConfig.from_dict(data)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec['name']} panel {panel['id']} curve {curve['label']!r}: {exc}") from None
+            jobs.append(Job(spec["name"], panel["id"], panel["title"], curve["label"], cfg))
+    return jobs
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {k: v for k, v in cfg_dict.items() if k not in _VOLATILE}
+
+
+def _cached(job: Job) -> Optional[dict]:
+    path = Path(job.config.out) / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    want = _comparable(job.config.resolved().to_dict())
+    have = _comparable(summary.get("config", {}))
+    return summary if want == have and (Path(job.config.out) / "metrics.csv").exists() else None
+
+
+def run_job(job: Job) -> dict:
+    """Run one curve (in a worker process) and return what the figure needs."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    summary = _cached(job)
+    cached = summary is not None
+    if summary is None:
+        from .train import run_training
+
+        summary = run_training(job.config)
+    with open(Path(job.config.out) / "metrics.csv") as fh:
+        rows = [(int(r["round"]), float(r["test_error"])) for r in csv.DictReader(fh) if r["test_error"]]
+    return {"job": job, "summary": summary, "curve": rows, "cached": cached}
+
+
+def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
+              progress: Optional[Callable[[dict], None]] = None) -> dict:
+    """Run the figures; returns {figure: [result, ...]} and writes their files."""
+    out = Path(out)
+    specs = {name: load_figure(name) for name in names}
+    all_jobs = [job for spec in specs.values() for job in figure_jobs(spec, quick=quick, out=out)]
+    results: dict = {name: [] for name in specs}
+    started = time.perf_counter()
+    if workers <= 1:
+        for job in all_jobs:
+            res = run_job(job)
+            results[job.figure].append(res)
+            if progress:
+                progress(res)
+    else:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_job, job) for job in all_jobs]
+            for fut in as_completed(futures):
+                res = fut.result()
+                results[res["job"].figure].append(res)
+                if progress:
+                    progress(res)
+    order = {(j.figure, j.panel, j.curve): i for i, j in enumerate(all_jobs)}
+    for name, spec in specs.items():
+        results[name].sort(key=lambda r: order[(r["job"].figure, r["job"].panel, r["job"].curve)])
+        write_figure(spec, results[name], out / name, quick=quick)
+    elapsed = time.perf_counter() - started
+    timing = {"figures": list(specs), "quick": quick, "workers": workers, "wall_seconds": round(elapsed, 1),
+              "runs": len(all_jobs), "reused_runs": sum(r["cached"] for rs in results.values() for r in rs)}
+    with open(out / ("timing-quick.json" if quick else "timing.json"), "w") as fh:
+        json.dump(timing, fh, indent=2)
+    return results
+
+
+def write_figure(spec: dict, results: list, out: Path, *, quick: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "curves.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["figure", "panel", "curve", "round", "test_error"])
+        seen_baseline = set()
+        for r in results:
+            job = r["job"]
+            for t, err in r["curve"]:
+                w.writerow([job.figure, job.panel, job.curve, t, err])
+            if job.panel not in seen_baseline:
+                seen_baseline.add(job.panel)
+                for t, err in r["summary"].get("baseline_curve", []):
+                    w.writerow([job.figure, job.panel, "centralized baseline", t, err])
+    fields = ["figure", "panel", "curve", "dataset", "holders", "byzantine", "aggregator", "epsilon", "schedule",
+              "rounds", "test_error", "baseline_test_error", "epsilon_total", "selected_byzantine_total",
+              "wall_seconds"]
+    with open(out / "summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for r in results:
+            s, cfg = r["summary"], r["summary"]["config"]
+            w.writerow({
+                "figure": r["job"].figure, "panel": r["job"].panel, "curve": r["job"].curve,
+                "dataset": cfg["dataset"], "holders": s["holders"], "byzantine": s["byzantine"],
+                "aggregator": s["aggregator"], "epsilon": None if cfg["no_dp"] else cfg["epsilon"],
+                "schedule": cfg["schedule"], "rounds": s["rounds"], "test_error": s["test_error"],
+                "baseline_test_error": s["baseline_test_error"], "epsilon_total": s["epsilon_total"],
+                "selected_byzantine_total": s["selected_byzantine_total"], "wall_seconds": s["wall_seconds"],
+            })
+    plot_figure(spec, results, out / f"{spec['name']}{'-quick' if quick else ''}.png")
+
+
+def plot_figure(spec: dict, results: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = spec.get("rows", 1), spec.get("cols", len(spec["panels"]))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    by_panel: dict = {}
+    for r in results:
+        by_panel.setdefault(r["job"].panel, []).append(r)
+    for idx, panel in enumerate(spec["panels"]):
+        ax = axes[idx // cols][idx % cols]
+        panel_results = by_panel.get(panel["id"], [])
+        top = 0.0
+        for r in panel_results:
+            if r["curve"]:
+                xs, ys = zip(*r["curve"])
+                ax.plot(xs, ys, label=r["job"].curve, linewidth=1.3)
+                top = max(top, max(ys))
+        if panel_results and panel_results[0]["summary"].get("baseline_curve"):
+            bx, by = zip(*panel_results[0]["summary"]["baseline_curve"])
+            ax.plot(bx, by, "k--", label="centralized baseline", linewidth=1.2)
+            top = max(top, max(by))
+        ax.set_title(panel["title"], fontsize=10)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("test error")
+        ax.set_ylim(0, min(1.0, max(0.1, top * 1.08)))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for idx in range(len(spec["panels"]), rows * cols):
+        axes[idx // cols][idx % cols].axis("off")
+    fig.suptitle(spec.get("title", spec["name"]), fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
