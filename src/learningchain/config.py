@@ -67,7 +67,7 @@ class TrainConfig:
     delta: float = 1e-5
     schedule: str = "constant"
     clip: float = 1.0
-    clip_mode: str = "per-example"
+    clip_mode: str = "auto"  # auto: per-example with noise, none with --no-dp
     # chain
     backend: str = "native"
     rpc_url: Optional[str] = None
@@ -118,6 +118,9 @@ class TrainConfig:
         need(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
              f"lr must be > 0, got {self.lr!r}")
         need(self.no_dp or self.epsilon > 0, "epsilon must be > 0 (or use --no-dp)")
+        need(self.clip_mode in ("auto", "per-example", "total", "none"),
+             f"clip_mode must be auto, per-example, total or none, got {self.clip_mode!r}")
+        need(self.no_dp or self.clip_mode != "none", "clip_mode none gives no bounded sensitivity: use it with --no-dp")
         need(self.backend in ("native", "ethereum"), f"unknown backend {self.backend!r}; known: native, ethereum")
         need(isinstance(self.difficulty, int) and 0 <= self.difficulty <= 40,
              f"difficulty must be an integer number of bits in 0..40, got {self.difficulty!r}")
@@ -138,6 +141,7 @@ class TrainConfig:
             miners=self.miners or holders,
             rounds=self.rounds or d["rounds"],
             lr=self.lr or d["lr"],
+            clip_mode=("none" if self.no_dp else "per-example") if self.clip_mode == "auto" else self.clip_mode,
         )
 
     def to_dict(self) -> dict:

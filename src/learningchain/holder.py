@@ -140,7 +140,7 @@ def make_messages(holders: list, base: Block) -> list:
     alone, up to float rounding, and noise, normalisation and signing stay per
     holder). Falls back to one holder at a time where batching does not apply.
     """
-    if len(holders) <= 1 or any(h.params.clip_mode != "per-example" for h in holders):
+    if len(holders) <= 1 or any(h.params.clip_mode == "total" for h in holders):
         return [h.make_message(base) for h in holders]
     from .privacy.clipping import _CLIPPERS, PerExampleClipper
 
@@ -156,5 +156,6 @@ def make_messages(holders: list, base: Block) -> list:
     clipper = _CLIPPERS.get(lead.model)
     if clipper is None:
         clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
-    grads, stats = clipper.segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=lead.params.clip)
+    clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
+    grads, stats = clipper.segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
     return [h.finish(grads[i], base, stats[i].clipped, stats[i].examples) for i, h in enumerate(holders)]

@@ -45,12 +45,14 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target-error", type=float, metavar="E", help="stop once the head model's test error <= E")
     g = p.add_argument_group("privacy")
     g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
-    g.add_argument("--no-dp", action="store_const", const=True, help="no noise (clipping still applies)")
+    g.add_argument("--no-dp", action="store_const", const=True,
+                   help="no privacy: no noise and, unless --clip-mode says otherwise, no clipping")
     g.add_argument("--mechanism", help="l2-laplace (default, the paper's) or gaussian")
     g.add_argument("--delta", type=float, help="delta for the gaussian mechanism")
     g.add_argument("--schedule", help="constant (LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
     g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
-    g.add_argument("--clip-mode", help="per-example (default) or total (the literal Eq. 9)")
+    g.add_argument("--clip-mode", help="per-example (default with privacy), total (the literal Eq. 9), "
+                                        "none (default with --no-dp)")
     g = p.add_argument_group("chain")
     g.add_argument("--backend", help="native (default) or ethereum")
     g.add_argument("--rpc-url", help="JSON-RPC endpoint for --backend ethereum (default: in-process EVM)")

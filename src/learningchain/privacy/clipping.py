@@ -175,8 +175,11 @@ def clipped_gradient_sum(model: nn.Module, loss, x: torch.Tensor, y: torch.Tenso
         raise ConfigError(f"clip must be > 0, got {clip}")
     if mode == "total":
         return _total_clip(model, loss, x, y, clip)
+    if mode == "none":
+        g = plain_gradient_sum(model, loss, x, y)
+        return g, ClipStats(int(x.shape[0]), 0, float("nan"))
     if mode != "per-example":
-        raise ConfigError(f"unknown clip mode {mode!r}; known: per-example, total")
+        raise ConfigError(f"unknown clip mode {mode!r}; known: per-example, total, none")
     clipper = _CLIPPERS.get(model)
     if clipper is None:
         clipper = _CLIPPERS[model] = PerExampleClipper(model)

@@ -20,7 +20,7 @@ __all__ = ["ProtocolParams", "canonical_json", "PRIVACY_SCHEDULES", "MECHANISMS"
 MECHANISMS = ("l2-laplace", "gaussian", "none")
 #: constant: LearningChain (eps every round); uniform: eps/T; decay: eps/(t(t+1)).
 PRIVACY_SCHEDULES = ("constant", "uniform", "decay")
-CLIP_MODES = ("per-example", "total")
+CLIP_MODES = ("per-example", "total", "none")
 CONSENSUS = ("pow", "poa")
 #: Largest model dimension: keeps sum(q_i^2) inside int64 (each q_i^2 < 2^41).
 MAX_DIM = 2**22

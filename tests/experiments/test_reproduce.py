@@ -1,0 +1,58 @@
+"""``learningchain reproduce``: figure specs, the quick run, resume, the claims table."""
+
+import csv
+
+import pytest
+
+from learningchain.errors import ConfigError
+from learningchain.experiments.claims import evaluate_claims, final_error
+from learningchain.experiments.reproduce import FIGURES, figure_jobs, load_figure, reproduce
+
+
+@pytest.mark.parametrize("name", FIGURES)
+def test_every_figure_spec_builds_valid_configs(name, tmp_path):
+    spec = load_figure(name)
+    full = figure_jobs(spec, quick=False, out=tmp_path)
+    quick = figure_jobs(spec, quick=True, out=tmp_path)
+    assert len(full) == len(quick) == sum(len(p["curves"]) for p in spec["panels"])
+    assert all(j.config.resolved().rounds == 300 for j in full)
+    assert all(j.config.resolved().rounds < 50 for j in quick)
+    assert len({j.config.out for j in full}) == len(full)
+
+
+def test_paper_settings_are_the_ones_in_the_figures(tmp_path):
+    jobs = figure_jobs(load_figure("fig5"), quick=False, out=tmp_path)
+    synth = [j.config.resolved() for j in jobs if j.panel == "a"]
+    assert [c.byzantine for c in synth] == [0, 5, 12, 20] and {c.holders for c in synth} == {30}
+    mnist = [j.config.resolved() for j in jobs if j.panel == "f"]
+    assert {c.holders for c in mnist} == {100} and {c.epsilon for c in mnist} == {0.3}
+    fig7 = [j.config.resolved() for j in figure_jobs(load_figure("fig7"), quick=False, out=tmp_path)]
+    assert {c.aggregator for c in fig7} == {"l-nearest", "multi-krum"} and all(c.no_dp for c in fig7)
+
+
+def test_unknown_figure_and_bad_keys_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown figure"):
+        load_figure("fig9")
+    bad = tmp_path / "f.toml"
+    bad.write_text('name = "x"\npanels = [{ id = "a", title = "t", curves = [{ label = "c", warp = 1 }] }]\n')
+    with pytest.raises(ConfigError, match="unknown option 'warp'"):
+        figure_jobs(load_figure(str(bad)), quick=False, out=tmp_path)
+
+
+@pytest.mark.slow
+def test_quick_reproduction_writes_every_artifact_and_resumes(tmp_path):
+    results = reproduce(["fig6"], out=tmp_path, quick=True, workers=1)
+    fig = tmp_path / "fig6"
+    for name in ("curves.csv", "summary.csv", "fig6-quick.png"):
+        assert (fig / name).exists(), name
+    rows = list(csv.DictReader(open(fig / "curves.csv")))
+    curves = {(r["panel"], r["curve"]) for r in rows}
+    assert ("a", "centralized baseline") in curves and ("c", "LearningChainEx (eps/T)") in curves
+    assert len(results["fig6"]) == 9 and not any(r["cached"] for r in results["fig6"])
+    again = reproduce(["fig6"], out=tmp_path, quick=True, workers=1)
+    assert all(r["cached"] for r in again["fig6"])
+    claims = evaluate_claims(again)
+    assert len(claims) == 6 and {c["holds"] for c in claims} <= {"yes", "no"}
+    # every stated number is the one computed from the run's own curve
+    lc = [r for r in again["fig6"] if r["job"].panel == "a" and r["job"].curve.startswith("LearningChain (")][0]
+    assert f"{final_error(lc):.4f}" in claims[0]["our numbers"]
