@@ -83,7 +83,7 @@ class TrainConfig:
     progress: bool = True
     threads: int = 1  # torch threads for the holders' gradients (the simulation is mostly small ops)
     keep_bodies: Optional[int] = 16
-    keep_chain: bool = True  # False: delete chain.sqlite after the run (large grids)
+    keep_chain: bool = True  # False: no chain.sqlite (large models and grids; nodes keep recent blocks in memory)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -57,16 +57,16 @@ def test_any_changed_byte_is_found_at_its_height(run_dir, tmp_path, column, heig
 
 
 def test_a_changed_model_or_message_inside_the_body_is_named(run_dir, tmp_path):
-    import zlib
+    from learningchain.node.store import compress_body, decompress_body
 
     path = copy_chain(run_dir, tmp_path)
     db = sqlite3.connect(path)
     h = db.execute("SELECT hash FROM canonical WHERE height=5").fetchone()[0]
-    body = bytearray(zlib.decompress(db.execute("SELECT body FROM blocks WHERE hash=?", (h,)).fetchone()[0]))
+    body = bytearray(decompress_body(db.execute("SELECT body FROM blocks WHERE hash=?", (h,)).fetchone()[0]))
     for pos, reason in ((len(body) - 20, "bad-model-hash"), (200, "messages root")):
         changed = bytearray(body)
         changed[pos] ^= 0x01
-        db.execute("UPDATE blocks SET body=? WHERE hash=?", (zlib.compress(bytes(changed)), h))
+        db.execute("UPDATE blocks SET body=? WHERE hash=?", (compress_body(bytes(changed)), h))
         db.commit()
         report = verify_chain(path)
         assert not report.ok and report.first_bad_height == 5

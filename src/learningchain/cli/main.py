@@ -62,6 +62,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<time>)")
     g.add_argument("--force", action="store_const", const=True, help="replace a run already in --out")
     g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the head model every N rounds")
+    g.add_argument("--no-keep-chain", dest="keep_chain", action="store_const", const=False,
+                   help="do not write chain.sqlite (large models: MNIST MLP blocks are about 17 MB each)")
     g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set attack_options={sigma=50}")
@@ -73,7 +75,7 @@ _TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
-               "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out", "force",
+               "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out", "force", "keep_chain",
                "eval_every"]
 
 

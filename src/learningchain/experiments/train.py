@@ -170,7 +170,7 @@ def build_parties(cfg: TrainConfig) -> _Parties:
     return _Parties(dataset, spec, params, genesis, holders, attacks, byz)
 
 
-def build_miners(cfg: TrainConfig, genesis, store_path: Path) -> tuple[list, int]:
+def build_miners(cfg: TrainConfig, genesis, store_path: Optional[Path]) -> tuple[list, int]:
     """M computing nodes: honest ones share one verdict cache; node 0 archives to SQLite.
 
     The last ``byzantine_miners`` nodes are Byzantine and share ``byzantine_power``
@@ -199,7 +199,7 @@ def build_miners(cfg: TrainConfig, genesis, store_path: Path) -> tuple[list, int
                         **strategy.node_options())
             miners.append(Miner(node, cfg.byzantine_power / n_byz, strategy))
         else:
-            store = SQLiteStore(store_path) if j == 0 else None
+            store = SQLiteStore(store_path) if j == 0 and store_path is not None else None
             node = Node(genesis, store=store, name=f"node-{j}", miner=key.address, verdicts=verdicts,
                         check_unseen=cfg.check_unseen, min_inclusion=cfg.min_inclusion,
                         keep_bodies=None if store is not None else cfg.keep_bodies)
@@ -218,7 +218,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     torch.set_num_threads(cfg.threads)
     out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force)
     parties = build_parties(cfg)
-    miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite")
+    miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite" if cfg.keep_chain else None)
     keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
     net = InProcessNetwork(parties.genesis, parties.holders, miners,
                            rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep)
@@ -310,16 +310,14 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         from ..attacks.miners import summarize_miner_attack
 
         summary.update(summarize_miner_attack(net, miners, cfg))
-    from ..protocol.rewards import balances_of
+    if cfg.keep_chain:
+        from ..protocol.rewards import balances_of
 
-    paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
-    summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
-                          "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
+        paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
+        summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
+                              "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
-    if not cfg.keep_chain:
-        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
-            (out / name).unlink(missing_ok=True)
     summary["out"] = str(out)
     return summary
 

@@ -11,31 +11,73 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Optional
+
+import numpy as np
+import zstandard
 
 from ..errors import DecodeError, StoreError
 from ..protocol.block import Block, Header, decode_body, decode_header
 from ..protocol.codec import Reader
 from ..protocol.params import MAX_DIM
 
-__all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "encode_stored_body", "decode_stored"]
+__all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "encode_stored_body", "decode_stored",
+           "compress_body", "decompress_body"]
+
+
+# A stored body is one format byte and the compressed canonical body bytes. The
+# body is mostly int32 fixed-point vectors whose high bytes are nearly constant,
+# so grouping the bytes by position within 4-byte words before compressing (the
+# "shuffle" filter of blosc/HDF5) helps, and zstd is about ten times faster than
+# zlib at the same ratio on this data.
+_ZSTD_SHUFFLE = 2
+_MAX_BODY = 1 << 32
+
+
+def _shuffle4(raw: bytes) -> bytes:
+    pad = (-len(raw)) % 4
+    a = np.frombuffer(raw + b"\x00" * pad, dtype=np.uint8)
+    return a.reshape(-1, 4).T.tobytes()
+
+
+def _unshuffle4(raw: bytes, size: int) -> bytes:
+    a = np.frombuffer(raw, dtype=np.uint8)
+    if a.size % 4:
+        raise DecodeError("stored body has a length that is not a multiple of 4")
+    return a.reshape(4, -1).T.tobytes()[:size]
+
+
+def compress_body(body: bytes) -> bytes:
+    packed = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(_shuffle4(body))
+    return bytes([_ZSTD_SHUFFLE]) + len(body).to_bytes(8, "little") + packed
 
 
 def encode_stored_body(block: Block) -> bytes:
-    return zlib.compress(block.body_bytes(), 1)
+    return compress_body(block.body_bytes())
+
+
+def decompress_body(body_raw: bytes, height: int = -1) -> bytes:
+    if len(body_raw) < 9 or body_raw[0] != _ZSTD_SHUFFLE:
+        raise DecodeError(f"stored body of block at height {height} has an unknown format")
+    size = int.from_bytes(body_raw[1:9], "little")
+    if size > _MAX_BODY:
+        raise DecodeError(f"stored body of block at height {height} claims {size} bytes")
+    try:
+        shuffled = zstandard.ZstdDecompressor().decompress(body_raw[9:], max_output_size=size + 3)
+    except zstandard.ZstdError as exc:
+        raise DecodeError(f"stored body of block at height {height} is corrupt ({exc})") from None
+    if len(shuffled) != size + (-size) % 4:
+        raise DecodeError(f"stored body of block at height {height} has the wrong length")
+    return _unshuffle4(shuffled, size)
 
 
 def decode_stored(header_raw: bytes, body_raw: bytes, *, max_dim: int = MAX_DIM,
                   max_messages: int = 1 << 16) -> Block:
     """Decode a stored block; DecodeError if any stored byte is malformed."""
     header = decode_header(header_raw)
-    try:
-        body = zlib.decompress(body_raw)
-    except zlib.error as exc:
-        raise DecodeError(f"stored body of block at height {header.height} is corrupt ({exc})") from None
+    body = decompress_body(body_raw, header.height)
     r = Reader(body, "block body")
     block = decode_body(r, header, max_dim=max_dim, max_messages=max_messages)
     r.finish()
@@ -150,7 +192,7 @@ CREATE TABLE IF NOT EXISTS canonical (height INTEGER PRIMARY KEY, hash BLOB NOT 
 
 
 class SQLiteStore(BlockStore):
-    """Blocks in one SQLite file: header bytes as they hash, body zlib-compressed."""
+    """Blocks in one SQLite file: header bytes as they hash, body compressed (zstd)."""
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 64):
         path = Path(path)

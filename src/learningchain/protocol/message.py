@@ -8,9 +8,10 @@ Canonical encoding (all little-endian)::
 
     u8 version | 20 identity | u64 round | 32 base | f64 norm | u32 d | d x i32 q | 65 signature
 
-The message hash (its id, and its place in a block's canonical order) is
-keccak-256 of the whole encoding; the signature covers keccak-256 of a domain tag
-and everything before the signature.
+The signature covers the signing digest, keccak-256 of a domain tag and
+everything before the signature. The message id (its place in a block's
+canonical order) is keccak-256 of another tag, the digest and the signature, so
+it commits to every byte of the encoding.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["Message", "sign_message", "decode_message", "validate_message", "MES
 
 MESSAGE_VERSION = 1
 _DOMAIN = b"\x19LearningChain message v1\n"
+_ID_TAG = b"\x19LearningChain message id\n"
 _FIXED_SIZE = 1 + 20 + 8 + 32 + 8 + 4 + SIGNATURE_SIZE
 
 
@@ -61,9 +63,14 @@ class Message:
 
     @property
     def hash(self) -> Hash32:
+        """The message id: keccak-256 of a tag, the signing digest and the signature.
+
+        The digest already commits to every byte of the body, so the id commits
+        to the whole encoding without hashing a large gradient twice.
+        """
         h = self._cache.get("hash")
         if h is None:
-            h = keccak256(self.encode())
+            h = keccak256(_ID_TAG + self.signing_digest + self.signature)
             self._cache["hash"] = h
         return h
 
