@@ -51,10 +51,9 @@ def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = os.path.join("runs", f"{dataset}-{stamp}")
     path = Path(out)
-    if (path / "chain.sqlite").exists():
+    if (path / "chain.sqlite").exists() or (path / "summary.json").exists():
         if not force:
-            raise ConfigError(f"{path} already holds a run (chain.sqlite); pass --force to replace it "
-                              "or choose another --out")
+            raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
         for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
