@@ -21,8 +21,11 @@ def cmd_reproduce(args) -> int:
             print(f"[{done[0]}] {res['job'].figure} {res['job'].panel} {res['job'].curve}: "
                   f"test error {s['test_error']:.4f} (baseline {s['baseline_test_error']:.4f}, {tag})", flush=True)
 
-    results = reproduce(names, out=Path(args.out), quick=args.quick, workers=args.workers, progress=report)
-    path = write_claims(results, Path(args.out), quick=args.quick)
+    from ..experiments.reproduce import collect_results
+
+    reproduce(names, out=Path(args.out), quick=args.quick, workers=args.workers, progress=report)
+    # the claims table covers every figure finished in this directory, not only this call's
+    path = write_claims(collect_results(Path(args.out), quick=args.quick), Path(args.out), quick=args.quick)
     print(f"figures and CSVs in {args.out}/<figure>/; claims in {path}")
     return 0
 

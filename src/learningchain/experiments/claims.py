@@ -37,8 +37,10 @@ def evaluate_claims(results: dict) -> list:
     rows = []
 
     def add(claim, where, numbers, holds, rule):
-        rows.append({"claim": claim, "where": where, "our numbers": numbers,
-                     "holds": "yes" if holds else "no", "rule": rule})
+        verdict = holds if isinstance(holds, str) else ("yes" if holds else "no")
+        rows.append({"claim": claim, "where": where, "our numbers": numbers, "holds": verdict, "rule": rule})
+
+    untestable = "not testable: the run without Byzantine holders does not learn either (noise dominates)"
 
     if "fig5" in results:
         for ds, (p01, p03) in {"synthetic": ("a", "d"), "breast-cancer": ("b", "e"), "mnist": ("c", "f")}.items():
@@ -57,17 +59,18 @@ def evaluate_claims(results: dict) -> list:
                 chance = _CHANCE.get(ds, 0.5)
                 eps = clean["summary"]["config"]["epsilon"]
                 k = clean["summary"]["holders"]
+                learns = e0 < chance / 2
                 for r in byz[:2]:
                     e = final_error(r)
                     add(f"converges with {r['summary']['byzantine']} of {k} Byzantine holders (higher error)",
                         f"Fig. 5 {ds}, eps {eps}", f"{e:.4f} vs {e0:.4f} without Byzantine (chance {chance})",
-                        e < chance / 2, "final error below half the chance level")
+                        (e < chance / 2) if learns else untestable, "final error below half the chance level")
                 r = byz[2]
                 e = final_error(r)
                 add(f"fails with {r['summary']['byzantine']} of {k} Byzantine holders (a majority)",
                     f"Fig. 5 {ds}, eps {eps}", f"{e:.4f} vs {e0:.4f} without Byzantine",
-                    e >= e0 + 0.1 or e >= chance / 2, "final error at least 0.1 above the clean run, or above "
-                    "half the chance level")
+                    (e >= e0 + 0.1 or e >= chance / 2) if learns else untestable,
+                    "final error at least 0.1 above the clean run, or above half the chance level")
     if "fig6" in results:
         for panel, ds in (("a", "synthetic"), ("b", "breast-cancer"), ("c", "mnist")):
             lc = idx.get(("fig6", panel, "LearningChain (eps per round)"))
@@ -75,8 +78,11 @@ def evaluate_claims(results: dict) -> list:
                 ex = idx.get(("fig6", panel, label))
                 if lc and ex:
                     a, b = final_error(lc), final_error(ex)
+                    learns = a < _CHANCE.get(ds, 0.5) / 2
                     add(f"{label} is comparable to LearningChain", f"Fig. 6 {ds}",
-                        f"{b:.4f} vs {a:.4f}", abs(a - b) <= 0.05, "final errors within 0.05")
+                        f"{b:.4f} vs {a:.4f}", abs(a - b) <= 0.05 if learns else
+                        "not testable: LearningChain itself does not learn (noise dominates)",
+                        "final errors within 0.05")
     if "fig7" in results:
         for panel, pct in (("a", 10), ("b", 40), ("c", 70)):
             ln, mk = idx.get(("fig7", panel, "l-nearest")), idx.get(("fig7", panel, "multi-Krum"))

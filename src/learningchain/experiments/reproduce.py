@@ -31,7 +31,7 @@ else:  # pragma: no cover
 from ..config import TrainConfig
 from ..errors import ConfigError
 
-__all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job"]
+__all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job", "collect_results"]
 
 FIGURES = ("fig5", "fig6", "fig7")
 _FIGURE_KEYS = {"name", "title", "rows", "cols", "defaults", "quick", "panels"}
@@ -46,6 +46,7 @@ class Job:
     panel_title: str
     curve: str
     config: TrainConfig
+    seed: int = 0
 
 
 def load_figure(name_or_path: str) -> dict:
@@ -89,14 +90,38 @@ def figure_jobs(spec: dict, *, quick: bool, out: Path) -> list:
                 data.update(spec.get("quick", {}))
                 data.update(panel.get("quick", {}))
                 data.update(curve.get("quick", {}))
-            run_dir = out / spec["name"] / "runs" / f"{panel['id']}-{i}-{_slug(curve['label'])}"
-            data.update(out=str(run_dir), force=True, progress=False)
-            try:
-                cfg = TrainConfig.from_dict(data)
-            except ConfigError as exc:
-                raise ConfigError(f"{spec['name']} panel {panel['id']} curve {curve['label']!r}: {exc}") from None
-            jobs.append(Job(spec["name"], panel["id"], panel["title"], curve["label"], cfg))
+            seeds = data.pop("seeds", [data.get("seed", 0)])
+            if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
+                raise ConfigError(f"{spec['name']} panel {panel['id']}: seeds must be a list of integers")
+            for seed in seeds:
+                name = f"{panel['id']}-{i}-{_slug(curve['label'])}" + (f"-s{seed}" if seed else "")
+                data.update(out=str(out / spec["name"] / "runs" / name), force=True, progress=False, seed=seed)
+                try:
+                    cfg = TrainConfig.from_dict(data)
+                except ConfigError as exc:
+                    raise ConfigError(f"{spec['name']} panel {panel['id']} curve {curve['label']!r}: {exc}") from None
+                jobs.append(Job(spec["name"], panel["id"], panel["title"], curve["label"], cfg, seed))
     return jobs
+
+
+def merge_seeds(results: list) -> list:
+    """One result per (panel, curve): curves and final errors averaged over seeds."""
+    groups: dict = {}
+    for r in results:
+        groups.setdefault((r["job"].panel, r["job"].curve), []).append(r)
+    merged = []
+    for (panel, curve), rs in groups.items():
+        if len(rs) == 1:
+            merged.append(dict(rs[0], seeds=1))
+            continue
+        rounds = sorted(set.intersection(*(set(t for t, _ in r["curve"]) for r in rs)))
+        mean = [(t, sum(dict(r["curve"])[t] for r in rs) / len(rs)) for t in rounds]
+        summary = dict(rs[0]["summary"])
+        for key in ("test_error", "baseline_test_error", "wall_seconds", "selected_byzantine_total"):
+            summary[key] = sum(r["summary"][key] for r in rs) / len(rs)
+        merged.append({"job": rs[0]["job"], "summary": summary, "curve": mean,
+                       "cached": all(r["cached"] for r in rs), "seeds": len(rs)})
+    return merged
 
 
 def _comparable(cfg_dict: dict) -> dict:
@@ -155,8 +180,11 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
                 results[res["job"].figure].append(res)
                 if progress:
                     progress(res)
-    order = {(j.figure, j.panel, j.curve): i for i, j in enumerate(all_jobs)}
+    order = {}
+    for i, j in enumerate(all_jobs):
+        order.setdefault((j.figure, j.panel, j.curve), i)
     for name, spec in specs.items():
+        results[name] = merge_seeds(results[name])
         results[name].sort(key=lambda r: order[(r["job"].figure, r["job"].panel, r["job"].curve)])
         write_figure(spec, results[name], out / name, quick=quick)
     elapsed = time.perf_counter() - started
@@ -171,17 +199,17 @@ def write_figure(spec: dict, results: list, out: Path, *, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "curves.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["figure", "panel", "curve", "round", "test_error"])
+        w.writerow(["figure", "panel", "curve", "seeds", "round", "test_error"])
         seen_baseline = set()
         for r in results:
             job = r["job"]
             for t, err in r["curve"]:
-                w.writerow([job.figure, job.panel, job.curve, t, err])
+                w.writerow([job.figure, job.panel, job.curve, r.get("seeds", 1), t, err])
             if job.panel not in seen_baseline:
                 seen_baseline.add(job.panel)
                 for t, err in r["summary"].get("baseline_curve", []):
-                    w.writerow([job.figure, job.panel, "centralized baseline", t, err])
-    fields = ["figure", "panel", "curve", "dataset", "holders", "byzantine", "aggregator", "epsilon", "schedule",
+                    w.writerow([job.figure, job.panel, "centralized baseline", 1, t, err])
+    fields = ["figure", "panel", "curve", "seeds", "dataset", "holders", "byzantine", "aggregator", "epsilon", "schedule",
               "rounds", "test_error", "baseline_test_error", "epsilon_total", "selected_byzantine_total",
               "wall_seconds"]
     with open(out / "summary.csv", "w", newline="") as fh:
@@ -191,6 +219,7 @@ def write_figure(spec: dict, results: list, out: Path, *, quick: bool) -> None:
             s, cfg = r["summary"], r["summary"]["config"]
             w.writerow({
                 "figure": r["job"].figure, "panel": r["job"].panel, "curve": r["job"].curve,
+                "seeds": r.get("seeds", 1),
                 "dataset": cfg["dataset"], "holders": s["holders"], "byzantine": s["byzantine"],
                 "aggregator": s["aggregator"], "epsilon": None if cfg["no_dp"] else cfg["epsilon"],
                 "schedule": cfg["schedule"], "rounds": s["rounds"], "test_error": s["test_error"],
@@ -236,3 +265,21 @@ def plot_figure(spec: dict, results: list, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def collect_results(out: Path, *, quick: bool = False) -> dict:
+    """Results of every figure whose runs are all finished in ``out`` (no new runs)."""
+    found = {}
+    for name in FIGURES:
+        jobs = figure_jobs(load_figure(name), quick=quick, out=Path(out))
+        rows = []
+        for job in jobs:
+            summary = _cached(job)
+            if summary is None:
+                break
+            with open(Path(job.config.out) / "metrics.csv") as fh:
+                curve = [(int(r["round"]), float(r["test_error"])) for r in csv.DictReader(fh) if r["test_error"]]
+            rows.append({"job": job, "summary": summary, "curve": curve, "cached": True})
+        else:
+            found[name] = merge_seeds(rows)
+    return found
