@@ -55,7 +55,10 @@ def test_quick_reproduction_writes_every_artifact_and_resumes(tmp_path):
     again = reproduce(["fig6"], out=tmp_path, quick=True, workers=1)
     assert all(r["cached"] for r in again["fig6"])
     claims = evaluate_claims(again)
-    assert len(claims) == 6 and {c["holds"] for c in claims} <= {"yes", "no"}
+    assert len(claims) == 6
+    assert all(c["holds"] in ("yes", "no") or c["holds"].startswith("not testable") for c in claims)
+    mnist = [c for c in claims if "mnist" in c["where"]]
+    assert all(c["holds"].startswith("not testable") for c in mnist)  # 12 noisy rounds learn nothing
     # every stated number is the one computed from the run's own curve
     lc = [r for r in again["fig6"] if r["job"].panel == "a" and r["job"].curve.startswith("LearningChain (")][0]
     assert f"{final_error(lc):.4f}" in claims[0]["our numbers"]
