@@ -170,8 +170,16 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
                     workers=min(workers, MAX_WORKERS), clean=bool(grid.get("clean", True)), f=f,
                     keep_chains=bool(grid.get("keep_chains", False)),
                     attack_options=options["attack_options"], aggregator_options=options["aggregator_options"])
+    from ..attacks.holders import make_holder_attack
+    from ..protocol.params import ProtocolParams
+
     for cell in grid_cells(spec):  # every cell's config is checked before anything runs
-        TrainConfig.from_dict(cell.config)
+        cfg = TrainConfig.from_dict(cell.config)
+        if cell.byzantine:
+            make_holder_attack(cfg.attack, **cfg.attack_options)
+        # the rule's options, on stand-in parameters (the run builds the real ones)
+        ProtocolParams(dim=1, holders=spec.holders, aggregator=cfg.aggregator,
+                       aggregator_options=dict(cfg.aggregator_options), mechanism="none", epsilon=0.0)
     return spec
 
 

@@ -59,6 +59,7 @@ __all__ = [
     "compute_krum_scores",
     "weighted_unit_sum",
     "coordinate_values",
+    "coordinate_columns",
     "fixed_order_row_sums",
     "norm_bound",
     "default_f",
@@ -193,7 +194,14 @@ def compute_gram(batch: Batch) -> np.ndarray:
     g = batch._cache.get("gram")
     if g is None:
         qf = _qf(batch)
-        g = qf @ qf.T
+        try:
+            from scipy.linalg.blas import dsyrk
+        except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+            g = qf @ qf.T
+        else:
+            # half the work of a full matmul: the upper triangle, mirrored (exact either way)
+            upper = np.triu(dsyrk(1.0, qf.T, trans=1))
+            g = upper + np.triu(upper, 1).T
         batch._cache["gram"] = g
     return g
 
@@ -333,6 +341,37 @@ def coordinate_values(batch: Batch, rows=None, norms=None) -> np.ndarray:
     x = qf * batch.scale  # exact
     x *= np.asarray(norms, dtype=np.float64)[:, None]
     return x
+
+
+def coordinate_columns(batch: Batch, rows=None) -> np.ndarray:
+    """The same values as :func:`coordinate_values`, transposed: one row per
+    coordinate (C-contiguous), so per-coordinate sorts run on contiguous memory."""
+    q = batch.q if rows is None else batch.q[list(rows)]
+    norms = batch.norms if rows is None else np.asarray(batch.norms)[list(rows)]
+    cols = np.empty((q.shape[1], q.shape[0]), dtype=np.float64)
+    cols[...] = q.T
+    cols *= batch.scale  # exact
+    cols *= np.asarray(norms, dtype=np.float64)[None, :]
+    return cols
+
+
+def _sum_columns_in_order(cols: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Per row of ``cols``, cols[lo] + cols[lo+1] + ... + cols[hi-1], left to right."""
+    rows = np.ascontiguousarray(cols[:, lo:hi].T)
+    acc = rows[0].copy()
+    for r in range(1, hi - lo):
+        acc += rows[r]
+    return acc
+
+
+def _middle(sorted_cols: np.ndarray) -> np.ndarray:
+    """Median of each row of a row-sorted matrix; the two middle values of an
+    even count are averaged as ``a*0.5 + b*0.5`` (exact halvings, one rounding,
+    no overflow)."""
+    n = sorted_cols.shape[1]
+    if n % 2:
+        return sorted_cols[:, n // 2].copy()
+    return sorted_cols[:, n // 2 - 1] * 0.5 + sorted_cols[:, n // 2] * 0.5
 
 
 def fixed_order_row_sums(a: np.ndarray) -> np.ndarray:
@@ -527,23 +566,10 @@ def aggregate_median(batch: Batch, params) -> Aggregate:
 
     Every message takes part in every coordinate's order statistics, so the
     selection is all of them. For even n the two middle values are averaged as
-    ``a*0.5 + b*0.5`` (exact halvings, one rounding, no overflow).
+    ``a*0.5 + b*0.5``.
     """
-    n = batch.n
-    x = coordinate_values(batch)
-    if n % 2:
-        mid = np.partition(x, n // 2, axis=0)[n // 2]
-    else:
-        part = np.partition(x, (n // 2 - 1, n // 2), axis=0)
-        mid = part[n // 2 - 1] * 0.5 + part[n // 2] * 0.5
-    return Aggregate(tuple(range(n)), mid / float(params.batch_size))
-
-
-def _trimmed_sum(sorted_cols: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    acc = sorted_cols[lo].copy()
-    for r in range(lo + 1, hi):
-        acc += sorted_cols[r]
-    return acc
+    cols = np.sort(coordinate_columns(batch), axis=1)  # exact
+    return Aggregate(tuple(range(batch.n)), _middle(cols) / float(params.batch_size))
 
 
 @register_rule("trimmed-mean", options={"f": (int, _non_negative)})
@@ -555,8 +581,8 @@ def aggregate_trimmed_mean(batch: Batch, params) -> Aggregate:
     """
     n = batch.n
     f = min(_option_f(params), (n - 1) // 2)
-    cols = np.sort(coordinate_values(batch), axis=0)
-    total = _trimmed_sum(cols, f, n - f)
+    cols = np.sort(coordinate_columns(batch), axis=1)
+    total = _sum_columns_in_order(cols, f, n - f)
     return Aggregate(tuple(range(n)), total / float((n - 2 * f) * params.batch_size))
 
 
@@ -607,6 +633,35 @@ def compute_bulyan_selection(batch: Batch, f: int) -> tuple:
     return tuple(sorted(chosen))
 
 
+def _nearest_window(sorted_cols: np.ndarray, med: np.ndarray, beta: int) -> np.ndarray:
+    """Per row of a row-sorted matrix, the start of the beta values nearest the
+    row's median, nearer first and, at equal distance, the smaller value first.
+
+    |x - med| falls towards the middle of a sorted row and rises after it, so
+    those values are a contiguous window, grown one value at a time from the
+    middle by comparing the nearest value left of it with the nearest right of
+    it (equal distances on one side mean equal values, so which of them is
+    taken does not change the sum).
+    """
+    rows, theta = sorted_cols.shape
+    idx = np.arange(rows)
+    if theta % 2:
+        left = np.full(rows, theta // 2 - 1)
+        right = np.full(rows, theta // 2 + 1)
+        taken = 1
+    else:
+        left = np.full(rows, theta // 2 - 1)
+        right = np.full(rows, theta // 2)
+        taken = 0
+    for _ in range(beta - taken):
+        gap_left = np.where(left >= 0, np.abs(sorted_cols[idx, np.maximum(left, 0)] - med), np.inf)
+        gap_right = np.where(right < theta, np.abs(sorted_cols[idx, np.minimum(right, theta - 1)] - med), np.inf)
+        go_left = gap_left <= gap_right
+        left = np.where(go_left, left - 1, left)
+        right = np.where(go_left, right, right + 1)
+    return left + 1
+
+
 @register_rule("bulyan", options={"f": (int, _non_negative)})
 def aggregate_bulyan(batch: Batch, params) -> Aggregate:
     """bulyan: Krum picks theta = n-2f messages, then per coordinate the beta = theta-2f values nearest the median are averaged.
@@ -614,22 +669,18 @@ def aggregate_bulyan(batch: Batch, params) -> Aggregate:
     El Mhamdi et al. 2018, which needs n >= 4f + 3: f is clamped to (n - 3) // 4.
     Per coordinate the theta values are sorted (exact), the median taken as in
     the median rule, distances |x - median| computed elementwise, and the beta
-    nearest kept (ties to the smaller value); they are added in ascending order.
+    nearest kept (at equal distance the smaller value); they are added in
+    ascending order.
     """
     n = batch.n
     f = min(_option_f(params), max(0, (n - 3) // 4))
     selection = compute_bulyan_selection(batch, f)
     theta = len(selection)
     beta = max(1, theta - 2 * f)
-    cols = np.sort(coordinate_values(batch, rows=selection), axis=0)
-    if theta % 2:
-        med = cols[theta // 2]
-    else:
-        med = cols[theta // 2 - 1] * 0.5 + cols[theta // 2] * 0.5
-    gap = np.abs(cols - med)
-    nearest = np.sort(np.argsort(gap, axis=0, kind="stable")[:beta], axis=0)
-    kept = np.take_along_axis(cols, nearest, axis=0)
-    total = _trimmed_sum(kept, 0, beta)
+    cols = np.sort(coordinate_columns(batch, rows=selection), axis=1)
+    start = _nearest_window(cols, _middle(cols), beta)
+    kept = np.take_along_axis(cols, start[:, None] + np.arange(beta)[None, :], axis=1)
+    total = _sum_columns_in_order(kept, 0, beta)
     return Aggregate(selection, total / float(beta * params.batch_size))
 
 
@@ -659,8 +710,9 @@ def aggregate_centered_clipping(batch: Batch, params) -> Aggregate:
             norms = np.sqrt(fixed_order_row_sums(diff * diff))
             factor = np.where(norms > tau, tau / norms, 1.0)
         factor[~np.isfinite(factor)] = 0.0
+        diff *= factor[:, None]
         acc = np.zeros(batch.dim, dtype=np.float64)
-        for k in range(n):
-            acc += diff[k] * factor[k]
+        for k in range(n):  # canonical order
+            acc += diff[k]
         v = v + acc / float(n)
     return Aggregate(tuple(range(n)), v / float(params.batch_size))
