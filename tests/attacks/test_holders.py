@@ -166,3 +166,10 @@ def test_sybil_messages_reach_the_block_under_fresh_identities(tmp_path):
     # 9 honest identities and the attacker's own are kept across rounds; its 5 others are fresh each round
     assert len({m.identity for b in blocks for m in b.messages}) == 10 + 2 * 5
     assert s["selected_byzantine_total"] == 12
+
+
+def test_gaussian_attack_draws_n_0_sigma2(rng):
+    out = make_holder_attack("gaussian", sigma=200.0)(context(rng, dim=5000))
+    assert len(out) == 1
+    assert stats.kstest(out[0] / 200.0, "norm").pvalue > 1e-3
+    assert stats.kstest(out[0] / 150.0, "norm").pvalue < 1e-3
