@@ -40,14 +40,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import DATASET_DEFAULTS, TrainConfig, load_toml
+from ..config import DATASET_DEFAULTS, TrainConfig
 from ..errors import ConfigError, LearningChainError
 
 __all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "read_results",
