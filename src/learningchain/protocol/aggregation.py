@@ -338,9 +338,7 @@ def coordinate_values(batch: Batch, rows=None, norms=None) -> np.ndarray:
     norms = batch.norms if norms is None else norms
     if rows is not None:
         norms = np.asarray(norms)[list(rows)]
-    x = qf * batch.scale  # exact
-    x *= np.asarray(norms, dtype=np.float64)[:, None]
-    return x
+    return _scale_by_norms(qf, np.asarray(norms, dtype=np.float64)[:, None], batch, out=None)
 
 
 def coordinate_columns(batch: Batch, rows=None) -> np.ndarray:
@@ -350,9 +348,21 @@ def coordinate_columns(batch: Batch, rows=None) -> np.ndarray:
     norms = batch.norms if rows is None else np.asarray(batch.norms)[list(rows)]
     cols = np.empty((q.shape[1], q.shape[0]), dtype=np.float64)
     cols[...] = q.T
-    cols *= batch.scale  # exact
-    cols *= np.asarray(norms, dtype=np.float64)[None, :]
-    return cols
+    return _scale_by_norms(cols, np.asarray(norms, dtype=np.float64)[None, :], batch, out=cols)
+
+
+def _scale_by_norms(values: np.ndarray, norms: np.ndarray, batch: Batch, *, out) -> np.ndarray:
+    """values (the integers q) * s * 2**-bits, rounding once (``out=values``: in place).
+
+    Folding the exact power-of-two scale into the norms gives the same real
+    product as ``s * (q * 2**-bits)`` and so the same double; where folding
+    would underflow the two steps are done separately.
+    """
+    folded = norms * batch.scale
+    if np.array_equal(folded * float(2**batch.bits), norms):
+        return np.multiply(values, folded, out=out)
+    res = np.multiply(values, batch.scale, out=out)
+    return np.multiply(res, norms, out=res)
 
 
 def _sum_columns_in_order(cols: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -382,12 +392,22 @@ def fixed_order_row_sums(a: np.ndarray) -> np.ndarray:
     code, not by a library, so the result is the same on every machine.
     """
     a = np.asarray(a, dtype=np.float64)
-    n, d = a.shape
+    work = _tree_buffer(*a.shape)
+    work[:, : a.shape[1]] = a
+    return _tree_sum(work)
+
+
+def _tree_buffer(n: int, d: int) -> np.ndarray:
     width = 1
     while width < d:
         width *= 2
-    work = np.zeros((n, width), dtype=np.float64)
-    work[:, :d] = a
+    return np.zeros((n, width), dtype=np.float64)
+
+
+def _tree_sum(work: np.ndarray) -> np.ndarray:
+    """Halve a zero-padded (n, 2^k) buffer in place down to its first column.
+    Padding columns only ever receive zeros, so the buffer can be refilled."""
+    width = work.shape[1]
     while width > 1:
         half = width // 2
         np.add(work[:, :half], work[:, half:width], out=work[:, :half])
@@ -701,13 +721,16 @@ def aggregate_centered_clipping(batch: Batch, params) -> Aggregate:
     tau = float(opts["tau"]) if "tau" in opts else norm_bound(params, batch.round + 1,
                                                                 tail=float(opts.get("tail", 20.0)))
     iterations = int(opts.get("iterations", 3))
-    n = batch.n
+    n, d = batch.n, batch.dim
     x = coordinate_values(batch)
-    v = np.zeros(batch.dim, dtype=np.float64)
+    v = np.zeros(d, dtype=np.float64)
+    diff = np.empty_like(x)
+    work = _tree_buffer(n, d)
     for _ in range(iterations):
-        diff = x - v
+        np.subtract(x, v, out=diff)
         with np.errstate(over="ignore", invalid="ignore"):
-            norms = np.sqrt(fixed_order_row_sums(diff * diff))
+            np.multiply(diff, diff, out=work[:, :d])
+            norms = np.sqrt(_tree_sum(work))  # the fixed pairwise tree of fixed_order_row_sums
             factor = np.where(norms > tau, tau / norms, 1.0)
         factor[~np.isfinite(factor)] = 0.0
         diff *= factor[:, None]
