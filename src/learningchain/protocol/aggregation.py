@@ -444,10 +444,8 @@ def _sum_smallest(dist: np.ndarray, k: int) -> np.ndarray:
     work = dist.copy()
     np.fill_diagonal(work, np.inf)
     ordered = np.sort(work, axis=1)  # exact; the diagonal's inf sorts last
-    score = ordered[:, 0].copy()
-    for j in range(1, k):
-        score += ordered[:, j]
-    return score
+    # accumulate is defined as the left-to-right recurrence r[j] = r[j-1] + a[j]
+    return np.add.accumulate(ordered[:, :k], axis=1)[:, k - 1].copy()
 
 
 def _krum_neighbours(n: int, f: int) -> int:
