@@ -44,3 +44,31 @@ def test_unknown_option_is_refused_by_argparse():
     with pytest.raises(SystemExit) as info:
         main(["train", "--warp-speed"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("rule,attack", [("bulyan", "alie"), ("l-nearest-bounded", "norm-inflation"),
+                                         ("centered-clipping", "sybil")])
+def test_other_rules_and_attacks_through_the_command_line_make_verifiable_chains(tmp_path, capsys, rule, attack):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "3", "--epsilon", "0.5", "--byzantine", "2",
+                 "--attack", attack, "--aggregator", rule, "--set", "attack_options={}", "--out", str(out),
+                 "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["aggregator"] == rule and summary["attack"] == attack and summary["rejected_blocks"] == 0
+    assert main(["chain", "verify", str(out)]) == 0  # every block recomputed with the chain's own rule
+
+
+def test_gaussian_mechanism_with_a_noise_multiplier_from_the_command_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--mechanism", "gaussian",
+                 "--noise-multiplier", "1.3", "--batch-size", "20", "--out", str(tmp_path / "g"), "--quiet",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["privacy"]["rdp"]["noise_multiplier"] == 1.3
+    assert summary["epsilon_total"] > 0 and summary["delta_total"] == 1e-5
+
+
+def test_unknown_attack_and_rule_names_list_the_known_ones(tmp_path, capsys):
+    assert main(["train", "--attack", "teleport", "--byzantine", "1", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "norm-inflation" in capsys.readouterr().err
+    assert main(["train", "--aggregator", "average", "--out", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "multi-krum" in capsys.readouterr().err

@@ -65,6 +65,7 @@ class TrainConfig:
     no_dp: bool = False
     mechanism: str = "l2-laplace"
     delta: float = 1e-5
+    noise_multiplier: Optional[float] = None  # gaussian: sigma / (2G); default calibrated to (epsilon, delta)
     schedule: str = "constant"
     clip: float = 1.0
     clip_mode: str = "auto"  # auto: per-example with noise, none with --no-dp
@@ -121,6 +122,21 @@ class TrainConfig:
         need(self.clip_mode in ("auto", "per-example", "total", "none"),
              f"clip_mode must be auto, per-example, total or none, got {self.clip_mode!r}")
         need(self.no_dp or self.clip_mode != "none", "clip_mode none gives no bounded sensitivity: use it with --no-dp")
+        if self.noise_multiplier is not None:
+            z = self.noise_multiplier
+            need(isinstance(z, (int, float)) and not isinstance(z, bool) and math.isfinite(z) and z > 0,
+                 f"noise_multiplier must be a finite number > 0, got {z!r}")
+            need(self.mechanism == "gaussian",
+                 f"noise_multiplier applies to the gaussian mechanism, not {self.mechanism!r}")
+        from .attacks.holders import HOLDER_ATTACKS
+        from .protocol.aggregation import RULES
+
+        need(self.attack in HOLDER_ATTACKS,
+             f"unknown attack {self.attack!r}; known: {', '.join(sorted(HOLDER_ATTACKS))}")
+        need(self.aggregator in RULES,
+             f"unknown aggregator {self.aggregator!r}; known: {', '.join(sorted(RULES))}")
+        need(isinstance(self.attack_options, dict), "attack_options must be a table of options")
+        need(isinstance(self.aggregator_options, dict), "aggregator_options must be a table of options")
         need(self.backend in ("native", "ethereum"), f"unknown backend {self.backend!r}; known: native, ethereum")
         need(isinstance(self.difficulty, int) and 0 <= self.difficulty <= 40,
              f"difficulty must be an integer number of bits in 0..40, got {self.difficulty!r}")

@@ -35,6 +35,9 @@ def mechanism_for_round(params: ProtocolParams, t: int):
     sensitivity = 2.0 * params.clip  # Appendix A
     if params.mechanism == "l2-laplace":
         return L2LaplaceMechanism(epsilon=eps_t, sensitivity=sensitivity)
+    if params.noise_multiplier > 0:
+        # sigma = z * 2G, the same in every round; the RDP accountant turns it into (eps, delta)
+        return GaussianMechanism(sigma=params.noise_multiplier * sensitivity)
     from .privacy.accounting import gaussian_sigma
 
     return GaussianMechanism(sigma=gaussian_sigma(epsilon=eps_t, delta=params.delta, sensitivity=sensitivity))

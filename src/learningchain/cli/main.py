@@ -22,7 +22,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--holders", type=int, metavar="K", help="data holders (default per dataset: 30, 10, 100)")
     g.add_argument("--miners", type=int, metavar="M", help="computing nodes (default K: every holder mines)")
     g.add_argument("--byzantine", type=int, metavar="B", help="Byzantine data holders (default 0)")
-    g.add_argument("--attack", help="what Byzantine holders send (default gaussian: N(0, 200^2 I))")
+    g.add_argument("--attack", metavar="NAME",
+                   help="what Byzantine holders send: gaussian (default, N(0, 200^2 I)), sign-flip, opposite, "
+                        "alie, ipm, label-flip, norm-inflation or sybil; options with --set attack_options={...}")
     g.add_argument("--fresh-identities", action="store_const", const=True,
                    help="a new pseudo-identity for every holder in every round")
     g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes")
@@ -36,7 +38,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-inclusion", type=float, metavar="F",
                    help="honest nodes refuse blocks that omit more than 1-F of the messages they hold")
     g = p.add_argument_group("learning")
-    g.add_argument("--aggregator", help="aggregation rule (default l-nearest)")
+    g.add_argument("--aggregator", metavar="RULE",
+                   help="aggregation rule: l-nearest (default), l-nearest-bounded, mean, median, trimmed-mean, "
+                        "krum, multi-krum, bulyan or centered-clipping; options with --set aggregator_options={...}")
     g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
     g.add_argument("--rounds", type=int, metavar="T", help="rounds (blocks) to run")
     g.add_argument("--lr", type=float, help="learning rate eta")
@@ -47,8 +51,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
     g.add_argument("--no-dp", action="store_const", const=True,
                    help="no privacy: no noise and, unless --clip-mode says otherwise, no clipping")
-    g.add_argument("--mechanism", help="l2-laplace (default, the paper's) or gaussian")
-    g.add_argument("--delta", type=float, help="delta for the gaussian mechanism")
+    g.add_argument("--mechanism", help="l2-laplace (default, the paper's: --epsilon per round) or gaussian "
+                                       "(--epsilon, --delta for the whole run, RDP accountant)")
+    g.add_argument("--delta", type=float, help="delta for the gaussian mechanism (default 1e-5)")
+    g.add_argument("--noise-multiplier", type=float, metavar="Z",
+                   help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
+                        "RDP accountant keeps every holder within --epsilon, --delta over the run)")
     g.add_argument("--schedule", help="constant (LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
     g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
     g.add_argument("--clip-mode", help="per-example (default with privacy), total (the literal Eq. 9), "
@@ -75,7 +83,8 @@ _TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
-               "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out", "force", "keep_chain",
+               "noise_multiplier", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
+               "force", "keep_chain",
                "eval_every"]
 
 

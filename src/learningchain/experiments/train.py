@@ -60,7 +60,22 @@ def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
     return path
 
 
-def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0) -> ProtocolParams:
+def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_holder: int) -> float:
+    """The gaussian mechanism's z: as configured, or the smallest that keeps the
+    holder with the fewest examples within (epsilon, delta) over the T rounds
+    according to the RDP accountant (privacy/accounting.py)."""
+    if cfg.no_dp or cfg.mechanism != "gaussian":
+        return 0.0
+    if cfg.noise_multiplier is not None:
+        return float(cfg.noise_multiplier)
+    from ..privacy.accounting import calibrate_noise_multiplier
+
+    return calibrate_noise_multiplier(epsilon=float(cfg.epsilon), delta=float(cfg.delta), rounds=int(cfg.rounds),
+                                      examples=int(smallest_holder), batch_size=int(batch_size))
+
+
+def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0,
+                 noise_multiplier: float = 0.0) -> ProtocolParams:
     options = dict(cfg.aggregator_options)
     if cfg.l is not None:
         options["l"] = cfg.l
@@ -82,6 +97,7 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         mechanism="none" if cfg.no_dp else cfg.mechanism,
         epsilon=0.0 if cfg.no_dp else float(cfg.epsilon),
         delta=float(cfg.delta) if (cfg.mechanism == "gaussian" and not cfg.no_dp) else 0.0,
+        noise_multiplier=float(noise_multiplier),
         schedule=cfg.schedule,
         rounds=cfg.rounds,
         quant_bits=bits,
@@ -157,7 +173,14 @@ def build_parties(cfg: TrainConfig) -> _Parties:
     spec = model_spec(cfg.model, dataset.features, dataset.classes, **options)
     w0 = initial_vector(spec, cfg.seed)
     batch_size = cfg.batch_size or max(len(p) for p in parts)
-    params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size)
+    if cfg.attack == "sybil" and cfg.byzantine:
+        identities = int(cfg.attack_options.get("identities", 10)) if isinstance(cfg.attack_options, dict) else 10
+        extra = cfg.byzantine * max(0, identities - 1)
+    else:
+        extra = 0
+    z = resolve_noise_multiplier(cfg, batch_size=batch_size, smallest_holder=min(len(p) for p in parts))
+    params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size, extra_messages=extra,
+                          noise_multiplier=z)
     genesis = make_genesis(params, w0, timestamp=GENESIS_TIME_MS)
     byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
     attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
@@ -266,7 +289,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
                                  parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                  lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
-    privacy = privacy_report(parties.params, len(rows))
+    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
     archive = miners[0].node
     wall = time.perf_counter() - started
     summary = {
@@ -279,7 +302,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "byzantine_holders": parties.byzantine_holders,
         "attack": cfg.attack if cfg.byzantine else None,
         "aggregator": cfg.aggregator,
-        "l": parties.params.l if cfg.aggregator == "l-nearest" else None,
+        "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
         "test_error": final_err,
         "train_loss": final_loss,
         "baseline_test_error": baseline["test_error"],
@@ -297,6 +320,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "selected_byzantine_total": selected_byz_total,
         "epsilon_per_round": privacy["epsilon_per_round"],
         "epsilon_total": privacy["epsilon_total"],
+        "delta_total": privacy.get("delta_total"),
         "privacy": privacy,
         "difficulty_bits": cfg.difficulty,
         "mining_tries": net.mining_tries,

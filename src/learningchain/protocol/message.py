@@ -161,7 +161,9 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
         raise InvalidMessage(
             "wrong-base", f"message was computed at block {hexstr(msg.base)[:14]}, expected {hexstr(base)[:14]}"
         )
-    check_unit(msg.q, params.quant_bits, params.norm_tol_bits)
+    # ||q||^2 is exact and a property of the immutable message: kept for the
+    # aggregation rules, which need it again (aggregation.Batch.sq_norms).
+    msg._cache["sq_norm"] = check_unit(msg.q, params.quant_bits, params.norm_tol_bits)
     signer = recover_address(msg.signing_digest, msg.signature)
     if signer != msg.identity:
         raise InvalidMessage(

@@ -57,6 +57,9 @@ class ProtocolParams:
     mechanism: str = "l2-laplace"
     epsilon: float = 1.0
     delta: float = 0.0
+    #: gaussian mechanism: noise standard deviation / L2 sensitivity (sigma = z * 2G).
+    #: 0 means the classic per-round calibration from (epsilon_t, delta).
+    noise_multiplier: float = 0.0
     schedule: str = "constant"
     rounds: int = 100  # T, used by the eps/T schedule
     # encoding
@@ -84,7 +87,7 @@ class ProtocolParams:
 
         need(isinstance(self.dim, int) and 0 < self.dim <= MAX_DIM,
              f"dim must be an integer in 1..{MAX_DIM}, got {self.dim!r}")
-        for name in ("lr", "lam", "clip", "epsilon", "delta"):
+        for name in ("lr", "lam", "clip", "epsilon", "delta", "noise_multiplier"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
                  f"{name} must be a finite number >= 0, got {value!r}")
@@ -101,6 +104,9 @@ class ProtocolParams:
             need(self.epsilon > 0, f"epsilon must be > 0 with mechanism {self.mechanism}")
         if self.mechanism == "gaussian":
             need(0 < self.delta < 1, f"the gaussian mechanism needs 0 < delta < 1, got {self.delta}")
+        else:
+            need(self.noise_multiplier == 0,
+                 f"noise_multiplier applies to the gaussian mechanism only, not {self.mechanism!r}")
         need(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds must be >= 1, got {self.rounds!r}")
         need(isinstance(self.quant_bits, int) and 8 <= self.quant_bits <= 26,
              f"quant_bits must be in 8..26, got {self.quant_bits!r}")
@@ -130,6 +136,11 @@ class ProtocolParams:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["authorities"] = list(self.authorities)
+        # Added after the first chains were made: left out at its default so
+        # that their genesis encodings (and hashes) stay what they were.
+        for name in _OMIT_AT_DEFAULT:
+            if out[name] == _DEFAULTS[name]:
+                del out[name]
         return out
 
     def encode(self) -> bytes:
@@ -165,3 +176,7 @@ class ProtocolParams:
     @property
     def l(self) -> int:  # noqa: E743 - the paper's name
         return int(self.aggregator_options.get("l", math.ceil(self.holders / 2)))
+
+
+_DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
+_OMIT_AT_DEFAULT = ("noise_multiplier",)

@@ -80,7 +80,12 @@ def canonical_messages(messages: Iterable[Message]) -> tuple:
 def make_batch(messages, params: ProtocolParams) -> Batch:
     q = np.stack([m.q for m in messages]) if messages else np.zeros((0, params.dim), np.int32)
     norms = np.array([m.norm for m in messages], dtype=np.float64)
-    return Batch(q, norms, tuple(m.hash for m in messages), params.quant_bits)
+    # Validation has checked that every message is for the parent's round.
+    round_ = int(messages[0].round) if messages else 0
+    # The exact ||q_k||^2 that message validation computed, when every message has it.
+    cached = [m._cache.get("sq_norm") for m in messages]
+    sq = np.array(cached, dtype=np.float64) if messages and None not in cached else None
+    return Batch(q, norms, tuple(m.hash for m in messages), params.quant_bits, round_, sq)
 
 
 def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggregate, np.ndarray]:

@@ -1,0 +1,60 @@
+"""``learningchain grid CONFIG``: attack x aggregator x fraction-Byzantine grids."""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["register", "cmd_grid"]
+
+
+def cmd_grid(args) -> int:
+    from ..config import parse_set
+    from ..experiments.grid import load_grid, plot_heatmap, read_results, run_grid
+
+    if args.plot_only:
+        from pathlib import Path
+
+        out = Path(args.out)
+        rows = read_results(out / "results.csv")
+        plot_heatmap(rows, out / "heatmap.png", title=args.title or out.name)
+        print(f"{out / 'heatmap.png'} from {len(rows)} rows")
+        return 0
+    spec = load_grid(args.config, overrides=parse_set(args.set))
+    out = args.out or f"runs/grid-{spec.name}"
+
+    def report(row, done, total):
+        if args.quiet:
+            return
+        err = row.get("test_error")
+        status = f"error {err:.4f}" if row.get("status") == "ok" and err is not None else f"{row.get('status')}: " \
+                 f"{row.get('error')}"
+        print(f"[{done}/{total}] {row['attack']:>15} {row['aggregator']:>18} b={row['byzantine']:<3} "
+              f"seed={row['seed']}  {status}", file=sys.stderr, flush=True)
+
+    rows = run_grid(spec, out, workers=args.workers, on_result=report)
+    failed = [r for r in rows if r.get("status") != "ok"]
+    print(f"{len(rows)} cells, {len(failed)} failed; results in {out}/results.csv, heatmap in {out}/heatmap.png")
+    return 1 if failed else 0
+
+
+def register(sub, csub) -> None:
+    p = sub.add_parser("grid", help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
+    p.add_argument("config", nargs="?", help="grid TOML: [grid] attacks, aggregators, fractions...; [train] options")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/grid-<name>)")
+    p.add_argument("--workers", type=int, metavar="N", help="processes (at most 2; default from the config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [train] option for every cell (repeatable)")
+    p.add_argument("--plot-only", action="store_true", help="redraw heatmap.png from --out/results.csv")
+    p.add_argument("--title", help="heatmap title with --plot-only")
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+    p.set_defaults(func=_dispatch)
+
+
+def _dispatch(args) -> int:
+    from ..errors import ConfigError
+
+    if not args.plot_only and not args.config:
+        raise ConfigError("grid needs a CONFIG file (or --plot-only --out DIR)")
+    if args.plot_only and not args.out:
+        raise ConfigError("--plot-only needs --out DIR holding results.csv")
+    return cmd_grid(args)

@@ -1,0 +1,401 @@
+"""``learningchain grid``: attack x aggregator x fraction-Byzantine grids.
+
+One TOML file describes a grid the way ByzFL's benchmark configs do::
+
+    [grid]
+    name = "synthetic"
+    attacks = ["gaussian", "sign-flip", "alie"]
+    aggregators = ["mean", "median", "l-nearest", "l-nearest-bounded"]
+    fractions = [0.1, 0.3, 0.45]   # of the K holders, rounded down
+    seeds = [0]
+    workers = 2                    # processes (at most 2)
+    clean = true                   # also run every rule without attackers
+    f = "byzantine"                # the f option of rules that have one
+
+    [train]                        # any `learningchain train` option
+    dataset = "synthetic"
+    rounds = 200
+
+    [attack_options.sign-flip]     # per-attack options
+    scale = 1.0
+
+    [aggregator_options.multi-krum]
+    m = 10
+
+Every cell is a full ``run_training``: the holders, the computing nodes and
+the chain are real, and the error reported is that of the model on the head
+block honest nodes accepted. ``f = "byzantine"`` gives rules with an ``f``
+option the true number of Byzantine holders (what ByzFL does; l-nearest keeps
+its own ``l``), ``f = "default"`` leaves them at their honest-majority default,
+and an integer sets it. Results go to ``results.csv`` (one row per cell and
+seed) and ``heatmap.png`` (final test error, attacks x rules, one panel per
+fraction); each cell's ``summary.json`` and ``metrics.csv`` stay under
+``runs/``, while its chain database is deleted unless ``keep_chains = true``
+(an MNIST cell's chain is over 100 MB). Cells already finished with the same
+configuration are not run again, so an interrupted grid resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..config import DATASET_DEFAULTS, TrainConfig
+from ..errors import ConfigError, LearningChainError
+
+__all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "read_results",
+           "MAX_WORKERS", "RESULT_FIELDS"]
+
+MAX_WORKERS = 2
+CLEAN = "none"  # the attack column of runs without Byzantine holders
+RESULT_FIELDS = ["cell", "dataset", "attack", "aggregator", "fraction", "byzantine", "holders", "seed", "status",
+                 "test_error", "baseline_test_error", "train_loss", "rounds", "height", "selected_byzantine_total",
+                 "rejected_blocks", "wall_seconds", "error"]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    name: str
+    attacks: tuple
+    aggregators: tuple
+    fractions: tuple
+    base: dict
+    seeds: tuple = (0,)
+    workers: int = MAX_WORKERS
+    clean: bool = True
+    f: object = "byzantine"
+    keep_chains: bool = False
+    attack_options: dict = field(default_factory=dict)
+    aggregator_options: dict = field(default_factory=dict)
+
+    @property
+    def holders(self) -> int:
+        return int(TrainConfig.from_dict(self.base).resolved().holders)
+
+
+@dataclass(frozen=True)
+class Cell:
+    attack: str
+    aggregator: str
+    fraction: float
+    byzantine: int
+    seed: int
+    config: dict  # TrainConfig fields
+
+    @property
+    def id(self) -> str:
+        return f"{self.attack}__{self.aggregator}__b{self.byzantine}__s{self.seed}"
+
+
+_GRID_KEYS = {"name", "attacks", "aggregators", "fractions", "seeds", "workers", "clean", "f", "keep_chains"}
+
+
+def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec:
+    """Read and check a grid config (unknown keys and bad values are refused)."""
+    from ..attacks.holders import HOLDER_ATTACKS
+    from ..protocol.aggregation import RULES
+
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover
+        import tomli as tomllib
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"grid config {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"grid config {path} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"grid", "train", "attack_options", "aggregator_options"})
+    if unknown:
+        raise ConfigError(f"grid config {path}: unknown table(s) {unknown}; known: grid, train, attack_options, "
+                          "aggregator_options")
+    grid = data.get("grid")
+    if not isinstance(grid, dict):
+        raise ConfigError(f"grid config {path} needs a [grid] table")
+    bad = sorted(set(grid) - _GRID_KEYS)
+    if bad:
+        raise ConfigError(f"[grid] has unknown key(s) {bad}; known: {sorted(_GRID_KEYS)}")
+    base = dict(data.get("train", {}))
+    base.update(overrides or {})
+    for key in ("byzantine", "attack", "aggregator", "attack_options", "aggregator_options", "seed", "out",
+                "force"):
+        if key in base:
+            raise ConfigError(f"[train] must not set {key!r}: the grid sets it for every cell")
+
+    def names(key, known, what):
+        value = grid.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"[grid] {key} must be a non-empty list of {what} names")
+        for v in value:
+            if v not in known:
+                raise ConfigError(f"[grid] unknown {what} {v!r}; known: {', '.join(sorted(known))}")
+        return tuple(value)
+
+    attacks = names("attacks", HOLDER_ATTACKS, "attack")
+    aggregators = names("aggregators", RULES, "aggregator")
+    fractions = grid.get("fractions")
+    if (not isinstance(fractions, list) or not fractions
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1 for x in fractions)):
+        raise ConfigError("[grid] fractions must be a non-empty list of numbers in (0, 1)")
+    seeds = grid.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                           for s in seeds):
+        raise ConfigError("[grid] seeds must be a non-empty list of integers")
+    workers = grid.get("workers", MAX_WORKERS)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigError(f"[grid] workers must be a positive integer, got {workers!r}")
+    f = grid.get("f", "byzantine")
+    if not (f in ("byzantine", "default") or (isinstance(f, int) and not isinstance(f, bool) and f >= 0)):
+        raise ConfigError(f"[grid] f must be \"byzantine\", \"default\" or an integer >= 0, got {f!r}")
+    options = {}
+    for table, known in (("attack_options", HOLDER_ATTACKS), ("aggregator_options", RULES)):
+        opts = data.get(table, {})
+        for name, value in opts.items():
+            if name not in known:
+                raise ConfigError(f"[{table}.{name}]: unknown name; known: {', '.join(sorted(known))}")
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{table}.{name}] must be a table of options")
+        options[table] = {k: dict(v) for k, v in opts.items()}
+    spec = GridSpec(name=str(grid.get("name", path.stem)), attacks=attacks, aggregators=aggregators,
+                    fractions=tuple(float(x) for x in fractions), base=base, seeds=tuple(seeds),
+                    workers=min(workers, MAX_WORKERS), clean=bool(grid.get("clean", True)), f=f,
+                    keep_chains=bool(grid.get("keep_chains", False)),
+                    attack_options=options["attack_options"], aggregator_options=options["aggregator_options"])
+    from ..attacks.holders import make_holder_attack
+    from ..protocol.params import ProtocolParams
+
+    for cell in grid_cells(spec):  # every cell's config is checked before anything runs
+        cfg = TrainConfig.from_dict(cell.config)
+        if cell.byzantine:
+            make_holder_attack(cfg.attack, **cfg.attack_options)
+        # the rule's options, on stand-in parameters (the run builds the real ones)
+        ProtocolParams(dim=1, holders=spec.holders, aggregator=cfg.aggregator,
+                       aggregator_options=dict(cfg.aggregator_options), mechanism="none", epsilon=0.0)
+    return spec
+
+
+def byzantine_count(fraction: float, holders: int) -> int:
+    """floor(fraction * K), never above the fraction (1e-9 absorbs float error in e.g. 0.3 * 30)."""
+    return int(math.floor(fraction * holders + 1e-9))
+
+
+def _aggregator_options(spec: GridSpec, aggregator: str, byzantine: int) -> dict:
+    from ..protocol.aggregation import get_rule
+
+    options = dict(spec.aggregator_options.get(aggregator, {}))
+    if "f" in get_rule(aggregator).options and "f" not in options:
+        if spec.f == "byzantine":
+            options["f"] = byzantine
+        elif isinstance(spec.f, int):
+            options["f"] = spec.f
+    return options
+
+
+def grid_cells(spec: GridSpec) -> list:
+    holders = spec.holders
+    cells = []
+    for seed in spec.seeds:
+        if spec.clean:
+            for agg in spec.aggregators:
+                cfg = dict(spec.base, byzantine=0, aggregator=agg, seed=seed,
+                           aggregator_options=_aggregator_options(spec, agg, 0))
+                cells.append(Cell(CLEAN, agg, 0.0, 0, seed, cfg))
+        for fraction in spec.fractions:
+            b = byzantine_count(fraction, holders)
+            if b < 1:
+                raise ConfigError(f"fraction {fraction} of {holders} holders is no Byzantine holder")
+            for attack in spec.attacks:
+                for agg in spec.aggregators:
+                    cfg = dict(spec.base, byzantine=b, attack=attack, seed=seed,
+                               attack_options=dict(spec.attack_options.get(attack, {})), aggregator=agg,
+                               aggregator_options=_aggregator_options(spec, agg, b))
+                    cells.append(Cell(attack, agg, fraction, b, seed, cfg))
+    return cells
+
+
+def _run_cell(cell: Cell, run_dir: str, keep_chains: bool) -> dict:
+    """Worker: one full training run; returns its CSV row (never raises)."""
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+    from .train import run_training
+
+    row = _row_base(cell)
+    started = time.perf_counter()
+    try:
+        cfg = TrainConfig.from_dict(dict(cell.config, out=run_dir, force=True, progress=False))
+        summary = run_training(cfg, progress=False)
+        row.update(status="ok", test_error=summary["test_error"], baseline_test_error=summary["baseline_test_error"],
+                   train_loss=summary["train_loss"], rounds=summary["rounds"], height=summary["height"],
+                   selected_byzantine_total=summary["selected_byzantine_total"],
+                   rejected_blocks=summary["rejected_blocks"], wall_seconds=summary["wall_seconds"],
+                   holders=summary["holders"], dataset=cfg.dataset)
+        with open(Path(run_dir) / "cell.json", "w") as fh:
+            json.dump({"cell": cell.id, "config": cell.config, "row": row}, fh, indent=2, default=str)
+    except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the grid; the CSV says why
+        kind = "" if isinstance(exc, LearningChainError) else f"{type(exc).__name__}: "
+        row.update(status="error", error=f"{kind}{exc}", wall_seconds=round(time.perf_counter() - started, 3))
+    finally:
+        if not keep_chains:
+            for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", "model.npy", "curve.png"):
+                (Path(run_dir) / name).unlink(missing_ok=True)
+    return row
+
+
+def _row_base(cell: Cell) -> dict:
+    row = {k: None for k in RESULT_FIELDS}
+    row.update(cell=cell.id, attack=cell.attack, aggregator=cell.aggregator, fraction=cell.fraction,
+               byzantine=cell.byzantine, seed=cell.seed, dataset=cell.config.get("dataset", "synthetic"),
+               holders=cell.config.get("holders") or DATASET_DEFAULTS[cell.config.get("dataset", "synthetic")]
+               ["holders"])
+    return row
+
+
+def _finished(cell: Cell, run_dir: Path) -> Optional[dict]:
+    path = run_dir / "cell.json"
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if json.dumps(data.get("config"), sort_keys=True, default=str) != json.dumps(cell.config, sort_keys=True,
+                                                                                  default=str):
+        return None
+    return data.get("row")
+
+
+def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
+             on_result: Optional[Callable[[dict, int, int], None]] = None) -> list:
+    """Run every cell (in at most two processes), write results.csv and heatmap.png."""
+    out = Path(out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    cells = grid_cells(spec)
+    n_workers = max(1, min(workers or spec.workers, MAX_WORKERS))
+    rows: dict = {}
+    todo = []
+    for cell in cells:
+        done = _finished(cell, out / "runs" / cell.id)
+        if done is not None:
+            rows[cell.id] = done
+        else:
+            todo.append(cell)
+    total = len(cells)
+    if on_result:
+        for row in rows.values():
+            on_result(row, len(rows), total)
+    if todo:
+        if n_workers == 1:
+            for cell in todo:
+                rows[cell.id] = _run_cell(cell, str(out / "runs" / cell.id), spec.keep_chains)
+                _write_results(out, cells, rows)
+                if on_result:
+                    on_result(rows[cell.id], len(rows), total)
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+                futures = {pool.submit(_run_cell, cell, str(out / "runs" / cell.id), spec.keep_chains): cell
+                           for cell in todo}
+                for fut in as_completed(futures):
+                    cell = futures[fut]
+                    rows[cell.id] = fut.result()
+                    _write_results(out, cells, rows)
+                    if on_result:
+                        on_result(rows[cell.id], len(rows), total)
+    ordered = _write_results(out, cells, rows)
+    plot_heatmap(ordered, out / "heatmap.png", title=spec.name)
+    return ordered
+
+
+def _write_results(out: Path, cells: list, rows: dict) -> list:
+    ordered = [rows[c.id] for c in cells if c.id in rows]
+    tmp = out / "results.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_FIELDS)
+        writer.writeheader()
+        for row in ordered:
+            writer.writerow({k: row.get(k) for k in RESULT_FIELDS})
+    tmp.replace(out / "results.csv")
+    return ordered
+
+
+def read_results(path: str | Path) -> list:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        for key in ("fraction", "test_error", "baseline_test_error", "train_loss", "wall_seconds"):
+            row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+        for key in ("byzantine", "holders", "seed", "rounds", "height", "selected_byzantine_total",
+                    "rejected_blocks"):
+            row[key] = int(float(row[key])) if row.get(key) not in (None, "") else None
+    return rows
+
+
+def _table(rows: list, fraction: float, attacks: list, rules: list):
+    import numpy as np
+
+    grid = np.full((len(attacks), len(rules)), np.nan)
+    for i, attack in enumerate(attacks):
+        for j, rule in enumerate(rules):
+            errs = [r["test_error"] for r in rows if r["attack"] == attack and r["aggregator"] == rule
+                    and r.get("status") == "ok" and r["test_error"] is not None
+                    and (attack == CLEAN or abs(float(r["fraction"]) - fraction) < 1e-9)]
+            if errs:
+                grid[i, j] = float(np.mean(errs))
+    return grid
+
+
+def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
+    """Final test error, attacks (rows) x rules (columns), one panel per fraction,
+    as ByzFL draws its benchmark heatmaps (mean over seeds when there are several)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    rules = list(dict.fromkeys(r["aggregator"] for r in rows))
+    attacks = list(dict.fromkeys(r["attack"] for r in rows))
+    if CLEAN in attacks:
+        attacks = [CLEAN] + [a for a in attacks if a != CLEAN]
+    fractions = sorted({float(r["fraction"]) for r in rows if r["attack"] != CLEAN}) or [0.0]
+    fig, axes = plt.subplots(1, len(fractions), figsize=(0.75 * len(rules) * len(fractions) + 2.5,
+                                                          0.45 * len(attacks) + 2.2), squeeze=False)
+    image = None
+    for ax, fraction in zip(axes[0], fractions):
+        table = _table(rows, fraction, attacks, rules)
+        image = ax.imshow(table, vmin=0.0, vmax=1.0, cmap="RdYlGn_r", aspect="auto")
+        ax.set_xticks(range(len(rules)))
+        ax.set_xticklabels(rules, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(len(attacks)))
+        ax.set_yticklabels(attacks if ax is axes[0][0] else [""] * len(attacks), fontsize=8)
+        holders = next((r["holders"] for r in rows if r["attack"] != CLEAN
+                        and abs(float(r["fraction"]) - fraction) < 1e-9), None)
+        byz = next((r["byzantine"] for r in rows if r["attack"] != CLEAN
+                    and abs(float(r["fraction"]) - fraction) < 1e-9), None)
+        ax.set_title(f"{fraction:.0%} Byzantine" + (f" ({byz} of {holders})" if holders else ""), fontsize=9)
+        for i in range(len(attacks)):
+            for j in range(len(rules)):
+                v = table[i, j]
+                if v == v:
+                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5,
+                            color="white" if v > 0.6 or v < 0.12 else "black")
+    if image is not None:
+        fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="final test error")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
