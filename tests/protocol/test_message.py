@@ -186,3 +186,12 @@ def test_holder_cannot_sign_a_zero_or_infinite_norm():
     for bad in (0.0, float("inf"), float("nan")):
         with pytest.raises(InvalidMessage):
             sign_message(key, round=0, base=b"\x00" * 32, norm=bad, q=np.zeros(2, np.int32))
+
+
+def test_a_norm_beyond_the_chain_limit_is_refused(setup):
+    params, genesis, keys, _ = setup
+    q = np.array([2**20, 0, 0, 0, 0], np.int32)
+    huge = sign_message(keys[0], round=0, base=genesis.hash, norm=1e300, q=q)
+    with pytest.raises(InvalidMessage, match="exceeds the chain's limit") as info:
+        validate_message(huge, params)
+    assert info.value.reason == "bad-norm"

@@ -155,6 +155,8 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
         raise InvalidMessage("wrong-shape", f"gradient has {msg.dim} entries, the model has {params.dim}")
     if not math.isfinite(msg.norm) or msg.norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {msg.norm!r}")
+    if msg.norm > params.max_norm:
+        raise InvalidMessage("bad-norm", f"norm {msg.norm:.6g} exceeds the chain's limit of {params.max_norm:.6g}")
     if round is not None and msg.round != round:
         raise InvalidMessage("wrong-round", f"message is for round {msg.round}, expected round {round}")
     if base is not None and msg.base != base:

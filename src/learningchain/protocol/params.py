@@ -60,6 +60,9 @@ class ProtocolParams:
     #: gaussian mechanism: noise standard deviation / L2 sensitivity (sigma = z * 2G).
     #: 0 means the classic per-round calibration from (epsilon_t, delta).
     noise_multiplier: float = 0.0
+    # largest reported norm s_k a message may carry: keeps every rule's update
+    # finite (a non-finite model would be refused by all and stall the chain)
+    max_norm: float = 1e15
     schedule: str = "constant"
     rounds: int = 100  # T, used by the eps/T schedule
     # encoding
@@ -87,7 +90,7 @@ class ProtocolParams:
 
         need(isinstance(self.dim, int) and 0 < self.dim <= MAX_DIM,
              f"dim must be an integer in 1..{MAX_DIM}, got {self.dim!r}")
-        for name in ("lr", "lam", "clip", "epsilon", "delta", "noise_multiplier"):
+        for name in ("lr", "lam", "clip", "epsilon", "delta", "noise_multiplier", "max_norm"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
                  f"{name} must be a finite number >= 0, got {value!r}")
@@ -179,4 +182,4 @@ class ProtocolParams:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
-_OMIT_AT_DEFAULT = ("noise_multiplier",)
+_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm")
