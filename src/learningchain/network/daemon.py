@@ -343,7 +343,7 @@ class NodeDaemon:
         try:
             msg = decode_message(payload, max_dim=self.params.dim)
         except DecodeError as exc:
-            self.transport.penalize(peer, Penalty.MALFORMED, "malformed", f"message: {exc}")
+            self.transport.penalize(peer, Penalty.MALFORMED, "malformed", str(exc))
             return
         self._admit(msg, payload, peer)
 

@@ -160,7 +160,7 @@ class Transport:
     # -- bookkeeping ------------------------------------------------------------------
     def refuse(self, reason: str, text: str, *, level: int = logging.WARNING) -> None:
         self.refusals[reason] = self.refusals.get(reason, 0) + 1
-        log.log(level, "%s refused %s", self.name, text)
+        log.log(level, "%s refused (%s) %s", self.name, reason, text)
 
     def banned(self, key) -> bool:
         until = self.bans.get(key)
@@ -186,7 +186,7 @@ class Transport:
     def penalize(self, peer: Peer, points: int, reason: str, detail: str) -> None:
         """Refuse what a peer sent, log why, and ban it once its points add up."""
         peer.score += points
-        self.refuse(reason, f"{reason} from {peer.label()}: {detail} (misbehaviour {peer.score}/"
+        self.refuse(reason, f"from {peer.label()}: {detail} (misbehaviour {peer.score}/"
                             f"{self.cfg.max_misbehaviour})")
         if peer.score >= self.cfg.max_misbehaviour:
             self.ban(peer, f"misbehaviour {peer.score} (last: {reason})")
@@ -398,7 +398,7 @@ class Transport:
                 kind, payload = await peer.read_frame()
             except FrameError as exc:
                 if exc.fatal:
-                    self.refuse(exc.reason, f"{exc.reason} frame from {peer.label()}: {exc.detail}; disconnecting")
+                    self.refuse(exc.reason, f"frame from {peer.label()}: {exc.detail}; disconnecting")
                     if exc.reason == "oversized":
                         self.ban(peer, str(exc))
                     else:
@@ -411,8 +411,8 @@ class Transport:
                 return
             size = len(payload) + 5
             if not peer.solicited(kind, payload) and not peer.within_limits(size):
-                self.refuse("flooding", f"flooding from {peer.label()}: more than {self.cfg.rate_frames:g} frames/s "
-                                        f"or {self.cfg.rate_bytes:g} bytes/s sustained; disconnecting")
+                self.refuse("flooding", f"frames from {peer.label()}: more than {self.cfg.rate_frames:g} frames/s "
+                                        f"or {self.cfg.rate_bytes:.0f} bytes/s sustained; disconnecting")
                 self.ban(peer, "flooding")
                 return
             try:
