@@ -168,6 +168,7 @@ class _Sync:
     start_height: int
     last_activity: float
     blocks: int = 0
+    cpu_started: float = 0.0
 
 
 class NodeDaemon:
@@ -501,7 +502,7 @@ class NodeDaemon:
         batch = self.net.sync_batch
         peer.requests[request] = batch
         if peer.send(Kind.GET_BLOCKS, encode_get_blocks(request, self.node.locator(), batch)):
-            self.sync = _Sync(peer, request, now, self.node.height, now)
+            self.sync = _Sync(peer, request, now, self.node.height, now, cpu_started=time.process_time())
             log.info("%s syncing from %s (our height %d)", self.name, peer.label(), self.node.height)
             return True
         peer.requests.pop(request, None)
@@ -539,7 +540,8 @@ class NodeDaemon:
         seconds = time.monotonic() - s.started
         gained = self.node.height - s.start_height
         self.last_sync = {"peer": s.peer.label(), "blocks": s.blocks, "from_height": s.start_height,
-                          "to_height": self.node.height, "seconds": round(seconds, 4), "complete": complete}
+                          "to_height": self.node.height, "seconds": round(seconds, 4),
+                          "cpu_seconds": round(time.process_time() - s.cpu_started, 4), "complete": complete}
         log.info("%s sync from %s %s: %d blocks received, height %d -> %d in %.2f s%s", self.name, s.peer.label(),
                  "done" if complete else "stopped", s.blocks, s.start_height, self.node.height, seconds,
                  f" ({why})" if why else "")
@@ -741,11 +743,21 @@ class NodeDaemon:
         if self._eval_cache[0] == head:
             return self._eval_cache[1]
         try:
-            if self._evaluator is None:
-                from ..experiments.train import Evaluator
+            import torch
 
-                self._evaluator = Evaluator(self.setup.spec, self.setup.dataset)
-            err, _ = self._evaluator(self.node.head.model)
+            from ..models import build_model, error_rate, set_flat
+
+            if self._evaluator is None:
+                ds = self.setup.dataset
+                self._evaluator = (build_model(self.setup.spec), torch.as_tensor(ds.x_test),
+                                   torch.as_tensor(ds.y_test))
+            model, x, y = self._evaluator
+            w = self.node.head.model
+            if not np.all(np.isfinite(w)):
+                err = 1.0
+            else:
+                set_flat(model, w)
+                err = float(error_rate(model, self.setup.spec, x, y))
         except Exception as exc:  # an observer, never a reason to fail the node
             log.debug("evaluation failed: %s", exc)
             err = None
@@ -795,7 +807,8 @@ class NodeDaemon:
         from aiohttp import web
 
         async def status(request):
-            return web.json_response(self.status())
+            evaluate = request.query.get("eval", "1") not in ("0", "false", "no")
+            return web.json_response(self.status(evaluate=evaluate))
 
         app = web.Application()
         app.router.add_get("/status", status)

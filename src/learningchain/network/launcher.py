@@ -93,6 +93,7 @@ class LocalNetwork:
         self.extra_args = extra_args or {}
         self.roles = roles
         self.nodes: list[NodeProc] = []
+        self.evaluate = True  # ask nodes for their head model's test error in status polls
         self.config_path = self.out / "network.toml"
 
     # -- preparing ------------------------------------------------------------------------
@@ -183,8 +184,9 @@ class LocalNetwork:
     # -- observing ----------------------------------------------------------------------------
     def status(self, index: int, timeout: float = 2.0) -> Optional[dict]:
         node = self.nodes[index]
+        query = "" if self.evaluate else "?eval=0"
         try:
-            with urllib.request.urlopen(f"http://{self.host}:{node.http_port}/status", timeout=timeout) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{node.http_port}/status{query}", timeout=timeout) as r:
                 return json.loads(r.read().decode())
         except (urllib.error.URLError, OSError, ValueError):
             return None
