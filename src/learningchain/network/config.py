@@ -49,6 +49,7 @@ class NetworkConfig:
     stop_height: Optional[int] = None  # stop holding and mining here; default: the chain's T (rounds)
     # -- when a computing node writes a block ----------------------------------------------
     collect_ms: int = 3000  # after a new head, wait up to this long for all K holders' messages
+    holder_delay_ms: int = 0  # holders wait until the head has stood this long (fewer messages on forks)
     poa_backoff_ms: int = 1000  # an out-of-turn authority waits this long per place behind the in-turn one
     min_peers: int = 0  # neither hold nor mine before this many peers are connected
     unseen: str = "accept"  # a gossiped block with messages never broadcast here: "accept" or "wait"
@@ -83,7 +84,7 @@ class NetworkConfig:
         need(isinstance(self.authorities, (tuple, list)), "authorities must be a list of addresses")
         for a in self.authorities:
             parse_address(a)
-        ints = ("interval_ms", "window", "min_bits", "max_bits", "collect_ms", "poa_backoff_ms",
+        ints = ("interval_ms", "window", "min_bits", "max_bits", "collect_ms", "holder_delay_ms", "poa_backoff_ms",
                 "min_peers", "unseen_grace_ms", "max_frame_bytes", "max_peers", "target_peers", "burst_frames",
                 "burst_bytes", "max_misbehaviour", "sync_batch")
         for name in ints:

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..crypto import PrivateKey
 from ..errors import ConfigError, DecodeError, InvalidBlock, InvalidMessage, LearningChainError, StoreError
-from ..node import Node, SQLiteStore
+from ..node import Node, SQLiteStore, VerdictCache
 from ..protocol.block import Block, decode_block
 from ..protocol.consensus import in_turn_authority
 from ..protocol.message import decode_message
@@ -197,8 +197,10 @@ class NodeDaemon:
         self.genesis = setup.genesis
         store = SQLiteStore(self.data_dir / "chain.sqlite")
         try:
+            # The verdict cache lets the node skip re-validating the blocks it just built
+            # itself by the same rule (see _own_block); every other block is validated.
             self.node = Node(setup.genesis, store=store, name=self.name, key=self.key,
-                             check_unseen=False)
+                             check_unseen=False, verdicts=VerdictCache())
         except StoreError as exc:
             store.close()
             self._unlock()
@@ -640,10 +642,18 @@ class NodeDaemon:
             head = self.node.head
             if head.height >= self.stop_height or head.hash in self.held:
                 continue
+            settle = self.net.holder_delay_ms / 1000 - (time.monotonic() - self.head_since)
+            if settle > 0:  # let a fork at this height resolve before spending privacy on it
+                await asyncio.sleep(settle)
+                continue
             self.held.add(head.hash)
+            t0 = time.perf_counter()
             reports = await loop.run_in_executor(None, make_messages, self.holders, head)
+            t1 = time.perf_counter()
             for report in reports:
                 self.submit_message(report.message)
+            log.debug("%s holders sent %d messages at height %d (%.1f ms computing, %.1f ms sending)", self.name,
+                      len(reports), head.height, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 
     async def _miner_loop(self) -> None:
         while not self._stop.is_set():
@@ -667,6 +677,12 @@ class NodeDaemon:
             else:
                 await self._mine(base)
 
+    def _own_block(self, sealed: Block) -> None:
+        """A block this node built with ``build_block`` and sealed: valid by construction."""
+        self.blocks_mined += 1
+        self.node.verdicts.blocks[sealed.hash] = None
+        self.handle_block(sealed, None)
+
     def _seal_authority(self, base: Block, ready_at: float) -> None:
         auths = [bytes.fromhex(a.removeprefix("0x")) for a in self.params.authorities]
         height = base.height + 1
@@ -678,9 +694,7 @@ class NodeDaemon:
         if self.node.head_hash != base.hash:
             return
         template = self.node.template(timestamp=_now_ms(), parent=base)
-        sealed = self.node.seal(template)
-        self.blocks_mined += 1
-        self.handle_block(sealed, None)
+        self._own_block(self.node.seal(template))
 
     async def _mine(self, base: Block) -> None:
         """Proof of work in slices of about 5 ms, yielding to the network in between."""
@@ -688,7 +702,10 @@ class NodeDaemon:
         try:
             count = self.node.mempool.count(base.hash)
             template = self.node.template(timestamp=_now_ms(), parent=base)
+            log.debug("%s mining on height %d with %d messages", self.name, base.height, count)
             nonce = secrets.randbits(62)
+            first = nonce
+            started = time.perf_counter()
             tries = 2048
             while not self._stop.is_set():
                 t0 = time.perf_counter()
@@ -696,12 +713,16 @@ class NodeDaemon:
                 spent = time.perf_counter() - t0
                 nonce += tries
                 if sealed is not None:
-                    self.blocks_mined += 1
-                    self.handle_block(sealed, None)
+                    log.debug("%s found a block at height %d after %d tries in %.1f ms", self.name, base.height + 1,
+                              int.from_bytes(sealed.header.seal, "little") - first + 1,
+                              (time.perf_counter() - started) * 1e3)
+                    self._own_block(sealed)
                     return
                 tries = max(256, min(1 << 20, int(tries * 0.005 / max(spent, 1e-6))))
                 await asyncio.sleep(0)
                 if self.node.head_hash != base.hash or not self.ready():
+                    log.debug("%s stopped mining on height %d after %d tries in %.1f ms", self.name, base.height,
+                              nonce - first, (time.perf_counter() - started) * 1e3)
                     return
                 now_count = self.node.mempool.count(base.hash)
                 if now_count != count:
@@ -733,6 +754,9 @@ class NodeDaemon:
                         best = peer if best is None or peer.hello.work > best.hello.work else best
                 if best is not None:
                     self.start_sync(best)
+            cache = self.node.verdicts.blocks
+            while len(cache) > 4096:
+                cache.pop(next(iter(cache)))
             for h, t in list(self._fetching.items()):
                 if time.monotonic() - t > 10:
                     del self._fetching[h]
