@@ -49,9 +49,10 @@ def inprocess_round(args, difficulty, nodes, work) -> float:
 
 def network_round(args, difficulty, nodes, work) -> tuple[float, dict]:
     conf = NetConfigFile(train_cfg(args, rounds=args.rounds, difficulty=difficulty),
-                         NetworkConfig(interval_ms=0, collect_ms=3000))
-    out = work / f"net-{nodes}-{difficulty}"
+                         NetworkConfig(interval_ms=0, collect_ms=3000, holder_delay_ms=args.holder_delay_ms))
+    out = work / f"net-{nodes}-{difficulty}-{time.monotonic_ns()}"
     net = LocalNetwork(out, conf, nodes)
+    net.evaluate = False  # no test-error evaluation in the nodes while they are timed
     net.prepare()
     try:
         net.start()
@@ -61,7 +62,7 @@ def network_round(args, difficulty, nodes, work) -> tuple[float, dict]:
     per_round = _seconds_per_round(net.nodes[0].dir)
     extra = {"blocks_mined": sum(s["blocks_mined"] for s in final),
              "messages_sent": sum(s["messages_sent"] for s in final),
-             "test_error": final[0]["test_error"]}
+             "messages_per_round": round(sum(s["messages_sent"] for s in final) / args.rounds, 1)}
     return per_round, extra
 
 
@@ -119,6 +120,7 @@ def main() -> int:
     p.add_argument("--sync-holders", type=int, default=30)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holder-delay-ms", type=int, default=0)
     p.add_argument("--skip-rounds", action="store_true")
     p.add_argument("--skip-sync", action="store_true")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
@@ -133,13 +135,18 @@ def main() -> int:
             print(f"{'nodes':>5} {'bits':>4} {'in-process s':>13} {'network s':>10} {'ratio':>6} {'blocks':>7}")
             for bits in [int(x) for x in args.difficulty.split(",")]:
                 for n in [int(x) for x in args.nodes.split(",")]:
-                    base = statistics.median(inprocess_round(args, bits, n, work) for _ in range(args.repeat))
-                    per, extra = network_round(args, bits, n, work)
+                    bases, pers, extra = [], [], {}
+                    for _ in range(args.repeat):  # interleaved, so both see the same machine load
+                        bases.append(inprocess_round(args, bits, n, work))
+                        per, extra = network_round(args, bits, n, work)
+                        pers.append(per)
+                    base, per = statistics.median(bases), statistics.median(pers)
                     ratio = per / base
-                    results["rounds"].append({"nodes": n, "difficulty": bits, "inprocess_s": base, "network_s": per,
-                                              "ratio": round(ratio, 3), **extra})
+                    results["rounds"].append({"nodes": n, "difficulty": bits, "inprocess_s": bases,
+                                              "network_s": pers, "ratio": round(ratio, 3),
+                                              "load_average": os.getloadavg()[0], **extra})
                     print(f"{n:>5} {bits:>4} {base:>13.4f} {per:>10.4f} {ratio:>6.2f} "
-                          f"{extra['blocks_mined']:>4}/{args.rounds}", flush=True)
+                          f"{extra['blocks_mined']:>4}/{args.rounds}  (load {os.getloadavg()[0]:.1f})", flush=True)
         if not args.skip_sync:
             r = sync_benchmark(args, work)
             results["sync"] = r

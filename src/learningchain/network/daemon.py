@@ -828,7 +828,11 @@ class NodeDaemon:
         }
 
     async def _start_http(self) -> None:
-        from aiohttp import web
+        try:
+            from aiohttp import web
+        except ImportError:
+            raise ConfigError("the status API needs aiohttp (pip install 'learningchain[network]'), "
+                              "or run the node with --http off") from None
 
         async def status(request):
             evaluate = request.query.get("eval", "1") not in ("0", "false", "no")
