@@ -163,3 +163,20 @@ def test_a_data_directory_of_another_chain_is_refused(tmp_path):
 
     with pytest.raises(StoreError, match="belongs to another chain"):
         NodeDaemon(small_conf(rounds=2, seed=9), data_dir=tmp_path / "a")
+
+
+def test_one_data_directory_serves_one_node_at_a_time(tmp_path):
+    from learningchain.errors import ConfigError
+    from learningchain.network.daemon import NodeDaemon
+
+    conf = small_conf(rounds=2)
+    first = NodeDaemon(conf, data_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="in use by another running node"):
+        NodeDaemon(conf, data_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="out of range"):
+        NodeDaemon(conf, data_dir=tmp_path / "b", holder_indices="7")
+    second = NodeDaemon(conf, data_dir=tmp_path / "b", holder_indices="1")  # the refusal unlocked it
+    second.node.store.close()
+    second._unlock()
+    first.node.store.close()
+    first._unlock()

@@ -189,34 +189,14 @@ class NodeDaemon:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = self._lock()
-        self.key = load_or_create_key(self.data_dir / "node.key")
-        self.name = name or self.data_dir.name
-        setup = network_setup(conf)
-        self.setup = setup
-        self.params = setup.params
-        self.genesis = setup.genesis
-        store = SQLiteStore(self.data_dir / "chain.sqlite")
         try:
-            # The verdict cache lets the node skip re-validating the blocks it just built
-            # itself by the same rule (see _own_block); every other block is validated.
-            self.node = Node(setup.genesis, store=store, name=self.name, key=self.key,
-                             check_unseen=False, verdicts=VerdictCache())
-        except StoreError as exc:
-            store.close()
+            self._init_node(conf, cfg, role, holder_indices, listen, advertise, peers, name)
+        except BaseException:
+            node = getattr(self, "node", None)
+            if node is not None:
+                node.store.close()
             self._unlock()
-            raise StoreError(f"{self.data_dir}: {exc}; this data directory belongs to another chain "
-                             "(another config or seed)") from None
-        self.stop_height = self.net.stop_height if self.net.stop_height is not None else self.params.rounds
-        self.holder_indices = parse_indices(holder_indices)
-        if self.holder_indices and role in ("miner", "relay"):
-            raise ConfigError(f"role {role!r} hosts no holders; drop --holder-index or use --role both/holder")
-        for i in self.holder_indices:
-            if not 0 <= i < cfg.holders:
-                raise ConfigError(f"holder index {i} is out of range for K = {cfg.holders} holders")
-        self.holders = self._make_holders(cfg)
-        self.transport = Transport(self, genesis_hash=self.genesis.hash, node_id=self.key.address,
-                                   config=self.net, listen=listen, advertise=advertise, bootstrap=tuple(peers),
-                                   name=self.name)
+            raise
         self.http_addr = http
         self.mines = role in ("both", "miner") and (
             self.params.consensus == "pow"
@@ -249,6 +229,35 @@ class NodeDaemon:
         self._http_runner = None
 
     # -- setup helpers ------------------------------------------------------------------
+    def _init_node(self, conf, cfg, role, holder_indices, listen, advertise, peers, name) -> None:
+        self.key = load_or_create_key(self.data_dir / "node.key")
+        self.name = name or self.data_dir.name
+        setup = network_setup(conf)
+        self.setup = setup
+        self.params = setup.params
+        self.genesis = setup.genesis
+        store = SQLiteStore(self.data_dir / "chain.sqlite")
+        try:
+            # The verdict cache lets the node skip re-validating the blocks it just built
+            # itself by the same rule (see _own_block); every other block is validated.
+            self.node = Node(setup.genesis, store=store, name=self.name, key=self.key,
+                             check_unseen=False, verdicts=VerdictCache())
+        except StoreError as exc:
+            store.close()
+            raise StoreError(f"{self.data_dir}: {exc}; this data directory belongs to another chain "
+                             "(another config or seed)") from None
+        self.stop_height = self.net.stop_height if self.net.stop_height is not None else self.params.rounds
+        self.holder_indices = parse_indices(holder_indices)
+        if self.holder_indices and role in ("miner", "relay"):
+            raise ConfigError(f"role {role!r} hosts no holders; drop --holder-index or use --role both/holder")
+        for i in self.holder_indices:
+            if not 0 <= i < cfg.holders:
+                raise ConfigError(f"holder index {i} is out of range for K = {cfg.holders} holders")
+        self.holders = self._make_holders(cfg)
+        self.transport = Transport(self, genesis_hash=self.genesis.hash, node_id=self.key.address,
+                                   config=self.net, listen=listen, advertise=advertise, bootstrap=tuple(peers),
+                                   name=self.name)
+
     def _lock(self):
         import fcntl
 
