@@ -180,3 +180,34 @@ def test_one_data_directory_serves_one_node_at_a_time(tmp_path):
     second._unlock()
     first.node.store.close()
     first._unlock()
+
+
+def test_a_losing_block_waits_unvalidated_until_its_branch_gets_heavier(tmp_path):
+    from .netkit import RawPeer, forged_round
+    from learningchain.network.wire import Kind
+
+    conf = small_conf(rounds=1, stop_height=0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            peer = await RawPeer.connect(a, node_id=b"\x08" * 20)
+            await asyncio.sleep(0.2)
+            _, x = forged_round(a, seed=11)
+            _, y = forged_round(a, seed=12)
+            low, high = sorted((x, y), key=lambda b: b.hash)
+            peer.send(Kind.BLOCK, low.encode())
+            await wait_until(lambda: a.node.head_hash == low.hash, 5, "the first block")
+            peer.send(Kind.BLOCK, high.encode())  # same work, higher hash: it cannot win now
+            await wait_until(lambda: high.hash in a.deferred, 5, "the losing sibling to be put aside")
+            assert high.hash not in a.node.headers and a.node.verdicts.blocks.get(high.hash, 0) == 0
+            _, child = forged_round(a, seed=13, parent=high)  # now high's branch is heavier
+            peer.send(Kind.BLOCK, child.encode())
+            await wait_until(lambda: a.node.head_hash == child.hash, 5, "the reorg onto the heavier branch")
+            assert high.hash in a.node.headers and not a.deferred
+            peer.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+    assert verify_chain(tmp_path / "a").ok

@@ -44,7 +44,8 @@ from ..crypto import PrivateKey
 from ..errors import ConfigError, DecodeError, InvalidBlock, InvalidMessage, LearningChainError, StoreError
 from ..node import Node, SQLiteStore, VerdictCache
 from ..protocol.block import Block, decode_block
-from ..protocol.consensus import in_turn_authority
+from ..protocol.consensus import block_work, in_turn_authority
+from ..protocol.forkchoice import is_heavier
 from ..protocol.message import decode_message
 from ..types import hexstr
 from .config import NetConfigFile, parse_address
@@ -206,6 +207,7 @@ class NodeDaemon:
         self.pending: "OrderedDict[bytes, list]" = OrderedDict()  # base hash -> [(payload, peer)]
         self.pending_count = 0
         self.parked: "OrderedDict[bytes, tuple]" = OrderedDict()  # block hash -> (block, peer, deadline)
+        self.deferred: "OrderedDict[bytes, tuple]" = OrderedDict()  # losing blocks, unvalidated: (block, peer)
         self.sync: Optional[_Sync] = None
         self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its GET_BLOCKS
         self.last_sync: dict = {}
@@ -417,7 +419,7 @@ class NodeDaemon:
             return
         peer.known.add(h)
         self._fetching.pop(h, None)
-        if h in self.seen or h in self.node.headers or h in self.node.orphans:
+        if h in self.seen or h in self.node.headers or h in self.node.orphans or h in self.deferred:
             return
         try:
             block = decode_block(raw, max_dim=self.params.dim, max_messages=self.params.max_messages)
@@ -428,8 +430,31 @@ class NodeDaemon:
             return
         self.handle_block(block, peer, synced=synced)
 
-    def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False) -> bool:
+    def _defer(self, block: Block, peer: Optional[Peer]) -> bool:
+        """Put off validating a gossiped block that cannot become the head.
+
+        When blocks race, most of them lose the fork choice on arrival (less work,
+        or equal work and a higher hash). Like Bitcoin nodes, which neither
+        validate nor relay blocks off their best chain, a node keeps such a block
+        aside unvalidated, and validates it only if a descendant makes its branch
+        the heavier one (the descendant arrives as an orphan naming it).
+        """
+        parent = self.node.headers.get(block.parent)
+        if parent is None or block.header.genesis != self.genesis.hash:
+            return False
+        work = self.node.work[block.parent] + block_work(block.header, self.params)
+        if is_heavier(work, block.hash, self.node.head_work, self.node.head_hash):
+            return False
+        self.deferred[block.hash] = (block, peer)
+        while len(self.deferred) > 256:
+            self.deferred.popitem(last=False)
+        return True
+
+    def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False, defer: bool = True) -> bool:
         """Validate and apply a block; relay it when accepted. True when it is now stored."""
+        if defer and not synced and peer is not None and self._defer(block, peer):
+            return False
+        self.deferred.pop(block.hash, None)
         old_head = self.node.head_hash
         check = self.net.unseen == "wait" and not synced and peer is not None
         try:
@@ -454,6 +479,11 @@ class NodeDaemon:
             return False
         if outcome.status == "orphan":
             # not marked seen: an orphan the node later evicts may be sent again
+            put_off = self.deferred.pop(outcome.missing, None)
+            if put_off is not None:  # its branch now matters: validate the parent, which connects it
+                parent, origin = put_off
+                self.handle_block(parent, origin, defer=False)
+                return block.hash in self.node.headers
             if peer is not None:
                 self._fetch_parent(peer, outcome.missing)
             return False
