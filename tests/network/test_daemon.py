@@ -211,3 +211,22 @@ def test_a_losing_block_waits_unvalidated_until_its_branch_gets_heavier(tmp_path
 
     asyncio.run(main())
     assert verify_chain(tmp_path / "a").ok
+
+
+def test_a_restarted_holder_does_not_answer_the_same_head_twice(tmp_path):
+    conf = small_conf(rounds=2, collect_ms=60_000)  # holders 2 and 3 never come: no block forms
+
+    async def main():
+        a = await start(conf, tmp_path, "a", holder_indices="0,1")
+        await wait_until(lambda: a.messages_sent == 2, 10, "the two messages for genesis")
+        await a.stop()
+        a = await start(conf, tmp_path, "a", holder_indices="0,1")
+        try:
+            await asyncio.sleep(0.8)
+            assert a.node.height == 0 and a.messages_sent == 0
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+    genesis = canonical(tmp_path / "a" / "chain.sqlite")[0]
+    assert (tmp_path / "a" / "held").read_text().split() == [genesis.hex()]

@@ -216,7 +216,7 @@ class NodeDaemon:
         # rounds
         self.head_since = time.monotonic()
         self.ready_at: dict[bytes, float] = {}
-        self.held: set = set()
+        self.held: set = self._load_held()  # heads the hosted holders already sent messages for
         self.ever_ready = self.net.min_peers == 0
         self.blocks_mined = 0
         self.messages_sent = 0
@@ -275,6 +275,29 @@ class NodeDaemon:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def _load_held(self) -> set:
+        """Heads this node's holders answered before a restart: a holder sends at most one
+        message per head, even across a crash (a second one would spend privacy again)."""
+        self._held_log: list = []
+        try:
+            text = (self.data_dir / "held").read_text()
+        except OSError:
+            return set()
+        for line in text.split():
+            try:
+                bytes.fromhex(line)
+            except ValueError:
+                continue
+            self._held_log.append(line)
+        return {bytes.fromhex(line) for line in self._held_log}
+
+    def _save_held(self, head: bytes) -> None:
+        path = self.data_dir / "held"
+        self._held_log = (self._held_log + [head.hex()])[-64:]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("\n".join(self._held_log) + "\n")
+        os.replace(tmp, path)
 
     def _make_holders(self, cfg) -> list:
         from ..holder import DataHolder
@@ -686,6 +709,7 @@ class NodeDaemon:
                 await asyncio.sleep(settle)
                 continue
             self.held.add(head.hash)
+            self._save_held(head.hash)
             t0 = time.perf_counter()
             reports = await loop.run_in_executor(None, make_messages, self.holders, head)
             t1 = time.perf_counter()
