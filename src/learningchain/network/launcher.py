@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError, LearningChainError
-from ..types import hexstr
 from .config import NetConfigFile
 
 __all__ = ["LocalNetwork", "network_up", "free_ports", "assign_holders"]

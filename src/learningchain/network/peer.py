@@ -117,11 +117,6 @@ class Peer:
             host = self.remote[0]
         return host, self.hello.port
 
-    @property
-    def initiator(self) -> bytes:
-        """Node id of the side that opened this connection (for duplicate resolution)."""
-        return self.hello.node_id if not self.outbound else b""
-
     def label(self) -> str:
         who = hexstr(self.node_id)[:10] if self.hello else "?"
         addr = self.address or self.remote
