@@ -71,3 +71,12 @@ def test_frames_carry_length_then_kind():
     frame = wire.encode_frame(Kind.PING, wire.encode_ping(5))
     assert int.from_bytes(frame[:4], "little") == len(frame) - 4
     assert frame[4] == Kind.PING and wire.decode_ping(frame[5:]) == 5
+
+
+def test_message_batches_round_trip_and_are_bounded():
+    raws = [b"\x01" * 10, b"", b"\x02" * 300]
+    assert wire.decode_messages(wire.encode_messages(raws)) == raws
+    with pytest.raises(DecodeError, match="1..4096"):
+        wire.decode_messages(wire.encode_messages([]))
+    with pytest.raises(DecodeError, match="truncated"):
+        wire.decode_messages(wire.encode_messages(raws)[:-1])

@@ -59,6 +59,7 @@ from .wire import (
     decode_blocks_end,
     decode_get_block,
     decode_get_blocks,
+    decode_messages,
     decode_sync_block,
     encode_blocks_end,
     encode_get_block,
@@ -340,7 +341,9 @@ class NodeDaemon:
 
     def on_frame(self, peer: Peer, kind: int, payload: bytes) -> None:
         if kind == Kind.MESSAGE:
-            self._on_message_frame(peer, payload)
+            self._on_message_frames(peer, [payload])
+        elif kind == Kind.MESSAGES:
+            self._on_message_frames(peer, decode_messages(payload))
         elif kind == Kind.BLOCK:
             self._on_block_frame(peer, payload, synced=False)
         elif kind == Kind.SYNC_BLOCK:
@@ -371,20 +374,30 @@ class NodeDaemon:
             for _ in range(20_000):
                 self.seen.popitem(last=False)
 
-    def _on_message_frame(self, peer: Peer, payload: bytes) -> None:
-        h = message_hash_of(payload)
-        peer.known.add(h)
-        if h in self.seen:
-            return
-        self._mark_seen(h)
-        try:
-            msg = decode_message(payload, max_dim=self.params.dim)
-        except DecodeError as exc:
-            self.transport.penalize(peer, Penalty.MALFORMED, "malformed", str(exc))
-            return
-        self._admit(msg, payload, peer)
+    def _on_message_frames(self, peer: Peer, payloads: list) -> None:
+        relay: list = []
+        for payload in payloads:
+            h = message_hash_of(payload)
+            peer.known.add(h)
+            if h in self.seen:
+                continue
+            self._mark_seen(h)
+            try:
+                msg = decode_message(payload, max_dim=self.params.dim)
+            except DecodeError as exc:
+                self.transport.penalize(peer, Penalty.MALFORMED, "malformed", str(exc))
+                continue
+            self._admit(msg, payload, peer, relay)
+        self._relay(relay, exclude=peer)
 
-    def _admit(self, msg, payload: bytes, peer: Optional[Peer]) -> bool:
+    def _relay(self, items: list, exclude: Optional[Peer] = None) -> None:
+        if items:
+            self.transport.broadcast_messages(items, exclude=exclude)
+            self._retry_parked()
+            self._poke()
+
+    def _admit(self, msg, payload: bytes, peer: Optional[Peer], relay: Optional[list] = None) -> bool:
+        """Hand a message to the node; relay it now, or add it to ``relay`` for one batch."""
         try:
             self.node.on_message(msg)
         except InvalidMessage as exc:
@@ -398,9 +411,10 @@ class NodeDaemon:
             else:
                 log.warning("%s: own message refused: %s", self.name, exc)
             return False
-        self.transport.broadcast(Kind.MESSAGE, payload, item=msg.hash, exclude=peer)
-        self._retry_parked()
-        self._poke()
+        if relay is not None:
+            relay.append((msg.hash, payload))
+        else:
+            self._relay([(msg.hash, payload)], exclude=peer)
         return True
 
     def _hold_pending(self, base: bytes, payload: bytes, peer) -> None:
@@ -417,21 +431,24 @@ class NodeDaemon:
         if not waiting:
             return
         self.pending_count -= len(waiting)
+        relay: list = []
         for payload, peer in waiting:
             try:
                 msg = decode_message(payload, max_dim=self.params.dim)
             except DecodeError:  # pragma: no cover - decoded once already
                 continue
-            self._admit(msg, payload, peer if peer is not None and not peer.closed.is_set() else None)
+            self._admit(msg, payload, peer if peer is not None and not peer.closed.is_set() else None, relay)
+        self._relay(relay)
 
-    def submit_message(self, msg) -> bool:
-        """A message from a holder this process hosts."""
-        payload = msg.encode()
-        self._mark_seen(msg.hash)
-        ok = self._admit(msg, payload, None)
-        if ok:
-            self.messages_sent += 1
-        return ok
+    def submit_messages(self, msgs) -> int:
+        """Messages from the holders this process hosts, gossiped in one batch."""
+        relay: list = []
+        for msg in msgs:
+            self._mark_seen(msg.hash)
+            if self._admit(msg, msg.encode(), None, relay):
+                self.messages_sent += 1
+        self._relay(relay)
+        return len(relay)
 
     # -- blocks ------------------------------------------------------------------------------
     def _on_block_frame(self, peer: Peer, raw: bytes, *, synced: bool) -> None:
@@ -713,8 +730,7 @@ class NodeDaemon:
             t0 = time.perf_counter()
             reports = await loop.run_in_executor(None, make_messages, self.holders, head)
             t1 = time.perf_counter()
-            for report in reports:
-                self.submit_message(report.message)
+            self.submit_messages([r.message for r in reports])
             log.debug("%s holders sent %d messages at height %d (%.1f ms computing, %.1f ms sending)", self.name,
                       len(reports), head.height, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)
 

@@ -35,6 +35,7 @@ from .wire import (
     decode_ping,
     encode_error,
     encode_hello,
+    encode_messages,
     encode_peers,
     encode_ping,
 )
@@ -226,6 +227,23 @@ class Transport:
                     peer.known.add(item)
                 sent += 1
         return sent
+
+    def broadcast_messages(self, items, exclude: Optional[Peer] = None) -> None:
+        """Gossip holders' messages ``[(hash, raw), ...]``: to each peer, in one frame, those
+        it is not known to have."""
+        for peer in list(self.peers.values()):
+            if peer is exclude:
+                continue
+            fresh = [(h, raw) for h, raw in items if h not in peer.known]
+            if not fresh:
+                continue
+            if len(fresh) == 1:
+                ok = peer.send(Kind.MESSAGE, fresh[0][1])
+            else:
+                ok = peer.send(Kind.MESSAGES, encode_messages([raw for _, raw in fresh]))
+            if ok:
+                for h, _ in fresh:
+                    peer.known.add(h)
 
     # -- connections ------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

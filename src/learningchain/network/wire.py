@@ -46,6 +46,9 @@ __all__ = [
     "decode_error",
     "encode_ping",
     "decode_ping",
+    "encode_messages",
+    "decode_messages",
+    "MAX_BATCH",
     "block_hash_of",
     "message_hash_of",
     "MAX_LOCATOR",
@@ -60,6 +63,7 @@ MAX_HOST = 255
 MAX_WORK_BYTES = 64
 MAX_AGENT = 64
 MAX_ERROR = 512
+MAX_BATCH = 4096  # messages in one MESSAGES frame
 _HEADER_MAX = 512  # as in protocol.block
 
 
@@ -72,6 +76,7 @@ class Kind(enum.IntEnum):
     PONG = 6
     MESSAGE = 16
     BLOCK = 17
+    MESSAGES = 18
     GET_BLOCKS = 32
     SYNC_BLOCK = 33
     BLOCKS_END = 34
@@ -229,6 +234,24 @@ def decode_ping(payload: bytes) -> int:
     nonce = r.u64()
     r.finish()
     return nonce
+
+
+def encode_messages(raws) -> bytes:
+    w = Writer().u32(len(raws))
+    for raw in raws:
+        w.var(raw)
+    return w.bytes()
+
+
+def decode_messages(payload: bytes) -> list[bytes]:
+    """The raw messages of a MESSAGES frame (each still to be decoded and checked)."""
+    r = Reader(payload, "messages")
+    n = r.u32()
+    if n == 0 or n > MAX_BATCH:
+        raise DecodeError(f"messages: a batch holds 1..{MAX_BATCH} messages, got {n}")
+    out = [r.var(len(payload), f"message {i}") for i in range(n)]
+    r.finish()
+    return out
 
 
 def message_hash_of(raw: bytes) -> bytes:
