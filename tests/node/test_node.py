@@ -187,3 +187,109 @@ def test_mining_needs_enough_messages(world):
     node = Node(genesis)
     with pytest.raises(InvalidBlock, match="too-few-messages"):
         node.template(timestamp=2000)
+
+
+def _chain(node, genesis, length, seed):
+    blocks, parent = [], genesis
+    for i in range(length):
+        b = grow(node, parent, seed + i)
+        node.on_block(b)
+        blocks.append(b)
+        parent = b
+    return blocks
+
+
+def test_block_at_walks_the_canonical_chain_and_follows_a_reorg(world):
+    params, genesis = world
+    node = Node(genesis)
+    a = _chain(node, genesis, 2, 10)
+    assert [node.block_at(h).hash for h in range(3)] == [genesis.hash, a[0].hash, a[1].hash]
+    assert node.block_at(3) is None and node.block_at(-1) is None
+    side = Node(genesis)
+    b = _chain(side, genesis, 3, 40)
+    for blk in b:
+        node.on_block(blk)
+    assert [node.block_at(h).hash for h in range(4)] == [genesis.hash] + [x.hash for x in b]
+
+
+def test_locator_is_dense_then_sparse_and_ends_at_genesis(world):
+    params, genesis = world
+    node = Node(genesis)
+    blocks = _chain(node, genesis, 30, 100)
+    loc = node.locator(dense=5)
+    by_hash = {b.hash: b.height for b in blocks}
+    by_hash[genesis.hash] = 0
+    heights = [by_hash[h] for h in loc]
+    # slow obvious reference: 5 consecutive heights from the head, then gaps 2, 4, 8, ...
+    want, h, step = [], 30, 1
+    while h > 0:
+        want.append(h)
+        if len(want) >= 5:
+            step *= 2
+        h -= step
+    assert heights == want + [0]
+
+
+def test_fork_point_finds_the_newest_shared_block(world):
+    params, genesis = world
+    node = Node(genesis)
+    common = _chain(node, genesis, 3, 200)
+    other = Node(genesis)
+    for b in common:
+        other.on_block(b)
+    mine = _chain(node, common[-1], 2, 300)
+    theirs = []
+    parent = common[-1]
+    for i in range(4):
+        blk = grow(other, parent, 400 + i, ts_offset=1300)
+        other.on_block(blk)
+        theirs.append(blk)
+        parent = blk
+    assert node.head_hash == mine[-1].hash and other.head_hash == theirs[-1].hash
+    # other's locator names its own branch; the newest block node shares with it is common[-1]
+    assert node.fork_point(other.locator()) == common[-1].height
+    assert other.fork_point(other.locator()) == other.height
+    assert node.fork_point([b"\x11" * 32]) is None
+
+
+def test_check_unseen_can_be_turned_off_for_one_call(world):
+    params, genesis = world
+    strict = Node(genesis, check_unseen=True)
+    b1 = grow(Node(genesis), genesis, 1)
+    with pytest.raises(InvalidBlock, match="never broadcast"):
+        strict.on_block(b1)
+    assert b1.hash not in strict.rejected  # non-final: the same block may come again
+    assert strict.on_block(b1, check_unseen=False).status == "accepted"
+    lax = Node(genesis)
+    b2 = grow(lax, b1, 2)
+    lax.on_block(b1)
+    with pytest.raises(InvalidBlock, match="never broadcast"):
+        lax.on_block(b2, check_unseen=True)
+    assert lax.on_block(b2).status == "accepted"
+
+
+def test_connecting_orphans_reports_the_head_move_exactly(world):
+    params, genesis = world
+    node = Node(genesis)
+    a1 = grow(node, genesis, 1)
+    node.on_block(a1)
+    b1 = grow(node, genesis, 2, ts_offset=1500)  # a side block at the same height
+    b2 = grow(node, b1, 3)
+    assert node.on_block(b2).status == "orphan"
+    out = node.on_block(b1)  # connects b2, which is heavier: the head moves, by a reorg
+    assert out.connected == (b2.hash,) and out.new_head and out.reorg and node.head_hash == b2.hash
+    c = grow(node, genesis, 4, ts_offset=1700)
+    c2 = grow(node, c, 5)
+    node2 = Node(genesis)
+    for blk in (a1, b1):
+        node2.on_block(blk)
+    head = node2.head_hash
+    node2.on_block(c2)
+    out = node2.on_block(c)  # connects c2 at height 2 vs b1/a1 at height 1: head moves
+    assert out.new_head and node2.head_hash == c2.hash
+    node3 = Node(genesis)
+    for blk in (a1, b1, b2):
+        node3.on_block(blk)
+    node3.on_block(c2)
+    out = node3.on_block(c)  # c2 (height 2) ties b2 on work: only the lower hash moves the head
+    assert out.new_head == (node3.head_hash != b2.hash)

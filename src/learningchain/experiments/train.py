@@ -40,7 +40,7 @@ from ..protocol.transition import make_genesis
 from ..types import hexstr
 from .baseline import train_centralized
 
-__all__ = ["run_training", "build_params", "prepare_out_dir", "write_curve", "Evaluator", "GENESIS_TIME_MS"]
+__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "prepare_out_dir", "write_curve", "Evaluator", "GENESIS_TIME_MS"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -152,6 +152,18 @@ def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> Non
 
 
 @dataclass
+class ChainSetup:
+    """What every party derives from the config alone: the same on every machine."""
+
+    dataset: object
+    spec: dict
+    params: ProtocolParams
+    genesis: object
+    parts: list  # index array of each holder's shard (D_k)
+    rng: np.random.Generator  # the config's generator, after the partition drew from it
+
+
+@dataclass
 class _Parties:
     dataset: object
     spec: dict
@@ -162,8 +174,12 @@ class _Parties:
     byzantine_holders: list
 
 
-def build_parties(cfg: TrainConfig) -> _Parties:
-    """Data, model, protocol parameters, genesis and holders (shared by every backend)."""
+def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[ProtocolParams], ProtocolParams]] = None,
+                      genesis_time_ms: int = GENESIS_TIME_MS) -> ChainSetup:
+    """Data set, holder shards, protocol parameters and genesis: a pure function of
+    the config and its seed, so separate processes given one config build the same
+    genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
+    cfg = cfg.resolved()
     rng = np.random.default_rng(cfg.seed)
     dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir)
     if cfg.holders > len(dataset.y_train):
@@ -181,15 +197,24 @@ def build_parties(cfg: TrainConfig) -> _Parties:
     z = resolve_noise_multiplier(cfg, batch_size=batch_size, smallest_holder=min(len(p) for p in parts))
     params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size, extra_messages=extra,
                           noise_multiplier=z)
-    genesis = make_genesis(params, w0, timestamp=GENESIS_TIME_MS)
+    if params_hook is not None:
+        params = params_hook(params)
+    genesis = make_genesis(params, w0, timestamp=genesis_time_ms)
+    return ChainSetup(dataset, spec, params, genesis, parts, rng)
+
+
+def build_parties(cfg: TrainConfig) -> _Parties:
+    """Data, model, protocol parameters, genesis and holders (shared by every backend)."""
+    setup = build_chain_setup(cfg)
+    dataset, params, rng = setup.dataset, setup.params, setup.rng
     byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
     attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
     holders = []
-    for k, idx in enumerate(parts):
+    for k, idx in enumerate(setup.parts):
         holders.append(DataHolder(k, dataset.x_train[idx], dataset.y_train[idx], params,
                                   rng=np.random.default_rng([cfg.seed, 1, k]),
                                   fresh_identity=cfg.fresh_identities))
-    return _Parties(dataset, spec, params, genesis, holders, attacks, byz)
+    return _Parties(dataset, setup.spec, params, setup.genesis, holders, attacks, byz)
 
 
 def build_miners(cfg: TrainConfig, genesis, store_path: Optional[Path]) -> tuple[list, int]:

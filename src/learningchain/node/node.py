@@ -129,6 +129,10 @@ class Node:
     def height(self) -> int:
         return self.headers[self.head_hash].height
 
+    @property
+    def head_work(self) -> int:
+        return self.work[self.head_hash]
+
     def header(self, block_hash: bytes) -> Header:
         try:
             return self.headers[block_hash]
@@ -148,6 +152,39 @@ class Node:
                 break
             h = header.parent
         return out[::-1]
+
+    def block_at(self, height: int) -> Optional[Block]:
+        """The block at ``height`` on the canonical chain (the head's ancestry), if any."""
+        if not 0 <= height <= self.height:
+            return None
+        h = self.store.canonical_hash(height)
+        return None if h is None else self.store.get(h)
+
+    def locator(self, *, dense: int = 10, limit: int = 64) -> list[bytes]:
+        """Canonical hashes from the head back to genesis, ``dense`` consecutive
+        ones then at doubling gaps (Bitcoin's block locator): a peer finds the
+        last block the two chains share in O(log height) hashes."""
+        out = []
+        height, step = self.height, 1
+        while height > 0 and len(out) < limit - 1:
+            h = self.store.canonical_hash(height)
+            if h is not None:
+                out.append(h)
+            if len(out) >= dense:
+                step *= 2
+            height -= step
+        out.append(self.genesis_hash)
+        return out
+
+    def fork_point(self, locator) -> Optional[int]:
+        """Height of the first hash in ``locator`` that is on this node's canonical
+        chain (the newest block both chains share); None when none is."""
+        for h in locator:
+            header = self.headers.get(h)
+            if header is not None and header.height <= self.height \
+                    and self.store.canonical_hash(header.height) == h:
+                return header.height
+        return None
 
     def is_ancestor(self, ancestor: bytes, descendant: bytes) -> bool:
         target = self.headers.get(ancestor)
@@ -195,13 +232,16 @@ class Node:
         self.rejected_by_reason[exc.reason] += 1
         return exc
 
-    def on_block(self, block) -> BlockOutcome:
+    def on_block(self, block, *, check_unseen: Optional[bool] = None) -> BlockOutcome:
         """Validate a block by recomputation and apply the fork choice.
 
         Returns the outcome for a valid, known or orphan block; raises
         InvalidBlock (counted in ``rejected_by_reason``) or DecodeError for a bad
-        one, leaving the store as it was.
+        one, leaving the store as it was. ``check_unseen`` overrides the node's
+        policy for this call: a driver that fetched a block from history (a node
+        syncing after a restart never saw those messages broadcast) turns it off.
         """
+        unseen = self.check_unseen if check_unseen is None else check_unseen
         if not isinstance(block, Block):
             try:
                 block = decode_block(block, max_dim=self.params.dim, max_messages=self.params.max_messages)
@@ -228,15 +268,17 @@ class Node:
             while len(self.orphans) > self.max_orphans:
                 self.orphans.popitem(last=False)
             return BlockOutcome("orphan", h, missing=header.parent)
-        self._validate(block, parent)
+        head_before = self.head_hash
+        self._validate(block, parent, unseen)
         outcome = self._accept(block)
-        connected = self._connect_orphans(h)
+        connected = self._connect_orphans(h, unseen)
         if connected:
-            outcome = BlockOutcome(outcome.status, h, self.head_hash != outcome.block_hash or outcome.new_head,
-                                   outcome.reorg, None, tuple(connected))
+            moved = self.head_hash != head_before
+            reorg = moved and not self.is_ancestor(head_before, self.head_hash)
+            outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected))
         return outcome
 
-    def _validate(self, block: Block, parent: Block) -> None:
+    def _validate(self, block: Block, parent: Block, check_unseen: bool) -> None:
         if self.validation != "full":
             if self.validation == "header":
                 try:
@@ -255,7 +297,7 @@ class Node:
                         "omitted-messages",
                         f"block includes {kept} of the {len(had)} messages this node holds for its parent "
                         f"(policy: at least {self.min_inclusion:.0%})", height=block.height), final=False)
-        if self.check_unseen:
+        if check_unseen:
             for m in block.messages:
                 if m.hash not in self.mempool:
                     raise self._reject(block, InvalidBlock(
@@ -297,7 +339,7 @@ class Node:
                 self.store.prune_bodies(block.height - self.keep_bodies)
         return BlockOutcome("accepted", h, new_head=heavier, reorg=reorg)
 
-    def _connect_orphans(self, parent_hash: bytes) -> list:
+    def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> list:
         connected = []
         pending = [parent_hash]
         while pending:
@@ -307,7 +349,7 @@ class Node:
                     continue
                 del self.orphans[oh]
                 try:
-                    self._validate(orphan, self.store.get(p))
+                    self._validate(orphan, self.store.get(p), check_unseen)
                 except InvalidBlock:
                     continue
                 self._accept(orphan)

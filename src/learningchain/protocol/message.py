@@ -27,7 +27,7 @@ from ..types import Address, Hash32, hexstr
 from .codec import Reader, Writer
 from .quantize import check_unit
 
-__all__ = ["Message", "sign_message", "decode_message", "validate_message", "MESSAGE_VERSION"]
+__all__ = ["Message", "sign_message", "decode_message", "validate_message", "message_id_of", "MESSAGE_VERSION"]
 
 MESSAGE_VERSION = 1
 _DOMAIN = b"\x19LearningChain message v1\n"
@@ -123,6 +123,15 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     msg._cache["raw"] = body + signature
     msg._cache["digest"] = digest
     return msg
+
+
+def message_id_of(raw: bytes) -> Hash32:
+    """The id of an encoded message without decoding it (for de-duplicating gossip);
+    equal to ``decode_message(raw).hash`` for well-formed bytes."""
+    if len(raw) < _FIXED_SIZE:
+        raise DecodeError(f"message of {len(raw)} bytes is shorter than the fixed part ({_FIXED_SIZE})")
+    digest = keccak256(_DOMAIN + bytes(raw[:-SIGNATURE_SIZE]))
+    return keccak256(_ID_TAG + digest + bytes(raw[-SIGNATURE_SIZE:]))
 
 
 def decode_message(raw: bytes, *, max_dim: int) -> Message:

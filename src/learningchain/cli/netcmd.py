@@ -1,0 +1,155 @@
+"""``learningchain node`` and ``learningchain network up``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register"]
+
+#: Train keys that `node` and `network up` take as options (the rest via --config / --set).
+_TRAIN_OPTIONS = ("dataset", "holders", "rounds", "epsilon", "no_dp", "lr", "l", "seed", "difficulty", "model",
+                  "batch_size", "partition", "data_dir")
+
+
+def _add_chain_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("the chain (every node of one network must agree)")
+    g.add_argument("--config", metavar="FILE", help="TOML with a [train] table (the learning problem, as for "
+                                                     "`learningchain train`) and a [network] table")
+    g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist")
+    g.add_argument("--dataset-dir", dest="data_dir", metavar="DIR", help="IDX files for mnist/fashion-mnist")
+    g.add_argument("--holders", type=int, metavar="K", help="data holders in the whole network")
+    g.add_argument("--rounds", type=int, metavar="T", help="rounds (blocks) to run")
+    g.add_argument("--model", help="logistic, svm, mlp or cnn")
+    g.add_argument("--partition", help="iid, label-sorted or dirichlet")
+    g.add_argument("--epsilon", type=float, metavar="EPS")
+    g.add_argument("--no-dp", action="store_const", const=True)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--l", type=int, metavar="L")
+    g.add_argument("--batch-size", type=int, metavar="M")
+    g.add_argument("--seed", type=int, metavar="S")
+    g.add_argument("--difficulty", type=int, metavar="BITS", help="initial proof-of-work difficulty")
+    g.add_argument("--consensus", choices=("pow", "poa"), help="proof of work (default) or proof of authority")
+    g.add_argument("--interval-ms", type=int, metavar="MS",
+                   help="proof-of-work retarget toward this block interval (0: fixed difficulty)")
+    g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a [train] key, or a [network] key as network.KEY=VALUE (repeatable)")
+
+
+def _load(args):
+    from ..config import parse_set
+    from ..network.config import load_net_config
+
+    train, network = {}, {}
+    for key in _TRAIN_OPTIONS:
+        value = getattr(args, key, None)
+        if value is not None:
+            train[key] = value
+    if getattr(args, "consensus", None):
+        network["consensus"] = args.consensus
+    if getattr(args, "interval_ms", None) is not None:
+        network["interval_ms"] = args.interval_ms
+    for key, value in parse_set(args.set).items():
+        if key.startswith("network."):
+            network[key.removeprefix("network.")] = value
+        else:
+            train[key] = value
+    config = args.config
+    if config is None and getattr(args, "data_dir_node", None):
+        saved = Path(args.data_dir_node) / "config.toml"
+        if saved.exists():
+            config = str(saved)
+    return load_net_config(config, train_overrides=train, network_overrides=network)
+
+
+def cmd_node(args) -> int:
+    from ..network.daemon import NodeDaemon, load_or_create_key, parse_indices, run_node
+    from ..network.tcp import parse_hostport
+
+    data_dir = Path(args.data_dir_node)
+    if args.init:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = load_or_create_key(data_dir / "node.key")
+        print(f"0x{key.address.hex()}")
+        return 0
+    conf = _load(args)
+    network = conf.network
+    overrides = {}
+    if args.min_peers is not None:
+        overrides["min_peers"] = args.min_peers
+    if overrides:
+        network = network.replace(**overrides)
+        conf = type(conf)(conf.train, network)
+    listen = parse_hostport(args.listen, what="--listen")
+    advertise = parse_hostport(args.advertise, what="--advertise") if args.advertise else None
+    peers = [parse_hostport(p, what="--peers") for p in (args.peers or "").split(",") if p.strip()]
+    if args.http in (None, ""):
+        http = (listen[0], listen[1] + 1) if listen[1] else (listen[0], 0)
+    elif args.http == "off":
+        http = None
+    else:
+        http = parse_hostport(args.http, what="--http")
+    indices = parse_indices(args.holder_index)
+    role = args.role or ("both" if indices else "miner")
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    saved = data_dir / "config.toml"
+    if not saved.exists():
+        saved.write_text(conf.to_toml())
+
+    def factory():
+        return NodeDaemon(conf, data_dir=data_dir, listen=listen, advertise=advertise, peers=peers, role=role,
+                          holder_indices=indices, http=http, name=args.name)
+
+    return run_node(factory, log_file=data_dir / "node.log", verbose=args.verbose, console=not args.quiet)
+
+
+def cmd_network_up(args) -> int:
+    from ..network.launcher import describe, network_up
+
+    conf = _load(args)
+    summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
+                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(describe(summary))
+    ok = summary["same_head"] and summary["all_verified"]
+    return 0 if ok else 1
+
+
+def register(sub, csub) -> None:
+    p = sub.add_parser("node", help="run one node of a LearningChain network (holder, computing node or both)")
+    p.add_argument("--data-dir", dest="data_dir_node", required=True, metavar="DIR",
+                   help="the node's directory: chain.sqlite, node.key (mode 0600), holder keys, node.log")
+    p.add_argument("--init", action="store_true", help="create the data directory and node key, print the "
+                                                       "node's address (for [network] authorities) and exit")
+    p.add_argument("--listen", default="127.0.0.1:30333", metavar="HOST:PORT",
+                   help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
+    p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
+    p.add_argument("--peers", metavar="LIST", help="bootstrap peers, HOST:PORT[,HOST:PORT...]")
+    p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default the listen port + 1; "
+                                                        "'off' for none")
+    p.add_argument("--role", help="both (default with --holder-index), holder, miner (default without) or relay")
+    p.add_argument("--holder-index", metavar="I", help="which holders' shards this node hosts: I, I,J,... or A-B")
+    p.add_argument("--min-peers", type=int, metavar="N", help="hold and mine only once N peers are connected")
+    p.add_argument("--name", help="name in logs (default: the data directory's name)")
+    p.add_argument("--verbose", action="store_true", help="debug logging")
+    p.add_argument("--quiet", action="store_true", help="log to DIR/node.log only, not to stderr")
+    _add_chain_options(p)
+    p.set_defaults(func=cmd_node)
+
+    net = sub.add_parser("network", help="run a local network of node processes")
+    nsub = net.add_subparsers(dest="network_command", metavar="ACTION")
+    nsub.required = True
+    p = nsub.add_parser("up", help="start N node processes on loopback, run R rounds, stop them cleanly")
+    p.add_argument("--nodes", type=int, required=True, metavar="N", help="node processes")
+    p.add_argument("--out", metavar="DIR", help="where each node's directory is left (default runs/network)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds")
+    p.add_argument("--compare", action="store_true", help="also run the in-process network with the same settings")
+    p.add_argument("--force", action="store_true", help="replace a network run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no live progress")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--verbose", action="store_true", help="debug logging in the nodes")
+    _add_chain_options(p)
+    p.set_defaults(func=cmd_network_up)

@@ -1,0 +1,135 @@
+"""What a node refuses, with a logged reason, while it keeps serving honest peers:
+malformed frames, oversized frames, bad signatures, unknown message types,
+floods, silence in the handshake, unsolicited answers, and blocks whose
+messages it never saw (under the "wait" policy)."""
+
+import asyncio
+import logging
+
+from learningchain.network.wire import Kind, encode_blocks_end, encode_ping, encode_sync_block
+
+from .netkit import RawPeer, errors_in, forged_round, same_head, small_conf, start, wait_until
+
+
+def _tamper_signature(msg) -> bytes:
+    raw = bytearray(msg.encode())
+    raw[-30] ^= 0x01  # inside s: the signature no longer recovers the claimed identity
+    return bytes(raw)
+
+
+def test_hostile_frames_are_refused_and_honest_peers_are_still_served(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="learningchain.net")
+    # stop_height 0 holds the honest round back until the attacks are in
+    conf = small_conf(rounds=6, collect_ms=200, rate_frames=100.0, burst_frames=200, max_frame_bytes=1 << 16,
+                      max_misbehaviour=1000, stop_height=0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", holder_indices="0,1")
+        b = await start(conf, tmp_path, "b", holder_indices="2,3", peers=[a.transport.advertise])
+        try:
+            await wait_until(lambda: len(a.transport.peers) == 1, 10)
+            msgs, block = forged_round(a)
+
+            evil = await RawPeer.connect(a, node_id=b"\x01" * 20)
+            await asyncio.sleep(0.2)
+            evil.send(Kind.MESSAGE, b"\x01\x02\x03")  # malformed record
+            evil.send_raw((0).to_bytes(4, "little"))  # empty frame: no kind byte
+            evil.send(99, b"hello?")  # unknown type
+            evil.send(Kind.MESSAGE, _tamper_signature(msgs[0]))  # bad signature
+            evil.send(Kind.SYNC_BLOCK, encode_sync_block(77, block.encode()))  # an answer nobody asked for
+            evil.send(Kind.BLOCKS_END, encode_blocks_end(78, 0, False))
+            await wait_until(lambda: all(a.transport.refusals.get(r, 0) >= 1 for r in
+                                         ("malformed", "unknown-type", "bad-signature", "unsolicited")),
+                             10, "the four refusals")
+            assert a.node.mempool.count(a.node.head_hash) == 0 and a.node.height == 0
+            assert 1 in {p.node_id[0] for p in a.transport.peers.values()}  # penalised, not yet banned
+
+            big = await RawPeer.connect(a, node_id=b"\x02" * 20)
+            await asyncio.sleep(0.2)
+            big.send_raw((1 << 20).to_bytes(4, "little") + b"\x10" + b"\x00" * 1000)  # oversized
+            assert await big.closed_by_peer()
+            assert a.transport.refusals.get("oversized") == 1
+
+            flood = await RawPeer.connect(a, node_id=b"\x03" * 20)
+            await asyncio.sleep(0.2)
+            for i in range(1000):
+                flood.send(Kind.PING, encode_ping(i))
+            assert await flood.closed_by_peer()
+            assert a.transport.refusals.get("flooding") == 1
+            again = await RawPeer.connect(a, node_id=b"\x03" * 20)  # banned for ban_seconds
+            assert "banned" in " ".join(errors_in(await again.frames(2.0)))
+
+            mute = await RawPeer.connect(a, hello=False)
+            mute.send(Kind.PING, encode_ping(1))  # anything but a hello first
+            assert "expected hello" in " ".join(errors_in(await mute.frames(2.0)))
+
+            foreign = await RawPeer.connect(a, genesis=b"\x09" * 32, node_id=b"\x04" * 20)
+            assert any("wrong-genesis" in e for e in errors_in(await foreign.frames(2.0)))
+
+            # the honest pair carries on: a full round gossiped and mined, and b follows a
+            a.stop_height = b.stop_height = 6
+            await wait_until(lambda: same_head([a, b], 6), 60, "the honest nodes to finish")
+            assert b.node.rejected_by_reason == {} or set(b.node.rejected_by_reason) <= {"unseen-message"}
+            for p in (evil, big, flood, again, mute, foreign):
+                p.close()
+        finally:
+            await a.stop()
+            await b.stop()
+
+    asyncio.run(main())
+    log = caplog.text
+    for reason in ("malformed", "unknown-type", "bad-signature", "oversized", "flooding", "no-hello",
+                   "wrong-genesis", "unsolicited"):
+        assert f"({reason})" in log, reason
+
+
+def test_misbehaviour_adds_up_to_a_ban(tmp_path):
+    conf = small_conf(rounds=1, max_misbehaviour=30, ban_seconds=30.0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            evil = await RawPeer.connect(a, node_id=b"\x05" * 20)
+            await asyncio.sleep(0.2)
+            for _ in range(3):
+                evil.send(99)  # 10 points each
+            assert await evil.closed_by_peer()
+            assert a.transport.banned(b"\x05" * 20)
+            back = await RawPeer.connect(a, node_id=b"\x05" * 20)
+            assert "banned" in " ".join(errors_in(await back.frames(2.0)))
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_under_the_wait_policy_a_block_waits_for_its_messages(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="learningchain.net")
+    conf = small_conf(rounds=1, stop_height=0, unseen="wait", unseen_grace_ms=600)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            msgs, block = forged_round(a, seed=5)
+            miner = await RawPeer.connect(a, node_id=b"\x06" * 20)
+            await asyncio.sleep(0.2)
+            miner.send(Kind.BLOCK, block.encode())  # the block overtakes its messages
+            await wait_until(lambda: block.hash in a.parked, 5, "the block to be held")
+            assert a.node.height == 0
+            for m in msgs:
+                miner.send(Kind.MESSAGE, m.encode())
+            await wait_until(lambda: a.node.head_hash == block.hash, 5, "the block once its messages came")
+
+            msgs2, block2 = forged_round(a, seed=6)  # messages never broadcast at all
+            miner.send(Kind.BLOCK, block2.encode())
+            await wait_until(lambda: a.transport.refusals.get("unseen-message", 0) == 1, 5, "the grace to expire")
+            assert a.node.head_hash == block.hash and not a.parked
+            # it stays followable: fetched as history (e.g. when the network builds on it) it is accepted
+            assert a.handle_block(block2, None, synced=True)
+            assert a.node.head_hash == block2.hash
+            miner.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+    assert "never broadcast to this node" in caplog.text
