@@ -11,6 +11,8 @@ Rounds here are 1-based (t = height of the block the gradient was computed at + 
 
 from __future__ import annotations
 
+import math
+
 from ..errors import ConfigError
 
 __all__ = ["epsilon_for_round", "total_epsilon"]
@@ -30,4 +32,4 @@ def epsilon_for_round(schedule: str, epsilon: float, t: int, rounds: int) -> flo
 
 def total_epsilon(schedule: str, epsilon: float, rounds_run: int, rounds: int) -> float:
     """Basic (sequential) composition over the rounds a holder took part in."""
-    return sum(epsilon_for_round(schedule, epsilon, t, rounds) for t in range(1, rounds_run + 1))
+    return math.fsum(epsilon_for_round(schedule, epsilon, t, rounds) for t in range(1, rounds_run + 1))
