@@ -414,3 +414,13 @@ def test_batches_carry_the_exact_squared_norms_message_validation_computed():
     assert batch.sq_norms.tolist() == exact
     cold = Batch(batch.q, batch.norms, batch.keys, batch.bits)
     assert compute_cosine_ranking(batch) == compute_cosine_ranking(cold)
+
+
+def test_bounded_l_nearest_needs_clipping_or_an_explicit_bound():
+    from learningchain.errors import ConfigError
+
+    from ..helpers import small_params
+
+    with pytest.raises(ConfigError, match="without clipping"):
+        small_params(aggregator="l-nearest-bounded", clip_mode="none")
+    small_params(aggregator="l-nearest-bounded", clip_mode="none", aggregator_options={"bound": 5.0})

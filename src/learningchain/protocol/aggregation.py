@@ -499,6 +499,8 @@ def norm_bound(params, t: int, *, tail: float = 20.0) -> float:
     from ..privacy.schedules import epsilon_for_round
 
     g = float(params.clip)
+    if params.clip_mode == "none":
+        raise ConfigError("no norm bound without clipping")
     signal = float(params.batch_size) * g if params.clip_mode == "per-example" else g
     d = float(params.dim)
     x = float(tail)
@@ -541,6 +543,9 @@ def aggregate_l_nearest(batch: Batch, params) -> Aggregate:
 
 
 def _bounded_check(params):
+    if params.clip_mode == "none" and "bound" not in params.aggregator_options:
+        return ("without clipping no norm bound follows from the chain's parameters: give clipping "
+                "(--clip-mode per-example) or an explicit bound (aggregator_options.bound)")
     if (params.mechanism == "gaussian" and not params.noise_multiplier > 0
             and "bound" not in params.aggregator_options):
         return ("with the gaussian mechanism it needs the chain's noise_multiplier (or an explicit "
