@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..crypto import keccak256
 from ..errors import ConfigError
-from .fixedpoint import LANES, MAX_MESSAGES, FixedRule, words_for
+from .fixedpoint import MAX_MESSAGES, FixedRule, words_for
 
 __all__ = [
     "SOURCE_PATH",
@@ -109,7 +109,7 @@ class ContractParams:
         if not 1 <= messages <= MAX_MESSAGES:
             raise ConfigError(f"the contract takes at most {MAX_MESSAGES} messages a round, the run needs {messages}")
         words = words_for(params.dim)
-        most = MAX_CALL_BYTES // (32 * messages)
+        most = MAX_CALL_BYTES // (32 * messages) - 1  # each message's chunk follows a header word
         cw = min(words, most) if chunk_words is None else chunk_words
         if not 1 <= cw <= min(words, most):
             raise ConfigError(f"chunk_words must be in 1..{min(words, most)} for d={params.dim} and "
