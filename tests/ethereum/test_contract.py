@@ -38,38 +38,44 @@ def aggregate_round(dep, sender, msgs, rnd):
 
 # -- the shared vectors -------------------------------------------------------------------
 
+def vector_case_on(chain, case):
+    """Deploy with the vector's parameters and model, submit its messages from its own
+    test accounts, aggregate with the expected selection; return the deployment."""
+    from learningchain.ethereum.chain import Account
+
+    faucet = chain.faucet()
+    d = len(case["model"])
+    dep = deploy(chain, faucet, d=d, l=case["l"], m=case["batch_size"], lr=case["lr"], lam=case["lam"],
+                 w0=case["model"], bits=case["quant_bits"], messages=len(case["messages"]))
+    assert (dep.rule.lr, dep.rule.lam) == (case["lr_fixed"], case["lam_fixed"])
+    assert dep.fixed_model() == case["model_fixed"]
+    accounts = [Account.from_secret(m["secret"]) for m in case["messages"]]
+    for acct, m in zip(accounts, case["messages"]):
+        assert acct.address.lower() == m["sender"]
+        chain.transfer(faucet, acct.address, 10**17)
+    msgs = submit_all(dep, faucet, case["round"], [m["q"] for m in case["messages"]],
+                      [m["norm_fixed"] for m in case["messages"]], accounts=accounts)
+    accepted, _, receipts = dep.aggregate(faucet, msgs, tuple(case["expected"]["selection"]))
+    assert accepted
+    ev = dep.contract.events.Aggregated().process_receipt(receipts[-1], errors=DISCARD)[0]["args"]
+    assert list(fp.mask_selection(ev["selection"])) == case["expected"]["selection"]
+    return dep
+
+
 @pytest.mark.parametrize("case", VECTORS, ids=[c["name"] for c in VECTORS])
 def test_contract_gives_the_vector_selection_and_fixed_point_model(embedded, case):
-    faucet = embedded.faucet()
-    d = len(case["model"])
-    dep = deploy(embedded, faucet, d=d, l=case["l"], m=case["batch_size"], lr=case["lr"], lam=case["lam"],
-                 w0=case["model"], bits=case["quant_bits"], messages=len(case["messages"]))
-    assert dep.fixed_model() == case["model_fixed"]
-    # the vectors' senders are arbitrary bytes; reaching the same keys needs a round and
-    # senders the test controls, so the vector's keys are checked through the twin instead
-    rnd = case["round"]
-    for _ in range(rnd):  # advance to the vector's round with one-message rounds
-        msgs = submit_all(dep, faucet, dep.current_round(), [case["messages"][0]["q"]], [2**32])
-        aggregate_round(dep, faucet, msgs, dep.current_round())
-    dep_model = dep.fixed_model()
-    # reload the vector's model by deploying afresh when the warm-up rounds moved it
-    if dep_model != case["model_fixed"]:
-        dep = deploy(embedded, faucet, d=d, l=case["l"], m=case["batch_size"], lr=case["lr"], lam=case["lam"],
-                     w0=case["model"], bits=case["quant_bits"], messages=len(case["messages"]))
-        rnd = 0
-    msgs = submit_all(dep, faucet, rnd, [m["q"] for m in case["messages"]], [m["norm_fixed"] for m in case["messages"]])
-    # the contract's keys for these senders, and the vector's keys, rank the same messages
-    # only when ties do not depend on them; in the tie case the senders decide, so the
-    # expected selection is recomputed by the twin with the contract's keys
-    selection, q = aggregate_round(dep, faucet, msgs, rnd)
-    expected_keys = [bytes.fromhex(m["key"][2:]) for m in case["messages"]]
-    assert dep.rule.select(q, expected_keys) == tuple(case["expected"]["selection"])
-    if "ties" not in case["name"]:
-        assert list(selection) == case["expected"]["selection"]
-        assert dep.fixed_model() == case["expected"]["model_fixed"]
-    else:
-        norms = [m["norm_fixed"] for m in case["messages"]]
-        assert dep.fixed_model() == dep.rule.update(case["model_fixed"], q, norms, selection)
+    dep = vector_case_on(embedded, case)
+    assert dep.fixed_model() == case["expected"]["model_fixed"]
+    # the twin agrees, and the fixed-point model is the float one to within its roundings
+    q = np.array([m["q"] for m in case["messages"]])
+    norms = [m["norm_fixed"] for m in case["messages"]]
+    assert dep.rule.update(case["model_fixed"], q, norms, case["expected"]["selection"]) == dep.fixed_model()
+    assert np.allclose(fp.decode_model(dep.fixed_model()), case["expected"]["model_float"], rtol=0, atol=1e-8)
+
+
+def test_contract_gives_the_vector_results_on_anvil(anvil):
+    for case in VECTORS:
+        assert vector_case_on(anvil, case).fixed_model() == case["expected"]["model_fixed"]
 
 
 def test_contract_breaks_ties_by_its_key_like_the_python_rule(embedded):

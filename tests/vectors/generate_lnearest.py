@@ -12,6 +12,10 @@ without importing the package:
 * model_fixed: the contract's update (fixed-point, each division rounded to
   nearest with ties away from zero).
 
+Senders are test accounts derived from a public label (their keys are in the
+file, so the contract tests can send from them); the tie-break key is the
+contract's, keccak256(abi.encode(round, sender)), in round 0.
+
 Run ``python tests/vectors/generate_lnearest.py`` to rewrite the file; the
 tests read it and never regenerate it.
 """
@@ -23,6 +27,7 @@ import random
 from fractions import Fraction
 from pathlib import Path
 
+import coincurve
 from Crypto.Hash import keccak
 
 MODEL_BITS, NORM_BITS, RATE_BITS = 40, 32, 32
@@ -34,6 +39,13 @@ def keccak256(data: bytes) -> bytes:
 
 def tie_key(round_: int, sender: bytes) -> bytes:
     return keccak256(round_.to_bytes(32, "big") + b"\0" * 12 + sender)
+
+
+def test_account(label: str) -> tuple[bytes, bytes]:
+    """A deterministic test key (never a real one) and its Ethereum address."""
+    secret = keccak256(b"learningchain test vector " + label.encode())
+    public = coincurve.PrivateKey(secret).public_key.format(compressed=False)[1:]
+    return secret, keccak256(public)[12:]
 
 
 def rdiv(x: int, y: int) -> int:
@@ -93,10 +105,11 @@ def make_case(name, rng, *, d, k, l, m, lr, lam, round_=0, ties=(), flips=0, bit
     for j in range(flips):  # opposite directions: negative cosines
         vecs[j] = [-x for x in vecs[j]]
     msgs = []
-    for vec in vecs:
-        sender = bytes(rng.getrandbits(8) for _ in range(20))
+    for i, vec in enumerate(vecs):
+        secret, sender = test_account(f"{name}/{i}")
         norm = rng.uniform(0.2, 40.0)
-        msgs.append({"sender": "0x" + sender.hex(), "key": "0x" + tie_key(round_, sender).hex(),
+        msgs.append({"secret": "0x" + secret.hex(), "sender": "0x" + sender.hex(),
+                     "key": "0x" + tie_key(round_, sender).hex(),
                      "q": quantize(vec, bits), "norm": norm, "norm_fixed": int(round(norm * 2.0**NORM_BITS))})
     model = [rng.gauss(0, 0.5) for _ in range(d)]
     case = {"name": name, "round": round_, "quant_bits": bits, "norm_tol_bits": 10, "l": l, "batch_size": m,
@@ -114,10 +127,10 @@ def main():
     rng = random.Random(20180810)
     cases = [
         make_case("ten-holders-d31", rng, d=31, k=10, l=5, m=57, lr=0.5, lam=0.0),
-        make_case("ties-and-opposites-d9", rng, d=9, k=7, l=2, m=3, lr=0.1, lam=0.01, round_=3, ties=(2, 5, 6),
+        make_case("ties-and-opposites-d9", rng, d=9, k=7, l=2, m=3, lr=0.1, lam=0.01, ties=(2, 5, 6),
                   flips=2),
-        make_case("l-above-n-d11", rng, d=11, k=3, l=5, m=1, lr=1.0, lam=0.5, round_=12),
-        make_case("one-holder-d8", rng, d=8, k=1, l=1, m=10, lr=0.25, lam=0.0, round_=1),
+        make_case("l-above-n-d11", rng, d=11, k=3, l=5, m=1, lr=1.0, lam=0.5),
+        make_case("one-holder-d8", rng, d=8, k=1, l=1, m=10, lr=0.25, lam=0.0),
     ]
     doc = {"about": "l-nearest inputs and expected selection/model (see generate_lnearest.py)",
            "scales": {"model_bits": MODEL_BITS, "norm_bits": NORM_BITS, "rate_bits": RATE_BITS},

@@ -207,6 +207,11 @@ class Chain:
             reason = _revert_reason(exc)
             if reason is not None:
                 raise Reverted(reason, what) from None
+            if "nonce too low" in str(exc).lower() and not _retry:
+                # another client sent from this account meanwhile: ask the node again
+                sender.nonce = None
+                tx.pop("nonce")
+                return self.send(sender, tx, what=what, gas=tx.pop("gas"), fees=fees, hint=hint, _retry=True)
             raise EthereumError(f"{what}: the node refused it: {exc}") from None
         sender.nonce += 1
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=600)

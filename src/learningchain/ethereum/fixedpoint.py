@@ -155,11 +155,14 @@ def unpack_q(data: bytes, dim: int) -> np.ndarray:
     return (lanes[:dim] - LANE_BIAS).astype(np.int32)
 
 
-def message_header(sender: bytes, norm: int) -> bytes:
-    """The word that precedes a message's words in the contract's hashes: sender | norm << 160."""
+def message_header(sender: bytes, norm: int, packed: bytes) -> bytes:
+    """The two words that precede a message's words in the contract's chunk hashes:
+    sender | norm << 160, then the squared norm the contract computed at submission."""
     if len(sender) != 20 or not 0 < norm < 2**64:
         raise ValueError("a header needs a 20-byte sender and a norm in (0, 2^64)")
-    return (int.from_bytes(sender, "big") | (int(norm) << 160)).to_bytes(32, "big")
+    lanes = [int(x) - LANE_BIAS for x in np.frombuffer(packed, dtype=">u4")]
+    n2 = sum(x * x for x in lanes)
+    return (int.from_bytes(sender, "big") | (int(norm) << 160)).to_bytes(32, "big") + n2.to_bytes(32, "big")
 
 
 def chunk_span(words: int, chunk: int, chunk_words: int) -> tuple[int, int]:
@@ -172,16 +175,16 @@ def chunk_span(words: int, chunk: int, chunk_words: int) -> tuple[int, int]:
 
 def chunk_hash(sender: bytes, norm: int, packed: bytes, chunk: int, chunk_words: int) -> bytes:
     a, b = chunk_span(len(packed) // 32, chunk, chunk_words)
-    return keccak256(message_header(sender, norm) + packed[a:b])
+    return keccak256(message_header(sender, norm, packed) + packed[a:b])
 
 
 def aggregation_data(messages: Sequence[tuple], chunk: int, chunk_words: int) -> bytes:
     """The ``data`` of ``aggregate(chunk, ...)``: for each (sender, norm, packed) in
-    submission order, its header word then its words of that chunk."""
+    submission order, its two header words then its words of that chunk."""
     parts = []
     for sender, norm, packed in messages:
         a, b = chunk_span(len(packed) // 32, chunk, chunk_words)
-        parts.append(message_header(sender, norm) + packed[a:b])
+        parts.append(message_header(sender, norm, packed) + packed[a:b])
     return b"".join(parts)
 
 

@@ -186,7 +186,8 @@ class EthereumNetwork:
     """K holders and M computing nodes playing the protocol through a deployed contract."""
 
     def __init__(self, deployment: Deployment, holders: list, nodes: list, faucet: Account, *,
-                 rng: np.random.Generator, attacks: Optional[dict] = None, claim_rewards: bool = True):
+                 rng: np.random.Generator, key_rng: Optional[np.random.Generator] = None,
+                 attacks: Optional[dict] = None, claim_rewards: bool = True):
         self.dep = deployment
         self.chain = deployment.chain
         self.holders = holders
@@ -194,7 +195,7 @@ class EthereumNetwork:
         self.nodes = nodes  # computing nodes' accounts
         self.faucet = faucet
         self.rng = rng
-        self.key_rng = np.random.default_rng(rng.integers(2**63))
+        self.key_rng = key_rng if key_rng is not None else np.random.default_rng(rng.integers(2**63))
         self.claim_rewards = claim_rewards
         self.byzantine_identities: set = set()  # native identities of Byzantine messages
         self.byzantine_senders: set = set()  # their Ethereum accounts

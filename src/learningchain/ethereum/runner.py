@@ -88,14 +88,16 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     fees_before = chain.fees_paid
     start_balance = chain.balance(faucet.address)
 
-    rng = np.random.default_rng([cfg.seed, 5])
+    dep = Deployment.deploy(chain, faucet, cparams, parties.genesis.model)
+    # Accounts are drawn from the seed and the contract's address: reproducible on the
+    # same chain state, and fresh when the same seed runs again on the same node.
+    salt = int(dep.address, 16) % 2**63
+    rng = np.random.default_rng([cfg.seed, 5, salt])
     wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
     nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
-    untouched = [a.address for a in wallets + nodes if chain.balance(a.address) != 0]
-    if untouched:
-        raise ConfigError(f"fresh accounts already hold ether on this chain ({untouched[0]}); use another seed")
-
-    dep = Deployment.deploy(chain, faucet, cparams, parties.genesis.model)
+    used = [a.address for a in wallets + nodes if chain.balance(a.address) != 0]
+    if used:
+        raise ConfigError(f"a fresh account already holds ether on this chain ({used[0]})")
     deposit = math.ceil(DEPOSIT_FACTOR * reward_wei * cfg.rounds / cfg.holders) if reward_wei else 0
     if deposit:
         gas_money = 200_000 * chain.fee_fields()["maxFeePerGas"] * 4
@@ -104,7 +106,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             dep.deposit(w, deposit)
 
     net = EthereumNetwork(dep, parties.holders, nodes, faucet, rng=np.random.default_rng([cfg.seed, 3]),
-                          attacks=parties.attacks)
+                          key_rng=np.random.default_rng([cfg.seed, 6, salt]), attacks=parties.attacks)
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"

@@ -17,14 +17,15 @@
 
         Messages are kept as calldata and logs; storage holds, per message and
         per chunk of its packed words, keccak256(header ++ words), where the
-        header word is sender | norm << 160. An aggregation supplies the
+        header is two words: sender | norm << 160, and the squared norm
+        ||q||^2 the contract computed at submission. An aggregation supplies the
         round's messages again, one chunk of words at a time (one transaction
         when the model is small, several when it is not), each message's chunk
-        behind its header, and the contract checks them against those hashes. The caller names the selection it
-        expects at the first chunk, so the update of each chunk can be computed
-        as the chunk goes by; at the last chunk the contract computes the
-        selection itself from the exact integer scores and accepts the update
-        only when the two agree.
+        behind its header, and the contract checks them against those hashes.
+        The caller names the selection it expects at the first chunk, so the
+        update of each chunk can be computed as the chunk goes by; at the last
+        chunk the contract checks, from the exact integer scores, that this
+        selection is the l nearest, and accepts the update only then.
 """
 
 # -- compile-time bounds ------------------------------------------------------------
@@ -44,6 +45,10 @@ MODEL_ONE: constant(int256) = 2**40  # 2**MODEL_BITS
 RATE_HALF: constant(int256) = 2**31  # 2**RATE_BITS / 2
 LANE_BIAS: constant(int256) = 2**31
 LANE_MASK: constant(uint256) = 2**32 - 1
+LANE64_MASK: constant(uint256) = 2**64 - 1
+# lanes 0, 2, 4, 6 of a packed word, each widened to 64 bits / lanes 0 and 4 widened to 128
+LANES_64: constant(uint256) = (2**32 - 1) * (1 + 2**64 + 2**128 + 2**192)
+LANES_128: constant(uint256) = (2**32 - 1) + (2**32 - 1) * 2**128
 MODEL_BIAS: constant(int256) = 2**127
 HALF_MASK: constant(uint256) = 2**128 - 1
 MAX_RATE: constant(uint256) = 2**48  # lr, lambda < 2**16 at scale 2**32
@@ -136,7 +141,7 @@ agg_owner: public(address)
 agg_claim: public(uint256)
 agg_next: public(uint256)
 agg_block: uint256
-partial: HashMap[uint256, uint256]  # message -> (a_k + 2**127) | ||q_k||^2 << 128 so far
+partial: HashMap[uint256, uint256]  # message -> a_k + 2**127 over the chunks so far
 
 # incentives
 aggregations: HashMap[uint256, uint256]  # round -> aggregator | paid << 160
@@ -312,7 +317,7 @@ def submit(round: uint256, norm: uint256, q: Bytes[MAX_MESSAGE_BYTES]):
     for c: uint256 in range(chunks, bound=MAX_WORDS):
         start: uint256 = c * chunk_words
         size: uint256 = min(chunk_words, words - start)
-        self.chunk_hash[k][c] = keccak256(concat(header, slice(q, start * 32, size * 32)))
+        self.chunk_hash[k][c] = keccak256(concat(header, convert(n2, bytes32), slice(q, start * 32, size * 32)))
     self.last_round_of[msg.sender] = round + 1
     self.round_count = (round << 128) | (k + 1)
     log Submitted(round=round, sender=msg.sender, index=k, norm=norm, q=q)
@@ -326,8 +331,8 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
     @notice Aggregate the open round, one chunk of message words per call.
     @param chunk The chunk index, 0 .. chunks-1, in order.
     @param claim The selection the caller expects (bit k = message k); every chunk repeats it.
-    @param data For every message of the round, in submission order: its header word
-                (sender | norm << 160) then its words chunk*chunk_words ...
+    @param data For every message of the round, in submission order: its two header
+                words (sender | norm << 160, ||q||^2) then its words chunk*chunk_words ...
     @return True when the round was aggregated (the last chunk), False otherwise.
     """
     assert self.status == OPEN, "the run is not open"
@@ -354,26 +359,27 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
 
     w0: uint256 = chunk * chunk_words
     wc: uint256 = min(chunk_words, words - w0)
-    stride: uint256 = 32 + wc * 32
+    stride: uint256 = 64 + wc * 32
     assert len(data) == n * stride, "wrong data length"
-    norms: DynArray[int256, MAX_MESSAGES] = []
+    norms: DynArray[uint256, MAX_MESSAGES] = []
     a: DynArray[int256, MAX_MESSAGES] = []
     n2: DynArray[int256, MAX_MESSAGES] = []
+    norm_sum: uint256 = 0
     for k: uint256 in range(n, bound=MAX_MESSAGES):
         assert keccak256(slice(data, k * stride, stride)) == self.chunk_hash[k][chunk], \
             "data does not match the submitted messages"
+        # the hash covers the headers, which the contract itself wrote at submission
+        n2.append(convert(extract32(data, k * stride + 32, output_type=uint256), int256))
         if claim & (1 << k) != 0:
-            header: uint256 = extract32(data, k * stride, output_type=uint256)
-            norms.append(convert((header >> 160) & (2**64 - 1), int256))
+            s: uint256 = (extract32(data, k * stride, output_type=uint256) >> 160) & (2**64 - 1)
+            norms.append(s)
+            norm_sum += s
         else:
             norms.append(0)
         if chunk == 0:
             a.append(0)
-            n2.append(0)
         else:
-            part: uint256 = self.partial[k]
-            a.append(convert(part & HALF_MASK, int256) - MODEL_BIAS)
-            n2.append(convert(part >> 128, int256))
+            a.append(convert(self.partial[k], int256) - MODEL_BIAS)
 
     d: uint256 = dim
     cur: uint256 = self.active
@@ -385,59 +391,42 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
     half: int256 = unsafe_div(den, 2)
     rate: int256 = convert(lr, int256)
     decay: int256 = convert(lam, int256)
+    v_bias: int256 = convert(n, int256) * LANE_BIAS
+    a_bias: int256 = convert(norm_sum, int256) * LANE_BIAS
     for wi: uint256 in range(wc, bound=MAX_WORDS):
-        # Pass 1 over this word of every message: the sum vector v (Eq. 14) and the
-        # claimed selection's weighted sums A. Bounds: |q| <= 2^31 and n <= 256, so
-        # |v| < 2^39; the norm s < 2^64, so |A| < 2^103: unchecked arithmetic is safe.
-        v0: int256 = 0
-        v1: int256 = 0
-        v2: int256 = 0
-        v3: int256 = 0
-        v4: int256 = 0
-        v5: int256 = 0
-        v6: int256 = 0
-        v7: int256 = 0
-        c0: int256 = 0
-        c1: int256 = 0
-        c2: int256 = 0
-        c3: int256 = 0
-        c4: int256 = 0
-        c5: int256 = 0
-        c6: int256 = 0
-        c7: int256 = 0
+        # Pass 1 over this word of every message, lane-parallel on the offset lanes
+        # e = q + 2^31 < 2^32: the sum vector v (Eq. 14) in two accumulators of four
+        # 64-bit lanes (sums < 256 * 2^32 = 2^40), and the claimed selection's weighted
+        # sums A = sum s e in four accumulators of two 128-bit lanes (sums < 256 * 2^64
+        # * 2^32 = 2^104): no lane overflows into the next. The offsets are removed after.
+        even: uint256 = 0
+        odd: uint256 = 0
+        w_0: uint256 = 0
+        w_1: uint256 = 0
+        w_2: uint256 = 0
+        w_3: uint256 = 0
         for k: uint256 in range(n, bound=MAX_MESSAGES):
-            x: uint256 = extract32(data, k * stride + 32 + wi * 32, output_type=uint256)
-            q0: int256 = unsafe_sub(convert(x & LANE_MASK, int256), LANE_BIAS)
-            q1: int256 = unsafe_sub(convert((x >> 32) & LANE_MASK, int256), LANE_BIAS)
-            q2: int256 = unsafe_sub(convert((x >> 64) & LANE_MASK, int256), LANE_BIAS)
-            q3: int256 = unsafe_sub(convert((x >> 96) & LANE_MASK, int256), LANE_BIAS)
-            q4: int256 = unsafe_sub(convert((x >> 128) & LANE_MASK, int256), LANE_BIAS)
-            q5: int256 = unsafe_sub(convert((x >> 160) & LANE_MASK, int256), LANE_BIAS)
-            q6: int256 = unsafe_sub(convert((x >> 192) & LANE_MASK, int256), LANE_BIAS)
-            q7: int256 = unsafe_sub(convert(x >> 224, int256), LANE_BIAS)
-            v0 = unsafe_add(v0, q0)
-            v1 = unsafe_add(v1, q1)
-            v2 = unsafe_add(v2, q2)
-            v3 = unsafe_add(v3, q3)
-            v4 = unsafe_add(v4, q4)
-            v5 = unsafe_add(v5, q5)
-            v6 = unsafe_add(v6, q6)
-            v7 = unsafe_add(v7, q7)
-            s: int256 = norms[k]
+            x: uint256 = extract32(data, k * stride + 64 + wi * 32, output_type=uint256)
+            even = unsafe_add(even, x & LANES_64)
+            odd = unsafe_add(odd, (x >> 32) & LANES_64)
+            s: uint256 = norms[k]
             if s != 0:
-                c0 = unsafe_add(c0, unsafe_mul(s, q0))
-                c1 = unsafe_add(c1, unsafe_mul(s, q1))
-                c2 = unsafe_add(c2, unsafe_mul(s, q2))
-                c3 = unsafe_add(c3, unsafe_mul(s, q3))
-                c4 = unsafe_add(c4, unsafe_mul(s, q4))
-                c5 = unsafe_add(c5, unsafe_mul(s, q5))
-                c6 = unsafe_add(c6, unsafe_mul(s, q6))
-                c7 = unsafe_add(c7, unsafe_mul(s, q7))
-        # Pass 2: a_k += v . q_k and n_k += q_k . q_k over this word. |a_k| and its
-        # partial sums are at most ||v|| ||q_k|| <= n (1 + 2^-tol)^2 2^(2 quant_bits)
-        # < 2^62 (Cauchy-Schwarz); n_k < 2^55.
+                w_0 = unsafe_add(w_0, unsafe_mul(s, x & LANES_128))
+                w_1 = unsafe_add(w_1, unsafe_mul(s, (x >> 32) & LANES_128))
+                w_2 = unsafe_add(w_2, unsafe_mul(s, (x >> 64) & LANES_128))
+                w_3 = unsafe_add(w_3, unsafe_mul(s, (x >> 96) & LANES_128))
+        v0: int256 = convert(even & LANE64_MASK, int256) - v_bias
+        v1: int256 = convert(odd & LANE64_MASK, int256) - v_bias
+        v2: int256 = convert((even >> 64) & LANE64_MASK, int256) - v_bias
+        v3: int256 = convert((odd >> 64) & LANE64_MASK, int256) - v_bias
+        v4: int256 = convert((even >> 128) & LANE64_MASK, int256) - v_bias
+        v5: int256 = convert((odd >> 128) & LANE64_MASK, int256) - v_bias
+        v6: int256 = convert(even >> 192, int256) - v_bias
+        v7: int256 = convert(odd >> 192, int256) - v_bias
+        # Pass 2: a_k += v . q_k over this word. |a_k| and its partial sums are at most
+        # ||v|| ||q_k|| <= n (1 + 2^-tol)^2 2^(2 quant_bits) < 2^62 (Cauchy-Schwarz).
         for k: uint256 in range(n, bound=MAX_MESSAGES):
-            y: uint256 = extract32(data, k * stride + 32 + wi * 32, output_type=uint256)
+            y: uint256 = extract32(data, k * stride + 64 + wi * 32, output_type=uint256)
             r0: int256 = unsafe_sub(convert(y & LANE_MASK, int256), LANE_BIAS)
             r1: int256 = unsafe_sub(convert((y >> 32) & LANE_MASK, int256), LANE_BIAS)
             r2: int256 = unsafe_sub(convert((y >> 64) & LANE_MASK, int256), LANE_BIAS)
@@ -454,20 +443,20 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
             dot = unsafe_add(dot, unsafe_mul(v5, r5))
             dot = unsafe_add(dot, unsafe_mul(v6, r6))
             dot = unsafe_add(dot, unsafe_mul(v7, r7))
-            sq: int256 = unsafe_mul(r0, r0)
-            sq = unsafe_add(sq, unsafe_mul(r1, r1))
-            sq = unsafe_add(sq, unsafe_mul(r2, r2))
-            sq = unsafe_add(sq, unsafe_mul(r3, r3))
-            sq = unsafe_add(sq, unsafe_mul(r4, r4))
-            sq = unsafe_add(sq, unsafe_mul(r5, r5))
-            sq = unsafe_add(sq, unsafe_mul(r6, r6))
-            sq = unsafe_add(sq, unsafe_mul(r7, r7))
             a[k] = unsafe_add(a[k], dot)
-            n2[k] = unsafe_add(n2[k], sq)
+        sums: int256[8] = [
+            convert(w_0 & HALF_MASK, int256) - a_bias,
+            convert(w_1 & HALF_MASK, int256) - a_bias,
+            convert(w_2 & HALF_MASK, int256) - a_bias,
+            convert(w_3 & HALF_MASK, int256) - a_bias,
+            convert(w_0 >> 128, int256) - a_bias,
+            convert(w_1 >> 128, int256) - a_bias,
+            convert(w_2 >> 128, int256) - a_bias,
+            convert(w_3 >> 128, int256) - a_bias,
+        ]
         # The update of this word's coordinates (fixedpoint.fixed_update), two
         # coordinates a slot. Each division rounds to nearest, ties away from zero
         # (a shift where the divisor is 2**RATE_BITS).
-        sums: int256[8] = [c0, c1, c2, c3, c4, c5, c6, c7]
         slot_word: uint256 = 0
         pending: uint256 = 0
         for j: uint256 in range(8):
@@ -504,7 +493,7 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
 
     if chunk + 1 < chunks:
         for k: uint256 in range(n, bound=MAX_MESSAGES):
-            self.partial[k] = convert(a[k] + MODEL_BIAS, uint256) | (convert(n2[k], uint256) << 128)
+            self.partial[k] = convert(a[k] + MODEL_BIAS, uint256)
         self.agg_next = chunk + 1
         self.agg_block = block.number
         log ChunkAggregated(round=rnd, aggregator=msg.sender, chunk=chunk)
@@ -512,6 +501,9 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
 
     # Eq. 15 exactly: rank by sign(a_k) a_k^2 / n_k (cross-multiplied: |a_k |a_k|| < 2^124,
     # n_k < 2^55, products < 2^179), ties to the lower key keccak256(abi.encode(round, sender)).
+    # That order is strict and total, so the claim is the l nearest exactly when it names
+    # min(l, n) messages and its lowest-ranked one outranks the highest-ranked of the rest:
+    # one pass, O(n), instead of ranking every message.
     score: DynArray[int256, MAX_MESSAGES] = []
     keys: DynArray[uint256, MAX_MESSAGES] = []
     for k: uint256 in range(n, bound=MAX_MESSAGES):
@@ -519,33 +511,60 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
         score.append(unsafe_mul(ak, abs(ak)))
         sender: address = convert(extract32(data, k * stride, output_type=uint256) & (2**160 - 1), address)
         keys.append(convert(keccak256(abi_encode(rnd, sender)), uint256))
-    mask: uint256 = 0
+    chosen: uint256 = 0
+    worst_in: uint256 = MAX_MESSAGES  # the lowest-ranked claimed message so far
+    best_out: uint256 = MAX_MESSAGES  # the highest-ranked message left out so far
     for k: uint256 in range(n, bound=MAX_MESSAGES):
-        rank: uint256 = 0
-        for j: uint256 in range(n, bound=MAX_MESSAGES):
-            if j == k:
-                continue
-            lhs: int256 = unsafe_mul(score[j], n2[k])
-            rhs: int256 = unsafe_mul(score[k], n2[j])
-            if lhs > rhs or (lhs == rhs and keys[j] < keys[k]):
-                rank += 1
-                if rank >= keep:
-                    break
-        if rank < keep:
-            mask |= 1 << k
+        if claim & (1 << k) != 0:
+            chosen += 1
+            if worst_in == MAX_MESSAGES:
+                worst_in = k
+            else:
+                # does k rank below worst_in?
+                lhs: int256 = unsafe_mul(score[worst_in], n2[k])
+                rhs: int256 = unsafe_mul(score[k], n2[worst_in])
+                if lhs > rhs or (lhs == rhs and keys[worst_in] < keys[k]):
+                    worst_in = k
+        elif best_out == MAX_MESSAGES:
+            best_out = k
+        else:
+            # does k rank above best_out?
+            lhs: int256 = unsafe_mul(score[k], n2[best_out])
+            rhs: int256 = unsafe_mul(score[best_out], n2[k])
+            if lhs > rhs or (lhs == rhs and keys[k] < keys[best_out]):
+                best_out = k
+    valid: bool = chosen == keep
+    if valid and best_out != MAX_MESSAGES:
+        lhs: int256 = unsafe_mul(score[worst_in], n2[best_out])
+        rhs: int256 = unsafe_mul(score[best_out], n2[worst_in])
+        valid = lhs > rhs or (lhs == rhs and keys[worst_in] < keys[best_out])
 
     if chunks > 1:
         self.agg_next = 0
-    if mask != claim:
+    if not valid:
         if chunks == 1:
             raise "selection is not the l-nearest"
+        # the attempt's transactions are already on chain: record the right selection and
+        # reopen the aggregation for anyone (the full ranking is paid by the wrong claimant)
+        mask: uint256 = 0
+        for k: uint256 in range(n, bound=MAX_MESSAGES):
+            rank: uint256 = 0
+            for j: uint256 in range(n, bound=MAX_MESSAGES):
+                if j == k:
+                    continue
+                lhs: int256 = unsafe_mul(score[j], n2[k])
+                rhs: int256 = unsafe_mul(score[k], n2[j])
+                if lhs > rhs or (lhs == rhs and keys[j] < keys[k]):
+                    rank += 1
+            if rank < keep:
+                mask |= 1 << k
         log AggregationRejected(round=rnd, aggregator=msg.sender, claimed=claim, selection=mask)
         return False
     if chunks > 1:
         self.active = dst
     self.aggregations[rnd] = convert(msg.sender, uint256)
     self.current_round = rnd + 1
-    log Aggregated(round=rnd, aggregator=msg.sender, messages=n, selection=mask)
+    log Aggregated(round=rnd, aggregator=msg.sender, messages=n, selection=claim)
     log RoundOpened(round=rnd + 1)
     return True
 
