@@ -6,7 +6,7 @@ import numpy as np
 
 from learningchain.ethereum import fixedpoint as fp
 from learningchain.ethereum.chain import Account
-from learningchain.ethereum.contract import ContractParams
+from learningchain.ethereum.contract import ContractParams, max_chunk_words
 from learningchain.ethereum.fixedpoint import FixedRule
 from learningchain.ethereum.network import Deployment
 
@@ -26,7 +26,7 @@ def deploy(chain, owner, *, d, l, m=1, lr=0.5, lam=0.0, messages=16, rounds=100,
            w0=None, bits=20, tol=10, min_messages=1):
     rule = FixedRule(d, bits, tol, l, m, fp.encode_rate(lr), fp.encode_rate(lam))
     words = fp.words_for(d)
-    most = 65536 // (32 * messages) - 1
+    most = max_chunk_words(messages)
     cw = min(words, most) if chunk_words is None else chunk_words
     cparams = ContractParams(rule, min_messages, messages, cw, rounds, reward)
     w0 = np.zeros(d) if w0 is None else np.asarray(w0, dtype=np.float64)

@@ -195,6 +195,27 @@ def test_chunked_aggregation_gives_the_same_model_as_one_transaction(embedded):
     assert many.fixed_model() == one.fixed_model()
 
 
+def test_an_aggregation_call_of_the_largest_size_goes_through(anvil):
+    """64 messages, each chunk as long as a 64 KiB call allows: 64 * (2 + 30) words
+    (on anvil: the in-process EVM takes most of a minute over it)."""
+    from learningchain.ethereum.contract import MAX_CALL_BYTES, max_chunk_words
+
+    embedded = anvil
+    faucet = embedded.faucet()
+    rng = np.random.default_rng(13)
+    k = 64
+    cw = max_chunk_words(k)
+    d = 8 * (cw + 1)  # two chunks: the first full, the second one word
+    rows = random_unit_rows(rng, k, d)
+    dep = deploy(embedded, faucet, d=d, l=32, messages=k)
+    assert dep.cparams.chunk_words == cw and dep.cparams.chunks == 2
+    msgs = submit_all(dep, faucet, 0, rows, [2**32] * k)
+    assert len(fp.aggregation_data(msgs, 0, cw)) == MAX_CALL_BYTES
+    W0 = dep.fixed_model()
+    selection, q = aggregate_round(dep, faucet, msgs, 0)
+    assert dep.fixed_model() == dep.rule.update(W0, q, [2**32] * k, selection)
+
+
 def test_a_wrong_claim_over_several_chunks_is_rejected_and_the_round_stays_open(embedded):
     faucet = embedded.faucet()
     rng = np.random.default_rng(12)

@@ -31,6 +31,7 @@ __all__ = [
     "load_artifact",
     "ContractParams",
     "MAX_CALL_BYTES",
+    "max_chunk_words",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +42,12 @@ VYPER_VERSION = "0.4.3"
 #: 64 KiB, half the largest transaction common Ethereum clients relay (the
 #: contract pays memory for the whole bound on every call, so it is kept modest).
 MAX_CALL_BYTES = 65536
+
+
+def max_chunk_words(messages: int) -> int:
+    """The most words of each message one aggregation call can carry for ``messages``
+    messages: each message's chunk follows two header words, all within MAX_CALL_BYTES."""
+    return MAX_CALL_BYTES // (32 * messages) - 2
 
 
 def _source_hash(source: str) -> str:
@@ -109,7 +116,7 @@ class ContractParams:
         if not 1 <= messages <= MAX_MESSAGES:
             raise ConfigError(f"the contract takes at most {MAX_MESSAGES} messages a round, the run needs {messages}")
         words = words_for(params.dim)
-        most = MAX_CALL_BYTES // (32 * messages) - 1  # each message's chunk follows a header word
+        most = max_chunk_words(messages)
         cw = min(words, most) if chunk_words is None else chunk_words
         if not 1 <= cw <= min(words, most):
             raise ConfigError(f"chunk_words must be in 1..{min(words, most)} for d={params.dim} and "

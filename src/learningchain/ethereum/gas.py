@@ -24,7 +24,7 @@ import numpy as np
 
 from . import fixedpoint as fp
 from .chain import Chain
-from .contract import ContractParams
+from .contract import ContractParams, max_chunk_words
 from .network import Deployment, new_account
 
 __all__ = ["RoundGas", "measure", "main"]
@@ -65,7 +65,7 @@ def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 10
     faucet = chain.faucet()
     rule = fp.FixedRule(d, 20, 10, math.ceil(k / 2), batch_size, fp.encode_rate(0.5), fp.encode_rate(0.0))
     words = fp.words_for(d)
-    cw = min(words, 65536 // (32 * k) - 1)
+    cw = min(words, max_chunk_words(k))
     cparams = ContractParams(rule, 1, k, cw, 10, reward)
     dep = Deployment.deploy(chain, faucet, cparams, rng.normal(size=d) * 0.1)
     if reward:
@@ -96,6 +96,29 @@ def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 10
         claim = int(dep.claim_reward(node, rnd)["gasUsed"]) if reward else 0
         out[rnd] = (int(np.mean(gas_sub)), gas_agg, max(int(r["gasUsed"]) for r in receipts), claim)
     return RoundGas(d, k, cparams.chunks, cw, out[0][0], out[1][0], out[0][1], out[1][1], out[1][2], out[1][3])
+
+
+def largest_d(chain: Chain, k: int, budget: int, *, part: str = "aggregate", lo: int = 8, hi: int = 8192,
+              step: int = 64) -> tuple[int, RoundGas]:
+    """The largest d (to ``step``) whose steady-state ``part`` ("aggregate" or "round") fits
+    ``budget`` gas, by bisection on measured rounds; with the measurement at that d."""
+    def cost(g: RoundGas) -> int:
+        return g.aggregate if part == "aggregate" else g.round_total
+
+    best = measure(chain, lo, k)
+    if cost(best) > budget:
+        return 0, best
+    top = measure(chain, hi, k)
+    if cost(top) <= budget:
+        return hi, top
+    while hi - lo > step:
+        mid = (lo + hi) // 2
+        g = measure(chain, mid, k)
+        if cost(g) <= budget:
+            lo, best = mid, g
+        else:
+            hi = mid
+    return lo, best
 
 
 def _start_anvil():
@@ -130,6 +153,9 @@ def main(argv=None) -> int:
     p.add_argument("--d", type=int, nargs="+", default=[11, 31, 100, 300, 1000, 3000, 7850])
     p.add_argument("--k", type=int, nargs="+", default=[10, 30, 100])
     p.add_argument("--block-gas", type=int, default=30_000_000, help="block gas limit for the 'fits' column")
+    p.add_argument("--largest", action="store_true",
+                   help="instead of the table: for each K, the largest d whose aggregation, and whose "
+                        "whole round, fits --block-gas")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     proc = None
@@ -139,6 +165,16 @@ def main(argv=None) -> int:
             chain = Chain.connect(url)
         else:
             chain = Chain.connect(args.rpc_url) if args.rpc_url else Chain.embedded(gas_limit=10**9)
+        if args.largest:
+            print(f"| K | largest d, aggregation <= {args.block_gas:,} gas | its aggregation gas | chunks | "
+                  f"largest d, whole round <= {args.block_gas:,} gas | its round gas |")
+            print("|---:|---:|---:|---:|---:|---:|")
+            for k in args.k:
+                d_agg, g_agg = largest_d(chain, k, args.block_gas, part="aggregate")
+                d_round, g_round = largest_d(chain, k, args.block_gas, part="round")
+                print(f"| {k} | {d_agg} | {g_agg.aggregate:,} | {g_agg.chunks} | {d_round} | "
+                      f"{g_round.round_total:,} |", flush=True)
+            return 0
         rows = []
         if not args.json:
             print("| d | K | chunks | submit (1st round) | submit | aggregate (1st round) | aggregate | "

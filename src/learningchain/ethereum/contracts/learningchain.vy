@@ -171,7 +171,7 @@ def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: u
     assert rounds_ >= 1, "rounds must be at least 1"
     w: uint256 = (dim_ + LANES - 1) // LANES
     assert chunk_words_ >= 1 and chunk_words_ <= w, "chunk_words out of range"
-    assert max_messages_ * (chunk_words_ + 1) * 32 <= MAX_CALL_BYTES, "a chunk of every message exceeds one call"
+    assert max_messages_ * (chunk_words_ + 2) * 32 <= MAX_CALL_BYTES, "a chunk of every message exceeds one call"
     owner = msg.sender
     dim = dim_
     words = w
