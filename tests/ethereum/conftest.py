@@ -31,7 +31,9 @@ def free_port() -> int:
 def embedded():
     from learningchain.ethereum.chain import Chain
 
-    return Chain.embedded()
+    chain = Chain.embedded()
+    chain.fixed_gas = 12_000_000  # one call for the revert reason instead of a dozen for an estimate
+    return chain
 
 
 @pytest.fixture(scope="session")

@@ -119,7 +119,7 @@ def rounds_of_messages(draw):
     return d, rows, norms, l, m, lr, lam, w0
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(rounds_of_messages())
 def test_contract_matches_the_python_rule_on_random_rounds(embedded, drawn):

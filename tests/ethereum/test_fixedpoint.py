@@ -73,5 +73,6 @@ def test_fixed_update_equals_exact_rational_update_up_to_its_roundings(seed, d, 
         A = sum(Fraction(norms[j]) * int(q[j, i]) for j in sel)
         g = A * 2**40 / (Fraction(2**52) * len(sel) * m)
         exact = W[i] - Fraction(LR, 2**32) * (g + Fraction(LAM, 2**32) * W[i])
-        # three roundings of at most 1/2, the last two scaled by LR / 2^32 <= 2
-        assert abs(got[i] - exact) <= Fraction(1, 2) + Fraction(LR, 2**32) * 1 + 1
+        # g and decay are each within 1/2 of exact, their sum is scaled by LR / 2^32,
+        # and the last division adds at most 1/2
+        assert abs(got[i] - exact) <= Fraction(1, 2) + Fraction(LR, 2**32)

@@ -20,7 +20,7 @@ REWARD = 10**15
 def play_rounds(chain, dep, faucet, aggregators, rng, rounds, accounts):
     for t in range(rounds):
         rows = random_unit_rows(rng, 3, dep.rule.dim)
-        senders = [fresh_account(chain, faucet, 10**16) for _ in range(3)]
+        senders = [fresh_account(chain, faucet, 10**17) for _ in range(3)]
         accounts.extend(senders)
         msgs = submit_all(dep, faucet, t, rows, [2**32] * 3, accounts=senders)
         keys = [fp.tie_key(t, m[0]) for m in msgs]

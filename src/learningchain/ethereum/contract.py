@@ -32,6 +32,7 @@ __all__ = [
     "ContractParams",
     "MAX_CALL_BYTES",
     "max_chunk_words",
+    "MAX_CHUNK_WORDS",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -44,10 +45,18 @@ VYPER_VERSION = "0.4.3"
 MAX_CALL_BYTES = 65536
 
 
+#: The most words of a message one aggregation transaction takes (768 coordinates).
+#: A chunk writes its coordinates into the second model buffer, fresh storage in the
+#: first round (about 12,000 gas a coordinate); this cap keeps every aggregation
+#: transaction under the 2^24 gas a transaction may use from Osaka on (EIP-7825).
+MAX_CHUNK_WORDS = 96
+
+
 def max_chunk_words(messages: int) -> int:
-    """The most words of each message one aggregation call can carry for ``messages``
-    messages: each message's chunk follows two header words, all within MAX_CALL_BYTES."""
-    return MAX_CALL_BYTES // (32 * messages) - 2
+    """The most words of each message one aggregation call carries for ``messages``
+    messages: each message's chunk follows two header words, all within MAX_CALL_BYTES,
+    and at most MAX_CHUNK_WORDS."""
+    return min(MAX_CALL_BYTES // (32 * messages) - 2, MAX_CHUNK_WORDS)
 
 
 def _source_hash(source: str) -> str:

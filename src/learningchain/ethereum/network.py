@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from web3.logs import DISCARD
 
 from ..errors import ConfigError, InvalidMessage
 from ..network.simulation import collect_messages
-from ..types import hexstr
 from . import fixedpoint as fp
 from .chain import Account, Chain, Reverted
 from .contract import ContractParams, load_artifact
@@ -157,7 +157,7 @@ class Deployment:
             gas += int(r["gasUsed"])
             receipts.append(r)
             if chunk == self.cparams.chunks - 1:
-                accepted = bool(self.contract.events.Aggregated().process_receipt(r, errors=_DISCARD))
+                accepted = bool(self.contract.events.Aggregated().process_receipt(r, errors=DISCARD))
         return accepted, gas, receipts
 
     def claim_reward(self, sender: Account, rnd: int):
@@ -171,15 +171,6 @@ class Deployment:
 
     def withdraw(self, sender: Account):
         return self.chain.call_tx(sender, self.contract, "withdraw", hint="withdraw")
-
-
-def _discard():
-    from web3.logs import DISCARD
-
-    return DISCARD
-
-
-_DISCARD = _discard()
 
 
 class EthereumNetwork:
@@ -289,6 +280,3 @@ class EthereumNetwork:
         return EthRound(base.height + 1, winner, head, changed, selection, len(messages), byz, rejections,
                         Counter(self.messages_rejected), gas_submit, gas_agg, gas_claim,
                         time.perf_counter() - start)
-
-    def describe(self) -> dict:
-        return {"contract_address": self.dep.address, "head_block": hexstr(self._head.hash)}
