@@ -46,8 +46,10 @@ def anvil_url():
                         "@foundry-rs/anvil; run npm install")
         pytest.skip("anvil not installed (npm install puts it in node_modules/@foundry-rs)")
     port = free_port()
+    # --prune-history: keep old states in memory only (anvil otherwise writes them under
+    # ~/.foundry/anvil/tmp, gigabytes for large rounds)
     proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague",
-                             "--silent"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                             "--silent", "--prune-history", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 30

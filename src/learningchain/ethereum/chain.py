@@ -265,8 +265,12 @@ class Chain:
         tx = {"to": contract.address, "data": contract.encode_abi(name, args=list(args)), "value": int(value)}
         return self.send(sender, tx, what=what or name, gas=gas, fees=fees, hint=hint)
 
-    def deploy(self, sender: Account, abi: list, bytecode: str, args: list, *, what: str = "deploy") -> str:
+    def deploy(self, sender: Account, abi: list, bytecode: str, args: list, *, what: str = "deploy",
+               with_gas: bool = False):
+        """Deploy a contract; its address (and the gas used, ``with_gas``)."""
         contract = self.w3.eth.contract(abi=abi, bytecode=bytecode)
         data = contract.constructor(*args).data_in_transaction
         receipt = self.send(sender, {"data": data}, what=what)
+        if with_gas:
+            return receipt["contractAddress"], int(receipt["gasUsed"])
         return receipt["contractAddress"]

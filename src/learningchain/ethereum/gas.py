@@ -137,7 +137,7 @@ def _start_anvil():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([binary, "--port", str(port), "--hardfork", "prague", "--silent",
-                             "--gas-limit", str(10**9), "--balance", str(10**9)],
+                             "--gas-limit", str(10**9), "--prune-history", "256"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(100):
         try:

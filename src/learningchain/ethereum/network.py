@@ -86,6 +86,7 @@ class Deployment:
         self.rule = cparams.rule
         self.contract = chain.w3.eth.contract(address=address, abi=self.artifact["abi"])
         self.deploy_block = block
+        self.setup_gas: dict = {}  # gas of the deployment, the loading of w_0 and the opening
 
     # -- the genesis ------------------------------------------------------------------
     @classmethod
@@ -93,12 +94,15 @@ class Deployment:
         """Deploy the contract, load w_0 and open round 0."""
         artifact = load_artifact()
         start = chain.block_number()
-        address = chain.deploy(owner, artifact["abi"], artifact["bytecode"], cparams.constructor_args())
+        address, deploy_gas = chain.deploy(owner, artifact["abi"], artifact["bytecode"], cparams.constructor_args(),
+                                           with_gas=True)
         dep = cls(chain, address, cparams, block=start)
         W = fp.encode_model(w0)
+        load_gas = 0
         for off in range(0, len(W), LOAD_BATCH):
-            chain.call_tx(owner, dep.contract, "load_model", off, W[off:off + LOAD_BATCH])
-        chain.call_tx(owner, dep.contract, "open_run")
+            load_gas += int(chain.call_tx(owner, dep.contract, "load_model", off, W[off:off + LOAD_BATCH])["gasUsed"])
+        open_gas = int(chain.call_tx(owner, dep.contract, "open_run")["gasUsed"])
+        dep.setup_gas = {"deploy": deploy_gas, "load_model": load_gas, "open_run": open_gas}
         return dep
 
     # -- reads ---------------------------------------------------------------------------

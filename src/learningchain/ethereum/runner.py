@@ -179,6 +179,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "claim_mean": round(sum(g[3] for g in gas_rounds) / n),
         "round_mean": round(sum(g[0] + g[2] + g[3] for g in gas_rounds) / n),
         "aggregation_chunks": cparams.chunks,
+        "setup": dep.setup_gas,
         "block_gas_limit": chain.gas_limit(),
     }
     wall = time.perf_counter() - started
