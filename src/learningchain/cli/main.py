@@ -63,7 +63,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                                         "none (default with --no-dp)")
     g = p.add_argument_group("chain")
     g.add_argument("--backend", help="native (default) or ethereum")
-    g.add_argument("--rpc-url", help="JSON-RPC endpoint for --backend ethereum (default: in-process EVM)")
+    g.add_argument("--rpc-url", help="JSON-RPC endpoint for --backend ethereum (default: in-process EVM); "
+                   "the faucet is $LEARNINGCHAIN_FAUCET_KEY or the node's funded development account")
     g.add_argument("--difficulty", type=int, metavar="BITS", help="proof-of-work difficulty in bits (default 8)")
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=int, metavar="S")

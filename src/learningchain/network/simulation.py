@@ -28,7 +28,7 @@ from ..holder import DataHolder, make_messages
 from ..node import Node
 from ..protocol.block import Block
 
-__all__ = ["InProcessNetwork", "Miner", "MinerStrategy", "HonestMiner", "RoundResult", "BLOCK_INTERVAL_MS"]
+__all__ = ["InProcessNetwork", "collect_messages", "Miner", "MinerStrategy", "HonestMiner", "RoundResult", "BLOCK_INTERVAL_MS"]
 
 #: Logical time between blocks; simulated chains are reproducible from the seed.
 BLOCK_INTERVAL_MS = 1000
@@ -77,6 +77,55 @@ class RoundResult:
     messages_rejected: Counter
     mining_tries: int
     seconds: float
+
+
+def collect_messages(holders: list, attacks: dict, base, byzantine_identities: set, *, batch: bool = True) -> list:
+    """Every holder's messages for the round on ``base``, honest and Byzantine, in holder order.
+
+    Shared by every driver (the in-process network, the Ethereum backend): honest
+    holders compute their gradients together (:func:`make_messages`); each Byzantine
+    holder's attack returns its vectors, which are signed like honest ones, and the
+    identities they use are added to ``byzantine_identities``.
+    """
+    reports = {}
+    honest_vectors = []
+    honest = [h for h in holders if h.index not in attacks]
+    made = make_messages(honest, base) if batch else [h.make_message(base) for h in honest]
+    for holder, report in zip(honest, made):
+        reports[holder.index] = [report.message]
+        honest_vectors.append(report.honest_gradient)
+    byz_count = len(attacks)
+    for holder in holders:
+        attack = attacks.get(holder.index)
+        if attack is None:
+            continue
+        own = {}
+
+        def own_gradient(holder=holder, own=own):
+            if "g" not in own:
+                grad, _, _ = holder.local_gradient(base)
+                own["g"] = holder.privatize(grad, base)
+            return own["g"]
+
+        ctx = AttackContext(round=base.height, dim=holder.params.dim, rng=holder.rng,
+                            own_gradient=own_gradient,
+                            honest=honest_vectors if attack.omniscient else None,
+                            byzantine_count=byz_count, holders=len(holders), holder=holder, base=base)
+        msgs = []
+        for j, vector in enumerate(attack(ctx)):
+            key = holder.next_key() if j == 0 else None
+            if key is None:
+                from ..crypto import PrivateKey
+
+                key = PrivateKey.generate(holder.rng)
+            try:
+                msg = holder.sign(vector, base, key=key)
+            except InvalidMessage:
+                continue  # a vector that cannot even be encoded is never sent
+            byzantine_identities.add(msg.identity)
+            msgs.append(msg)
+        reports[holder.index] = msgs
+    return [m for idx in sorted(reports) for m in reports[idx]]
 
 
 class InProcessNetwork:
@@ -148,45 +197,8 @@ class InProcessNetwork:
 
     # -- one round ------------------------------------------------------------------
     def holder_messages(self, base: Block) -> list:
-        reports = {}
-        honest_vectors = []
-        honest = [h for h in self.holders if h.index not in self.attacks]
-        made = make_messages(honest, base) if self.batch_holders else [h.make_message(base) for h in honest]
-        for holder, report in zip(honest, made):
-            reports[holder.index] = [report.message]
-            honest_vectors.append(report.honest_gradient)
-        byz_count = len(self.attacks)
-        for holder in self.holders:
-            attack = self.attacks.get(holder.index)
-            if attack is None:
-                continue
-            own = {}
-
-            def own_gradient(holder=holder, own=own):
-                if "g" not in own:
-                    grad, _, _ = holder.local_gradient(base)
-                    own["g"] = holder.privatize(grad, base)
-                return own["g"]
-
-            ctx = AttackContext(round=base.height, dim=holder.params.dim, rng=holder.rng,
-                                own_gradient=own_gradient,
-                                honest=honest_vectors if attack.omniscient else None,
-                                byzantine_count=byz_count, holders=len(self.holders), holder=holder, base=base)
-            msgs = []
-            for j, vector in enumerate(attack(ctx)):
-                key = holder.next_key() if j == 0 else None
-                if key is None:
-                    from ..crypto import PrivateKey
-
-                    key = PrivateKey.generate(holder.rng)
-                try:
-                    msg = holder.sign(vector, base, key=key)
-                except InvalidMessage:
-                    continue  # a vector that cannot even be encoded is never sent
-                self.byzantine_identities.add(msg.identity)
-                msgs.append(msg)
-            reports[holder.index] = msgs
-        return [m for idx in sorted(reports) for m in reports[idx]]
+        return collect_messages(self.holders, self.attacks, base, self.byzantine_identities,
+                                batch=self.batch_holders)
 
     def step(self) -> RoundResult:
         start = time.perf_counter()

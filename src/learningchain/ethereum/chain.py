@@ -1,0 +1,276 @@
+"""A connection to an Ethereum chain: the in-process EVM or any JSON-RPC node.
+
+``Chain.embedded()`` starts an in-process chain (eth-tester on py-evm, Prague
+rules, automatic mining: one block per transaction); ``Chain.connect(url)``
+talks to a node over JSON-RPC (the tests use anvil). Either way transactions are
+signed here by the account that sends them and submitted raw, so a
+pseudo-identity key never leaves its holder.
+
+Every transaction is first estimated (``eth_estimateGas``): a call that would
+revert is refused before it is sent, with the contract's reason, as
+:class:`Reverted`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import ConfigError, LearningChainError
+
+__all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS"]
+
+FAUCET_KEY_ENV = "LEARNINGCHAIN_FAUCET_KEY"
+GWEI = 10**9
+#: The publicly known development keys of eth-tester (1, 2, ...) and anvil (the
+#: "test test ... junk" mnemonic); used only for chains that fund them at genesis.
+DEV_KEYS = {
+    "eth-tester": "0x" + "00" * 31 + "01",
+    "anvil": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+}
+
+
+class EthereumError(LearningChainError):
+    """The Ethereum chain refused or failed a request."""
+
+
+class Reverted(EthereumError):
+    """A contract call reverted; ``reason`` is the contract's revert string."""
+
+    def __init__(self, reason: str, what: str = "transaction"):
+        super().__init__(f"{what} reverted: {reason}")
+        self.reason = reason
+
+
+@dataclass
+class Account:
+    """A key that signs its own transactions, with its next nonce."""
+
+    key: object  # eth_account LocalAccount
+    nonce: Optional[int] = None
+    label: str = ""
+
+    @property
+    def address(self) -> str:
+        return self.key.address
+
+    @classmethod
+    def from_secret(cls, secret: bytes | str, label: str = "") -> "Account":
+        from eth_account import Account as _EA
+
+        return cls(_EA.from_key(secret), label=label)
+
+
+_REASON = re.compile(r"execution reverted:?\s*(.*)", re.S)
+
+
+def _revert_reason(exc: Exception) -> Optional[str]:
+    """The revert string of a web3/eth-tester error, or None when it is no revert."""
+    name = type(exc).__name__
+    text = str(getattr(exc, "message", None) or exc)
+    if name in ("ContractLogicError", "ContractCustomError", "TransactionFailed") or "revert" in text.lower():
+        m = _REASON.search(text)
+        reason = (m.group(1) if m else text).strip().strip("'\"")
+        if reason.startswith("b'") or reason.startswith('b"'):
+            reason = reason[2:-1]
+        return reason or "reverted without a reason"
+    return None
+
+
+@dataclass
+class Chain:
+    w3: object
+    kind: str  # "embedded" or "rpc"
+    url: Optional[str] = None
+    fees_paid: int = 0  # wei spent on gas by the transactions this object sent
+    receipts: list = field(default_factory=list)
+    keep_receipts: bool = False
+    #: gas limits learnt per kind of transaction: estimating costs a binary search
+    #: (a dozen executions) on the in-process EVM, so it is done once per kind.
+    gas_hints: dict = field(default_factory=dict)
+    #: when set, a transaction without an explicit limit gets this one after a single
+    #: call that reports any revert (no estimate); for tests on the in-process EVM
+    fixed_gas: Optional[int] = None
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def embedded(cls, *, gas_limit: Optional[int] = None) -> "Chain":
+        """An in-process chain (eth-tester on py-evm, Prague) with funded dev accounts."""
+        try:
+            from eth_tester import EthereumTester, PyEVMBackend
+            from web3 import EthereumTesterProvider, Web3
+        except ImportError as exc:  # pragma: no cover
+            raise ConfigError("the Ethereum backend needs web3[tester] (pip install 'learningchain[ethereum]')") \
+                from exc
+        overrides = {"gas_limit": gas_limit} if gas_limit else None
+        backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides=overrides))
+        w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
+        return cls(w3, "embedded")
+
+    @classmethod
+    def connect(cls, url: str, *, timeout: float = 120.0) -> "Chain":
+        from web3 import Web3
+
+        if url.startswith(("http://", "https://")):
+            provider = Web3.HTTPProvider(url, request_kwargs={"timeout": timeout})
+        else:
+            raise ConfigError(f"--rpc-url must be an http(s) URL, got {url!r}")
+        w3 = Web3(provider)
+        try:
+            w3.eth.chain_id
+        except Exception as exc:
+            raise EthereumError(f"no Ethereum node answers at {url}: {exc}") from None
+        return cls(w3, "rpc", url=url)
+
+    # -- facts --------------------------------------------------------------------------
+    @property
+    def chain_id(self) -> int:
+        return int(self.w3.eth.chain_id)
+
+    def block_number(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def balance(self, address: str) -> int:
+        return int(self.w3.eth.get_balance(address))
+
+    def gas_limit(self) -> int:
+        return int(self.w3.eth.get_block("latest")["gasLimit"])
+
+    def faucet(self) -> Account:
+        """The account that pays for the run: $LEARNINGCHAIN_FAUCET_KEY, else the chain's funded dev key."""
+        secret = os.environ.get(FAUCET_KEY_ENV)
+        if secret:
+            return Account.from_secret(secret, "faucet")
+        for name, dev in DEV_KEYS.items():
+            acct = Account.from_secret(dev, "faucet")
+            if self.balance(acct.address) > 0:
+                return acct
+        raise ConfigError(f"no funded faucet account on this chain: set {FAUCET_KEY_ENV} to a funded private key")
+
+    # -- fees -----------------------------------------------------------------------------
+    def fee_fields(self) -> dict:
+        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or GWEI)
+        tip = GWEI
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+    # -- transactions ---------------------------------------------------------------------
+    def _next_nonce(self, sender: Account) -> int:
+        if sender.nonce is None:
+            sender.nonce = int(self.w3.eth.get_transaction_count(sender.address, "pending"))
+        return sender.nonce
+
+    def estimate(self, tx: dict, what: str = "transaction") -> int:
+        tx = {k: v for k, v in tx.items() if k not in ("gas", "maxFeePerGas", "maxPriorityFeePerGas", "nonce")}
+        if self.kind == "embedded":
+            # eth-tester checks that the sender could pay the whole block's gas at
+            # 1 gwei while it searches; a zero price lifts that (fees are not estimated)
+            tx.update(maxFeePerGas=0, maxPriorityFeePerGas=0)
+        try:
+            return int(self.w3.eth.estimate_gas(tx))
+        except Exception as exc:
+            reason = _revert_reason(exc)
+            if reason is not None:
+                raise Reverted(reason, what) from None
+            raise EthereumError(f"{what}: the node refused it: {exc}") from None
+
+    def preflight(self, tx: dict, what: str = "transaction") -> None:
+        """Run ``tx`` as a call; raise Reverted with the contract's reason if it reverts."""
+        call = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}
+        try:
+            self.w3.eth.call(call)
+        except Exception as exc:
+            reason = _revert_reason(exc)
+            if reason is not None:
+                raise Reverted(reason, what) from None
+            raise EthereumError(f"{what}: the node refused it: {exc}") from None
+
+    def gas_for(self, tx: dict, what: str, hint: Optional[str]) -> int:
+        """A gas limit for ``tx``: twice the estimate for the first transaction of its kind
+        (``hint``, same contract, same calldata size), then the same limit again."""
+        if self.fixed_gas is not None:
+            self.preflight(tx, what)
+            return min(self.fixed_gas, self.gas_limit())
+        key = None if hint is None else (hint, tx.get("to"), len(tx.get("data") or b""))
+        if key is not None and key in self.gas_hints:
+            return self.gas_hints[key]
+        estimate = self.estimate({k: v for k, v in tx.items() if k != "chainId"}, what)
+        gas = min(2 * estimate + 50_000, self.gas_limit())
+        if key is not None:
+            self.gas_hints[key] = gas
+        return gas
+
+    def send(self, sender: Account, tx: dict, *, what: str = "transaction", gas: Optional[int] = None,
+             fees: Optional[dict] = None, hint: Optional[str] = None, _retry: bool = False) -> dict:
+        """Sign, send and wait: returns the receipt; raises Reverted on a revert.
+
+        Without ``gas`` the limit is estimated (which refuses a reverting call
+        with its reason before anything is sent), or taken from the hint learnt
+        for the same kind of transaction; a hinted transaction that reverts is
+        replayed to recover the reason.
+        """
+        tx = dict(tx)
+        tx["from"] = sender.address
+        tx.setdefault("value", 0)
+        tx.setdefault("chainId", self.chain_id)
+        tx["gas"] = gas if gas is not None else self.gas_for(tx, what, hint)
+        tx.update(fees or self.fee_fields())
+        tx["nonce"] = self._next_nonce(sender)
+        signed = sender.key.sign_transaction(tx)
+        try:
+            tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            reason = _revert_reason(exc)
+            if reason is not None:
+                raise Reverted(reason, what) from None
+            if "nonce too low" in str(exc).lower() and not _retry:
+                # another client sent from this account meanwhile: ask the node again
+                sender.nonce = None
+                tx.pop("nonce")
+                return self.send(sender, tx, what=what, gas=tx.pop("gas"), fees=fees, hint=hint, _retry=True)
+            raise EthereumError(f"{what}: the node refused it: {exc}") from None
+        sender.nonce += 1
+        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=600)
+        self.fees_paid += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+        if self.keep_receipts:
+            self.receipts.append(receipt)
+        if int(receipt["status"]) != 1:
+            reason = self._replay_reason(tx, receipt)
+            if reason is None and gas is None and hint is not None and not _retry:
+                # it ran out of the learnt gas limit: learn it again from this state
+                self.gas_hints.pop((hint, tx.get("to"), len(tx.get("data") or b"")), None)
+                tx.pop("gas")
+                tx.pop("nonce")
+                return self.send(sender, tx, what=what, fees=fees, hint=hint, _retry=True)
+            raise Reverted(reason or f"ran out of gas ({receipt['gasUsed']} of {tx['gas']})", what)
+        return receipt
+
+    def _replay_reason(self, tx: dict, receipt) -> Optional[str]:
+        """The revert reason of a failed transaction, replayed as a call; None when it
+        does not revert as a call (it ran out of gas)."""
+        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        try:
+            self.w3.eth.call(call, int(receipt["blockNumber"]) - 1)
+        except Exception as exc:
+            return _revert_reason(exc) or str(exc)
+        return None
+
+    def transfer(self, sender: Account, to: str, value: int, *, what: str = "transfer") -> dict:
+        return self.send(sender, {"to": to, "value": int(value)}, what=what, gas=21_000)
+
+    def call_tx(self, sender: Account, contract, name: str, *args, value: int = 0, what: Optional[str] = None,
+                gas: Optional[int] = None, fees: Optional[dict] = None, hint: Optional[str] = None) -> dict:
+        """Send a call of the contract's function ``name`` with ``args``."""
+        tx = {"to": contract.address, "data": contract.encode_abi(name, args=list(args)), "value": int(value)}
+        return self.send(sender, tx, what=what or name, gas=gas, fees=fees, hint=hint)
+
+    def deploy(self, sender: Account, abi: list, bytecode: str, args: list, *, what: str = "deploy",
+               with_gas: bool = False):
+        """Deploy a contract; its address (and the gas used, ``with_gas``)."""
+        contract = self.w3.eth.contract(abi=abi, bytecode=bytecode)
+        data = contract.constructor(*args).data_in_transaction
+        receipt = self.send(sender, {"data": data}, what=what)
+        if with_gas:
+            return receipt["contractAddress"], int(receipt["gasUsed"])
+        return receipt["contractAddress"]

@@ -1,0 +1,286 @@
+"""The LearningChain protocol driven through a deployed contract.
+
+:class:`Deployment` is a client of one deployed contract: it deploys it (the
+genesis: every protocol parameter and the initial model), reads the round, the
+model and the round's messages from the chain, and sends the holders' and
+computing nodes' transactions.
+
+:class:`EthereumNetwork` is the driver that plays one round at a time, the
+counterpart of :class:`~learningchain.network.simulation.InProcessNetwork`:
+every holder reads the current model from the chain, computes its message
+(the same :func:`~learningchain.network.simulation.collect_messages` the native
+chain uses), and sends it from a fresh pseudo-identity account that a faucet
+funds; then one computing node, drawn at random, reads the round's messages
+back from the contract's events, computes the l-nearest selection with the
+Python rule, has the contract aggregate the round (the contract recomputes
+the selection and refuses a wrong one) and collects its reward.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from web3.logs import DISCARD
+
+from ..errors import ConfigError, InvalidMessage
+from ..network.simulation import collect_messages
+from . import fixedpoint as fp
+from .chain import Account, Chain, Reverted
+from .contract import ContractParams, load_artifact
+
+__all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account"]
+
+#: Initial model values per ``load_model`` call.
+LOAD_BATCH = 1024
+
+
+def new_account(rng: np.random.Generator, label: str = "") -> Account:
+    """A fresh secp256k1 account drawn from ``rng`` (reproducible from the run's seed)."""
+    from ..crypto import PrivateKey
+
+    return Account.from_secret(PrivateKey.generate(rng).secret, label)
+
+
+@dataclass(frozen=True)
+class EthHead:
+    """The contract's current state, shaped like a block for the holders: ``height`` is the
+    round, ``model`` the float view of the stored model, ``hash`` the hash of the block
+    that holds the last aggregation (or the opening of the run)."""
+
+    height: int
+    model: np.ndarray
+    fixed: tuple  # the stored fixed-point model W
+    hash: bytes
+    block_number: int
+
+
+@dataclass
+class EthRound:
+    round: int
+    winner: int
+    head: EthHead
+    head_changed: bool
+    selection: tuple
+    messages: int
+    byzantine_selected: int
+    rejections: Counter
+    messages_rejected: Counter
+    gas_submit: list
+    gas_aggregate: int
+    gas_claim: int
+    seconds: float
+
+
+class Deployment:
+    """One deployed LearningChain contract and the calls the protocol makes on it."""
+
+    def __init__(self, chain: Chain, address: str, cparams: ContractParams, *, block: int = 0):
+        self.chain = chain
+        self.artifact = load_artifact()
+        self.address = address
+        self.cparams = cparams
+        self.rule = cparams.rule
+        self.contract = chain.w3.eth.contract(address=address, abi=self.artifact["abi"])
+        self.deploy_block = block
+        self.setup_gas: dict = {}  # gas of the deployment, the loading of w_0 and the opening
+
+    # -- the genesis ------------------------------------------------------------------
+    @classmethod
+    def deploy(cls, chain: Chain, owner: Account, cparams: ContractParams, w0: np.ndarray) -> "Deployment":
+        """Deploy the contract, load w_0 and open round 0."""
+        artifact = load_artifact()
+        start = chain.block_number()
+        address, deploy_gas = chain.deploy(owner, artifact["abi"], artifact["bytecode"], cparams.constructor_args(),
+                                           with_gas=True)
+        dep = cls(chain, address, cparams, block=start)
+        W = fp.encode_model(w0)
+        load_gas = 0
+        for off in range(0, len(W), LOAD_BATCH):
+            load_gas += int(chain.call_tx(owner, dep.contract, "load_model", off, W[off:off + LOAD_BATCH])["gasUsed"])
+        open_gas = int(chain.call_tx(owner, dep.contract, "open_run")["gasUsed"])
+        dep.setup_gas = {"deploy": deploy_gas, "load_model": load_gas, "open_run": open_gas}
+        return dep
+
+    # -- reads ---------------------------------------------------------------------------
+    @property
+    def abi(self) -> list:
+        return self.artifact["abi"]
+
+    def current_round(self) -> int:
+        return int(self.contract.functions.current_round().call())
+
+    def fixed_model(self) -> list[int]:
+        return [int(v) for v in self.contract.functions.get_model().call()]
+
+    def head(self, from_block: Optional[int] = None) -> EthHead:
+        """The current round and model; ``from_block``: no earlier block holds the event that
+        opened the current round (spares a search of the whole chain)."""
+        rnd = self.current_round()
+        W = self.fixed_model()
+        since = self.deploy_block if from_block is None else from_block
+        if rnd == 0:
+            logs = self.contract.events.RoundOpened.get_logs(from_block=since, argument_filters={"round": 0})
+        else:
+            logs = self.contract.events.Aggregated.get_logs(from_block=since, argument_filters={"round": rnd - 1})
+        if not logs:
+            raise ConfigError(f"the contract at {self.address} has no event for round {rnd}")
+        last = logs[-1]
+        return EthHead(rnd, fp.decode_model(W), tuple(W), bytes(last["blockHash"]), int(last["blockNumber"]))
+
+    def round_messages(self, rnd: int, from_block: Optional[int] = None) -> list[tuple]:
+        """(sender bytes, norm, packed q) of every message of round ``rnd``, in submission order,
+        read from the contract's Submitted events."""
+        logs = self.contract.events.Submitted.get_logs(
+            from_block=self.deploy_block if from_block is None else from_block,
+            argument_filters={"round": rnd})
+        logs = sorted(logs, key=lambda e: int(e["args"]["index"]))
+        out = []
+        for i, e in enumerate(logs):
+            if int(e["args"]["index"]) != i:
+                raise ConfigError(f"round {rnd}: Submitted events are not contiguous at index {i}")
+            out.append((bytes.fromhex(e["args"]["sender"][2:]), int(e["args"]["norm"]), bytes(e["args"]["q"])))
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+    def submit(self, sender: Account, rnd: int, norm: int, packed: bytes, *, fees: Optional[dict] = None):
+        return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, packed, hint="submit", fees=fees)
+
+    def aggregate(self, sender: Account, messages: list[tuple], selection: tuple) -> tuple[bool, int, list]:
+        """Send every chunk of the round's aggregation; returns (accepted, gas used, receipts)."""
+        mask = fp.selection_mask(selection)
+        gas, receipts = 0, []
+        accepted = False
+        for chunk in range(self.cparams.chunks):
+            data = fp.aggregation_data(messages, chunk, self.cparams.chunk_words)
+            r = self.chain.call_tx(sender, self.contract, "aggregate", chunk, mask, data,
+                                   hint="aggregate")
+            gas += int(r["gasUsed"])
+            receipts.append(r)
+            if chunk == self.cparams.chunks - 1:
+                accepted = bool(self.contract.events.Aggregated().process_receipt(r, errors=DISCARD))
+        return accepted, gas, receipts
+
+    def claim_reward(self, sender: Account, rnd: int):
+        return self.chain.call_tx(sender, self.contract, "claim_reward", rnd, hint="claim")
+
+    def deposit(self, sender: Account, value: int):
+        return self.chain.call_tx(sender, self.contract, "deposit", value=value, hint="deposit")
+
+    def finish(self, sender: Account):
+        return self.chain.call_tx(sender, self.contract, "finish")
+
+    def withdraw(self, sender: Account):
+        return self.chain.call_tx(sender, self.contract, "withdraw", hint="withdraw")
+
+
+class EthereumNetwork:
+    """K holders and M computing nodes playing the protocol through a deployed contract."""
+
+    def __init__(self, deployment: Deployment, holders: list, nodes: list, faucet: Account, *,
+                 rng: np.random.Generator, key_rng: Optional[np.random.Generator] = None,
+                 attacks: Optional[dict] = None, claim_rewards: bool = True):
+        self.dep = deployment
+        self.chain = deployment.chain
+        self.holders = holders
+        self.attacks = attacks or {}
+        self.nodes = nodes  # computing nodes' accounts
+        self.faucet = faucet
+        self.rng = rng
+        self.key_rng = key_rng if key_rng is not None else np.random.default_rng(rng.integers(2**63))
+        self.claim_rewards = claim_rewards
+        self.byzantine_identities: set = set()  # native identities of Byzantine messages
+        self.byzantine_senders: set = set()  # their Ethereum accounts
+        self.pseudo_identities: list = []  # every fresh holder account, for audits
+        self.rejected_aggregations = 0
+        self.messages_rejected: Counter = Counter()
+        self.rewards_paid: Counter = Counter()  # node index -> wei
+        self.aggregations: Counter = Counter()  # node index -> accepted aggregations
+        self._head = deployment.head()
+
+    @property
+    def head(self) -> EthHead:
+        return self._head
+
+    def _fund(self, account: Account, amount: int) -> None:
+        self.chain.transfer(self.faucet, account.address, amount, what="faucet")
+
+    def _ensure_funds(self, account: Account, amount: int) -> None:
+        have = self.chain.balance(account.address)
+        if have < amount:
+            self._fund(account, 4 * amount - have)
+
+    def submit_round(self, base: EthHead) -> tuple[list, Counter]:
+        """Every holder's message for the round, each sent from a fresh funded account."""
+        messages = collect_messages(self.holders, self.attacks, base, self.byzantine_identities)
+        gas, rejected = [], Counter()
+        for msg in messages:
+            try:
+                norm = fp.encode_norm(msg.norm)
+            except InvalidMessage as exc:
+                rejected[exc.reason] += 1
+                continue
+            packed = fp.pack_q(msg.q)
+            account = new_account(self.key_rng, "holder")
+            self.pseudo_identities.append(account.address)
+            if msg.identity in self.byzantine_identities:
+                self.byzantine_senders.add(account.address.lower())
+            fees = self.chain.fee_fields()
+            limit = self.chain.gas_for({"from": self.faucet.address, "to": self.dep.address, "value": 0,
+                                        "data": self.dep.contract.encode_abi("submit",
+                                                                             args=[base.height, norm, packed])},
+                                       "submit", "submit")
+            self._fund(account, limit * fees["maxFeePerGas"])
+            try:
+                r = self.dep.submit(account, base.height, norm, packed, fees=fees)
+            except Reverted as exc:
+                rejected[exc.reason] += 1
+                continue
+            gas.append(int(r["gasUsed"]))
+        return gas, rejected
+
+    def step(self) -> EthRound:
+        start = time.perf_counter()
+        base = self._head
+        first_block = self.chain.block_number() + 1
+        gas_submit, rejected = self.submit_round(base)
+        for reason, n in rejected.items():
+            self.messages_rejected[reason] += n
+        winner = int(self.rng.integers(len(self.nodes)))
+        node = self.nodes[winner]
+        # The computing node reads the round from the chain, as any observer would.
+        messages = self.dep.round_messages(base.height, from_block=first_block)
+        rejections: Counter = Counter()
+        selection: tuple = ()
+        accepted = False
+        gas_agg = gas_claim = 0
+        if len(messages) >= self.dep.cparams.min_messages:
+            q = np.stack([fp.unpack_q(m[2], self.dep.rule.dim) for m in messages])
+            keys = [fp.tie_key(base.height, m[0]) for m in messages]
+            selection = self.dep.rule.select(q, keys)
+            self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"])
+            try:
+                accepted, gas_agg, _ = self.dep.aggregate(node, messages, selection)
+            except Reverted as exc:
+                accepted = False
+                rejections[exc.reason] += 1
+            if not accepted:
+                self.rejected_aggregations += 1
+            else:
+                self.aggregations[winner] += 1
+                if self.claim_rewards and self.dep.cparams.reward > 0:
+                    before = self.chain.balance(node.address)
+                    r = self.dep.claim_reward(node, base.height)
+                    gas_claim = int(r["gasUsed"])
+                    self.rewards_paid[winner] += self.chain.balance(node.address) - before + \
+                        gas_claim * int(r["effectiveGasPrice"])
+        head = self.dep.head(from_block=first_block if accepted else base.block_number)
+        changed = head.height != base.height
+        self._head = head
+        byz = sum(1 for i in selection if "0x" + messages[i][0].hex() in self.byzantine_senders) if changed else 0
+        return EthRound(base.height + 1, winner, head, changed, selection, len(messages), byz, rejections,
+                        Counter(self.messages_rejected), gas_submit, gas_agg, gas_claim,
+                        time.perf_counter() - start)

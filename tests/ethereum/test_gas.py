@@ -1,0 +1,20 @@
+"""The gas tool: two EVM implementations (py-evm in process, anvil's revm) must agree."""
+
+from learningchain.ethereum.gas import measure
+
+
+def test_gas_figures_are_the_same_on_the_embedded_evm_and_on_anvil(embedded, anvil):
+    a = measure(embedded, 20, 4)
+    b = measure(anvil, 20, 4)
+    assert a == b
+    assert a.chunks == 1 and a.aggregate == a.aggregate_max_tx
+    # the first round writes fresh storage; later rounds reuse it
+    assert a.submit < a.submit_first and a.aggregate < a.aggregate_first
+    assert a.round_total == 4 * a.submit + a.aggregate + a.claim
+
+
+def test_a_chunked_aggregation_is_measured_over_all_its_transactions(anvil):
+    g = measure(anvil, 2100, 8)  # 263 words, at most 96 per transaction: three chunks
+    assert g.chunks == 3 and g.aggregate > g.aggregate_max_tx
+    # every transaction, the first round's included, stays under EIP-7825's 2^24 gas
+    assert g.aggregate_max_tx_first < 2**24

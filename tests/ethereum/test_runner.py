@@ -1,0 +1,88 @@
+"""``learningchain train --backend ethereum`` end to end, against the native chain."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from learningchain.config import TrainConfig
+from learningchain.ethereum.chain import Chain
+from learningchain.ethereum.runner import DEFAULT_REWARD_WEI, run_training_ethereum
+from learningchain.experiments.train import run_training
+
+
+def eth_run(tmp_path, chain=None, **kw):
+    kw.setdefault("progress", False)
+    cfg = TrainConfig(out=str(tmp_path), force=True, backend="ethereum", **kw)
+    return run_training_ethereum(cfg, chain=chain)
+
+
+def test_a_short_run_writes_the_run_directory_and_pays_each_aggregation(tmp_path):
+    chain = Chain.embedded()
+    s = eth_run(tmp_path, chain=chain, dataset="breast-cancer", rounds=3, epsilon=0.5, holders=5, miners=2)
+    for name in ("summary.json", "metrics.csv", "curve.png", "model.npy", "model.json", "contract.abi.json"):
+        assert (tmp_path / name).exists(), name
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in ("test_error", "baseline_test_error", "rounds", "height", "rejected_blocks", "epsilon_per_round",
+                "epsilon_total", "wall_seconds", "contract_address", "chain_id", "gas_per_round"):
+        assert key in summary, key
+    assert s["rounds"] == s["height"] == 3 and s["rejected_blocks"] == 0
+    assert s["chain_id"] == chain.chain_id and s["gas_per_round"] > 0
+    assert s["epsilon_total"] == pytest.approx(1.5)
+    inc = s["incentives"]
+    assert inc["conserved"] and inc["rewards_paid_wei"] == 3 * DEFAULT_REWARD_WEI
+    assert sum(inc["aggregations_by_node"].values()) == 3
+    assert inc["refunds_total_wei"] == inc["deposits_total_wei"] - 3 * DEFAULT_REWARD_WEI
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["round"]) for r in rows] == [1, 2, 3]
+    # the model written is the contract's, read back with the ABI the run directory holds
+    abi = json.loads((tmp_path / "contract.abi.json").read_text())
+    c = chain.w3.eth.contract(address=s["contract_address"], abi=abi)
+    stored = np.array(c.functions.get_model().call(), dtype=object) / 2 ** c.functions.MODEL_BITS().call()
+    assert np.array_equal(np.load(tmp_path / "model.npy"), stored.astype(np.float64))
+    assert c.functions.current_round().call() == 3
+
+
+def test_byzantine_holders_reach_the_contract_and_are_counted(tmp_path):
+    s = eth_run(tmp_path, dataset="breast-cancer", rounds=3, no_dp=True, holders=6, byzantine=2, miners=1)
+    assert len(s["byzantine_holders"]) == 2
+    # N(0, 200^2 I) vectors point anywhere: the l-nearest rule leaves them out
+    assert s["selected_byzantine_total"] == 0
+    assert s["height"] == 3
+
+
+def test_the_run_refuses_what_the_contract_cannot_do(tmp_path):
+    from learningchain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="l-nearest only"):
+        eth_run(tmp_path, dataset="breast-cancer", rounds=2, aggregator="mean")
+    with pytest.raises(ConfigError, match="Byzantine computing nodes"):
+        eth_run(tmp_path, dataset="breast-cancer", rounds=2, byzantine_miners=1, miners=3)
+
+
+@pytest.mark.slow
+def test_same_test_error_as_the_native_chain_on_the_embedded_evm(tmp_path):
+    common = dict(dataset="breast-cancer", no_dp=True, rounds=60, progress=False, force=True)
+    native = run_training(TrainConfig(out=str(tmp_path / "native"), **common))
+    eth = run_training_ethereum(TrainConfig(out=str(tmp_path / "eth"), backend="ethereum", **common))
+    assert eth["test_error"] == native["test_error"]
+    assert eth["height"] == native["height"] == 60
+    # the fixed-point chain follows the float chain closely, not just in its error
+    w_native = np.load(tmp_path / "native" / "model.npy")
+    w_eth = np.load(tmp_path / "eth" / "model.npy")
+    assert np.max(np.abs(w_native - w_eth)) < 1e-6 * (1 + np.max(np.abs(w_native)))
+
+
+@pytest.mark.slow
+def test_same_test_error_as_the_native_chain_against_anvil(tmp_path, anvil_url):
+    from learningchain.cli.main import main
+
+    common = ["train", "--dataset", "breast-cancer", "--no-dp", "--rounds", "60", "--quiet", "--force"]
+    assert main(common + ["--out", str(tmp_path / "native")]) == 0
+    assert main(common + ["--backend", "ethereum", "--rpc-url", anvil_url, "--out", str(tmp_path / "eth")]) == 0
+    native = json.loads((tmp_path / "native" / "summary.json").read_text())
+    eth = json.loads((tmp_path / "eth" / "summary.json").read_text())
+    assert eth["test_error"] == native["test_error"]
+    assert eth["chain"] == anvil_url and eth["chain_id"] == 31337
+    assert eth["incentives"]["conserved"]
