@@ -32,7 +32,6 @@ import numpy as np
 from ..config import TrainConfig
 from ..errors import ConfigError
 from ..privacy.accounting import privacy_report
-from ..types import hexstr
 from .chain import Chain
 from .contract import ContractParams
 from .network import Deployment, EthereumNetwork, new_account
@@ -69,7 +68,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
     """Run ``cfg`` on Ethereum and return the summary (the native keys plus the chain's)."""
     from ..experiments.baseline import train_centralized
-    from ..experiments.train import Evaluator, _write_outputs, build_parties
+    from ..experiments.train import Evaluator, _write_outputs, build_parties, common_summary
 
     cfg = cfg.resolved()
     if cfg.byzantine_miners:
@@ -183,34 +182,14 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "block_gas_limit": chain.gas_limit(),
     }
     wall = time.perf_counter() - started
-    summary = {
+    summary = common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall)
+    summary.update({
         "backend": "ethereum",
-        "dataset": parties.dataset.describe(),
-        "model": parties.spec,
-        "parameters": parties.params.dim,
-        "holders": cfg.holders,
-        "miners": cfg.miners,
-        "byzantine": cfg.byzantine,
-        "byzantine_holders": parties.byzantine_holders,
-        "attack": cfg.attack if cfg.byzantine else None,
-        "aggregator": cfg.aggregator,
         "l": parties.params.l,
-        "test_error": final_err,
-        "train_loss": final_loss,
-        "baseline_test_error": baseline["test_error"],
-        "baseline_train_loss": baseline["train_loss"],
-        "rounds": len(rows),
-        "stopped_by": stopped_by,
-        "height": head.height,
-        "head_hash": hexstr(head.hash),
-        "genesis_hash": hexstr(parties.genesis.hash),
         "rejected_blocks": net.rejected_aggregations,
         "rejected_by_reason": {},
         "rejected_messages": dict(net.messages_rejected),
         "selected_byzantine_total": selected_byz_total,
-        "epsilon_per_round": privacy["epsilon_per_round"],
-        "epsilon_total": privacy["epsilon_total"],
-        "privacy": privacy,
         "contract_address": dep.address,
         "chain_id": chain.chain_id,
         "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
@@ -228,10 +207,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             "fees_wei": fees,
             "conserved": start_balance - end_balance == fees,
         },
-        "wall_seconds": round(wall, 3),
-        "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
-        "config": cfg.to_dict(),
-    }
+    })
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     with open(out / "contract.abi.json", "w") as fh:
         json.dump(dep.abi, fh, indent=1)

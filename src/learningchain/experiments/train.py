@@ -317,43 +317,20 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
     archive = miners[0].node
     wall = time.perf_counter() - started
-    summary = {
-        "dataset": parties.dataset.describe(),
-        "model": parties.spec,
-        "parameters": parties.params.dim,
-        "holders": cfg.holders,
-        "miners": cfg.miners,
-        "byzantine": cfg.byzantine,
-        "byzantine_holders": parties.byzantine_holders,
-        "attack": cfg.attack if cfg.byzantine else None,
-        "aggregator": cfg.aggregator,
+    summary = common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall)
+    summary.update({
         "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
-        "test_error": final_err,
-        "train_loss": final_loss,
-        "baseline_test_error": baseline["test_error"],
-        "baseline_train_loss": baseline["train_loss"],
         "baseline_curve": baseline["curve"],
-        "rounds": len(rows),
-        "stopped_by": stopped_by,
-        "height": head.height,
-        "head_hash": hexstr(head.hash),
-        "genesis_hash": hexstr(parties.genesis.hash),
         "rejected_blocks": len(net.rejected_blocks),
         "rejected_by_reason": dict(sorted(_count_reasons(net.rejected_blocks).items())),
         "rejected_by_node": {miners[i].node.name: n for i, n in sorted(net.rejected_by_node.items())},
         "rejected_messages": dict(net.messages_rejected),
         "selected_byzantine_total": selected_byz_total,
-        "epsilon_per_round": privacy["epsilon_per_round"],
-        "epsilon_total": privacy["epsilon_total"],
         "delta_total": privacy.get("delta_total"),
-        "privacy": privacy,
         "difficulty_bits": cfg.difficulty,
         "mining_tries": net.mining_tries,
-        "wall_seconds": round(wall, 3),
-        "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
         "chain": "chain.sqlite" if cfg.keep_chain else None,
-        "config": cfg.to_dict(),
-    }
+    })
     if n_byz_miners:
         from ..attacks.miners import summarize_miner_attack
 
@@ -368,6 +345,36 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     archive.store.close()
     summary["out"] = str(out)
     return summary
+
+
+def common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall) -> dict:
+    """The summary keys every backend reports (native chain and Ethereum alike)."""
+    return {
+        "dataset": parties.dataset.describe(),
+        "model": parties.spec,
+        "parameters": parties.params.dim,
+        "holders": cfg.holders,
+        "miners": cfg.miners,
+        "byzantine": cfg.byzantine,
+        "byzantine_holders": parties.byzantine_holders,
+        "attack": cfg.attack if cfg.byzantine else None,
+        "aggregator": cfg.aggregator,
+        "test_error": final_err,
+        "train_loss": final_loss,
+        "baseline_test_error": baseline["test_error"],
+        "baseline_train_loss": baseline["train_loss"],
+        "rounds": len(rows),
+        "stopped_by": stopped_by,
+        "height": head.height,
+        "head_hash": hexstr(head.hash),
+        "genesis_hash": hexstr(parties.genesis.hash),
+        "epsilon_per_round": privacy["epsilon_per_round"],
+        "epsilon_total": privacy["epsilon_total"],
+        "privacy": privacy,
+        "wall_seconds": round(wall, 3),
+        "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
+        "config": cfg.to_dict(),
+    }
 
 
 def _count_reasons(rejected: dict) -> dict:
