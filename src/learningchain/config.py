@@ -179,15 +179,20 @@ class TrainConfig:
         return cls(**clean)
 
 
-def load_toml(path: str | Path) -> dict:
+def read_toml(path: str | Path, what: str = "config file") -> dict:
+    """A TOML file as a dict; a missing or malformed file is a ConfigError that names it."""
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise ConfigError(f"{what} {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
+def load_toml(path: str | Path) -> dict:
+    data = read_toml(path)
     if "train" in data and isinstance(data["train"], dict):
         data = data["train"]
     return data

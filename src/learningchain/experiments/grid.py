@@ -101,18 +101,10 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
     from ..attacks.holders import HOLDER_ATTACKS
     from ..protocol.aggregation import RULES
 
-    try:
-        import tomllib
-    except ImportError:  # pragma: no cover
-        import tomli as tomllib
+    from ..config import read_toml
+
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"grid config {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"grid config {path} is not valid TOML: {exc}") from None
+    data = read_toml(path, "grid config")
     unknown = sorted(set(data) - {"grid", "train", "attack_options", "aggregator_options"})
     if unknown:
         raise ConfigError(f"grid config {path}: unknown table(s) {unknown}; known: grid, train, attack_options, "

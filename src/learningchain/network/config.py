@@ -219,19 +219,9 @@ def load_net_config(path: Optional[str | Path] = None, *, train_overrides: Optio
     train: dict = {}
     network: dict = {}
     if path is not None:
-        import sys
+        from ..config import read_toml
 
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pragma: no cover
-            import tomli as tomllib
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        data = read_toml(path)
         if "network" in data or "train" in data:
             unknown = sorted(set(data) - {"train", "network"})
             if unknown:
