@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -231,7 +232,7 @@ class Chain:
                 return self.send(sender, tx, what=what, gas=tx.pop("gas"), fees=fees, hint=hint, _retry=True)
             raise EthereumError(f"{what}: the node refused it: {exc}") from None
         sender.nonce += 1
-        receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=600)
+        receipt = self._wait_receipt(tx_hash, what)
         self.fees_paid += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
         if self.keep_receipts:
             self.receipts.append(receipt)
@@ -245,6 +246,28 @@ class Chain:
                 return self.send(sender, tx, what=what, fees=fees, hint=hint, _retry=True)
             raise Reverted(reason or f"ran out of gas ({receipt['gasUsed']} of {tx['gas']})", what)
         return receipt
+
+    def _wait_receipt(self, tx_hash, what: str, timeout: float = 600.0):
+        """The receipt, polled at 5 ms, then backing off to 1 s.
+
+        A development node that mines on arrival has it within milliseconds
+        (web3's fixed 0.1 s poll would dominate a round there); a public chain
+        is asked about once a second while its block is being made.
+        """
+        from web3.exceptions import TransactionNotFound
+
+        delay, deadline = 0.005, time.monotonic() + timeout
+        while True:
+            try:
+                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+            except TransactionNotFound:
+                receipt = None
+            if receipt is not None:
+                return receipt
+            if time.monotonic() > deadline:
+                raise EthereumError(f"{what}: no receipt for {tx_hash.hex()} after {timeout:.0f} s")
+            time.sleep(delay)
+            delay = min(1.0, delay * 1.5)
 
     def _replay_reason(self, tx: dict, receipt) -> Optional[str]:
         """The revert reason of a failed transaction, replayed as a call; None when it
