@@ -236,6 +236,66 @@ def test_a_wrong_claim_over_several_chunks_is_rejected_and_the_round_stays_open(
     assert dep.current_round() == 1 and dep.fixed_model() != W0
 
 
+def test_a_stalled_attempt_blocks_the_round_only_until_it_is_stale(embedded):
+    """Neither its owner (by restarting) nor anyone else can keep an attempt alive:
+    chunks + STALE_BLOCKS blocks after its first chunk anyone may start over."""
+    faucet = embedded.faucet()
+    rng = np.random.default_rng(14)
+    d, k = 30, 5
+    rows = random_unit_rows(rng, k, d)
+    dep = deploy(embedded, faucet, d=d, l=2, messages=k, chunk_words=2)
+    msgs = submit_all(dep, faucet, 0, rows, [2**32] * k)
+    right = dep.rule.select(rows, [fp.tie_key(0, mm[0]) for mm in msgs])
+    mask = fp.selection_mask(right)
+    first = fresh_account(embedded, faucet, 10**18)
+    embedded.call_tx(first, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 2))
+    started = embedded.block_number()
+    other = fresh_account(embedded, faucet, 10**18)
+    with pytest.raises(Reverted, match="send its next chunk"):
+        embedded.call_tx(first, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 2))
+    with pytest.raises(Reverted, match="aggregation in progress by another account"):
+        embedded.call_tx(other, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 2))
+    stale = started + dep.cparams.chunks + int(dep.contract.functions.STALE_BLOCKS().call())
+    # (the client checks each transaction by a call on the latest block first)
+    embedded.wait_until_block(stale)  # block.number == stale: still running
+    with pytest.raises(Reverted, match="aggregation in progress by another account"):
+        embedded.call_tx(other, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 2))
+    embedded.wait_until_block(stale + 1)
+    assert dep.aggregate(other, msgs, right)[0]
+    assert dep.current_round() == 1 and dep.contract.functions.aggregator_of(0).call() == other.address
+
+
+def test_the_run_takes_no_message_or_aggregation_past_its_last_round(embedded):
+    faucet = embedded.faucet()
+    rng = np.random.default_rng(15)
+    dep = deploy(embedded, faucet, d=5, l=1, messages=3, rounds=1)
+    msgs = submit_all(dep, faucet, 0, random_unit_rows(rng, 2, 5), [2**32] * 2)
+    aggregate_round(dep, faucet, msgs, 0)
+    with pytest.raises(Reverted, match="the run is over"):
+        submit_all(dep, faucet, 1, random_unit_rows(rng, 1, 5), [2**32])
+    with pytest.raises(Reverted, match="the run is over"):
+        embedded.call_tx(faucet, dep.contract, "aggregate", 0, 0, b"")
+
+
+def test_a_round_short_of_its_quorum_closes_only_after_the_window(embedded):
+    faucet = embedded.faucet()
+    rng = np.random.default_rng(16)
+    dep = deploy(embedded, faucet, d=6, l=1, messages=4, quorum=3, window=10)
+    msgs = submit_all(dep, faucet, 0, random_unit_rows(rng, 2, 6), [2**32] * 2)
+    selection = dep.rule.select(np.stack([fp.unpack_q(m[2], 6) for m in msgs]), [fp.tie_key(0, m[0]) for m in msgs])
+    with pytest.raises(Reverted, match="the round is still taking messages"):
+        dep.aggregate(faucet, msgs, selection)
+    embedded.wait_until_block(dep.round_opened() + 9)
+    with pytest.raises(Reverted, match="the round is still taking messages"):
+        dep.aggregate(faucet, msgs, selection)
+    embedded.wait_until_block(dep.round_opened() + 10)
+    assert dep.aggregate(faucet, msgs, selection)[0]
+    # round 1 reaches its quorum: it closes at once
+    msgs = submit_all(dep, faucet, 1, random_unit_rows(rng, 3, 6), [2**32] * 3)
+    aggregate_round(dep, faucet, msgs, 1)
+    assert dep.current_round() == 2
+
+
 # -- bad submissions revert with a reason ---------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -326,12 +386,14 @@ def test_only_the_owner_prepares_the_run(embedded):
     (dict(lr=0), "lr out of range"),
     (dict(max_messages=257), "max_messages out of range"),
     (dict(chunk_words=3), "chunk_words out of range"),
+    (dict(quorum=5), "quorum out of range"),
+    (dict(min_messages=2, quorum=1), "quorum out of range"),
 ])
 def test_bad_deployments_are_refused(embedded, args, reason):
     from learningchain.ethereum.contract import load_artifact
 
     base = dict(dim=10, quant_bits=20, norm_tol_bits=10, l=2, batch_size=1, lr=2**31, lam=0, min_messages=1,
-                max_messages=4, chunk_words=2, rounds=5, reward=0)
+                max_messages=4, chunk_words=2, rounds=5, reward=0, quorum=1, window=0)
     base.update(args)
     art = load_artifact()
     with pytest.raises(Reverted, match=reason):

@@ -86,3 +86,27 @@ def test_same_test_error_as_the_native_chain_against_anvil(tmp_path, anvil_url):
     assert eth["test_error"] == native["test_error"]
     assert eth["chain"] == anvil_url and eth["chain_id"] == 31337
     assert eth["incentives"]["conserved"]
+
+
+def test_after_a_refused_aggregation_the_round_is_aggregated_again(tmp_path, monkeypatch):
+    """One computing node claims a wrong selection: the contract refuses it, the round stays
+    open with its messages, and the next step aggregates those messages (no resubmission)."""
+    from learningchain.ethereum.fixedpoint import FixedRule
+
+    real = FixedRule.select
+    calls = []
+
+    def select_wrong_once(self, q, keys):
+        right = real(self, q, keys)
+        calls.append(len(keys))
+        if len(calls) == 1:
+            return tuple(sorted(set(range(len(keys))) - set(right)))[:len(right)]
+        return right
+
+    monkeypatch.setattr(FixedRule, "select", select_wrong_once)
+    s = eth_run(tmp_path, dataset="breast-cancer", rounds=3, no_dp=True, holders=5, miners=2)
+    assert s["rejected_blocks"] == 1 and s["height"] == 2
+    assert calls == [5, 5, 5]  # the retry saw the same five messages, not ten
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["height"]) for r in rows] == [0, 1, 2]
+    assert s["incentives"]["conserved"] and s["incentives"]["rewards_paid_wei"] == 2 * DEFAULT_REWARD_WEI

@@ -31,6 +31,9 @@ DEV_KEYS = {
     "eth-tester": "0x" + "00" * 31 + "01",
     "anvil": "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
 }
+#: chain ids of development chains, the only ones on which the public DEV_KEYS are used
+#: (eth-tester and anvil / hardhat use 131277322940537 and 31337)
+DEV_CHAIN_IDS = frozenset({131277322940537, 31337, 1337})
 
 
 class EthereumError(LearningChainError):
@@ -144,11 +147,34 @@ class Chain:
         secret = os.environ.get(FAUCET_KEY_ENV)
         if secret:
             return Account.from_secret(secret, "faucet")
-        for name, dev in DEV_KEYS.items():
-            acct = Account.from_secret(dev, "faucet")
-            if self.balance(acct.address) > 0:
-                return acct
-        raise ConfigError(f"no funded faucet account on this chain: set {FAUCET_KEY_ENV} to a funded private key")
+        if self.kind == "embedded" or self.chain_id in DEV_CHAIN_IDS:
+            for name, dev in DEV_KEYS.items():
+                acct = Account.from_secret(dev, "faucet")
+                if self.balance(acct.address) > 0:
+                    return acct
+        raise ConfigError(f"no funded faucet account on this chain (id {self.chain_id}): set {FAUCET_KEY_ENV} "
+                          "to a funded private key (the public development keys are used only on development "
+                          "chains)")
+
+    def wait_until_block(self, number: int, *, timeout: float = 3600.0) -> None:
+        """Return once the chain's head is at least block ``number``: a development chain
+        (the in-process EVM, anvil, hardhat) mines the empty blocks at once; any other
+        chain is polled while its producers make them."""
+        missing = number - self.block_number()
+        if missing <= 0:
+            return
+        if self.kind == "embedded":
+            self.w3.provider.ethereum_tester.mine_blocks(missing)
+            return
+        try:
+            self.w3.provider.make_request("anvil_mine", [hex(missing)])
+        except Exception:
+            pass
+        deadline = time.monotonic() + timeout
+        while self.block_number() < number:
+            if time.monotonic() > deadline:
+                raise EthereumError(f"the chain did not reach block {number} within {timeout:.0f} s")
+            time.sleep(1.0)
 
     # -- fees -----------------------------------------------------------------------------
     def fee_fields(self) -> dict:
@@ -272,11 +298,15 @@ class Chain:
     def _replay_reason(self, tx: dict, receipt) -> Optional[str]:
         """The revert reason of a failed transaction, replayed as a call; None when it
         does not revert as a call (it ran out of gas)."""
-        call = {k: tx[k] for k in ("from", "to", "data", "value") if k in tx}
+        call = {k: tx[k] for k in ("from", "to", "data", "value", "gas") if k in tx}
+        if self.kind == "embedded":
+            # eth-tester charges the call's gas at the block's price up front: a fresh
+            # pseudo-identity funded for its one transaction could not pay it
+            call.update(maxFeePerGas=0, maxPriorityFeePerGas=0)
         try:
             self.w3.eth.call(call, int(receipt["blockNumber"]) - 1)
         except Exception as exc:
-            return _revert_reason(exc) or str(exc)
+            return _revert_reason(exc)
         return None
 
     def transfer(self, sender: Account, to: str, value: int, *, what: str = "transfer") -> dict:

@@ -116,11 +116,18 @@ class ContractParams:
     chunk_words: int
     rounds: int
     reward: int  # wei per valid aggregation
+    #: messages that let a round be aggregated at once (None: min_messages, no waiting)
+    quorum: int | None = None
+    #: blocks after which a round with min_messages may be aggregated short of the quorum
+    window: int = 0
 
     @classmethod
     def from_params(cls, params, *, messages: int, rounds: int, reward: int,
-                    chunk_words: int | None = None) -> "ContractParams":
-        """``messages``: the most messages a round will carry (the K holders and any extra)."""
+                    chunk_words: int | None = None, quorum: int | None = None,
+                    window: int = 0) -> "ContractParams":
+        """``messages``: the most messages a round will carry (the K holders and any extra);
+        ``quorum``: the messages that close a round at once (default: min_messages);
+        ``window``: blocks after which min_messages suffice."""
         rule = FixedRule.from_params(params)
         if not 1 <= messages <= MAX_MESSAGES:
             raise ConfigError(f"the contract takes at most {MAX_MESSAGES} messages a round, the run needs {messages}")
@@ -130,7 +137,12 @@ class ContractParams:
         if not 1 <= cw <= min(words, most):
             raise ConfigError(f"chunk_words must be in 1..{min(words, most)} for d={params.dim} and "
                               f"{messages} messages, got {cw}")
-        return cls(rule, min(params.min_messages, messages), messages, cw, rounds, int(reward))
+        low = min(params.min_messages, messages)
+        if quorum is not None and not low <= quorum <= messages:
+            raise ConfigError(f"the quorum must be in {low}..{messages}, got {quorum}")
+        if not 0 <= window < 2**32:
+            raise ConfigError(f"the window must be in 0..2**32-1 blocks, got {window}")
+        return cls(rule, low, messages, cw, rounds, int(reward), quorum, int(window))
 
     @property
     def chunks(self) -> int:
@@ -139,7 +151,8 @@ class ContractParams:
     def constructor_args(self) -> list:
         r = self.rule
         return [r.dim, r.quant_bits, r.norm_tol_bits, r.l, r.batch_size, r.lr, r.lam, self.min_messages,
-                self.max_messages, self.chunk_words, self.rounds, self.reward]
+                self.max_messages, self.chunk_words, self.rounds, self.reward,
+                self.min_messages if self.quorum is None else self.quorum, self.window]
 
 
 def _main(argv=None) -> int:

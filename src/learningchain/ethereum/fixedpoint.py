@@ -236,7 +236,10 @@ def fixed_update(W: Sequence[int], q: np.ndarray, norms: Sequence[int], selectio
     for i, w in enumerate(W):
         g = rdiv(int(A[i]) * 2**MODEL_BITS, den)
         decay = rdiv(int(lam) * int(w), 2**RATE_BITS)
-        out.append(int(w) - rdiv(int(lr) * (g + decay), 2**RATE_BITS))
+        new = int(w) - rdiv(int(lr) * (g + decay), 2**RATE_BITS)
+        if not -2**127 <= new < 2**127:
+            raise ConfigError(f"model overflow at coordinate {i}: the contract refuses the update")
+        out.append(new)
     return out
 
 

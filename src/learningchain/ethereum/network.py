@@ -113,6 +113,10 @@ class Deployment:
     def current_round(self) -> int:
         return int(self.contract.functions.current_round().call())
 
+    def round_opened(self) -> int:
+        """The block in which the current round opened."""
+        return int(self.contract.functions.round_opened().call())
+
     def fixed_model(self) -> list[int]:
         return [int(v) for v in self.contract.functions.get_model().call()]
 
@@ -200,6 +204,7 @@ class EthereumNetwork:
         self.rewards_paid: Counter = Counter()  # node index -> wei
         self.aggregations: Counter = Counter()  # node index -> accepted aggregations
         self._head = deployment.head()
+        self._submitted_round: Optional[int] = None  # the last round the holders sent messages for
 
     @property
     def head(self) -> EthHead:
@@ -246,18 +251,27 @@ class EthereumNetwork:
         start = time.perf_counter()
         base = self._head
         first_block = self.chain.block_number() + 1
-        gas_submit, rejected = self.submit_round(base)
-        for reason, n in rejected.items():
-            self.messages_rejected[reason] += n
+        gas_submit: list = []
+        if self._submitted_round != base.height:
+            gas_submit, rejected = self.submit_round(base)
+            self._submitted_round = base.height
+            for reason, n in rejected.items():
+                self.messages_rejected[reason] += n
+        # else: the holders' messages for this round are on chain already (its aggregation
+        # failed): the computing nodes aggregate them again
         winner = int(self.rng.integers(len(self.nodes)))
         node = self.nodes[winner]
-        # The computing node reads the round from the chain, as any observer would.
-        messages = self.dep.round_messages(base.height, from_block=first_block)
+        # The computing node reads the round from the chain, as any observer would,
+        # from the block that opened it.
+        messages = self.dep.round_messages(base.height, from_block=base.block_number)
         rejections: Counter = Counter()
         selection: tuple = ()
         accepted = False
         gas_agg = gas_claim = 0
-        if len(messages) >= self.dep.cparams.min_messages:
+        cp = self.dep.cparams
+        if len(messages) >= cp.min_messages:
+            if len(messages) < (cp.min_messages if cp.quorum is None else cp.quorum):
+                self.chain.wait_until_block(self.dep.round_opened() + cp.window)
             q = np.stack([fp.unpack_q(m[2], self.dep.rule.dim) for m in messages])
             keys = [fp.tie_key(base.height, m[0]) for m in messages]
             selection = self.dep.rule.select(q, keys)

@@ -40,6 +40,8 @@ __all__ = ["run_training_ethereum", "DEFAULT_REWARD_WEI", "open_chain"]
 
 #: Paid from the holders' deposits to the account that completes each aggregation.
 DEFAULT_REWARD_WEI = 10**15
+#: blocks a round stays open for messages when fewer than K holders have sent
+WINDOW_BLOCKS = 16
 #: Holders deposit this multiple of the rewards a full run pays, so a refund is left.
 DEPOSIT_FACTOR = 2
 
@@ -63,6 +65,22 @@ def _prepare_out(cfg: TrainConfig) -> Path:
     return path
 
 
+def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
+    import logging
+
+    log = logging.getLogger(__name__)
+    try:
+        dep.finish(owner)
+    except Exception as exc:
+        log.warning("could not finish the run at %s: %s", dep.address, exc)
+        return
+    for w in wallets:
+        try:
+            dep.withdraw(w)
+        except Exception as exc:
+            log.warning("could not withdraw the deposit of %s: %s", w.address, exc)
+
+
 def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           on_round: Optional[Callable[[dict], None]] = None, chain: Optional[Chain] = None,
                           reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
@@ -80,8 +98,10 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     out = _prepare_out(cfg)
     parties = build_parties(cfg)
     extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
+    # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
     cparams = ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
-                                         reward=reward_wei)
+                                         reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
+                                         window=WINDOW_BLOCKS)
     chain = chain or open_chain(cfg)
     faucet = chain.faucet()
     fees_before = chain.fees_paid
@@ -149,6 +169,10 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             if cfg.target_error is not None and err is not None and err <= cfg.target_error:
                 stopped_by = "target-error"
                 break
+    except BaseException:
+        # a failed run still closes the contract and returns the holders' deposits
+        _close_quietly(dep, faucet, wallets if deposit else [])
+        raise
     finally:
         bar.close()
 

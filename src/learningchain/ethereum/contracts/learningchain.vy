@@ -53,7 +53,8 @@ MODEL_BIAS: constant(int256) = 2**127
 HALF_MASK: constant(uint256) = 2**128 - 1
 MAX_RATE: constant(uint256) = 2**48  # lr, lambda < 2**16 at scale 2**32
 
-#: Blocks after which anyone may take over an unfinished multi-chunk aggregation.
+#: An unfinished multi-chunk aggregation becomes stale (anyone may start over) once
+#: chunks + STALE_BLOCKS blocks have passed since its first chunk.
 STALE_BLOCKS: public(constant(uint256)) = 64
 
 # run status
@@ -121,12 +122,18 @@ lr: public(immutable(uint256))
 lam: public(immutable(uint256))
 min_messages: public(immutable(uint256))
 max_messages: public(immutable(uint256))
+# a round may be aggregated as soon as it holds ``quorum`` messages, or once ``window``
+# blocks have passed since it opened and it holds ``min_messages``: nobody can close a
+# round early on a handful of messages of its own choosing
+quorum: public(immutable(uint256))
+window: public(immutable(uint256))
 rounds: public(immutable(uint256))
 reward: public(immutable(uint256))
 
 # -- state ------------------------------------------------------------------------------
 status: public(uint256)
 current_round: public(uint256)
+round_opened: public(uint256)  # the block in which the current round opened
 loaded: public(uint256)
 model_buf: HashMap[uint256, HashMap[uint256, uint256]]  # buffer -> slot -> two offset int128
 active: uint256  # which buffer holds the current model (multi-chunk runs switch buffers)
@@ -140,7 +147,7 @@ chunk_hash: HashMap[uint256, HashMap[uint256, bytes32]]  # message -> chunk -> k
 agg_owner: public(address)
 agg_claim: public(uint256)
 agg_next: public(uint256)
-agg_block: uint256
+agg_start: uint256  # the block of the attempt's first chunk
 partial: HashMap[uint256, uint256]  # message -> a_k + 2**127 over the chunks so far
 
 # incentives
@@ -158,7 +165,7 @@ refunded: public(uint256)
 @deploy
 def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: uint256, batch_size_: uint256,
              lr_: uint256, lam_: uint256, min_messages_: uint256, max_messages_: uint256, chunk_words_: uint256,
-             rounds_: uint256, reward_: uint256):
+             rounds_: uint256, reward_: uint256, quorum_: uint256, window_: uint256):
     assert dim_ >= 1 and dim_ <= MAX_DIM, "dim out of range"
     assert quant_bits_ >= 8 and quant_bits_ <= 26, "quant_bits out of range"
     assert norm_tol_bits_ >= 4 and norm_tol_bits_ <= quant_bits_, "norm_tol_bits out of range"
@@ -168,6 +175,8 @@ def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: u
     assert lam_ < MAX_RATE, "lam out of range"
     assert max_messages_ >= 1 and max_messages_ <= MAX_MESSAGES, "max_messages out of range"
     assert min_messages_ >= 1 and min_messages_ <= max_messages_, "min_messages out of range"
+    assert quorum_ >= min_messages_ and quorum_ <= max_messages_, "quorum out of range"
+    assert window_ < 2**32, "window out of range"
     assert rounds_ >= 1, "rounds must be at least 1"
     w: uint256 = (dim_ + LANES - 1) // LANES
     assert chunk_words_ >= 1 and chunk_words_ <= w, "chunk_words out of range"
@@ -187,6 +196,8 @@ def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: u
     lam = lam_
     min_messages = min_messages_
     max_messages = max_messages_
+    quorum = quorum_
+    window = window_
     rounds = rounds_
     reward = reward_
 
@@ -269,15 +280,23 @@ def open_run():
     assert self.status == LOADING, "the run is already open"
     assert self.loaded == dim, "the initial model is not fully loaded"
     self.status = OPEN
+    self.round_opened = block.number
     log RoundOpened(round=0)
 
 
 # -- holders' messages --------------------------------------------------------------------
 
 @internal
+@view
+def _attempt_running() -> bool:
+    """A multi-chunk aggregation is under way and not yet stale."""
+    return self.agg_next != 0 and block.number <= self.agg_start + chunks + STALE_BLOCKS
+
+
+@internal
 def _cancel_stale_attempt():
     if self.agg_next != 0:
-        assert block.number > self.agg_block + STALE_BLOCKS, "aggregation in progress"
+        assert not self._attempt_running(), "aggregation in progress"
         self.agg_next = 0
 
 
@@ -291,6 +310,7 @@ def submit(round: uint256, norm: uint256, q: Bytes[MAX_MESSAGE_BYTES]):
     """
     assert self.status == OPEN, "the run is not open"
     assert round == self.current_round, "wrong round"
+    assert round < rounds, "the run is over"
     self._cancel_stale_attempt()
     assert len(q) == words * 32, "wrong length"
     assert norm > 0, "zero norm"
@@ -343,13 +363,18 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
         n = word & HALF_MASK
     assert chunk < chunks, "no such chunk"
     if chunk == 0:
-        if self.agg_next != 0 and msg.sender != self.agg_owner:
-            assert block.number > self.agg_block + STALE_BLOCKS, "aggregation in progress by another account"
+        assert rnd < rounds, "the run is over"
+        if self._attempt_running():
+            # its owner too must finish it or let it go stale: restarting would extend it
+            assert msg.sender == self.agg_owner, "aggregation in progress by another account"
+            raise "aggregation in progress: send its next chunk"
         assert n >= min_messages, "too few messages"
+        assert n >= quorum or block.number >= self.round_opened + window, "the round is still taking messages"
         assert self.total_deposits >= reward * (rnd + 1), "deposits do not cover the reward"
         if chunks > 1:
             self.agg_owner = msg.sender
             self.agg_claim = claim
+            self.agg_start = block.number
     else:
         assert self.agg_next == chunk, "chunk out of order"
         assert msg.sender == self.agg_owner, "aggregation in progress by another account"
@@ -495,7 +520,6 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
         for k: uint256 in range(n, bound=MAX_MESSAGES):
             self.partial[k] = convert(a[k] + MODEL_BIAS, uint256)
         self.agg_next = chunk + 1
-        self.agg_block = block.number
         log ChunkAggregated(round=rnd, aggregator=msg.sender, chunk=chunk)
         return False
 
@@ -564,6 +588,7 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
         self.active = dst
     self.aggregations[rnd] = convert(msg.sender, uint256)
     self.current_round = rnd + 1
+    self.round_opened = block.number
     log Aggregated(round=rnd, aggregator=msg.sender, messages=n, selection=claim)
     log RoundOpened(round=rnd + 1)
     return True
@@ -595,7 +620,7 @@ def claim_reward(round: uint256):
     assert reward > 0, "the run pays no reward"
     self.aggregations[round] = record | (1 << 160)
     self.total_paid += reward
-    send(msg.sender, reward)
+    raw_call(msg.sender, b"", value=reward)  # full gas: smart-contract wallets can receive
     log RewardPaid(round=round, aggregator=msg.sender, amount=reward)
 
 
@@ -626,5 +651,5 @@ def withdraw():
         share = self.refund_pool - self.refunded  # the last one takes the rounding dust
     self.refunded += share
     if share > 0:
-        send(msg.sender, share)
+        raw_call(msg.sender, b"", value=share)
     log Withdrawn(holder=msg.sender, amount=share)
