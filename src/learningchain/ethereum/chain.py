@@ -288,6 +288,10 @@ class Chain:
                 receipt = self.w3.eth.get_transaction_receipt(tx_hash)
             except TransactionNotFound:
                 receipt = None
+            except (OSError, TimeoutError) as exc:  # a dropped connection or a busy node: ask again
+                if time.monotonic() > deadline:
+                    raise EthereumError(f"{what}: the node stopped answering: {exc}") from None
+                receipt = None
             if receipt is not None:
                 return receipt
             if time.monotonic() > deadline:
