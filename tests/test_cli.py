@@ -72,3 +72,37 @@ def test_unknown_attack_and_rule_names_list_the_known_ones(tmp_path, capsys):
     assert "norm-inflation" in capsys.readouterr().err
     assert main(["train", "--aggregator", "average", "--out", str(tmp_path / "y"), "--quiet"]) == 2
     assert "multi-krum" in capsys.readouterr().err
+
+
+def _subcommand_paths(parser, prefix=()):
+    """Every command path of the parser: (), ("train",), ("chain", "verify"), ..."""
+    import argparse
+
+    yield prefix
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _subcommand_paths(sub, prefix + (name,))
+
+
+def test_every_help_page_renders(capsys):
+    from learningchain.cli.main import _load_extensions, build_parser
+
+    _load_extensions()
+    paths = list(_subcommand_paths(build_parser()))
+    assert ("train",) in paths and ("chain", "verify") in paths and ("security-attacks",) in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exc:
+            main(list(path) + ["--help"])
+        assert exc.value.code == 0, path
+        assert "usage: learningchain" in capsys.readouterr().out
+
+
+def test_verify_last_needs_a_positive_count(tmp_path, capsys):
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "3", "--out", str(tmp_path), "--quiet",
+                 "--force"]) == 0
+    capsys.readouterr()
+    for bad in ("0", "-3"):
+        assert main(["chain", "verify", str(tmp_path), "--last", bad]) == 2
+        assert "--last must be at least 1" in capsys.readouterr().err
+    assert main(["chain", "verify", str(tmp_path), "--last", "2"]) == 0

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Optional
 
-from ..errors import LearningChainError
+from ..errors import ConfigError, LearningChainError
 
 __all__ = ["main", "build_parser"]
 
@@ -111,6 +111,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _composition(privacy: dict) -> str:
+    kind = privacy.get("composition")
+    if kind == "rdp":
+        return f" (RDP accountant, delta {privacy.get('delta_total'):.3g})"
+    return f" ({kind} composition)" if kind else ""
+
+
 def _eps(v) -> str:
     if v is None:
         return "none (no noise)"
@@ -128,7 +135,7 @@ def print_summary_table(summary: dict) -> None:
         ("test error", _fmt(summary["test_error"])),
         ("baseline test error", _fmt(summary["baseline_test_error"])),
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
-                                      " (basic composition)"),
+                                      + _composition(summary.get("privacy") or {})),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),
@@ -160,6 +167,8 @@ def cmd_train(args) -> int:
 def cmd_chain_verify(args) -> int:
     from ..node.verify import verify_chain
 
+    if args.last is not None and args.last < 1:
+        raise ConfigError(f"--last must be at least 1 block, got {args.last}")
     report = verify_chain(args.path, last=args.last)
     print(report.describe())
     return 0 if report.ok else 1

@@ -64,7 +64,7 @@ def cmd_security_attacks(args) -> int:
 
 def register(sub, csub) -> None:
     p = sub.add_parser("security-attacks",
-                       help="run every Byzantine-miner attack at 30% and 60% hash power and tabulate the outcome")
+                       help="run every Byzantine-miner attack at 30%% and 60%% hash power and tabulate the outcome")
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/security")
