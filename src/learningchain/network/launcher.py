@@ -276,7 +276,7 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
     final: list = []
     try:
         net.start()
-        for node in net.nodes:
+        for node in net.nodes if not quiet else []:
             say(f"node-{node.index}: status at http://{net.host}:{node.http_port}/status, log {node.dir / 'node.log'}")
         stable = [0]
 
