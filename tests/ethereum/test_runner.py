@@ -110,3 +110,18 @@ def test_after_a_refused_aggregation_the_round_is_aggregated_again(tmp_path, mon
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [int(r["height"]) for r in rows] == [0, 1, 2]
     assert s["incentives"]["conserved"] and s["incentives"]["rewards_paid_wei"] == 2 * DEFAULT_REWARD_WEI
+
+
+def test_contract_parameters_refuse_rounds_beyond_the_protocols_exact_bound():
+    from learningchain.errors import ConfigError
+    from learningchain.ethereum.contract import ContractParams
+
+    from ..helpers import small_params
+
+    ok = ContractParams.from_params(small_params(dim=11, holders=10), messages=10, rounds=3, reward=0, quorum=10,
+                                    window=16)
+    assert ok.constructor_args()[-2:] == [10, 16]
+    with pytest.raises(ConfigError, match="exceeds the protocol's max_messages"):
+        ContractParams.from_params(small_params(dim=11, holders=10, max_messages=8), messages=10, rounds=3, reward=0)
+    with pytest.raises(ConfigError, match="quorum must be in"):
+        ContractParams.from_params(small_params(dim=11, holders=10), messages=10, rounds=3, reward=0, quorum=11)

@@ -131,6 +131,10 @@ class ContractParams:
         rule = FixedRule.from_params(params)
         if not 1 <= messages <= MAX_MESSAGES:
             raise ConfigError(f"the contract takes at most {MAX_MESSAGES} messages a round, the run needs {messages}")
+        if messages > params.max_messages:
+            # the computing node ranks with the native rule, exact only up to max_messages
+            raise ConfigError(f"a round of {messages} messages exceeds the protocol's max_messages "
+                              f"({params.max_messages}) for quant_bits={params.quant_bits}")
         words = words_for(params.dim)
         most = max_chunk_words(messages)
         cw = min(words, most) if chunk_words is None else chunk_words
