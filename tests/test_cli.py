@@ -106,3 +106,11 @@ def test_verify_last_needs_a_positive_count(tmp_path, capsys):
         assert main(["chain", "verify", str(tmp_path), "--last", bad]) == 2
         assert "--last must be at least 1" in capsys.readouterr().err
     assert main(["chain", "verify", str(tmp_path), "--last", "2"]) == 0
+
+
+def test_a_refused_configuration_writes_no_run_directory(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--out", str(out), "--quiet",
+                 "--set", "aggregator_options={bogus = 1}"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert not out.exists()

@@ -61,8 +61,7 @@ def _prepare_out(cfg: TrainConfig) -> Path:
     if (path / "contract.abi.json").exists() or (path / "chain.sqlite").exists():
         if not cfg.force:
             raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return path  # created once the configuration has been accepted
 
 
 def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
@@ -102,6 +101,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     cparams = ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
                                          reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
                                          window=WINDOW_BLOCKS)
+    out.mkdir(parents=True, exist_ok=True)
     chain = chain or open_chain(cfg)
     faucet = chain.faucet()
     fees_before = chain.fees_paid

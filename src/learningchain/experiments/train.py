@@ -46,7 +46,9 @@ __all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "p
 GENESIS_TIME_MS = 1_700_000_000_000
 
 
-def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
+def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool, check_only: bool = False) -> Path:
+    """The run directory: refused if it holds a run and ``force`` is off; otherwise
+    (unless ``check_only``) created, with an old chain removed."""
     if out is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         out = os.path.join("runs", f"{dataset}-{stamp}")
@@ -54,9 +56,12 @@ def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
     if (path / "chain.sqlite").exists() or (path / "summary.json").exists():
         if not force:
             raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
+        if check_only:
+            return path
         for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
             (path / name).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
+    if not check_only:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -263,8 +268,9 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         return run_training_ethereum(cfg, progress=progress, on_round=on_round)
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
-    out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force)
-    parties = build_parties(cfg)
+    out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force, check_only=True)
+    parties = build_parties(cfg)  # refuses a bad configuration before anything is written
+    out = prepare_out_dir(str(out), cfg.dataset, force=cfg.force)
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite" if cfg.keep_chain else None)
     keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
     net = InProcessNetwork(parties.genesis, parties.holders, miners,
