@@ -125,3 +125,13 @@ def test_contract_parameters_refuse_rounds_beyond_the_protocols_exact_bound():
         ContractParams.from_params(small_params(dim=11, holders=10, max_messages=8), messages=10, rounds=3, reward=0)
     with pytest.raises(ConfigError, match="quorum must be in"):
         ContractParams.from_params(small_params(dim=11, holders=10), messages=10, rounds=3, reward=0, quorum=11)
+
+
+def test_the_privacy_report_is_the_native_ones(tmp_path):
+    """The accountant sees the same holders on either backend (its per-holder figures need their sizes)."""
+    common = dict(dataset="breast-cancer", rounds=2, holders=5, miners=1, mechanism="gaussian",
+                  noise_multiplier=1.5, progress=False, force=True)
+    native = run_training(TrainConfig(out=str(tmp_path / "native"), **common))
+    eth = run_training_ethereum(TrainConfig(out=str(tmp_path / "eth"), backend="ethereum", **common))
+    assert eth["privacy"] == native["privacy"]
+    assert eth["privacy"]["composition"] == "rdp" and eth["epsilon_per_round"] is not None

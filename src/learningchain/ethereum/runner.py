@@ -24,14 +24,12 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..privacy.accounting import privacy_report
 from .chain import Chain
 from .contract import ContractParams
 from .network import Deployment, EthereumNetwork, new_account
@@ -48,20 +46,6 @@ DEPOSIT_FACTOR = 2
 
 def open_chain(cfg: TrainConfig) -> Chain:
     return Chain.connect(cfg.rpc_url) if cfg.rpc_url else Chain.embedded()
-
-
-def _prepare_out(cfg: TrainConfig) -> Path:
-    from datetime import datetime, timezone
-
-    out = cfg.out
-    if out is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        out = str(Path("runs") / f"{cfg.dataset}-eth-{stamp}")
-    path = Path(out)
-    if (path / "contract.abi.json").exists() or (path / "chain.sqlite").exists():
-        if not cfg.force:
-            raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
-    return path  # created once the configuration has been accepted
 
 
 def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
@@ -84,8 +68,8 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           on_round: Optional[Callable[[dict], None]] = None, chain: Optional[Chain] = None,
                           reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
     """Run ``cfg`` on Ethereum and return the summary (the native keys plus the chain's)."""
-    from ..experiments.baseline import train_centralized
-    from ..experiments.train import Evaluator, _write_outputs, build_parties, common_summary
+    from ..experiments.train import (Evaluator, _write_outputs, build_parties, common_summary, prepare_out_dir,
+                                     progress_bar)
 
     cfg = cfg.resolved()
     if cfg.byzantine_miners:
@@ -94,14 +78,14 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     if reward_wei < 0:
         raise ConfigError(f"reward_wei must be >= 0, got {reward_wei}")
     started = time.perf_counter()
-    out = _prepare_out(cfg)
+    out = prepare_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force, check_only=True)
     parties = build_parties(cfg)
     extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
     # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
     cparams = ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
                                          reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
                                          window=WINDOW_BLOCKS)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(str(out), cfg.dataset, force=cfg.force)
     chain = chain or open_chain(cfg)
     faucet = chain.faucet()
     fees_before = chain.fees_paid
@@ -129,11 +113,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"
-    show = cfg.progress if progress is None else progress
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.rounds, disable=None if show else True, desc=f"{cfg.dataset} K={cfg.holders} (ethereum)",
-               unit="round", mininterval=0.5)
+    bar = progress_bar(cfg, progress, f"{cfg.dataset} K={cfg.holders} (ethereum)", "round")
     gas_rounds = []
     selected_byz_total = 0
     try:
@@ -185,11 +165,6 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         refunds.append(chain.balance(w.address) - before + int(r["gasUsed"]) * int(r["effectiveGasPrice"]))
 
     head = net.head
-    final_err, final_loss = evaluate(head.model)
-    baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
-                                 parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
-                                 lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
-    privacy = privacy_report(parties.params, len(rows))
     accounts = [faucet.address] + [a.address for a in wallets + nodes] + net.pseudo_identities + [dep.address]
     end_balance = sum(chain.balance(a) for a in accounts)
     fees = chain.fees_paid - fees_before
@@ -205,8 +180,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "setup": dep.setup_gas,
         "block_gas_limit": chain.gas_limit(),
     }
-    wall = time.perf_counter() - started
-    summary = common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall)
+    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "backend": "ethereum",
         "l": parties.params.l,

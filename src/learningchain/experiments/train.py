@@ -15,7 +15,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ from ..config import TrainConfig
 from ..data import load_dataset, partition_indices
 from ..errors import ConfigError
 from ..holder import DataHolder
-from ..models import build_model, error_rate, initial_vector, mean_loss, model_spec, num_params, set_flat
+from ..models import build_model, error_rate, initial_vector, mean_loss, model_spec, set_flat
 from ..network.simulation import HonestMiner, InProcessNetwork, Miner
 from ..node import Node, SQLiteStore, VerdictCache
 from ..privacy.accounting import privacy_report
@@ -278,11 +277,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"
-    show = cfg.progress if progress is None else progress
-    from tqdm import tqdm
-
-    bar = tqdm(total=cfg.rounds, disable=None if show else True, desc=f"{cfg.dataset} K={cfg.holders}",
-               unit="block", mininterval=0.5)
+    bar = progress_bar(cfg, progress, f"{cfg.dataset} K={cfg.holders}", "block")
     selected_byz_total = 0
     try:
         for t in range(1, cfg.rounds + 1):
@@ -316,14 +311,8 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     finally:
         bar.close()
     head = net.head
-    final_err, final_loss = evaluate(head.model)
-    baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
-                                 parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
-                                 lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
-    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
     archive = miners[0].node
-    wall = time.perf_counter() - started
-    summary = common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall)
+    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
         "baseline_curve": baseline["curve"],
@@ -332,7 +321,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "rejected_by_node": {miners[i].node.name: n for i, n in sorted(net.rejected_by_node.items())},
         "rejected_messages": dict(net.messages_rejected),
         "selected_byzantine_total": selected_byz_total,
-        "delta_total": privacy.get("delta_total"),
+        "delta_total": summary["privacy"].get("delta_total"),
         "difficulty_bits": cfg.difficulty,
         "mining_tries": net.mining_tries,
         "chain": "chain.sqlite" if cfg.keep_chain else None,
@@ -353,8 +342,24 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     return summary
 
 
-def common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, privacy, stopped_by, wall) -> dict:
-    """The summary keys every backend reports (native chain and Ethereum alike)."""
+def progress_bar(cfg: TrainConfig, progress: Optional[bool], desc: str, unit: str):
+    """The run's progress bar (shown when ``progress``, else as the config says)."""
+    from tqdm import tqdm
+
+    show = cfg.progress if progress is None else progress
+    return tqdm(total=cfg.rounds, disable=None if show else True, desc=desc, unit=unit, mininterval=0.5)
+
+
+def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: float) -> tuple[dict, dict]:
+    """The end of a run on any backend (native chain or Ethereum): the head model's
+    final evaluation, the centralized baseline, the privacy report, and the summary
+    keys every backend reports. Returns (summary, baseline)."""
+    final_err, final_loss = evaluate(head.model)
+    baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
+                                 parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
+                                 lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
+    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
+    wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),
         "model": parties.spec,
@@ -380,7 +385,7 @@ def common_summary(cfg, parties, rows, head, final_err, final_loss, baseline, pr
         "wall_seconds": round(wall, 3),
         "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
         "config": cfg.to_dict(),
-    }
+    }, baseline
 
 
 def _count_reasons(rejected: dict) -> dict:
