@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["register"]
 
@@ -84,12 +85,7 @@ def cmd_node(args) -> int:
     listen = parse_hostport(args.listen, what="--listen")
     advertise = parse_hostport(args.advertise, what="--advertise") if args.advertise else None
     peers = [parse_hostport(p, what="--peers") for p in (args.peers or "").split(",") if p.strip()]
-    if args.http in (None, ""):
-        http = (listen[0], listen[1] + 1) if listen[1] else (listen[0], 0)
-    elif args.http == "off":
-        http = None
-    else:
-        http = parse_hostport(args.http, what="--http")
+    http = status_address(listen, args.http)
     indices = parse_indices(args.holder_index)
     role = args.role or ("both" if indices else "miner")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -102,6 +98,19 @@ def cmd_node(args) -> int:
                           holder_indices=indices, http=http, name=args.name)
 
     return run_node(factory, log_file=data_dir / "node.log", verbose=args.verbose, console=not args.quiet)
+
+
+def status_address(listen: tuple, http: Optional[str]) -> Optional[tuple]:
+    """Where the status API listens: loopback, on the listen port + 1, whatever
+    ``--listen`` says (/status is for the node's operator, not for the world),
+    unless ``--http HOST:PORT`` says otherwise; None for ``--http off``."""
+    if http in (None, ""):
+        return ("127.0.0.1", listen[1] + 1) if listen[1] else ("127.0.0.1", 0)
+    if http == "off":
+        return None
+    from ..network.tcp import parse_hostport
+
+    return parse_hostport(http, what="--http")
 
 
 def cmd_network_up(args) -> int:
@@ -128,8 +137,8 @@ def register(sub, csub) -> None:
                    help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
     p.add_argument("--peers", metavar="LIST", help="bootstrap peers, HOST:PORT[,HOST:PORT...]")
-    p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default the listen port + 1; "
-                                                        "'off' for none")
+    p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default 127.0.0.1 and the listen port + 1, "
+                                                        "whatever --listen says; 'off' for none")
     p.add_argument("--role", help="both (default with --holder-index), holder, miner (default without) or relay")
     p.add_argument("--holder-index", metavar="I", help="which holders' shards this node hosts: I, I,J,... or A-B")
     p.add_argument("--min-peers", type=int, metavar="N", help="hold and mine only once N peers are connected")

@@ -51,6 +51,7 @@ class Penalty:
     INVALID_MESSAGE = 10
     INVALID_BLOCK = 50
     UNSOLICITED = 5
+    SYNC_STALL = 20  # a sync that timed out, delivered nothing new, or ended short of the claimed work
 
 
 def parse_hostport(text: str, *, what: str = "address") -> tuple[str, int]:
