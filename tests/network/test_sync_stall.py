@@ -4,26 +4,14 @@ penalised and never chosen again, and the node goes on mining meanwhile."""
 
 import asyncio
 
-from learningchain.network.wire import (
-    PROTOCOL_VERSION,
-    Hello,
-    Kind,
-    decode_get_blocks,
-    encode_blocks_end,
-    encode_hello,
-)
+from learningchain.network.wire import Kind, decode_get_blocks, encode_blocks_end
 
 from .netkit import RawPeer, small_conf, start, wait_until
 
 
 async def _liar(daemon, node_id):
-    """A peer whose hello claims a far heavier chain than anyone has."""
-    host, port = daemon.transport.advertise
-    reader, writer = await asyncio.open_connection(host, port)
-    peer = RawPeer(reader, writer)
-    h = Hello(PROTOCOL_VERSION, daemon.genesis.hash, node_id, "", 0, 10_000, b"\x5a" * 32, 1 << 60)
-    peer.send(Kind.HELLO, encode_hello(h))
-    return peer
+    """An authenticated peer whose hello claims a far heavier chain than anyone has."""
+    return await RawPeer.connect(daemon, node_id=node_id, work=1 << 60, head=b"\x5a" * 32)
 
 
 async def _count_requests(peer, seconds, answer=None):

@@ -262,7 +262,7 @@ class NodeDaemon:
             if not 0 <= i < cfg.holders:
                 raise ConfigError(f"holder index {i} is out of range for K = {cfg.holders} holders")
         self.holders = self._make_holders(cfg)
-        self.transport = Transport(self, genesis_hash=self.genesis.hash, node_id=self.key.address,
+        self.transport = Transport(self, genesis_hash=self.genesis.hash, key=self.key,
                                    config=self.net, listen=listen, advertise=advertise, bootstrap=tuple(peers),
                                    name=self.name)
 

@@ -99,6 +99,7 @@ class Peer:
         self.sent_frames = 0
         self.received_frames = 0
         self.dropped = 0
+        self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
         self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
         self._writer_task: Optional[asyncio.Task] = None

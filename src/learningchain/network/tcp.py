@@ -4,19 +4,27 @@ It moves frames between this node and its peers and enforces what any peer may
 do (frame size, rate, misbehaviour points, bans); what the frames mean for the
 chain is the handler's business (:class:`~learningchain.network.daemon.NodeDaemon`).
 
-Handshake: each side sends HELLO as its first frame and must receive one within
-``handshake_timeout_s``. A peer of another protocol version or genesis is sent an
+Every connection is TLS 1.3 (see :mod:`~learningchain.network.secure`).
+Handshake: each side sends HELLO (with a fresh nonce) as its first frame, then
+AUTH, its node key's signature over this TLS session and both nonces; both must
+arrive within ``handshake_timeout_s``. A peer whose AUTH is not signed by the
+node id its HELLO claims is refused, so every id the transport keeps, scores or
+bans is authenticated. A peer of another protocol version or genesis is sent an
 ERROR naming the mismatch and disconnected; so is a connection to ourselves, a
 banned node, and a second connection to a node we already talk to (the one
 opened by the node with the lower id is kept, so both ends keep the same one).
+Bans apply to the authenticated node id and, off loopback, to the remote IP;
+never to an address a peer merely claims.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Optional, Protocol
@@ -25,6 +33,7 @@ from ..errors import DecodeError, LearningChainError
 from ..types import hexstr
 from .config import NetworkConfig
 from .peer import FrameError, Peer, PeerClosed
+from .secure import NONCE_SIZE, TLSContexts, peer_fingerprint, sign_auth, verify_auth
 from .wire import (
     PROTOCOL_VERSION,
     Hello,
@@ -101,12 +110,16 @@ class _Address:
 
 
 class Transport:
-    def __init__(self, handler: Handler, *, genesis_hash: bytes, node_id: bytes, config: NetworkConfig,
+    def __init__(self, handler: Handler, *, genesis_hash: bytes, key, config: NetworkConfig,
                  listen: Optional[tuple[str, int]] = None, advertise: Optional[tuple[str, int]] = None,
-                 bootstrap: tuple = (), name: str = ""):
+                 bootstrap: tuple = (), name: str = "", tls: bool = True):
         self.handler = handler
         self.genesis_hash = genesis_hash
-        self.node_id = node_id
+        self.key = key
+        self.node_id = key.address
+        # tls=False (benchmarks only: the cost of encryption) keeps the signed
+        # challenge but binds it to no session, so a relay could pass it on.
+        self.tls = TLSContexts() if tls else None
         self.cfg = config
         self.listen = listen
         self.advertise = advertise
@@ -128,7 +141,9 @@ class Transport:
     async def start(self) -> None:
         if self.listen is not None:
             host, port = self.listen
-            self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
+            self._server = await asyncio.start_server(
+                self._accept, host, port, limit=1 << 16, ssl=self.tls.server if self.tls else None,
+                ssl_handshake_timeout=self.cfg.handshake_timeout_s if self.tls else None)
             sock = self._server.sockets[0].getsockname()
             self.listen = (host, int(sock[1]))
             if self.advertise is None:
@@ -175,10 +190,8 @@ class Transport:
 
     def ban(self, peer: Peer, reason: str) -> None:
         until = time.monotonic() + self.cfg.ban_seconds
-        if peer.hello is not None:
-            self.bans[peer.node_id] = until
-            if peer.address is not None:
-                self.bans[peer.address] = until
+        if peer.hello is not None and peer.hello.node_id not in (self.node_id,):
+            self.bans[peer.node_id] = until  # authenticated by the handshake
         if not _is_loopback(peer.remote[0]):
             self.bans[peer.remote[0]] = until
         log.warning("%s banned %s for %.0f s: %s", self.name, peer.label(), self.cfg.ban_seconds, reason)
@@ -264,8 +277,11 @@ class Transport:
         self._dialing.add(key)
         try:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), 5.0)
-            except (OSError, asyncio.TimeoutError) as exc:
+                tls = {"ssl": self.tls.client, "server_hostname": "",
+                       "ssl_handshake_timeout": self.cfg.handshake_timeout_s} if self.tls else {}
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16, **tls),
+                                                        5.0 + self.cfg.handshake_timeout_s)
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
                 log.debug("%s could not reach %s:%d: %s", self.name, host, port, exc)
                 return False
             self._spawn(self._run_connection(reader, writer, outbound=True, dialed=key))
@@ -297,7 +313,8 @@ class Transport:
         self.pending.add(peer)
         registered = False
         try:
-            peer.write_now(Kind.HELLO, encode_hello(self.handler.hello()))
+            peer.nonce = secrets.token_bytes(NONCE_SIZE)
+            peer.write_now(Kind.HELLO, encode_hello(dataclasses.replace(self.handler.hello(), nonce=peer.nonce)))
             if not await self._handshake(peer):
                 return
             if not self._register(peer):
@@ -333,6 +350,7 @@ class Transport:
 
     async def _handshake(self, peer: Peer) -> bool:
         where = f"{peer.remote[0]}:{peer.remote[1]}"
+        deadline = time.monotonic() + self.cfg.handshake_timeout_s
         try:
             kind, payload = await asyncio.wait_for(peer.read_frame(), self.cfg.handshake_timeout_s)
         except asyncio.TimeoutError:
@@ -344,6 +362,59 @@ class Transport:
             return False
         except PeerClosed:
             return False
+        if not await self._check_hello(peer, where, kind, payload):
+            return False
+        return await self._authenticate(peer, where, deadline)
+
+    def _session(self, peer: Peer) -> tuple[bytes, bytes, bytes]:
+        """(fingerprint of the listener's certificate, initiator nonce, responder nonce)."""
+        if self.tls is None:
+            fp = b"\x00" * 32
+        elif peer.outbound:
+            fp = peer_fingerprint(peer.writer) or b""
+        else:
+            fp = self.tls.fingerprint
+        ours, theirs = peer.nonce, peer.hello.nonce
+        return (fp, ours, theirs) if peer.outbound else (fp, theirs, ours)
+
+    async def _authenticate(self, peer: Peer, where: str, deadline: float) -> bool:
+        """Send our AUTH, and accept the peer only if its AUTH is signed by the id it claims."""
+        fp, initiator, responder = self._session(peer)
+        role = 0 if peer.outbound else 1
+        peer.write_now(Kind.AUTH, sign_auth(self.key, self.genesis_hash, fp, initiator, responder, role))
+        try:
+            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            self.refuse("handshake-timeout", f"peer {peer.label()}: no auth within "
+                                             f"{self.cfg.handshake_timeout_s:g} s")
+            return False
+        except FrameError as exc:
+            self.refuse(exc.reason, f"handshake from {where}: {exc}")
+            return False
+        except PeerClosed:
+            return False
+        if kind == Kind.ERROR:
+            try:
+                text = decode_error(payload)
+            except DecodeError as exc:
+                text = f"(undecodable error: {exc})"
+            log.warning("%s: peer %s refused us: %s", self.name, where, text)
+            return False
+        if kind != Kind.AUTH or not verify_auth(payload, peer.hello.node_id, self.genesis_hash, fp, initiator,
+                                                responder, 1 - role):
+            what = "no auth" if kind != Kind.AUTH else "an auth not signed by that id for this session"
+            self.refuse("bad-auth", f"connection {where} claimed node id {hexstr(peer.hello.node_id)[:12]} "
+                                    f"but sent {what}")
+            peer.write_now(Kind.ERROR, encode_error("bad-auth: the handshake was not signed by the claimed node id"))
+            peer.hello = None  # nothing it claimed is trusted (labels, bans, peer exchange)
+            return False
+        if self.banned(peer.hello.node_id):
+            self.refuse("banned", f"peer {peer.label()} is banned", level=logging.INFO)
+            peer.write_now(Kind.ERROR, encode_error("banned"))
+            return False
+        return True
+
+    async def _check_hello(self, peer: Peer, where: str, kind: int, payload: bytes) -> bool:
         if kind == Kind.ERROR:
             try:
                 text = decode_error(payload)
@@ -380,10 +451,6 @@ class Transport:
             return False
         if peer.address in self.blocked_hosts:
             self.refuse("denied", f"peer {peer.label()} is on the deny list", level=logging.INFO)
-            return False
-        if self.banned(hello.node_id) or (peer.address is not None and self.banned(peer.address)):
-            self.refuse("banned", f"peer {peer.label()} is banned", level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("banned"))
             return False
         return True
 
