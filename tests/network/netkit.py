@@ -101,10 +101,11 @@ class RawPeer:
 
     @classmethod
     async def connect(cls, daemon, *, genesis=None, node_id=b"\xee" * 20, hello=True, auth=True, claim=None,
-                      work=0, head=None, tls=True):
+                      work=0, head=None, tls=True, local_host=None):
         host, port = daemon.transport.advertise
         ctx = daemon.transport.tls.client if tls else None
-        reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="" if tls else None)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="" if tls else None,
+                                                       local_addr=(local_host, 0) if local_host else None)
         key = PrivateKey(sha256(b"rawpeer" + node_id))
         peer = cls(reader, writer, key)
         if hello:

@@ -57,6 +57,10 @@ class NetworkConfig:
     # -- transport limits ------------------------------------------------------------------
     max_frame_bytes: int = 32 << 20
     max_peers: int = 16
+    outbound_slots: int = 4  # of max_peers, kept for the connections this node dials
+    max_inbound_per_ip: int = 8  # connections (in handshake or established) accepted from one remote IP
+    max_pending: int = 32  # inbound connections in their handshake at once
+    max_pending_per_ip: int = 8  # of which from one remote IP
     target_peers: int = 8  # dial known addresses until this many peers are connected
     peer_exchange: bool = True
     rate_frames: float = 2000.0  # unsolicited frames per second one peer may send (sustained)
@@ -86,7 +90,8 @@ class NetworkConfig:
             parse_address(a)
         ints = ("interval_ms", "window", "min_bits", "max_bits", "collect_ms", "holder_delay_ms", "poa_backoff_ms",
                 "min_peers", "unseen_grace_ms", "max_frame_bytes", "max_peers", "target_peers", "burst_frames",
-                "burst_bytes", "max_misbehaviour", "sync_batch")
+                "burst_bytes", "max_misbehaviour", "sync_batch", "outbound_slots", "max_inbound_per_ip", "max_pending",
+                "max_pending_per_ip")
         for name in ints:
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
@@ -106,6 +111,10 @@ class NetworkConfig:
         need(1 <= self.sync_batch <= 4096, f"sync_batch must be in 1..4096, got {self.sync_batch}")
         need(self.max_frame_bytes >= 1 << 16, "max_frame_bytes must be at least 65536")
         need(self.max_peers >= 1, "max_peers must be >= 1")
+        need(self.outbound_slots < self.max_peers,
+             f"outbound_slots ({self.outbound_slots}) must leave room for inbound peers (max_peers {self.max_peers})")
+        for name in ("max_inbound_per_ip", "max_pending", "max_pending_per_ip"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1")
 
     def retarget(self) -> dict:
         if self.interval_ms == 0:

@@ -95,6 +95,7 @@ class Peer:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_heard = time.monotonic()
+        self.last_useful = time.monotonic()  # last frame the node itself used (not liveness or peer exchange)
         self.connected_at = time.monotonic()
         self.sent_frames = 0
         self.received_frames = 0

@@ -141,9 +141,10 @@ class Transport:
     async def start(self) -> None:
         if self.listen is not None:
             host, port = self.listen
-            self._server = await asyncio.start_server(
-                self._accept, host, port, limit=1 << 16, ssl=self.tls.server if self.tls else None,
-                ssl_handshake_timeout=self.cfg.handshake_timeout_s if self.tls else None)
+            # Plain TCP first: a connection is counted against the slot limits
+            # before the TLS handshake (see _run_connection), so half-open TLS
+            # handshakes cannot hold file descriptors beyond max_pending.
+            self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
             sock = self._server.sockets[0].getsockname()
             self.listen = (host, int(sock[1]))
             if self.advertise is None:
@@ -260,15 +261,19 @@ class Transport:
                     peer.known.add(h)
 
     # -- connections ------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called from connection_made, before any byte is read: hold the bytes in the
+        # kernel until TLS takes over the connection (start_tls would lose bytes
+        # already buffered in the reader).
+        if self.tls is not None:
+            writer.transport.pause_reading()
+        self._spawn(self._run_inbound(reader, writer))
+
+    async def _run_inbound(self, reader, writer) -> None:
         try:
             await self._run_connection(reader, writer, outbound=False, dialed=None)
         except asyncio.CancelledError:
-            pass  # the node is stopping; asyncio's server callback must not see a cancelled task
-        finally:
-            self._tasks.discard(task)
+            pass  # the node is stopping
 
     async def dial(self, host: str, port: int) -> bool:
         key = (host, port)
@@ -304,15 +309,27 @@ class Transport:
             self.refuse("banned", f"connection from banned host {peer.remote[0]}", level=logging.INFO)
             peer.close("banned")
             return
-        if not outbound and len(self.peers) + len(self.pending) >= self.cfg.max_peers:
-            self.refuse("too-many-peers", f"connection from {peer.remote[0]}:{peer.remote[1]}: "
-                                          f"already {len(self.peers)} peers (max_peers)", level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("too many peers"))
-            peer.close("too many peers")
-            return
+        if not outbound:
+            why = self._inbound_refusal(peer.remote[0])
+            if why:
+                self.refuse("too-many-peers", f"connection from {peer.remote[0]}:{peer.remote[1]}: {why}",
+                            level=logging.INFO)
+                peer.close("too many peers")
+                return
         self.pending.add(peer)
         registered = False
         try:
+            if not outbound and self.tls is not None:
+                try:
+                    await asyncio.wait_for(writer.start_tls(self.tls.server), self.cfg.handshake_timeout_s)
+                except asyncio.TimeoutError:
+                    self.refuse("handshake-timeout", f"connection {peer.remote[0]}:{peer.remote[1]}: no TLS "
+                                                     f"handshake within {self.cfg.handshake_timeout_s:g} s")
+                    return
+                except (OSError, ValueError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+                    self.refuse("tls", f"connection {peer.remote[0]}:{peer.remote[1]}: TLS handshake failed: "
+                                       f"{exc.__class__.__name__}", level=logging.INFO)
+                    return
             peer.nonce = secrets.token_bytes(NONCE_SIZE)
             peer.write_now(Kind.HELLO, encode_hello(dataclasses.replace(self.handler.hello(), nonce=peer.nonce)))
             if not await self._handshake(peer):
@@ -454,7 +471,56 @@ class Transport:
             return False
         return True
 
+    def _inbound_refusal(self, ip: str) -> str:
+        """Why a new inbound connection from ``ip`` must wait ("" when it may start its handshake).
+
+        Handshakes in flight are bounded on their own (in total and per IP), so
+        that connections that never finish one cannot hold the peer slots; an
+        IP holds at most ``max_inbound_per_ip`` connections of either kind.
+        """
+        c = self.cfg
+        pending_from = sum(1 for p in self.pending if not p.outbound and p.remote[0] == ip)
+        if len(self.pending) >= c.max_pending:
+            return f"{len(self.pending)} handshakes in flight (max_pending)"
+        if pending_from >= c.max_pending_per_ip:
+            return f"{pending_from} handshakes in flight from this host (max_pending_per_ip)"
+        established_from = sum(1 for p in self.peers.values() if not p.outbound and p.remote[0] == ip)
+        if pending_from + established_from >= c.max_inbound_per_ip:
+            return f"{pending_from + established_from} connections from this host (max_inbound_per_ip)"
+        return ""
+
+    def _make_room(self, peer: Peer) -> bool:
+        """Room for an authenticated inbound ``peer``: inbound slots are max_peers - outbound_slots.
+
+        When they are full, the newcomer may take the slot of an inbound peer
+        from the host holding the most inbound slots (if that is more than the
+        newcomer's host holds), the one that has been of least use longest; so
+        one host cannot keep out everyone else, and the slots this node dials
+        stay free for its own choice of peers.
+        """
+        inbound = [p for p in self.peers.values() if not p.outbound]
+        if len(inbound) < self.cfg.max_peers - self.cfg.outbound_slots:
+            return True
+        per_ip: dict = {}
+        for p in inbound:
+            per_ip.setdefault(p.remote[0], []).append(p)
+        crowd = max(per_ip.values(), key=len)
+        if len(crowd) <= len(per_ip.get(peer.remote[0], ())) + 1:
+            return False
+        victim = min(crowd, key=lambda p: p.last_useful)
+        self.refuse("evicted", f"peer {victim.label()}: its host holds {len(crowd)} inbound slots; "
+                               f"making room for {peer.label()}", level=logging.INFO)
+        victim.write_now(Kind.ERROR, encode_error("evicted: this node's inbound slots are full"))
+        victim.close("evicted")
+        return True
+
     def _register(self, peer: Peer) -> bool:
+        if not peer.outbound and peer.node_id not in self.peers and not self._make_room(peer):
+            self.refuse("too-many-peers", f"peer {peer.label()}: all "
+                                          f"{self.cfg.max_peers - self.cfg.outbound_slots} inbound slots are taken",
+                        level=logging.INFO)
+            peer.write_now(Kind.ERROR, encode_error("too many peers"))
+            return False
         other = self.peers.get(peer.node_id)
         if other is not None:
             # Keep the connection opened by the lower node id; both ends decide alike.
@@ -534,6 +600,7 @@ class Transport:
         elif kind == Kind.HELLO:
             self.penalize(peer, Penalty.MALFORMED, "unexpected-hello", "a second hello on one connection")
         elif kind in Kind._value2member_map_:
+            peer.last_useful = time.monotonic()
             self.handler.on_frame(peer, kind, payload)
         else:
             self.penalize(peer, Penalty.UNKNOWN_KIND, "unknown-type", f"frame kind {kind} is not part of protocol "
