@@ -114,3 +114,35 @@ def test_a_refused_configuration_writes_no_run_directory(tmp_path, capsys):
                  "--set", "aggregator_options={bogus = 1}"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _train_config(argv):
+    from learningchain.cli.main import _load_extensions, build_parser, train_config_from_args
+
+    _load_extensions()
+    return train_config_from_args(build_parser().parse_args(["train"] + argv))
+
+
+@pytest.mark.parametrize("text", ['no_dp = "false"', 'no_dp = "true"', "no_dp = 0", 'epsilon = "0.3"',
+                                  'holders = "4"', "rounds = 2.0", "byzantine = true"])
+def test_a_config_file_value_of_the_wrong_type_is_refused(tmp_path, capsys, text):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(f'dataset = "breast-cancer"\n{text}\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    key = text.split(" =")[0]
+    assert err.startswith(f"learningchain: error: {key} must be ") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_set_no_dp_false_keeps_privacy_on_and_a_quoted_false_is_refused(tmp_path, capsys):
+    for spelling in ("False", "false", "no", "0"):
+        assert _train_config(["--set", f"no_dp={spelling}"]).no_dp is False
+    assert _train_config(["--set", "no_dp=True"]).no_dp is True
+    out = tmp_path / "run"
+    assert main(["train", "--set", 'no_dp="false"', "--out", str(out), "--quiet"]) == 2
+    assert "no_dp must be true or false, got 'false' (a string)" in capsys.readouterr().err
+    assert main(["train", "--set", "epsilon=abc", "--out", str(out), "--quiet"]) == 2
+    assert "epsilon must be a number, got 'abc' (a string)" in capsys.readouterr().err
+    assert not out.exists()

@@ -4,11 +4,12 @@ refused with a message that names it)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,7 +18,7 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "DATASET_DEFAULTS", "load_toml", "parse_set"]
+__all__ = ["TrainConfig", "DATASET_DEFAULTS", "load_toml", "parse_set", "check_types"]
 
 #: Per-dataset defaults (the paper's holder counts; learning rates chosen on the
 #: centralized baseline, see docs/ARCHITECTURE.md).
@@ -29,6 +30,88 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _kind(value) -> str:
+    """How a value reads to a user: 'a string', 'a boolean', ..."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _expected(tp) -> tuple[str, Any]:
+    """(what a value of type ``tp`` must be, a predicate) for the types config fields use."""
+    if tp is bool:
+        return "true or false", lambda v: isinstance(v, bool)
+    if tp is int:
+        return "an integer", _is_int
+    if tp is float:
+        return "a number", lambda v: _is_int(v) or isinstance(v, float)
+    if tp is str:
+        return "a string", lambda v: isinstance(v, str)
+    if tp is dict or get_origin(tp) is dict:
+        return "a table", lambda v: isinstance(v, dict)
+    if tp is tuple or get_origin(tp) is tuple:
+        args = get_args(tp)
+        if args and args[-1] is Ellipsis:
+            what, ok = _expected(args[0])
+            plural = {"an integer": "integers", "a string": "strings", "a number": "numbers"}.get(what, what)
+            return f"a list of {plural}", lambda v: isinstance(v, (list, tuple)) and all(ok(x) for x in v)
+        return "a list", lambda v: isinstance(v, (list, tuple))
+    raise TypeError(f"no check for config type {tp!r}")  # pragma: no cover - a new field type needs one
+
+
+def _check(tp):
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        what, ok = _check(args[0]) if len(args) == 1 else ("?", lambda v: False)
+        return what, lambda v: v is None or ok(v)
+    return _expected(tp)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    return get_type_hints(cls)
+
+
+def check_types(cls, values: dict, where: str = "") -> None:
+    """Refuse any value of ``values`` whose type is not its dataclass field's type
+    (derived from the annotations of ``cls``), with a message naming the key, the
+    value and the type expected: ``no_dp must be true or false, got 'false' (a string)``.
+    Booleans are never numbers, integers are never booleans or floats, a float field
+    takes an integer; an Optional field takes None."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        what, ok = _check(hints[name])
+        if not ok(value):
+            raise ConfigError(f"{where}{name} must be {what}, got {value!r} ({_kind(value)})")
+
+
+def field_type(cls, name: str):
+    """The annotation of field ``name`` of ``cls`` (Optional unwrapped), or None."""
+    tp = _hints(cls).get(name)
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # data and model
@@ -36,7 +119,7 @@ class TrainConfig:
     data_dir: Optional[str] = None
     partition: str = "iid"
     model: str = "logistic"
-    hidden: tuple = (100,)
+    hidden: tuple[int, ...] = (100,)
     # parties
     holders: Optional[int] = None  # K; default per data set
     miners: Optional[int] = None  # M; default K (every holder is also a computing node)
@@ -97,6 +180,7 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(what)
 
+        check_types(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
         need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
         need(self.model in MODEL_KINDS, f"unknown model {self.model!r}; known: {', '.join(MODEL_KINDS)}")
         for name in ("holders", "miners", "rounds", "batch_size", "l"):
@@ -173,9 +257,10 @@ class TrainConfig:
             name = key.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(known))}")
-            if name == "hidden" and isinstance(value, list):
-                value = tuple(value)
             clean[name] = value
+        check_types(cls, clean)  # before any conversion, so a message quotes the value as given
+        if isinstance(clean.get("hidden"), list):
+            clean["hidden"] = tuple(clean["hidden"])
         return cls(**clean)
 
 
@@ -198,17 +283,36 @@ def load_toml(path: str | Path) -> dict:
     return data
 
 
-def parse_set(items: list[str]) -> dict:
+#: What ``--set KEY=VALUE`` accepts for a boolean key (any case).
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def parse_set(items: list[str], schema=None) -> dict:
     """``key=value`` overrides; values parsed as TOML scalars (numbers, booleans,
-    strings, arrays), bare words as strings."""
+    strings, arrays), bare words as strings. For a boolean key of ``schema``
+    (default TrainConfig; ``network.KEY`` is a key of the node's NetworkConfig)
+    the unquoted words true/false, yes/no and 1/0 (any case) are booleans; a quoted
+    string stays a string, which the config then refuses."""
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if _set_field_type(key, schema) is bool and raw.strip().lower() in _BOOL_WORDS:
+            out[key] = _BOOL_WORDS[raw.strip().lower()]
+            continue
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        out[key.strip()] = value
+        out[key] = value
     return out
+
+
+def _set_field_type(key: str, schema):
+    if key.startswith("network.") and schema is None:
+        from .network.config import NetworkConfig
+
+        return field_type(NetworkConfig, key.removeprefix("network.").replace("-", "_"))
+    return field_type(schema or TrainConfig, key.replace("-", "_"))

@@ -115,6 +115,9 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
     bad = sorted(set(grid) - _GRID_KEYS)
     if bad:
         raise ConfigError(f"[grid] has unknown key(s) {bad}; known: {sorted(_GRID_KEYS)}")
+    from ..config import check_types
+
+    check_types(GridSpec, {k: grid[k] for k in ("name", "clean", "keep_chains") if k in grid}, where="[grid] ")
     base = dict(data.get("train", {}))
     base.update(overrides or {})
     for key in ("byzantine", "attack", "aggregator", "attack_options", "aggregator_options", "seed", "out",
