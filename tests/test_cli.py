@@ -146,3 +146,29 @@ def test_set_no_dp_false_keeps_privacy_on_and_a_quoted_false_is_refused(tmp_path
     assert main(["train", "--set", "epsilon=abc", "--out", str(out), "--quiet"]) == 2
     assert "epsilon must be a number, got 'abc' (a string)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _all_parsers():
+    import argparse
+
+    from learningchain.cli.main import _load_extensions, build_parser
+
+    _load_extensions()
+    todo = [((), build_parser())]
+    while todo:
+        path, parser = todo.pop()
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend((path + (name,), sub) for name, sub in action.choices.items())
+
+
+def test_an_option_prefix_is_never_taken_for_another_option(capsys):
+    assert all(not parser.allow_abbrev for _, parser in _all_parsers())
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--mode", "optimistic"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --mode optimistic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["chain", "verify", "x", "--la", "2"])
+    assert "unrecognized arguments" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def cmd_grid(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("grid", help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
+    p = sub.add_parser("grid", allow_abbrev=False, help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
     p.add_argument("config", nargs="?", help="grid TOML: [grid] attacks, aggregators, fractions...; [train] options")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/grid-<name>)")
     p.add_argument("--workers", type=int, metavar="N", help="processes (at most 2; default from the config)")

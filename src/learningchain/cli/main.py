@@ -183,24 +183,24 @@ def cmd_chain_head(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="learningchain",
+    parser = argparse.ArgumentParser(prog="learningchain", allow_abbrev=False,
                                      description="Decentralized, private and Byzantine-tolerant learning on a blockchain")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("train", help="train a model on the chain (K holders, M computing nodes)")
+    p = sub.add_parser("train", allow_abbrev=False, help="train a model on the chain (K holders, M computing nodes)")
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
-    chain = sub.add_parser("chain", help="inspect and verify a stored chain")
+    chain = sub.add_parser("chain", allow_abbrev=False, help="inspect and verify a stored chain")
     csub = chain.add_subparsers(dest="chain_command", metavar="ACTION")
     csub.required = True
-    p = csub.add_parser("verify", help="replay a stored chain and check every block")
+    p = csub.add_parser("verify", allow_abbrev=False, help="replay a stored chain and check every block")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.add_argument("--last", type=int, metavar="S", help="check only the last S blocks (the holders' final check)")
     p.set_defaults(func=cmd_chain_verify)
-    p = csub.add_parser("head", help="print the head height and hash")
+    p = csub.add_parser("head", allow_abbrev=False, help="print the head height and hash")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.set_defaults(func=cmd_chain_head)
 

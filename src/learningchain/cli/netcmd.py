@@ -119,7 +119,8 @@ def cmd_network_up(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("node", help="run one node of a LearningChain network (holder, computing node or both)")
+    p = sub.add_parser("node", allow_abbrev=False,
+                       help="run one node of a LearningChain network (holder, computing node or both)")
     p.add_argument("--data-dir", dest="data_dir_node", required=True, metavar="DIR",
                    help="the node's directory: chain.sqlite, node.key (mode 0600), holder keys, node.log")
     p.add_argument("--init", action="store_true", help="create the data directory and node key, print the "
@@ -139,10 +140,11 @@ def register(sub, csub) -> None:
     _add_chain_options(p)
     p.set_defaults(func=cmd_node)
 
-    net = sub.add_parser("network", help="run a local network of node processes")
+    net = sub.add_parser("network", allow_abbrev=False, help="run a local network of node processes")
     nsub = net.add_subparsers(dest="network_command", metavar="ACTION")
     nsub.required = True
-    p = nsub.add_parser("up", help="start N node processes on loopback, run R rounds, stop them cleanly")
+    p = nsub.add_parser("up", allow_abbrev=False,
+                        help="start N node processes on loopback, run R rounds, stop them cleanly")
     p.add_argument("--nodes", type=int, required=True, metavar="N", help="node processes")
     p.add_argument("--out", metavar="DIR", help="where each node's directory is left (default runs/network)")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds")

@@ -31,7 +31,7 @@ def cmd_reproduce(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("reproduce", help="reproduce the paper's figures 5-7 through the chain")
+    p = sub.add_parser("reproduce", allow_abbrev=False, help="reproduce the paper's figures 5-7 through the chain")
     p.add_argument("figure", choices=["fig5", "fig6", "fig7", "all"])
     p.add_argument("--quick", action="store_true", help="a reduced version that finishes in minutes")
     p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")

@@ -63,7 +63,7 @@ def cmd_security_attacks(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("security-attacks",
+    p = sub.add_parser("security-attacks", allow_abbrev=False,
                        help="run every Byzantine-miner attack at 30%% and 60%% hash power and tabulate the outcome")
     p.add_argument("--rounds", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -71,7 +71,7 @@ def register(sub, csub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_security_attacks)
 
-    p = sub.add_parser("security-sweep",
+    p = sub.add_parser("security-sweep", allow_abbrev=False,
                        help="measure how often a wrong model survives the holders' final check, per Byzantine power")
     p.add_argument("--powers", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
                    help="Byzantine shares of hash power (comma-separated)")
