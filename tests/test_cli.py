@@ -172,3 +172,34 @@ def test_an_option_prefix_is_never_taken_for_another_option(capsys):
     with pytest.raises(SystemExit):
         main(["chain", "verify", "x", "--la", "2"])
     assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--attack", "sign-flip"], "attack 'sign-flip' needs byzantine >= 1"),
+    (["train", "--set", "attack=alie", "--byzantine", "0"], "attack 'alie' needs byzantine >= 1"),
+    (["train", "--miner-attack", "withhold"], "miner_attack 'withhold' needs byzantine_miners >= 1"),
+    (["train", "--rpc-url", "http://127.0.0.1:8545"], "applies to backend ethereum only"),
+    (["train", "--holders", "4", "--byzantine", "4"], "byzantine (4) must be below holders (4)"),
+    (["train", "--holders", "4", "--byzantine", "9"], "byzantine (9) must be below holders (4)"),
+    (["reproduce", "fig7", "--quick", "--workers", "0"], "--workers must be at least 1, got 0"),
+    (["reproduce", "fig7", "--quick", "--workers", "-2"], "--workers must be at least 1, got -2"),
+    (["grid", "GRID", "--workers", "5"], "--workers must be 1 to 2 (the cap on grid processes), got 5"),
+    (["grid", "GRID", "--workers", "0"], "--workers must be 1 to 2"),
+])
+def test_nonsense_options_are_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch, argv, message):
+    from pathlib import Path
+
+    grid = Path(__file__).resolve().parents[1] / "src/learningchain/experiments/grids/smoke.toml"
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    argv = [str(grid) if a == "GRID" else a for a in argv] + ["--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error: ") and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_attack_without_byzantine_holders_is_fine():
+    cfg = _train_config(["--byzantine", "0"])
+    assert cfg.attack == "gaussian" and cfg.byzantine == 0
+    assert _train_config(["--attack", "alie", "--byzantine", "2"]).attack == "alie"

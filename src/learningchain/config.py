@@ -189,8 +189,9 @@ class TrainConfig:
                  f"{name} must be a positive integer, got {v!r}")
         need(isinstance(self.byzantine, int) and self.byzantine >= 0, f"byzantine must be >= 0, got {self.byzantine!r}")
         if self.holders is not None:
-            need(self.byzantine <= self.holders,
-                 f"byzantine ({self.byzantine}) cannot exceed holders ({self.holders})")
+            need(self.byzantine < self.holders,
+                 f"byzantine ({self.byzantine}) must be below holders ({self.holders}): "
+                 "at least one data holder must be honest")
         need(isinstance(self.byzantine_miners, int) and self.byzantine_miners >= 0,
              f"byzantine_miners must be >= 0, got {self.byzantine_miners!r}")
         need(0.0 <= self.byzantine_power < 1.0 or (self.byzantine_power == 1.0 and self.byzantine_miners > 0),
@@ -222,6 +223,9 @@ class TrainConfig:
         need(isinstance(self.attack_options, dict), "attack_options must be a table of options")
         need(isinstance(self.aggregator_options, dict), "aggregator_options must be a table of options")
         need(self.backend in ("native", "ethereum"), f"unknown backend {self.backend!r}; known: native, ethereum")
+        need(self.rpc_url is None or self.backend == "ethereum",
+             f"rpc_url ({self.rpc_url}) applies to backend ethereum only, not {self.backend!r}; "
+             "add --backend ethereum or drop --rpc-url")
         need(isinstance(self.difficulty, int) and 0 <= self.difficulty <= 40,
              f"difficulty must be an integer number of bits in 0..40, got {self.difficulty!r}")
         need(isinstance(self.eval_every, int) and self.eval_every >= 1, "eval_every must be >= 1")
@@ -243,6 +247,18 @@ class TrainConfig:
             lr=self.lr or d["lr"],
             clip_mode=("none" if self.no_dp else "per-example") if self.clip_mode == "auto" else self.clip_mode,
         )
+
+    def check_given(self, given) -> None:
+        """Rules on the keys a user set (``given``), not on defaults: an attack named
+        without anyone to run it is refused (the default attack with no Byzantine
+        party is fine)."""
+        given = {k.replace("-", "_") for k in given}
+        if "attack" in given and self.byzantine == 0:
+            raise ConfigError(f"attack {self.attack!r} needs byzantine >= 1 (--byzantine B): "
+                              "no Byzantine holder would send it")
+        if "miner_attack" in given and self.byzantine_miners == 0:
+            raise ConfigError(f"miner_attack {self.miner_attack!r} needs byzantine_miners >= 1 "
+                              "(--byzantine-miners N): no Byzantine computing node would run it")
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -100,7 +100,9 @@ def train_config_from_args(args) -> "TrainConfig":
         if value is not None:
             data[key] = value
     data.update(parse_set(args.set))
-    return TrainConfig.from_dict(data)
+    cfg = TrainConfig.from_dict(data)
+    cfg.check_given(data)
+    return cfg
 
 
 def _fmt(v) -> str:

@@ -7,9 +7,12 @@ from pathlib import Path
 
 
 def cmd_reproduce(args) -> int:
+    from ..errors import ConfigError
     from ..experiments.claims import write_claims
     from ..experiments.reproduce import FIGURES, reproduce
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     names = list(FIGURES) if args.figure == "all" else [args.figure]
     done = [0]
 
