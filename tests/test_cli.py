@@ -203,3 +203,17 @@ def test_the_default_attack_without_byzantine_holders_is_fine():
     cfg = _train_config(["--byzantine", "0"])
     assert cfg.attack == "gaussian" and cfg.byzantine == 0
     assert _train_config(["--attack", "alie", "--byzantine", "2"]).attack == "alie"
+
+
+def test_centered_clipping_runs_without_privacy_and_bounded_names_its_option(tmp_path, capsys):
+    out = tmp_path / "cc"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--aggregator", "centered-clipping",
+                 "--no-dp", "--out", str(out), "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregator"] == "centered-clipping"
+    assert main(["chain", "verify", str(out)]) == 0
+    capsys.readouterr()
+    never = tmp_path / "b"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--aggregator", "l-nearest-bounded",
+                 "--no-dp", "--out", str(never), "--quiet"]) == 2
+    assert "--set aggregator_options={bound=...}" in capsys.readouterr().err
+    assert not never.exists()
