@@ -217,3 +217,25 @@ def test_centered_clipping_runs_without_privacy_and_bounded_names_its_option(tmp
                  "--no-dp", "--out", str(never), "--quiet"]) == 2
     assert "--set aggregator_options={bound=...}" in capsys.readouterr().err
     assert not never.exists()
+
+
+def test_every_option_of_every_subcommand_has_a_help_line_and_key_defaults_are_shown():
+    import argparse
+
+    parsers = dict(_all_parsers())
+    missing = []
+    for path, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [path + (c.dest,) for c in action._choices_actions if not (c.help or "").strip()]
+            elif not (action.help or "").strip():
+                missing.append(path + tuple(action.option_strings or [action.dest]))
+    assert missing == []
+    train = {o: a.help for a in parsers[("train",)]._actions for o in a.option_strings}
+    for option in ("--rounds", "--lr", "--eval-every", "--seed", "--holders", "--epsilon", "--difficulty"):
+        assert "default" in train[option], option
+    assert "200 synthetic, 300 others" in train["--rounds"]
+    node = {o: a.help for a in parsers[("node",)]._actions for o in a.option_strings}
+    assert all("default" in node[o] for o in ("--rounds", "--lr", "--seed", "--epsilon"))
