@@ -239,3 +239,23 @@ def test_every_option_of_every_subcommand_has_a_help_line_and_key_defaults_are_s
     assert "200 synthetic, 300 others" in train["--rounds"]
     node = {o: a.help for a in parsers[("node",)]._actions for o in a.option_strings}
     assert all("default" in node[o] for o in ("--rounds", "--lr", "--seed", "--epsilon"))
+
+
+def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, capsys):
+    assert _train_config(["--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
+    assert _train_config(["--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data-dir", str(tmp_path)])
+    assert info.value.code == 2 and "unrecognized arguments: --data-dir" in capsys.readouterr().err
+    cfg = tmp_path / "old.toml"
+    cfg.write_text(f'dataset = "mnist"\ndata_dir = "{tmp_path}"\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "option 'data_dir' is now called 'idx_dir'" in err and "--idx-dir" in err
+    assert not out.exists()
+    from learningchain.cli.main import _load_extensions, build_parser
+
+    _load_extensions()
+    args = build_parser().parse_args(["node", "--data-dir", str(tmp_path / "node"), "--idx-dir", str(tmp_path)])
+    assert args.data_dir_node == str(tmp_path / "node") and args.idx_dir == str(tmp_path)

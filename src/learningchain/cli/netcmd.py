@@ -10,7 +10,7 @@ __all__ = ["register"]
 
 #: Train keys that `node` and `network up` take as options (the rest via --config / --set).
 _TRAIN_OPTIONS = ("dataset", "holders", "rounds", "epsilon", "no_dp", "lr", "l", "seed", "difficulty", "model",
-                  "batch_size", "partition", "data_dir")
+                  "batch_size", "partition", "idx_dir")
 
 
 def _add_chain_options(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def _add_chain_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="TOML with a [train] table (the learning problem, as for "
                                                      "`learningchain train`) and a [network] table")
     g.add_argument("--dataset", help="synthetic (default), breast-cancer, mnist or fashion-mnist")
-    g.add_argument("--dataset-dir", dest="data_dir", metavar="DIR", help="IDX files for mnist/fashion-mnist")
+    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files for mnist/fashion-mnist "
+                                                    "(default as for train)")
     g.add_argument("--holders", type=int, metavar="K",
                    help=f"data holders in the whole network ({per_dataset('holders')})")
     g.add_argument("--rounds", type=int, metavar="T", help=f"rounds (blocks) to run ({per_dataset('rounds')})")
