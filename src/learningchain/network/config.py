@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import TrainConfig, load_toml
+from ..config import TrainConfig, check_types, load_toml
 from ..errors import ConfigError
 
 __all__ = ["NetworkConfig", "NetConfigFile", "load_net_config", "CONSENSUS_KEYS", "parse_address"]
@@ -39,7 +39,7 @@ CONSENSUS_KEYS = ("consensus", "authorities", "interval_ms", "window", "min_bits
 class NetworkConfig:
     # -- consensus (hashed into genesis) ---------------------------------------------
     consensus: Optional[str] = None  # "pow" or "poa"; default: the [train] table's consensus
-    authorities: tuple = ()  # proof-of-authority signer addresses, 0x-hex
+    authorities: tuple[str, ...] = ()  # proof-of-authority signer addresses, 0x-hex
     interval_ms: int = 500  # proof-of-work target block interval; 0 keeps the genesis difficulty
     window: int = 5  # blocks between two retargets (one bit each)
     min_bits: int = 4
@@ -84,6 +84,7 @@ class NetworkConfig:
             if not cond:
                 raise ConfigError(f"[network] {what}")
 
+        check_types(type(self), {f.name: getattr(self, f.name) for f in fields(self)}, where="[network] ")
         need(self.consensus in (None, "pow", "poa"), f"consensus must be pow or poa, got {self.consensus!r}")
         need(isinstance(self.authorities, (tuple, list)), "authorities must be a list of addresses")
         for a in self.authorities:
@@ -141,6 +142,7 @@ class NetworkConfig:
             name = key.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"unknown [network] option {key!r}; known: {', '.join(sorted(known))}")
+            check_types(cls, {name: value}, where="[network] ")
             if name == "authorities":
                 if not isinstance(value, (list, tuple)):
                     raise ConfigError("[network] authorities must be a list of addresses")
