@@ -77,6 +77,8 @@ def cmd_node(args) -> int:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = load_or_create_key(data_dir / "node.key")
         print(f"0x{key.address.hex()}")
+        for k in parse_indices(args.holder_index):  # keys to enrol in [network] members
+            print(f"holder {k} 0x{load_or_create_key(data_dir / f'holder-{k}.key').address.hex()}")
         return 0
     conf = _load(args)
     network = conf.network
@@ -122,7 +124,8 @@ def cmd_network_up(args) -> int:
 
     conf = _load(args)
     summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
-                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force)
+                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force,
+                         permissioned=args.permissioned)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -137,7 +140,9 @@ def register(sub, csub) -> None:
     p.add_argument("--data-dir", dest="data_dir_node", required=True, metavar="DIR",
                    help="the node's directory: chain.sqlite, node.key (mode 0600), holder keys, node.log")
     p.add_argument("--init", action="store_true", help="create the data directory and node key, print the "
-                                                       "node's address (for [network] authorities) and exit")
+                                                       "node's address (for [network] authorities) and, with "
+                                                       "--holder-index, each holder's (for [network] members), "
+                                                       "and exit")
     p.add_argument("--listen", default="127.0.0.1:30333", metavar="HOST:PORT",
                    help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
@@ -163,6 +168,9 @@ def register(sub, csub) -> None:
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default 600)")
     p.add_argument("--compare", action="store_true", help="also run the in-process network with the same settings")
     p.add_argument("--force", action="store_true", help="replace a network run already in --out")
+    p.add_argument("--permissioned", action="store_true",
+                   help="enrol the holders: create their keys first and list them in genesis as [network] members, "
+                        "so the nodes refuse messages from any other key")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--verbose", action="store_true", help="debug logging in the nodes")

@@ -32,7 +32,8 @@ from ..errors import ConfigError
 __all__ = ["NetworkConfig", "NetConfigFile", "load_net_config", "CONSENSUS_KEYS", "parse_address"]
 
 #: Keys of [network] that the genesis block fixes; all nodes of one chain must agree.
-CONSENSUS_KEYS = ("consensus", "authorities", "interval_ms", "window", "min_bits", "max_bits", "genesis_time_ms")
+CONSENSUS_KEYS = ("consensus", "authorities", "members", "interval_ms", "window", "min_bits", "max_bits",
+                  "genesis_time_ms")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class NetworkConfig:
     # -- consensus (hashed into genesis) ---------------------------------------------
     consensus: Optional[str] = None  # "pow" or "poa"; default: the [train] table's consensus
     authorities: tuple[str, ...] = ()  # proof-of-authority signer addresses, 0x-hex
+    members: tuple[str, ...] = ()  # enrolled holders' addresses (genesis); empty = open membership
     interval_ms: int = 500  # proof-of-work target block interval; 0 keeps the genesis difficulty
     window: int = 5  # blocks between two retargets (one bit each)
     min_bits: int = 4
@@ -89,6 +91,9 @@ class NetworkConfig:
         need(isinstance(self.authorities, (tuple, list)), "authorities must be a list of addresses")
         for a in self.authorities:
             parse_address(a)
+        need(isinstance(self.members, (tuple, list)), "members must be a list of addresses")
+        for a in self.members:
+            parse_address(a)
         ints = ("interval_ms", "window", "min_bits", "max_bits", "collect_ms", "holder_delay_ms", "poa_backoff_ms",
                 "min_peers", "unseen_grace_ms", "max_frame_bytes", "max_peers", "target_peers", "burst_frames",
                 "burst_bytes", "max_misbehaviour", "sync_batch", "outbound_slots", "max_inbound_per_ip", "max_pending",
@@ -127,11 +132,12 @@ class NetworkConfig:
         """The options as a dict; ``minimal`` keeps the consensus keys and what differs from the defaults."""
         out = asdict(self)
         out["authorities"] = list(self.authorities)
+        out["members"] = list(self.members)
         out = {k: v for k, v in out.items() if v is not None}
         if minimal:
             defaults = NetworkConfig().to_dict()
             out = {k: v for k, v in out.items()
-                   if (k in CONSENSUS_KEYS and (k != "authorities" or v)) or defaults.get(k) != v}
+                   if (k in CONSENSUS_KEYS and (k not in ("authorities", "members") or v)) or defaults.get(k) != v}
         return out
 
     @classmethod
@@ -143,9 +149,9 @@ class NetworkConfig:
             if name not in known:
                 raise ConfigError(f"unknown [network] option {key!r}; known: {', '.join(sorted(known))}")
             check_types(cls, {name: value}, where="[network] ")
-            if name == "authorities":
+            if name in ("authorities", "members"):
                 if not isinstance(value, (list, tuple)):
-                    raise ConfigError("[network] authorities must be a list of addresses")
+                    raise ConfigError(f"[network] {name} must be a list of addresses")
                 value = tuple(value)
             if name in ("rate_frames", "rate_bytes", "ban_seconds", "sync_timeout_s", "ping_interval_s",
                         "idle_timeout_s", "handshake_timeout_s", "reconnect_s") and isinstance(value, int) \

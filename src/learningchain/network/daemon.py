@@ -92,7 +92,15 @@ def network_setup(conf: NetConfigFile):
     net = conf.network
     consensus = net.consensus or conf.train.consensus
 
+    members = tuple("0x" + parse_address(a).hex() for a in net.members)
+    if members and conf.train.fresh_identities:
+        raise ConfigError("[network] members (enrolled holders) and fresh_identities exclude each other: an "
+                          "enrolled holder sends every message under its one enrolled key")
+
     def hook(params):
+        if members:
+            # one message per enrolled holder per round: no more can be valid
+            params = params.replace(members=members, max_messages=len(members))
         if consensus == "poa":
             if not net.authorities:
                 raise ConfigError("[network] consensus = \"poa\" needs authorities = [\"0x...\", ...] "
@@ -320,6 +328,10 @@ class NodeDaemon:
             if not cfg.fresh_identities:
                 h.key = load_or_create_key(self.data_dir / f"holder-{k}.key")
                 h.identities = [h.key.address]
+                if not self.params.enrolled(h.key.address):
+                    raise ConfigError(f"holder {k}'s key 0x{h.key.address.hex()} ({self.data_dir / f'holder-{k}.key'}) "
+                                      f"is not among the chain's enrolled members: add it to [network] members "
+                                      f"(`learningchain node --init --holder-index {k}` prints it)")
             holders.append(h)
         return holders
 
