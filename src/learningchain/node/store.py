@@ -230,6 +230,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
         db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None,
                              check_same_thread=False)
+        # TEXT where a BLOB belongs must come back as a str (which readers refuse),
+        # not as an error from decoding it.
+        db.text_factory = lambda raw: raw.decode("utf-8", "replace")
         tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not tables & set(_TABLES):
             raise _not_a_store(path, "an SQLite database without the chain's tables"
@@ -244,7 +247,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         if db is not None:
             db.close()
-        raise _not_a_store(path, f"unreadable ({exc})") from None
+        raise _not_a_store(path, f"unreadable, damaged or truncated ({exc})") from None
     except StoreError:
         db.close()
         raise

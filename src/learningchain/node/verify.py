@@ -146,13 +146,13 @@ def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
 
 
 def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list) -> None:
-    row = store._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
     n = store.canonical_length()
-    if n == 0 or row is None:
-        raise StoreError("the store holds no chain")
     top = n - 1
-    report.height = top
     at[0] = top
+    row = store._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+    if n == 0 or row is None:
+        raise StoreError(f"{store.path} holds no chain (an empty chain store)")
+    report.height = top
     head = _hash_cell(row[0], "the recorded head", top)
     if _canonical(store, top) != head:
         raise InvalidBlock("head-mismatch", "the recorded head is not the top of the canonical chain", height=top)
