@@ -133,3 +133,42 @@ def test_under_the_wait_policy_a_block_waits_for_its_messages(tmp_path, caplog):
 
     asyncio.run(main())
     assert "never broadcast to this node" in caplog.text
+
+
+def test_forged_bodies_of_a_real_block_do_not_get_the_real_block_refused(tmp_path):
+    from learningchain.protocol import Block
+
+    conf = small_conf(rounds=2, stop_height=0, max_misbehaviour=1000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            msgs, block = forged_round(a, seed=7)
+            model = block.model.copy()
+            model[0] += 1.0
+            forged = [Block(block.header, block.messages, block.selection, model).encode(),  # wrong model
+                      Block(block.header, block.messages[1:], (), block.model).encode(),  # a dropped message
+                      block.encode()[:-11]]  # a truncated body
+            evil = await RawPeer.connect(a, node_id=b"\x08" * 20)
+            await asyncio.sleep(0.2)
+            for raw in forged:
+                evil.send(Kind.BLOCK, raw)
+            await wait_until(lambda: sum(a.transport.refusals.get(r, 0) for r in
+                                         ("bad-model-hash", "bad-messages-root", "malformed")) >= 3,
+                             10, "the forged copies to be refused")
+            assert block.hash not in a.seen and block.hash not in a.node.rejected and a.node.height == 0
+
+            honest = await RawPeer.connect(a, node_id=b"\x09" * 20)
+            await asyncio.sleep(0.2)
+            honest.send(Kind.BLOCK, block.encode())
+            await wait_until(lambda: a.node.head_hash == block.hash, 5, "the real block")
+            _, child = forged_round(a, seed=8)
+            honest.send(Kind.BLOCK, child.encode())
+            await wait_until(lambda: a.node.head_hash == child.hash, 5, "the chain to go on")
+            assert a.transport.banned(b"\x09" * 20) is False
+            evil.close()
+            honest.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())

@@ -293,3 +293,65 @@ def test_connecting_orphans_reports_the_head_move_exactly(world):
     node3.on_block(c2)
     out = node3.on_block(c)  # c2 (height 2) ties b2 on work: only the lower hash moves the head
     assert out.new_head == (node3.head_hash != b2.hash)
+
+
+def _forged_copies(block):
+    """Copies of a real block with another body: the header (and so the hash) is the real one."""
+    model = block.model.copy()
+    model[0] += 1.0
+    yield "wrong model", Block(block.header, block.messages, block.selection, model)
+    yield "dropped message", Block(block.header, block.messages[1:], tuple(i - 1 for i in block.selection if i),
+                                   block.model)
+    yield "no messages", Block(block.header, (), (), block.model)
+    yield "other selection", Block(block.header, block.messages, tuple(range(len(block.messages))), block.model)
+    yield "parameters appended", Block(block.header, block.messages, block.selection, block.model, b"{}")
+    yield "truncated body", block.encode()[:-9]
+
+
+@pytest.mark.parametrize("verdicts", [False, True])
+def test_a_forged_body_does_not_get_the_real_block_refused(world, verdicts):
+    from learningchain.node import VerdictCache
+
+    params, genesis = world
+    cache = VerdictCache() if verdicts else None
+    node = Node(genesis, verdicts=cache)
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    for what, forged in _forged_copies(b1):
+        with pytest.raises((InvalidBlock, DecodeError)):
+            node.on_block(forged)
+        assert b1.hash not in node.rejected, what
+        assert node.store.get(b1.hash) is None and node.head_hash == genesis.hash
+    if cache is not None:
+        assert b1.hash not in cache.blocks  # no verdict on the hash from a copy that is not the block
+    # its child before it, then a forged copy of it: the child waits, the copy is dropped
+    assert node.on_block(b2).status == "orphan"
+    for what, forged in _forged_copies(b1):
+        with pytest.raises((InvalidBlock, DecodeError)):
+            node.on_block(forged)
+    assert b2.hash in node.orphans and b2.hash not in node.rejected
+    out = node.on_block(b1)
+    assert out.status == "accepted" and out.connected == (b2.hash,)
+    assert node.head_hash == b2.hash
+    b3 = grow(node, b2, 3)
+    assert node.on_block(b3).new_head and node.height == 3  # the chain goes on
+
+
+def test_a_block_whose_body_matches_its_header_but_breaks_a_rule_is_refused_for_good(world):
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    model = b1.model.copy()
+    model[0] += 1.0  # a header that commits to the wrong model: the block itself is invalid
+    import dataclasses
+
+    from learningchain.protocol.block import model_hash
+
+    header = solve_pow(dataclasses.replace(b1.header, model_hash=model_hash(model), seal=b"", _cache={}))
+    bad = Block(header, b1.messages, b1.selection, model)
+    with pytest.raises(InvalidBlock, match="bad-model"):
+        node.on_block(bad)
+    assert bad.hash in node.rejected
+    child = grow(node, bad, 5)
+    with pytest.raises(InvalidBlock, match="invalid-ancestor"):
+        node.on_block(child)

@@ -42,6 +42,7 @@ import numpy as np
 from ..crypto import PrivateKey
 from ..errors import ConfigError, DecodeError, InvalidBlock, InvalidMessage, LearningChainError, StoreError
 from ..node import Node, SQLiteStore, VerdictCache
+from ..node.body import body_mismatch
 from ..node.store import decompress_body
 from ..protocol.block import Block, decode_block
 from ..protocol.consensus import block_work, in_turn_authority
@@ -464,7 +465,8 @@ class NodeDaemon:
         try:
             block = decode_block(raw, max_dim=self.params.dim, max_messages=self.params.max_messages)
         except DecodeError as exc:
-            self._mark_seen(h)
+            # not marked seen: ``h`` is the hash of a header that may be real, sent with a
+            # broken body; the real block must still be taken when it comes
             self.node.rejected_by_reason["malformed"] += 1
             self.transport.penalize(peer, Penalty.MALFORMED, "malformed", f"block {hexstr(h)[:14]}: {exc}")
             return
@@ -482,6 +484,8 @@ class NodeDaemon:
         parent = self.node.headers.get(block.parent)
         if parent is None or block.header.genesis != self.genesis.hash:
             return False
+        if body_mismatch(block, self.params.dim) is not None:
+            return False  # not the block its header names: the node refuses this copy now
         work = self.node.work[block.parent] + block_work(block.header, self.params)
         if is_heavier(work, block.hash, self.node.head_work, self.node.head_hash):
             return False
@@ -508,7 +512,10 @@ class NodeDaemon:
                 log.info("%s holds block %d %s until its messages arrive: %s", self.name, block.height,
                          hexstr(block.hash)[:14], exc.detail)
                 return False
-            self._mark_seen(block.hash)
+            if block.hash in self.node.rejected:
+                # final: the block itself is invalid. A refusal of one copy (a body that
+                # does not match its header) or by local policy leaves the hash open.
+                self._mark_seen(block.hash)
             if peer is None:
                 log.warning("%s refused block %d: %s", self.name, block.height, exc)
             elif exc.reason in _BENIGN_BLOCK:

@@ -24,6 +24,7 @@ from ..protocol.forkchoice import is_heavier
 from ..protocol.message import Message, decode_message, validate_message
 from ..protocol.transition import build_block, params_of_genesis, validate_block, validate_header_link
 from ..types import ZERO_ADDRESS, Address, hexstr
+from .body import body_mismatch
 from .mempool import Mempool
 from .store import BlockStore, MemoryStore
 
@@ -224,7 +225,8 @@ class Node:
 
     # -- blocks -----------------------------------------------------------------------
     def _reject(self, block: Block, exc: InvalidBlock, *, final: bool = True) -> InvalidBlock:
-        """Count a refusal; remember it when it is final (a property of the bytes)."""
+        """Count a refusal; remember it when it is final (a property of the block the
+        header hash names, not of one copy's body or of this node's mempool)."""
         if final:
             self.rejected[block.hash] = exc
             while len(self.rejected) > 4096:
@@ -279,6 +281,13 @@ class Node:
         return outcome
 
     def _validate(self, block: Block, parent: Block, check_unseen: bool) -> None:
+        if self.validation != "none":
+            # A body that is not the one its header commits to is a fault of this copy
+            # (and of whoever sent it), not of the block: never remembered, so the real
+            # block is accepted when it comes, and never cached as a verdict.
+            bad = body_mismatch(block, self.params.dim)
+            if bad is not None:
+                raise self._reject(block, bad, final=False)
         if self.validation != "full":
             if self.validation == "header":
                 try:
