@@ -355,3 +355,59 @@ def test_a_block_whose_body_matches_its_header_but_breaks_a_rule_is_refused_for_
     child = grow(node, bad, 5)
     with pytest.raises(InvalidBlock, match="invalid-ancestor"):
         node.on_block(child)
+
+
+def _unsealed_child(node, parent, seed, **over):
+    """A block on ``parent`` whose seal is whatever ``over`` says (not a solved proof of work)."""
+    import dataclasses
+
+    blk = grow(node, parent, seed)
+    header = dataclasses.replace(blk.header, _cache={}, **over)
+    return Block(header, blk.messages, blk.selection, blk.model)
+
+
+def test_an_orphan_enters_the_pool_only_with_its_proof_of_work_and_its_committed_body(world):
+    from learningchain.node.node import block_size
+    from learningchain.protocol.consensus import pow_target, pow_value
+
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    # junk: a seal that misses the target, a difficulty outside the chain's, a forged body
+    for nonce in range(1000):
+        junk = _unsealed_child(node, b1, 2, seal=nonce.to_bytes(8, "little"))
+        if pow_value(junk.header.seal_hash, nonce) >= pow_target(junk.header.difficulty):
+            break
+    easy = solve_pow(dataclasses_replace(b2.header, difficulty=0))
+    model = b2.model.copy()
+    model[0] += 1.0
+    for bad in (junk, Block(easy, b2.messages, b2.selection, b2.model), Block(b2.header, b2.messages, b2.selection,
+                                                                              model)):
+        with pytest.raises(InvalidBlock):
+            node.on_block(bad)
+        assert not node.orphans and node.orphan_bytes == 0 and bad.hash not in node.rejected
+    assert node.on_block(b2).status == "orphan" and node.orphan_bytes == block_size(b2) == len(b2.encode())
+    assert node.on_block(b1).connected == (b2.hash,) and node.orphan_bytes == 0 and node.height == 2
+
+
+def dataclasses_replace(header, **over):
+    import dataclasses
+
+    return dataclasses.replace(header, seal=b"", _cache={}, **over)
+
+
+def test_the_orphan_pool_is_bounded_in_bytes(world):
+    params, genesis = world
+    probe = Node(genesis)
+    b1 = grow(probe, genesis, 1)
+    children = [grow(probe, b1, 10 + i, ts_offset=1000 + i) for i in range(12)]
+    size = len(children[0].encode())
+    node = Node(genesis, max_orphan_bytes=3 * size + size // 2)
+    for c in children:
+        assert node.on_block(c).status == "orphan"
+        assert node.orphan_bytes <= node.max_orphan_bytes
+        assert node.orphan_bytes == sum(len(o.encode()) for o in node.orphans.values())
+    assert len(node.orphans) == 3 and list(node.orphans) == [c.hash for c in children[-3:]]  # the newest kept
+    node.on_block(b1)
+    assert node.orphan_bytes == 0 and not node.orphans
