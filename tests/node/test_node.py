@@ -411,3 +411,63 @@ def test_the_orphan_pool_is_bounded_in_bytes(world):
     assert len(node.orphans) == 3 and list(node.orphans) == [c.hash for c in children[-3:]]  # the newest kept
     node.on_block(b1)
     assert node.orphan_bytes == 0 and not node.orphans
+
+
+def test_a_reopened_store_recomputes_total_work_instead_of_trusting_it(world, tmp_path):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    a1 = grow(node, genesis, 1)
+    a2 = grow(node, a1, 2)
+    b1 = grow(node, genesis, 3, ts_offset=1500)  # a losing branch
+    for b in (a1, a2, b1):
+        node.on_block(b)
+    assert node.head_hash == a2.hash
+    node.store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE blocks SET work='999999999999' WHERE hash=?", (b1.hash,))
+    db.commit()
+    db.close()
+    again = Node(genesis, store=SQLiteStore(path))
+    assert again.head_hash == a2.hash and again.work[b1.hash] == again.work[a1.hash]
+    again.store.close()
+
+
+@pytest.mark.parametrize("column", ["parent", "height"])
+def test_a_reopened_store_refuses_columns_that_disagree_with_their_header(world, tmp_path, column):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    b1 = grow(node, genesis, 1)
+    node.on_block(b1)
+    node.on_block(grow(node, b1, 2))
+    node.store.close()
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE blocks SET {column}=? WHERE hash=?", (b"\x01" * 32 if column == "parent" else 5, b1.hash))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="do not match its header"):
+        Node(genesis, store=SQLiteStore(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage " * 100, "other-program"])
+def test_an_existing_file_that_is_not_a_chain_store_is_never_turned_into_one(world, tmp_path, content):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    if content == "other-program":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE notes (text TEXT)")
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="is not a LearningChain chain store"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before

@@ -122,7 +122,15 @@ class Node:
                 f"the store holds the chain with genesis {hexstr(known[0][0].hash)[:14]}, "
                 f"not {hexstr(self.genesis_hash)[:14]}"
             )
-        for header, work in known:
+        for header, _stored_work in known:
+            # total work is recomputed from the headers, never taken from the store
+            if header.hash == self.genesis_hash:
+                work = 0
+            elif header.height > 0 and header.parent in self.work:
+                work = self.work[header.parent] + block_work(header, self.params)
+            else:
+                raise StoreError(f"the store holds block {header.height} {hexstr(header.hash)[:14]} "
+                                 "without its parent")
             self.headers[header.hash] = header
             self.work[header.hash] = work
         head = self.store.head_hash()

@@ -270,6 +270,11 @@ class SQLiteStore(BlockStore):
         else:
             if not create and not path.exists():
                 raise StoreError(f"no chain at {path}")
+            if path.exists():
+                # an existing file is opened for writing only when it is a chain store
+                # (a 0-byte file, garbage or another program's database is refused,
+                # never turned into a fresh chain); only a new file gets the schema
+                _connect_readonly(path).close()
             try:
                 self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
@@ -363,8 +368,21 @@ class SQLiteStore(BlockStore):
         return int(row[0])
 
     def entries(self) -> Iterator[tuple[Header, int]]:
-        for header_raw, work in self._db.execute("SELECT header, work FROM blocks ORDER BY height"):
-            yield decode_header(bytes(header_raw)), int(work)
+        """Every stored (header, total work); StoreError when a row's hash, parent or
+        height column disagrees with its header bytes, or a cell has the wrong type."""
+        rows = self._db.execute("SELECT hash, parent, height, work, header FROM blocks ORDER BY height")
+        try:
+            for h, parent, height, work, header_raw in rows:
+                header = decode_header(bytes(header_raw))
+                if h != header.hash or parent != header.parent or height != header.height:
+                    raise StoreError(f"{self.path}: the stored columns of block {header.height} do not match its "
+                                     "header; run `learningchain chain verify` on it")
+                yield header, int(work)
+        except (DecodeError, TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: a stored block is corrupt ({exc}); run `learningchain chain verify` "
+                             "on it") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: the store cannot be read ({exc})") from None
 
     def close(self) -> None:
         self._db.close()
