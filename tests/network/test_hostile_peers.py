@@ -166,6 +166,24 @@ def test_forged_bodies_of_a_real_block_do_not_get_the_real_block_refused(tmp_pat
             honest.send(Kind.BLOCK, child.encode())
             await wait_until(lambda: a.node.head_hash == child.hash, 5, "the chain to go on")
             assert a.transport.banned(b"\x09" * 20) is False
+            # a losing sibling of the head: forged copies are refused, the real one is still put off
+            seed = 20
+            while True:
+                _, loser = forged_round(a, seed=seed, parent=block)
+                if loser.hash > child.hash:
+                    break
+                seed += 1
+            bad_model = loser.model.copy()
+            bad_model[-1] -= 1.0
+            evil.send(Kind.BLOCK, Block(loser.header, loser.messages, loser.selection, bad_model).encode())
+            evil.send(Kind.BLOCK, loser.encode()[:-3])
+            await wait_until(lambda: sum(a.transport.refusals.get(r, 0) for r in
+                                         ("bad-model-hash", "bad-messages-root", "malformed")) >= 5,
+                             10, "the forged copies of the loser")
+            assert loser.hash not in a.deferred and loser.hash not in a.seen
+            honest.send(Kind.BLOCK, loser.encode())
+            await wait_until(lambda: loser.hash in a.deferred, 5, "the real loser to be put off")
+            assert a.node.head_hash == child.hash
             evil.close()
             honest.close()
         finally:
