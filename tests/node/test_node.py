@@ -471,3 +471,20 @@ def test_an_existing_file_that_is_not_a_chain_store_is_never_turned_into_one(wor
     with pytest.raises(StoreError, match="is not a LearningChain chain store"):
         SQLiteStore(path)
     assert path.read_bytes() == before
+
+
+def test_a_block_held_back_for_unseen_messages_has_its_proof_of_work_checked_first(world):
+    from learningchain.protocol.consensus import pow_target, pow_value
+
+    params, genesis = world
+    node = Node(genesis, check_unseen=True)
+    for nonce in range(1000):
+        junk = _unsealed_child(node, genesis, 4, seal=nonce.to_bytes(8, "little"))
+        if pow_value(junk.header.seal_hash, nonce) >= pow_target(junk.header.difficulty):
+            break
+    with pytest.raises(InvalidBlock, match="bad-pow"):  # not "unseen-message", which a driver may hold
+        node.on_block(junk)
+    real = grow(node, genesis, 4)
+    with pytest.raises(InvalidBlock, match="unseen-message"):
+        node.on_block(real)
+    assert real.hash not in node.rejected

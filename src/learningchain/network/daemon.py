@@ -85,6 +85,7 @@ _BENIGN_BLOCK = {"unseen-message", "too-few-messages"}
 MAX_DEFERRED = 256
 MAX_DEFERRED_BYTES = 32 << 20
 MAX_ORPHAN_BYTES = 32 << 20
+MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 
 
 def network_setup(conf: NetConfigFile):
@@ -534,7 +535,8 @@ class NodeDaemon:
             if exc.reason == "unseen-message":
                 deadline = time.monotonic() + self.net.unseen_grace_ms / 1000
                 self.parked[block.hash] = (block, peer, deadline)
-                while len(self.parked) > 64:
+                while len(self.parked) > 64 or (len(self.parked) > 1 and sum(
+                        block_size(b) for b, _, _ in self.parked.values()) > MAX_PARKED_BYTES):
                     self.parked.popitem(last=False)
                 log.info("%s holds block %d %s until its messages arrive: %s", self.name, block.height,
                          hexstr(block.hash)[:14], exc.detail)

@@ -367,6 +367,14 @@ class Node:
                 except InvalidBlock as exc:
                     raise self._reject(block, exc) from None
             return
+        if self.min_inclusion > 0 or check_unseen:
+            # the header first: a block refused (non-finally) by the policies below may be
+            # held by a driver until its messages come, so it must carry its work
+            try:
+                validate_header_link(block.header, parent.header, self.params, genesis_hash=self.genesis_hash,
+                                     ancestor=self.header)
+            except InvalidBlock as exc:
+                raise self._reject(block, exc) from None
         if self.min_inclusion > 0:
             had = self.mempool.for_base(parent.hash)
             if had:
