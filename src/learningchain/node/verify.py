@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..errors import DecodeError, InvalidBlock, LearningChainError, StoreError
-from ..protocol.block import Block, Header, decode_header
+from ..protocol.block import Header, decode_header
 from ..protocol.consensus import block_work
 from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
