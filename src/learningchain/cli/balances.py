@@ -6,22 +6,24 @@ from pathlib import Path
 
 
 def chain_balances(path):
-    from ..errors import StoreError
-    from ..node.store import SQLiteStore
+    import sqlite3
+
+    from ..errors import DecodeError, StoreError
+    from ..node.store import open_readonly
     from ..protocol.rewards import balances_of
     from ..protocol.transition import params_of_genesis
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "chain.sqlite"
-    if not path.exists():
-        raise StoreError(f"no chain at {path}")
-    store = SQLiteStore(path, create=False)
+    store = open_readonly(path)
     try:
         blocks = store.canonical_blocks(0)
-        genesis = next(blocks)
+        genesis = next(blocks, None)
+        if genesis is None:
+            raise StoreError(f"{store.path} holds no chain")
         params = params_of_genesis(genesis)
         return params, balances_of(blocks, params.rewards)
+    except (sqlite3.DatabaseError, DecodeError, TypeError, ValueError) as exc:
+        raise StoreError(f"{store.path}: the store cannot be read ({exc}); run `learningchain chain verify` "
+                         "on it") from None
     finally:
         store.close()
 

@@ -42,10 +42,13 @@ import numpy as np
 from ..crypto import PrivateKey
 from ..errors import ConfigError, DecodeError, InvalidBlock, InvalidMessage, LearningChainError, StoreError
 from ..node import Node, SQLiteStore, VerdictCache
+from ..node.body import body_mismatch
+from ..node.node import block_size
 from ..node.store import decompress_body
 from ..protocol.block import Block, decode_block
 from ..protocol.consensus import block_work, in_turn_authority
 from ..protocol.forkchoice import is_heavier
+from ..protocol.transition import validate_header_link
 from ..protocol.message import decode_message
 from ..types import hexstr
 from .config import NetConfigFile, parse_address
@@ -79,6 +82,12 @@ _BENIGN_MESSAGE = {"unknown-base", "wrong-round", "duplicate-identity", "mempool
 _BENIGN_BLOCK = {"unseen-message", "too-few-messages"}
 #: How long a sync may hold mining and holding back without delivering a new block.
 _SYNC_HOLD_S = 2.0
+#: Bounds of the blocks a node keeps aside unvalidated: orphans (in the Node) and
+#: losing blocks (deferred), each by count and by encoded bytes.
+MAX_DEFERRED = 256
+MAX_DEFERRED_BYTES = 32 << 20
+MAX_ORPHAN_BYTES = 32 << 20
+MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 
 
 def network_setup(conf: NetConfigFile):
@@ -222,6 +231,8 @@ class NodeDaemon:
         self.pending_count = 0
         self.parked: "OrderedDict[bytes, tuple]" = OrderedDict()  # block hash -> (block, peer, deadline)
         self.deferred: "OrderedDict[bytes, tuple]" = OrderedDict()  # losing blocks, unvalidated: (block, peer)
+        self.deferred_bytes = 0
+        self._deferred_size: dict[bytes, int] = {}
         self.sync: Optional[_Sync] = None
         self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its GET_BLOCKS
         self.last_sync: dict = {}
@@ -257,7 +268,7 @@ class NodeDaemon:
             # The verdict cache lets the node skip re-validating the blocks it just built
             # itself by the same rule (see _own_block); every other block is validated.
             self.node = Node(setup.genesis, store=store, name=self.name, key=self.key,
-                             check_unseen=False, verdicts=VerdictCache())
+                             check_unseen=False, verdicts=VerdictCache(), max_orphan_bytes=MAX_ORPHAN_BYTES)
         except StoreError as exc:
             store.close()
             raise StoreError(f"{self.data_dir}: {exc}; this data directory belongs to another chain "
@@ -487,7 +498,8 @@ class NodeDaemon:
         try:
             block = decode_block(raw, max_dim=self.params.dim, max_messages=self.params.max_messages)
         except DecodeError as exc:
-            self._mark_seen(h)
+            # not marked seen: ``h`` is the hash of a header that may be real, sent with a
+            # broken body; the real block must still be taken when it comes
             self.node.rejected_by_reason["malformed"] += 1
             self.transport.penalize(peer, Penalty.MALFORMED, "malformed", f"block {hexstr(h)[:14]}: {exc}")
             return
@@ -505,19 +517,39 @@ class NodeDaemon:
         parent = self.node.headers.get(block.parent)
         if parent is None or block.header.genesis != self.genesis.hash:
             return False
+        if body_mismatch(block, self.params.dim) is not None:
+            return False  # not the block its header names: the node refuses this copy now
         work = self.node.work[block.parent] + block_work(block.header, self.params)
         if is_heavier(work, block.hash, self.node.head_work, self.node.head_hash):
             return False
+        try:  # only a header with its proof of work done and its links right takes room here
+            validate_header_link(block.header, parent, self.params, genesis_hash=self.genesis.hash,
+                                 ancestor=self.node.header)
+        except InvalidBlock:
+            return False  # the node refuses it now, for good
+        size = block_size(block)
         self.deferred[block.hash] = (block, peer)
-        while len(self.deferred) > 256:
-            self.deferred.popitem(last=False)
+        self._deferred_size[block.hash] = size
+        self.deferred_bytes += size
+        while len(self.deferred) > MAX_DEFERRED or (len(self.deferred) > 1
+                                                    and self.deferred_bytes > MAX_DEFERRED_BYTES):
+            self._undefer(next(iter(self.deferred)))
+        if self.deferred_bytes > MAX_DEFERRED_BYTES:  # one block larger than the whole pool
+            self._undefer(block.hash)
+            return False
         return True
+
+    def _undefer(self, h: bytes) -> Optional[tuple]:
+        entry = self.deferred.pop(h, None)
+        if entry is not None:
+            self.deferred_bytes -= self._deferred_size.pop(h)
+        return entry
 
     def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False, defer: bool = True) -> bool:
         """Validate and apply a block; relay it when accepted. True when it is now stored."""
         if defer and not synced and peer is not None and self._defer(block, peer):
             return False
-        self.deferred.pop(block.hash, None)
+        self._undefer(block.hash)
         old_head = self.node.head_hash
         check = self.net.unseen == "wait" and not synced and peer is not None
         try:
@@ -526,12 +558,16 @@ class NodeDaemon:
             if exc.reason == "unseen-message":
                 deadline = time.monotonic() + self.net.unseen_grace_ms / 1000
                 self.parked[block.hash] = (block, peer, deadline)
-                while len(self.parked) > 64:
+                while len(self.parked) > 64 or (len(self.parked) > 1 and sum(
+                        block_size(b) for b, _, _ in self.parked.values()) > MAX_PARKED_BYTES):
                     self.parked.popitem(last=False)
                 log.info("%s holds block %d %s until its messages arrive: %s", self.name, block.height,
                          hexstr(block.hash)[:14], exc.detail)
                 return False
-            self._mark_seen(block.hash)
+            if block.hash in self.node.rejected:
+                # final: the block itself is invalid. A refusal of one copy (a body that
+                # does not match its header) or by local policy leaves the hash open.
+                self._mark_seen(block.hash)
             if peer is None:
                 log.warning("%s refused block %d: %s", self.name, block.height, exc)
             elif exc.reason in _BENIGN_BLOCK:
@@ -542,7 +578,7 @@ class NodeDaemon:
             return False
         if outcome.status == "orphan":
             # not marked seen: an orphan the node later evicts may be sent again
-            put_off = self.deferred.pop(outcome.missing, None)
+            put_off = self._undefer(outcome.missing)
             if put_off is not None:  # its branch now matters: validate the parent, which connects it
                 parent, origin = put_off
                 self.handle_block(parent, origin, defer=False)
@@ -959,6 +995,9 @@ class NodeDaemon:
             "rejected_messages": dict(node.rejected_messages),
             "refused": dict(self.transport.refusals),
             "orphans": len(node.orphans),
+            "orphan_bytes": node.orphan_bytes,
+            "deferred": len(self.deferred),
+            "deferred_bytes": self.deferred_bytes,
             "test_error": self.test_error() if evaluate else None,
             "uptime_s": round(time.time() - self.started, 3),
         }

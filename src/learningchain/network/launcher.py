@@ -354,10 +354,10 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
 
 def _seconds_per_round(node_dir: Path) -> Optional[float]:
     """Mean time between blocks 1 and the head, from the chain's own timestamps."""
-    from ..node.store import SQLiteStore
+    from ..node.store import open_readonly
 
     try:
-        store = SQLiteStore(node_dir / "chain.sqlite", create=False)
+        store = open_readonly(node_dir / "chain.sqlite")
     except LearningChainError:
         return None
     try:
