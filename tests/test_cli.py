@@ -114,3 +114,56 @@ def test_a_refused_configuration_writes_no_run_directory(tmp_path, capsys):
                  "--set", "aggregator_options={bogus = 1}"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert not out.exists()
+
+
+TINY = ["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--difficulty", "0", "--quiet"]
+
+
+def _files(path):
+    import hashlib
+
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("late", [
+    ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+    ["--backend", "ethereum", "--rpc-url", "http://127.0.0.1:9"],
+    ["--backend", "ethereum", "--rpc-url", "not-a-url"],
+], ids=["miner-attack", "closed-rpc-url", "invalid-rpc-url"])
+def test_a_late_refusal_with_force_leaves_the_old_run_byte_identical(tmp_path, capsys, late):
+    out = tmp_path / "run"
+    assert main(TINY + ["--out", str(out)]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main(TINY + ["--out", str(out), "--force", "--seed", "5"] + late) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error:") and "Traceback" not in err
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    fresh = tmp_path / "fresh"
+    assert main(TINY + ["--out", str(fresh)] + late) == 2
+    assert not fresh.exists()
+
+
+def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypatch):
+    from learningchain.network.simulation import InProcessNetwork
+
+    step = InProcessNetwork.step
+    calls = []
+
+    def interrupted_step(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(InProcessNetwork, "step", interrupted_step)
+    out = tmp_path / "run"
+    assert main(TINY + ["--rounds", "5", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "(interrupted)" in captured.out and "interrupted after 1 of 5 rounds" in captured.err
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    monkeypatch.setattr(InProcessNetwork, "step", step)
+    assert main(TINY + ["--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
