@@ -167,3 +167,22 @@ def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypat
     monkeypatch.setattr(InProcessNetwork, "step", step)
     assert main(TINY + ["--out", str(out)]) == 2
     assert "pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["security-sweep", "--powers", "0.5,abc", "--quiet"],
+    ["security-sweep", "--powers", "0.5,1.5", "--quiet"],
+    ["security-sweep", "--s", "0", "--quiet"],
+    ["security-attacks", "--rounds", "0", "--quiet"],
+    ["network", "up", "--nodes", "2", "--timeout", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2",
+     "--quiet"],
+    ["network", "up", "--nodes", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--quiet"],
+    TINY + ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+], ids=["sweep-powers", "sweep-power-range", "sweep-s", "attacks-rounds", "network-timeout", "network-nodes",
+        "train-miner-attack"])
+def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    assert main(argv + ["--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("learningchain: error:")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
