@@ -186,3 +186,29 @@ def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
     assert capsys.readouterr().err.startswith("learningchain: error:")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["config-dir", "config-binary", "out-file", "out-proc", "sweep-powers", "sweep-s",
+                                  "sweep-trials", "grid-plot-only"])
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys, case):
+    (tmp_path / "a-file").write_text("not a directory\n")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00rounds = 2\n")
+    (tmp_path / "empty").mkdir()
+    out = ["--out", str(tmp_path / "o")]
+    argv, says = {
+        "config-dir": (TINY + ["--config", str(tmp_path)] + out, "is a directory"),
+        "config-binary": (TINY + ["--config", str(tmp_path / "binary.toml")] + out, "not valid TOML"),
+        "out-file": (TINY + ["--out", str(tmp_path / "a-file")], "is a file"),
+        "out-proc": (TINY + ["--out", "/proc/learningchain-nope"], "/proc/learningchain-nope"),
+        "sweep-powers": (["security-sweep", "--powers", "0.5,abc", "--quiet"] + out, "--powers"),
+        "sweep-s": (["security-sweep", "--s", "x", "--quiet"] + out, "--s"),
+        "sweep-trials": (["security-sweep", "--trials", "0", "--quiet"] + out, "--trials must be at least 1"),
+        "grid-plot-only": (["grid", "--plot-only", "--out", str(tmp_path / "empty")], "no results.csv"),
+    }[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("learningchain: error:") and says in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "o").exists() and (tmp_path / "a-file").read_text() == "not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "binary.toml", "empty"]
