@@ -189,3 +189,27 @@ def test_an_interrupted_forced_run_restores_the_old_run_and_keeps_the_new_one_be
     assert info.value.summary["out"] == str(kept[0]) and info.value.kept == out
     partial = json.loads((kept[0] / "summary.json").read_text())
     assert partial["interrupted"] is True and partial["rounds"] == 1
+
+
+def test_force_refuses_to_replace_the_current_directory(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    run_training(TrainConfig(out=str(out), **TINY))
+    before = _files(out)
+    monkeypatch.chdir(out)
+    with pytest.raises(ConfigError, match="current directory"):
+        run_training(TrainConfig(out=".", force=True, **TINY))
+    assert _files(out) == before
+
+
+def test_ctrl_c_during_the_baseline_keeps_the_rounds_done(tmp_path, monkeypatch):
+    from learningchain.experiments import train
+    from learningchain.experiments.rundir import RunInterrupted
+
+    def interrupted_baseline(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "train_centralized", interrupted_baseline)
+    with pytest.raises(RunInterrupted):
+        run_training(TrainConfig(out=str(tmp_path / "run"), **TINY))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["interrupted"] and summary["rounds"] == 3 and summary["baseline_test_error"] is None

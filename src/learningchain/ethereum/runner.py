@@ -193,7 +193,11 @@ def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, 
         "setup": dep.setup_gas,
         "block_gas_limit": chain.gas_limit(),
     }
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    try:
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
+        stopped_by = "interrupted"
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "backend": "ethereum",
         "l": parties.params.l,

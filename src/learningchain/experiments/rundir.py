@@ -69,9 +69,14 @@ def check_out_dir(out: Optional[str], dataset: str, *, force: bool) -> Path:
         path = path.resolve()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out {path} is a file, not a directory")
-    if holds_run(path) and not force:
-        what = "an interrupted run" if _interrupted(path) else "a run"
-        raise ConfigError(f"{path} already holds {what}; pass --force to replace it or choose another --out")
+    if holds_run(path):
+        if not force:
+            what = "an interrupted run" if _interrupted(path) else "a run"
+            raise ConfigError(f"{path} already holds {what}; pass --force to replace it or choose another --out")
+        here, where = Path.cwd().resolve(), path.resolve()
+        if here == where or where in here.parents:
+            raise ConfigError(f"--out {path} holds a run and is (or contains) the current directory, which "
+                              f"--force cannot replace; choose another --out or run from elsewhere")
     anc = path.absolute().parent
     while not anc.exists():
         anc = anc.parent
@@ -86,10 +91,11 @@ class RunDir:
     """The temporary directory ``path`` a run writes into, and its move to ``target``."""
 
     def __init__(self, target: Path):
-        self.target = Path(target)
-        self.replaces = holds_run(self.target)
+        self.target = Path(target)  # as given (what the summary reports)
+        self._abs = Path(os.path.abspath(self.target))  # "." and "x/.." have a name and a parent
+        self.replaces = holds_run(self._abs)
         self._made: list = []
-        parent = self.target.absolute().parent
+        parent = self._abs.parent
         missing = []
         while not parent.exists():
             missing.append(parent)
@@ -98,7 +104,7 @@ class RunDir:
             for d in reversed(missing):
                 d.mkdir()
                 self._made.append(d)
-            self.path = self.target.parent / f".{self.target.name}.new-{os.getpid()}"
+            self.path = self._abs.parent / f".{self._abs.name}.new-{os.getpid()}"
             if self.path.exists():
                 shutil.rmtree(self.path)  # left by a process of the same id that was killed
             self.path.mkdir()
@@ -109,7 +115,7 @@ class RunDir:
 
     def commit(self) -> Path:
         """Move the finished run to ``target``; returns ``target``."""
-        target = self.target
+        target = self._abs
         if not target.exists():
             os.rename(self.path, target)
         elif self.replaces:
@@ -127,7 +133,7 @@ class RunDir:
             for item in self.path.iterdir():
                 os.replace(item, target / item.name)
             self.path.rmdir()
-        return target
+        return self.target
 
     def keep_interrupted(self) -> Path:
         """Keep an interrupted run: in ``target`` when no old run is there, else
@@ -135,13 +141,13 @@ class RunDir:
         if not self.replaces:
             return self.commit()
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        dest = self.target.parent / f"{self.target.name}.interrupted-{stamp}"
+        name = f"{self._abs.name}.interrupted-{stamp}"
         n = 1
-        while dest.exists():
+        while (self._abs.parent / name).exists():
             n += 1
-            dest = self.target.parent / f"{self.target.name}.interrupted-{stamp}-{n}"
-        os.rename(self.path, dest)
-        return dest
+            name = f"{self._abs.name}.interrupted-{stamp}-{n}"
+        os.rename(self.path, self._abs.parent / name)
+        return self.target.parent / name if self.target.name == self._abs.name else self._abs.parent / name
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -170,5 +176,9 @@ def in_run_dir(target: Path, run: Callable[[Path], dict]) -> dict:
         where = rundir.keep_interrupted()
         summary["out"] = str(where)
         raise RunInterrupted(summary, kept=rundir.target if rundir.replaces else None)
-    summary["out"] = str(rundir.commit())
+    try:
+        summary["out"] = str(rundir.commit())
+    except BaseException:
+        rundir.discard()
+        raise
     return summary

@@ -313,7 +313,11 @@ def _run_native(cfg: TrainConfig, parties: "_Parties", out: Path, started: float
         bar.close()
     head = net.head
     archive = miners[0].node
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    try:
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
+        stopped_by = "interrupted"
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
         "baseline_curve": baseline["curve"],
