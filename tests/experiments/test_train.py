@@ -213,3 +213,25 @@ def test_ctrl_c_during_the_baseline_keeps_the_rounds_done(tmp_path, monkeypatch)
         run_training(TrainConfig(out=str(tmp_path / "run"), **TINY))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["interrupted"] and summary["rounds"] == 3 and summary["baseline_test_error"] is None
+
+
+def test_a_run_that_cannot_be_moved_into_place_is_a_clear_error_and_the_old_run_stays(tmp_path, monkeypatch):
+    from learningchain.errors import LearningChainError
+    from learningchain.experiments import rundir
+
+    out = tmp_path / "run"
+    run_training(TrainConfig(out=str(out), **TINY))
+    before = _files(out)
+    real = rundir.os.rename
+
+    def rename(src, dst):
+        if ".new-" in str(src):
+            raise OSError(18, "Invalid cross-device link")
+        return real(src, dst)
+
+    monkeypatch.setattr(rundir.os, "rename", rename)
+    with pytest.raises(LearningChainError, match="could not move the finished run"):
+        run_training(TrainConfig(out=str(out), force=True, **dict(TINY, seed=9)))
+    monkeypatch.undo()
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]

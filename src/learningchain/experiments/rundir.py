@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..errors import ConfigError
+from ..errors import ConfigError, LearningChainError
 
 __all__ = ["RunInterrupted", "RunDir", "check_out_dir", "holds_run", "in_run_dir", "default_out"]
 
@@ -178,7 +178,10 @@ def in_run_dir(target: Path, run: Callable[[Path], dict]) -> dict:
         raise RunInterrupted(summary, kept=rundir.target if rundir.replaces else None)
     try:
         summary["out"] = str(rundir.commit())
-    except BaseException:
+    except BaseException as exc:
         rundir.discard()
+        if isinstance(exc, OSError):
+            raise LearningChainError(f"could not move the finished run into {rundir.target}: "
+                                     f"{exc.strerror or exc}") from None
         raise
     return summary
