@@ -89,7 +89,10 @@ def test_an_existing_run_is_not_overwritten_without_force(tmp_path):
 @pytest.mark.parametrize("bad,match", [
     ({"dataset": "cifar"}, "unknown dataset"),
     ({"holders": 0}, "positive integer"),
-    ({"byzantine": 5, "holders": 3}, "cannot exceed"),
+    ({"byzantine": 5, "holders": 3}, "must be below holders"),
+    ({"byzantine": 3, "holders": 3}, "at least one data holder must be honest"),
+    ({"byzantine": 10}, "must be below holders \\(10\\)"),  # breast-cancer's default K
+    ({"rpc_url": "http://127.0.0.1:8545"}, "applies to backend ethereum only"),
     ({"epsilon": float("nan")}, "finite"),
     ({"aggregator": "median-of-means"}, "unknown aggregator"),
     ({"attack": "teleport", "byzantine": 1}, "unknown attack"),

@@ -42,7 +42,7 @@ def test_hostile_frames_are_refused_and_honest_peers_are_still_served(tmp_path, 
                                          ("malformed", "unknown-type", "bad-signature", "unsolicited")),
                              10, "the four refusals")
             assert a.node.mempool.count(a.node.head_hash) == 0 and a.node.height == 0
-            assert 1 in {p.node_id[0] for p in a.transport.peers.values()}  # penalised, not yet banned
+            assert evil.node_id in a.transport.peers  # penalised, not yet banned
 
             big = await RawPeer.connect(a, node_id=b"\x02" * 20)
             await asyncio.sleep(0.2)
@@ -94,7 +94,7 @@ def test_misbehaviour_adds_up_to_a_ban(tmp_path):
             for _ in range(3):
                 evil.send(99)  # 10 points each
             assert await evil.closed_by_peer()
-            assert a.transport.banned(b"\x05" * 20)
+            assert a.transport.banned(evil.node_id)
             back = await RawPeer.connect(a, node_id=b"\x05" * 20)
             assert "banned" in " ".join(errors_in(await back.frames(2.0)))
         finally:

@@ -52,7 +52,8 @@ def cmd_balances(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = csub.add_parser("balances", help="replay the chain's rewards: miners' earnings and holders' cost")
+    p = csub.add_parser("balances", allow_abbrev=False,
+                        help="replay the chain's rewards: miners' earnings and holders' cost")
     p.add_argument("path", help="chain.sqlite or a run directory")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the balances as JSON")
     p.set_defaults(func=cmd_balances)

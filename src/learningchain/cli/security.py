@@ -101,22 +101,23 @@ def cmd_security_attacks(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("security-attacks",
+    p = sub.add_parser("security-attacks", allow_abbrev=False,
                        help="run every Byzantine-miner attack at 30%% and 60%% hash power and tabulate the outcome")
-    p.add_argument("--rounds", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/security")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--rounds", type=int, default=100, help="rounds of every run (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the runs (default %(default)s)")
+    p.add_argument("--out", default="runs/security", help="where attacks.csv goes (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_security_attacks)
 
-    p = sub.add_parser("security-sweep",
+    p = sub.add_parser("security-sweep", allow_abbrev=False,
                        help="measure how often a wrong model survives the holders' final check, per Byzantine power")
     p.add_argument("--powers", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
-                   help="Byzantine shares of hash power (comma-separated)")
-    p.add_argument("--s", default="1,2,4,8", help="lengths of the final check (comma-separated)")
-    p.add_argument("--trials", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/security")
-    p.add_argument("--quiet", action="store_true")
+                   help="Byzantine shares of hash power, comma-separated (default %(default)s)")
+    p.add_argument("--s", default="1,2,4,8", help="lengths of the final check, comma-separated (default %(default)s)")
+    p.add_argument("--trials", type=int, default=30, help="runs per Byzantine power (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=40, help="rounds of every run (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (default %(default)s)")
+    p.add_argument("--out", default="runs/security",
+                   help="where security_sweep.csv and .png go (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_security_sweep)

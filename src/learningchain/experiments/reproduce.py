@@ -138,6 +138,8 @@ def _cached(job: Job) -> Optional[dict]:
         return None
     want = _comparable(job.config.resolved().to_dict())
     have = _comparable(summary.get("config", {}))
+    if "data_dir" in have:  # the old name of idx_dir
+        have.setdefault("idx_dir", have.pop("data_dir"))
     # options added to TrainConfig after the run was made count as equal when
     # the new config leaves them at their defaults
     defaults = TrainConfig().to_dict()

@@ -165,7 +165,7 @@ def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[Proto
     genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
     cfg = cfg.resolved()
     rng = np.random.default_rng(cfg.seed)
-    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir)
+    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
     if cfg.holders > len(dataset.y_train):
         raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
     parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition)
