@@ -116,6 +116,104 @@ def test_a_refused_configuration_writes_no_run_directory(tmp_path, capsys):
     assert not out.exists()
 
 
+TINY = ["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--difficulty", "0", "--quiet"]
+
+
+def _files(path):
+    import hashlib
+
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("late", [
+    ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+    ["--backend", "ethereum", "--rpc-url", "http://127.0.0.1:9"],
+    ["--backend", "ethereum", "--rpc-url", "not-a-url"],
+], ids=["miner-attack", "closed-rpc-url", "invalid-rpc-url"])
+def test_a_late_refusal_with_force_leaves_the_old_run_byte_identical(tmp_path, capsys, late):
+    out = tmp_path / "run"
+    assert main(TINY + ["--out", str(out)]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main(TINY + ["--out", str(out), "--force", "--seed", "5"] + late) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error:") and "Traceback" not in err
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    fresh = tmp_path / "fresh"
+    assert main(TINY + ["--out", str(fresh)] + late) == 2
+    assert not fresh.exists()
+
+
+def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypatch):
+    from learningchain.network.simulation import InProcessNetwork
+
+    step = InProcessNetwork.step
+    calls = []
+
+    def interrupted_step(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(InProcessNetwork, "step", interrupted_step)
+    out = tmp_path / "run"
+    assert main(TINY + ["--rounds", "5", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "(interrupted)" in captured.out and "interrupted after 1 of 5 rounds" in captured.err
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    monkeypatch.setattr(InProcessNetwork, "step", step)
+    assert main(TINY + ["--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["security-sweep", "--powers", "0.5,abc", "--quiet"],
+    ["security-sweep", "--powers", "0.5,1.5", "--quiet"],
+    ["security-sweep", "--s", "0", "--quiet"],
+    ["security-attacks", "--rounds", "0", "--quiet"],
+    ["network", "up", "--nodes", "2", "--timeout", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2",
+     "--quiet"],
+    ["network", "up", "--nodes", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--quiet"],
+    TINY + ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+], ids=["sweep-powers", "sweep-power-range", "sweep-s", "attacks-rounds", "network-timeout", "network-nodes",
+        "train-miner-attack"])
+def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    assert main(argv + ["--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("learningchain: error:")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["config-dir", "config-binary", "out-file", "out-proc", "sweep-powers", "sweep-s",
+                                  "sweep-trials", "grid-plot-only"])
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys, case):
+    (tmp_path / "a-file").write_text("not a directory\n")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00rounds = 2\n")
+    (tmp_path / "empty").mkdir()
+    out = ["--out", str(tmp_path / "o")]
+    argv, says = {
+        "config-dir": (TINY + ["--config", str(tmp_path)] + out, "is a directory"),
+        "config-binary": (TINY + ["--config", str(tmp_path / "binary.toml")] + out, "not valid TOML"),
+        "out-file": (TINY + ["--out", str(tmp_path / "a-file")], "is a file"),
+        "out-proc": (TINY + ["--out", "/proc/learningchain-nope"], "/proc/learningchain-nope"),
+        "sweep-powers": (["security-sweep", "--powers", "0.5,abc", "--quiet"] + out, "--powers"),
+        "sweep-s": (["security-sweep", "--s", "x", "--quiet"] + out, "--s"),
+        "sweep-trials": (["security-sweep", "--trials", "0", "--quiet"] + out, "--trials must be at least 1"),
+        "grid-plot-only": (["grid", "--plot-only", "--out", str(tmp_path / "empty")], "no results.csv"),
+    }[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("learningchain: error:") and says in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "o").exists() and (tmp_path / "a-file").read_text() == "not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "binary.toml", "empty"]
+
+
 def _train_config(argv):
     from learningchain.cli.main import _load_extensions, build_parser, train_config_from_args
 

@@ -296,7 +296,11 @@ def read_toml(path: str | Path, what: str = "config file") -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 
 

@@ -62,3 +62,20 @@ def test_quick_reproduction_writes_every_artifact_and_resumes(tmp_path):
     # every stated number is the one computed from the run's own curve
     lc = [r for r in again["fig6"] if r["job"].panel == "a" and r["job"].curve.startswith("LearningChain (")][0]
     assert f"{final_error(lc):.4f}" in claims[0]["our numbers"]
+
+
+def test_an_interrupted_run_is_not_reused(tmp_path):
+    import json
+    from pathlib import Path
+
+    from learningchain.experiments.reproduce import _cached
+
+    job = figure_jobs(load_figure("fig6"), quick=True, out=tmp_path)[0]
+    run = Path(job.config.out)
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("round\n1\n")
+    summary = {"config": job.config.resolved().to_dict(), "rounds": 1, "interrupted": False}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert _cached(job) is not None
+    (run / "summary.json").write_text(json.dumps(dict(summary, interrupted=True)))
+    assert _cached(job) is None

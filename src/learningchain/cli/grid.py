@@ -19,8 +19,14 @@ def cmd_grid(args) -> int:
         from pathlib import Path
 
         out = Path(args.out)
-        rows = read_results(out / "results.csv")
-        plot_heatmap(rows, out / "heatmap.png", title=args.title or out.name)
+        if not (out / "results.csv").is_file():
+            raise ConfigError(f"--plot-only: {out} holds no results.csv (run the grid into it first)")
+        try:
+            rows = read_results(out / "results.csv")
+            plot_heatmap(rows, out / "heatmap.png", title=args.title or out.name)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--plot-only: {out / 'results.csv'} is not a grid's results ({type(exc).__name__}: "
+                              f"{exc})") from None
         print(f"{out / 'heatmap.png'} from {len(rows)} rows")
         return 0
     spec = load_grid(args.config, overrides=parse_set(args.set))

@@ -148,9 +148,11 @@ def print_summary_table(summary: dict) -> None:
         ("dataset", summary.get("dataset")),
         ("holders / miners / byzantine", f"{summary['holders']} / {summary['miners']} / {summary['byzantine']}"),
         ("aggregator", f"{summary['aggregator']}" + (f" (l={summary['l']})" if summary.get("l") else "")),
-        ("rounds / height", f"{summary['rounds']} / {summary['height']}"),
+        ("rounds / height", f"{summary['rounds']} / {summary['height']}"
+                            + (" (interrupted)" if summary.get("interrupted") else "")),
         ("test error", _fmt(summary["test_error"])),
-        ("baseline test error", _fmt(summary["baseline_test_error"])),
+        ("baseline test error", _fmt(summary["baseline_test_error"]) if summary["baseline_test_error"] is not None
+                                else "not run (interrupted)"),
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
                                       + _composition(summary.get("privacy") or {})),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
@@ -170,10 +172,22 @@ def print_summary_table(summary: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..experiments.rundir import RunInterrupted
     from ..experiments.train import run_training
 
     cfg = train_config_from_args(args)
-    summary = run_training(cfg, progress=not args.quiet)
+    try:
+        summary = run_training(cfg, progress=not args.quiet)
+    except RunInterrupted as stop:
+        summary = stop.summary
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            print_summary_table(summary)
+        kept = f"; the old run stays in {stop.kept}" if stop.kept is not None else ""
+        print(f"learningchain: interrupted after {summary['rounds']} of {cfg.rounds} rounds: the partial run "
+              f"(marked interrupted) is in {summary['out']}{kept}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:

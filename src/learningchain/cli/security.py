@@ -4,13 +4,50 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _floats(text: str) -> list:
-    return [float(x) for x in text.split(",") if x]
+from ..errors import ConfigError
 
 
-def _ints(text: str) -> list:
-    return [int(x) for x in text.split(",") if x]
+def _floats(text: str, option: str, *, low: float, high: float) -> list:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value")
+    for v in values:
+        if not low <= v <= high:  # also refuses nan
+            raise ConfigError(f"{option} values must be in [{low:g}, {high:g}], got {v!r}")
+    return values
+
+
+def _ints(text: str, option: str, *, low: int) -> list:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value")
+    for v in values:
+        if v < low:
+            raise ConfigError(f"{option} values must be at least {low}, got {v}")
+    return values
+
+
+def _at_least(value: int, option: str, low: int = 1) -> None:
+    if value < low:
+        raise ConfigError(f"{option} must be at least {low}, got {value}")
+
+
+def _out_dir(text: str) -> Path:
+    """--out, created (every option is checked before this)."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror or exc}") from None
+    return out
 
 
 def cmd_security_sweep(args) -> int:
@@ -18,10 +55,11 @@ def cmd_security_sweep(args) -> int:
 
     from ..experiments.security import plot_sweep, sweep, write_csv
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    powers = _floats(args.powers)
-    s_values = _ints(args.s)
+    powers = _floats(args.powers, "--powers", low=0.0, high=1.0)
+    s_values = _ints(args.s, "--s", low=1)
+    _at_least(args.trials, "--trials")
+    _at_least(args.rounds, "--rounds")
+    out = _out_dir(args.out)
     bar = tqdm(total=len(powers) * args.trials, disable=None if not args.quiet else True, unit="run")
     rows = sweep(powers=powers, s_values=s_values, trials=args.trials, rounds=args.rounds, seed=args.seed,
                  progress=lambda: bar.update(1))
@@ -44,8 +82,8 @@ def cmd_security_attacks(args) -> int:
 
     from ..experiments.security import attack_table, write_csv
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _at_least(args.rounds, "--rounds")
+    out = _out_dir(args.out)
     work = Path(tempfile.mkdtemp())
     bar = tqdm(total=1 + 5 * 2 * 2 + 2, disable=None if not args.quiet else True, unit="run")
     try:

@@ -146,6 +146,8 @@ def _cached(job: Job) -> Optional[dict]:
     for key in list(want):
         if key not in have and want[key] == defaults.get(key):
             del want[key]
+    if summary.get("interrupted"):
+        return None
     return summary if want == have and (Path(job.config.out) / "metrics.csv").exists() else None
 
 

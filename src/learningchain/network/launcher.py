@@ -13,6 +13,7 @@ node's directory (chain, keys, log, final status) in the output directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -257,6 +258,13 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
     from ..node.verify import verify_chain
 
     out = Path(out)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    cfg = conf.train.resolved()
+    rounds = conf.network.stop_height if conf.network.stop_height is not None else cfg.rounds
+    net = LocalNetwork(out, conf, nodes, verbose=verbose, permissioned=permissioned)  # refuses a bad --nodes first
     if out.exists() and any(out.glob("node-*/chain.sqlite")):
         if not force:
             raise ConfigError(f"{out} already holds a network run; pass --force to replace it or choose another --out")
@@ -264,10 +272,10 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
 
         for d in out.glob("node-*"):
             shutil.rmtree(d)
-    cfg = conf.train.resolved()
-    rounds = conf.network.stop_height if conf.network.stop_height is not None else cfg.rounds
-    net = LocalNetwork(out, conf, nodes, verbose=verbose, permissioned=permissioned)
-    net.prepare()
+    try:
+        net.prepare()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the network's directories: {exc.strerror or exc}") from None
     say = on_progress or (lambda line: print(line, flush=True))
     started = time.monotonic()
     tty = sys.stdout.isatty() and on_progress is None
