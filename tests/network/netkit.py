@@ -11,7 +11,7 @@ import numpy as np
 from learningchain.network.config import load_net_config
 from learningchain.network.daemon import NodeDaemon
 from learningchain.crypto import PrivateKey, sha256
-from learningchain.network.secure import peer_fingerprint, sign_auth
+from learningchain.network.secure import TLSContexts, peer_fingerprint, sign_auth
 from learningchain.network.wire import (
     PROTOCOL_VERSION,
     Hello,
@@ -84,6 +84,16 @@ def forged_round(daemon, n=4, seed=99, parent=None):
     return msgs, Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
 
 
+_TLS = []
+
+
+def _client_tls():
+    """A TLS client context as nodes use (the certificate is checked by AUTH, not a CA)."""
+    if not _TLS:
+        _TLS.append(TLSContexts().client)
+    return _TLS[0]
+
+
 class RawPeer:
     """A hand-driven connection that speaks the real handshake (TLS, HELLO, AUTH)
     with its own node key, then sends whatever bytes a test wants.
@@ -100,19 +110,21 @@ class RawPeer:
         self.node_id = key.address if key is not None else None
 
     @classmethod
-    async def connect(cls, daemon, *, genesis=None, node_id=b"\xee" * 20, hello=True, auth=True, claim=None,
-                      work=0, head=None, tls=True, local_host=None):
+    async def connect(cls, daemon, *, genesis=None, **kw):
         host, port = daemon.transport.advertise
-        ctx = daemon.transport.tls.client if tls else None
+        return await cls.dial(host, port, genesis or daemon.genesis.hash, **kw)
+
+    @classmethod
+    async def dial(cls, host, port, genesis, *, node_id=b"\xee" * 20, hello=True, auth=True, claim=None,
+                   work=0, head=None, tls=True, local_host=None):
+        ctx = _client_tls() if tls else None
         reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="" if tls else None,
                                                        local_addr=(local_host, 0) if local_host else None)
         key = PrivateKey(sha256(b"rawpeer" + node_id))
         peer = cls(reader, writer, key)
         if hello:
             nonce = secrets.token_bytes(32)
-            genesis = genesis or daemon.genesis.hash
-            h = Hello(PROTOCOL_VERSION, genesis, claim or key.address, "", 0, 0,
-                      head or daemon.genesis.hash, work, "", nonce)
+            h = Hello(PROTOCOL_VERSION, genesis, claim or key.address, "", 0, 0, head or genesis, work, "", nonce)
             peer.send(Kind.HELLO, encode_hello(h))
             if auth:
                 theirs = await peer.read_hello()

@@ -4,8 +4,10 @@ It is a read-only endpoint for operators, so it is built to survive anyone who
 can reach it: it binds to loopback unless told otherwise, gives a client a few
 seconds to send its request head (slow-loris connections are closed, not kept
 open for ever), reads at most 8 KiB of head, serves one request per connection,
-and holds at most ``max_connections`` connections at once (the next ones are
-closed at accept, so the P2P listener never starves of file descriptors).
+and holds at most ``max_connections`` connections at once, so the P2P listener
+never starves of file descriptors: when they are all taken, a new connection
+replaces the one that has waited longest for its request head, so slow clients
+cannot keep out a prompt one.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class StatusServer:
         self.refused = 0
         self.timed_out = 0
         self._server: Optional[asyncio.base_events.Server] = None
+        self._waiting: dict = {}  # connections still reading their request head, oldest first
 
     async def start(self) -> tuple:
         self._server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -63,10 +66,19 @@ class StatusServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.open_connections >= self.max_connections:
+            # Full: make room by dropping the connection that has waited longest for
+            # its request head (a slow client), so that slow clients cannot keep a
+            # prompt one out; refuse only when every slot is answering a request.
+            if not self._waiting:
+                self.refused += 1
+                writer.transport.abort()
+                return
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
             self.refused += 1
-            writer.transport.abort()
-            return
+            oldest.transport.abort()
         self.open_connections += 1
+        self._waiting[writer] = None
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=self.header_timeout)
@@ -77,8 +89,10 @@ class StatusServer:
             except asyncio.LimitOverrunError:
                 await self._reply(writer, 431, {"error": f"request head over {self.max_head_bytes} bytes"})
                 return
-            except asyncio.IncompleteReadError:
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
                 return
+            finally:
+                self._waiting.pop(writer, None)
             code, body = self._answer(head)
             await self._reply(writer, code, body)
         except (ConnectionError, OSError):
