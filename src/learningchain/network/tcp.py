@@ -368,20 +368,32 @@ class Transport:
     async def _handshake(self, peer: Peer) -> bool:
         where = f"{peer.remote[0]}:{peer.remote[1]}"
         deadline = time.monotonic() + self.cfg.handshake_timeout_s
-        try:
-            kind, payload = await asyncio.wait_for(peer.read_frame(), self.cfg.handshake_timeout_s)
-        except asyncio.TimeoutError:
-            self.refuse("handshake-timeout", f"connection {where}: no hello within "
-                                             f"{self.cfg.handshake_timeout_s:g} s")
-            return False
-        except FrameError as exc:
-            self.refuse(exc.reason, f"handshake from {where}: {exc}")
-            return False
-        except PeerClosed:
-            return False
-        if not await self._check_hello(peer, where, kind, payload):
+        frame = await self._handshake_frame(peer, where, deadline, "hello")
+        if frame is None or not await self._check_hello(peer, where, *frame):
             return False
         return await self._authenticate(peer, where, deadline)
+
+    async def _handshake_frame(self, peer: Peer, where: str, deadline: float, what: str) -> Optional[tuple]:
+        """The next frame of the handshake, or None (refused, closed, or an ERROR from the peer)."""
+        try:
+            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            self.refuse("handshake-timeout", f"connection {where}: no {what} within "
+                                             f"{self.cfg.handshake_timeout_s:g} s")
+            return None
+        except FrameError as exc:
+            self.refuse(exc.reason, f"handshake from {where}: {exc}")
+            return None
+        except PeerClosed:
+            return None
+        if kind == Kind.ERROR:
+            try:
+                text = decode_error(payload)
+            except DecodeError as exc:
+                text = f"(undecodable error: {exc})"
+            log.warning("%s: peer %s refused us: %s", self.name, where, text)
+            return None
+        return kind, payload
 
     def _session(self, peer: Peer) -> tuple[bytes, bytes, bytes]:
         """(fingerprint of the listener's certificate, initiator nonce, responder nonce)."""
@@ -399,24 +411,10 @@ class Transport:
         fp, initiator, responder = self._session(peer)
         role = 0 if peer.outbound else 1
         peer.write_now(Kind.AUTH, sign_auth(self.key, self.genesis_hash, fp, initiator, responder, role))
-        try:
-            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            self.refuse("handshake-timeout", f"peer {peer.label()}: no auth within "
-                                             f"{self.cfg.handshake_timeout_s:g} s")
+        frame = await self._handshake_frame(peer, where, deadline, "auth")
+        if frame is None:
             return False
-        except FrameError as exc:
-            self.refuse(exc.reason, f"handshake from {where}: {exc}")
-            return False
-        except PeerClosed:
-            return False
-        if kind == Kind.ERROR:
-            try:
-                text = decode_error(payload)
-            except DecodeError as exc:
-                text = f"(undecodable error: {exc})"
-            log.warning("%s: peer %s refused us: %s", self.name, where, text)
-            return False
+        kind, payload = frame
         if kind != Kind.AUTH or not verify_auth(payload, peer.hello.node_id, self.genesis_hash, fp, initiator,
                                                 responder, 1 - role):
             what = "no auth" if kind != Kind.AUTH else "an auth not signed by that id for this session"
@@ -432,13 +430,6 @@ class Transport:
         return True
 
     async def _check_hello(self, peer: Peer, where: str, kind: int, payload: bytes) -> bool:
-        if kind == Kind.ERROR:
-            try:
-                text = decode_error(payload)
-            except DecodeError as exc:
-                text = f"(undecodable error: {exc})"
-            log.warning("%s: peer %s refused us: %s", self.name, where, text)
-            return False
         if kind != Kind.HELLO:
             self.refuse("no-hello", f"connection {where}: first frame is kind {kind}, not hello")
             peer.write_now(Kind.ERROR, encode_error("expected hello"))
