@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import textwrap
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -39,7 +40,7 @@ from ..protocol.transition import make_genesis
 from ..types import hexstr
 from .baseline import train_centralized
 
-__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "prepare_out_dir", "write_curve", "Evaluator", "GENESIS_TIME_MS"]
+__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "prepare_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "GENESIS_TIME_MS"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -131,28 +132,89 @@ class Evaluator:
         return error_rate(self.model, self.spec, self.xe, self.ye), mean_loss(self.model, self.spec, self.xt, self.yt)
 
 
-def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> None:
-    import matplotlib
+def curve_title(summary: dict, dataset_name: str) -> str:
+    """The run plot's title: data set, model, rule, holders and Byzantine ones,
+    privacy, backend; a Byzantine-miner run names its miners and their attack."""
+    model = summary.get("model") or {}
+    kind = model.get("kind", "?") if isinstance(model, dict) else str(model)
+    if kind == "mlp" and model.get("hidden"):
+        kind = f"mlp {'x'.join(str(h) for h in model['hidden'])}"
+    cfg = summary.get("config") or {}
+    parties = f"K={summary['holders']}"
+    if summary.get("byzantine"):
+        parties += f", {summary['byzantine']} Byzantine holders ({summary.get('attack')})"
+    if summary.get("byzantine_miners"):
+        parties += (f", {summary['byzantine_miners']} Byzantine miners ({summary.get('byzantine_power', 0):.0%} "
+                    f"of hash power, {summary.get('miner_attack')})")
+    if not summary.get("byzantine") and not summary.get("byzantine_miners"):
+        parties += ", no Byzantine"
+    privacy = summary.get("privacy") or {}
+    if privacy.get("mechanism", "none") == "none":
+        dp = "no DP"
+    else:
+        dp = f"{privacy['mechanism']} eps={cfg.get('epsilon', summary.get('epsilon_per_round'))}"
+        if privacy.get("schedule") not in (None, "constant"):
+            dp += f" ({privacy['schedule']})"
+    backend = summary.get("backend") or cfg.get("backend") or "native"
+    return f"{dataset_name}, {kind}, {summary.get('aggregator')}, {dp}, {backend} backend\n{parties}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["round"] for r in rows if r["test_error"] is not None]
-    ys = [r["test_error"] for r in rows if r["test_error"] is not None]
+def curve_figure(rows: list, baseline_curve: list, title: str):
+    """The run plot as a matplotlib Figure: the head block's test error against its
+    height (a round whose block honest nodes refused adds no point), the
+    centralized baseline up to the same height, and a y-axis fitted to the data,
+    logarithmic when the errors span more than a decade."""
+    from matplotlib.figure import Figure
+
+    by_height: dict = {}
+    for r in rows:
+        if r.get("test_error") is not None:
+            by_height[int(r.get("height", r["round"]))] = float(r["test_error"])
+    xs = sorted(by_height)
+    ys = [by_height[x] for x in xs]
+    top = max(xs) if xs else max((int(r.get("height", r["round"])) for r in rows), default=0)
+    base = [(int(t), float(e)) for t, e in baseline_curve or [] if int(t) <= top]
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
     ax.plot(xs, ys, label="LearningChain (head block)")
-    if baseline_curve:
-        bx, by = zip(*baseline_curve)
+    if base:
+        bx, by = zip(*base)
         ax.plot(bx, by, "--", label="centralized baseline")
-    ax.set_xlabel("iteration (block)")
+    ax.set_xlabel("block height")
     ax.set_ylabel("test error")
-    ax.set_ylim(0, max(0.6, max(ys + [0]) * 1.05))
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.set_xlim(0, max(1, top))
+    values = [v for v in ys + [e for _, e in base] if math.isfinite(v)]
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) > 10 * min(positive):
+        lo, hi = min(positive), max(positive)
+        if len(positive) == len(values):
+            ax.set_yscale("log")
+            ax.set_ylim(lo / 1.25, hi * 1.25)
+        else:  # an error of exactly 0 has no logarithm: linear below the smallest positive error
+            ax.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(lo)), linscale=0.5)
+            ax.set_ylim(0.0, hi * 1.25)
+    elif values:
+        lo, hi = min(values), max(values)
+        pad = max(0.05 * (hi - lo), 0.02 * hi, 1e-3)
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    else:
+        ax.set_ylim(0, 1)
+    if ax.get_yscale() != "linear":
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+    ax.set_title("\n".join(textwrap.fill(line, 78) for line in title.split("\n")), fontsize=9)
+    ax.grid(alpha=0.3, which="both" if ax.get_yscale() != "linear" else "major")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> None:
+    fig = curve_figure(rows, baseline_curve, title)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 @dataclass
@@ -408,9 +470,7 @@ def _write_outputs(out: Path, summary: dict, rows: list, baseline_curve: list, p
         json.dump({"spec": parties.spec, "dim": parties.params.dim, "block": hexstr(head.hash),
                    "height": head.height, "file": "model.npy"}, fh, indent=2)
         fh.write("\n")
-    title = (f"{parties.dataset.name}, K={summary['holders']}, B={summary['byzantine']}, "
-             f"eps={summary['epsilon_per_round'] if summary['epsilon_per_round'] is not None else 'none'}")
-    write_curve(out / "curve.png", rows, baseline_curve, title)
+    write_curve(out / "curve.png", rows, baseline_curve, curve_title(summary, parties.dataset.name))
 
 
 def _json_default(obj):
