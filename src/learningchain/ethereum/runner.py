@@ -69,7 +69,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
     """Run ``cfg`` on Ethereum and return the summary (the native keys plus the chain's)."""
     from ..experiments.train import (Evaluator, _write_outputs, build_parties, common_summary, prepare_out_dir,
-                                     progress_bar)
+                                     progress_bar, status_printer)
 
     cfg = cfg.resolved()
     if cfg.byzantine_miners:
@@ -157,6 +157,8 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         bar.close()
 
     # The end of the run: the owner closes it, the holders take back what is left.
+    say = status_printer(cfg, progress)
+    say("closing the contract and refunding the holders' deposits ...")
     dep.finish(faucet)
     refunds = []
     for w in wallets if deposit else []:
@@ -180,7 +182,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "setup": dep.setup_gas,
         "block_gas_limit": chain.gas_limit(),
     }
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
     summary.update({
         "backend": "ethereum",
         "l": parties.params.l,
@@ -206,6 +208,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             "conserved": start_balance - end_balance == fees,
         },
     })
+    say(f"writing summary.json, metrics.csv, model.npy and curve.png to {out} ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     with open(out / "contract.abi.json", "w") as fh:
         json.dump(dep.abi, fh, indent=1)

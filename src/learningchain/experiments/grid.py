@@ -269,8 +269,10 @@ def _finished(cell: Cell, run_dir: Path) -> Optional[dict]:
 
 
 def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
-             on_result: Optional[Callable[[dict, int, int], None]] = None) -> list:
-    """Run every cell (in at most two processes), write results.csv and heatmap.png."""
+             on_result: Optional[Callable[[dict, int, int, bool], None]] = None) -> list:
+    """Run every cell (in at most two processes), write results.csv and heatmap.png.
+    ``on_result(row, done, total, reused)`` is called for each cell, first for those
+    a previous run of the grid finished (``reused``)."""
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     cells = grid_cells(spec)
@@ -286,14 +288,14 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
     total = len(cells)
     if on_result:
         for row in rows.values():
-            on_result(row, len(rows), total)
+            on_result(row, len(rows), total, True)
     if todo:
         if n_workers == 1:
             for cell in todo:
                 rows[cell.id] = _run_cell(cell, str(out / "runs" / cell.id), spec.keep_chains)
                 _write_results(out, cells, rows)
                 if on_result:
-                    on_result(rows[cell.id], len(rows), total)
+                    on_result(rows[cell.id], len(rows), total, False)
         else:
             import multiprocessing
 
@@ -306,7 +308,7 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
                     rows[cell.id] = fut.result()
                     _write_results(out, cells, rows)
                     if on_result:
-                        on_result(rows[cell.id], len(rows), total)
+                        on_result(rows[cell.id], len(rows), total, False)
     ordered = _write_results(out, cells, rows)
     plot_heatmap(ordered, out / "heatmap.png", title=spec.name)
     return ordered

@@ -186,19 +186,25 @@ def run_job(job: Job) -> dict:
 
 
 def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
-              progress: Optional[Callable[[dict], None]] = None) -> dict:
-    """Run the figures; returns {figure: [result, ...]} and writes their files."""
+              progress: Optional[Callable[[dict, int, int], None]] = None) -> dict:
+    """Run the figures; returns {figure: [result, ...]} and writes their files.
+    ``progress(result, done, total)`` is called once with ``(None, 0, total)``
+    before the first run starts, then as each run finishes."""
     out = Path(out)
     specs = {name: load_figure(name) for name in names}
     all_jobs = [job for spec in specs.values() for job in figure_jobs(spec, quick=quick, out=out)]
     results: dict = {name: [] for name in specs}
     started = time.perf_counter()
+    done = 0
+    if progress:
+        progress(None, 0, len(all_jobs))
     if workers <= 1:
         for job in all_jobs:
             res = run_job(job)
             results[job.figure].append(res)
+            done += 1
             if progress:
-                progress(res)
+                progress(res, done, len(all_jobs))
     else:
         import multiprocessing
 
@@ -208,8 +214,9 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
             for fut in as_completed(futures):
                 res = fut.result()
                 results[res["job"].figure].append(res)
+                done += 1
                 if progress:
-                    progress(res)
+                    progress(res, done, len(all_jobs))
     order = {}
     for i, j in enumerate(all_jobs):
         order.setdefault((j.figure, j.panel, j.curve), i)

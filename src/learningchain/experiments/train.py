@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import sys
 import textwrap
 import time
 from dataclasses import dataclass
@@ -372,9 +373,10 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
                 break
     finally:
         bar.close()
+    say = status_printer(cfg, progress)
     head = net.head
     archive = miners[0].node
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
     summary.update({
         "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
         "baseline_curve": baseline["curve"],
@@ -391,13 +393,16 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     if n_byz_miners:
         from ..attacks.miners import summarize_miner_attack
 
+        say(f"final check of the last {cfg.verify_last} blocks of the honest and the heaviest chain ...")
         summary.update(summarize_miner_attack(net, miners, cfg))
     if cfg.keep_chain:
         from ..protocol.rewards import balances_of
 
+        say(f"rewards: reading the {head.height} blocks of chain.sqlite ...")
         paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
         summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
                               "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
+    say(f"writing summary.json, metrics.csv, model.npy and curve.png to {out} ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
     summary["out"] = str(out)
@@ -412,11 +417,26 @@ def progress_bar(cfg: TrainConfig, progress: Optional[bool], desc: str, unit: st
     return tqdm(total=cfg.rounds, disable=None if show else True, desc=desc, unit=unit, mininterval=0.5)
 
 
-def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: float) -> tuple[dict, dict]:
+def status_printer(cfg: TrainConfig, progress: Optional[bool]) -> Callable[[str], None]:
+    """What the end of a run prints, after the progress bar, while it works: one line
+    per step on stderr (nothing when the bar is off)."""
+    show = cfg.progress if progress is None else progress
+
+    def say(message: str) -> None:
+        if show:
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: float,
+                   say: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
     """The end of a run on any backend (native chain or Ethereum): the head model's
     final evaluation, the centralized baseline, the privacy report, and the summary
     keys every backend reports. Returns (summary, baseline)."""
     final_err, final_loss = evaluate(head.model)
+    say(f"centralized baseline: {cfg.rounds} rounds of full-batch gradient descent on the "
+        f"{len(parties.dataset.y_train)} pooled training examples ...")
     baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
                                  parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                  lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
