@@ -46,6 +46,10 @@ __all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "p
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
 
+#: The heaviest chain of a Byzantine-miner run, as a holder that does not validate
+#: would follow it (``keep_attacker_chain``).
+ATTACKER_CHAIN = "attacker-chain.sqlite"
+
 
 def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool, check_only: bool = False) -> Path:
     """The run directory: refused if it holds a run and ``force`` is off; otherwise
@@ -59,7 +63,8 @@ def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool, check_only
             raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
         if check_only:
             return path
-        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm"):
+        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", ATTACKER_CHAIN,
+                     f"{ATTACKER_CHAIN}-wal", f"{ATTACKER_CHAIN}-shm"):
             (path / name).unlink(missing_ok=True)
     if not check_only:
         path.mkdir(parents=True, exist_ok=True)
@@ -335,8 +340,10 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     out = prepare_out_dir(str(out), cfg.dataset, force=cfg.force)
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite" if cfg.keep_chain else None)
     keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
+    attacker_store = SQLiteStore(out / ATTACKER_CHAIN) if cfg.keep_attacker_chain else None
     net = InProcessNetwork(parties.genesis, parties.holders, miners,
-                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep)
+                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep,
+                           observer_store=attacker_store)
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"
@@ -395,6 +402,8 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
 
         say(f"final check of the last {cfg.verify_last} blocks of the honest and the heaviest chain ...")
         summary.update(summarize_miner_attack(net, miners, cfg))
+        if attacker_store is not None:
+            summary["attacker_chain"] = ATTACKER_CHAIN
     if cfg.keep_chain:
         from ..protocol.rewards import balances_of
 
@@ -405,6 +414,8 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     say(f"writing summary.json, metrics.csv, model.npy and curve.png to {out} ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
+    if attacker_store is not None:
+        attacker_store.close()
     summary["out"] = str(out)
     return summary
 
