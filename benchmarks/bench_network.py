@@ -13,7 +13,7 @@
 Usage: python benchmarks/bench_network.py [--quick] [--nodes 4,8] [--difficulty 8,16] [--rounds 30]
        [--sync-blocks 1000]
 
-The full run takes about 15-20 minutes on two cores (more on a loaded machine);
+The full run takes a quarter of an hour or more on two cores (more on a loaded machine);
 ``--quick`` (2 nodes, 8 bits, 8 holders, 3 rounds, one repeat, a 50-block sync)
 takes under a minute and checks that every part runs; its ratios are rough.
 """

@@ -28,13 +28,13 @@ def test_lines_count_to_the_total_with_an_eta_from_the_items_really_run():
     bar.step("first")
     clock.now = 30.0
     bar.step("second")
-    assert bar.eta() == 15.0 * 2
+    assert bar.eta() == 20.0 * 2  # the first item's 10 s included start-up: the second one's 20 s is the rate
     clock.now = 40.0
     bar.step("third")
     bar.step("fourth")
     lines = out.getvalue().splitlines()
     assert [LINE.match(x).group(1, 2) for x in lines] == [(str(i), "5") for i in range(1, 6)]
-    assert lines[0].endswith("ETA unknown)") and lines[2] == "[3/5] second  (elapsed 30s, ETA 30s)"
+    assert lines[0].endswith("ETA unknown)") and lines[2] == "[3/5] second  (elapsed 30s, ETA 40s)"
     assert lines[-1].endswith("(elapsed 40s, done)")
     assert format_duration(3725) == "1h02m" and format_duration(65) == "1m05s"
 

@@ -1,8 +1,10 @@
 """Progress lines for long commands: ``[i/n] what  elapsed 1m02s, ETA 3m10s``.
 
 Plain lines on stderr (not a bar), so they read the same in a terminal, a log
-file or CI; the ETA is the mean time of the items done so far (items reused from
-an earlier run are not counted in it) times the items left.
+file or CI; the ETA is the mean time of the items done so far times the items
+left. Items reused from an earlier run are not counted in the mean, nor, once a
+second item is done, the first one's time, which includes start-up (worker
+processes importing torch).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Progress:
         self.done = 0
         self.fresh = 0
         self.fresh_seconds = 0.0
+        self._first_seconds = 0.0
         self._last_print: Optional[float] = None
         self._last_step = self.started
 
@@ -48,6 +51,8 @@ class Progress:
             return 0.0
         if not self.fresh:
             return None
+        if self.fresh >= 2:
+            return (self.fresh_seconds - self._first_seconds) / (self.fresh - 1) * left
         return self.fresh_seconds / self.fresh * left
 
     def line(self, message: str = "") -> str:
@@ -62,6 +67,8 @@ class Progress:
         now = self.clock()
         self.done += n
         if not reused:
+            if not self.fresh:
+                self._first_seconds = now - self._last_step
             self.fresh += n
             self.fresh_seconds += now - self._last_step
         self._last_step = now
