@@ -138,3 +138,246 @@ def test_keep_attacker_chain_without_byzantine_miners_is_refused(tmp_path, capsy
     assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--keep-attacker-chain",
                  "--out", str(out), "--quiet"]) == 2
     assert "keep_attacker_chain needs Byzantine miners" in capsys.readouterr().err and not out.exists()
+
+
+TINY = ["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--difficulty", "0", "--quiet"]
+
+
+def _files(path):
+    import hashlib
+
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("late", [
+    ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+    ["--backend", "ethereum", "--rpc-url", "http://127.0.0.1:9"],
+    ["--backend", "ethereum", "--rpc-url", "not-a-url"],
+], ids=["miner-attack", "closed-rpc-url", "invalid-rpc-url"])
+def test_a_late_refusal_with_force_leaves_the_old_run_byte_identical(tmp_path, capsys, late):
+    out = tmp_path / "run"
+    assert main(TINY + ["--out", str(out)]) == 0
+    before = _files(out)
+    capsys.readouterr()
+    assert main(TINY + ["--out", str(out), "--force", "--seed", "5"] + late) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error:") and "Traceback" not in err
+    assert _files(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    fresh = tmp_path / "fresh"
+    assert main(TINY + ["--out", str(fresh)] + late) == 2
+    assert not fresh.exists()
+
+
+def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypatch):
+    from learningchain.network.simulation import InProcessNetwork
+
+    step = InProcessNetwork.step
+    calls = []
+
+    def interrupted_step(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(InProcessNetwork, "step", interrupted_step)
+    out = tmp_path / "run"
+    assert main(TINY + ["--rounds", "5", "--out", str(out)]) == 130
+    captured = capsys.readouterr()
+    assert "(interrupted)" in captured.out and "interrupted after 1 of 5 rounds" in captured.err
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+    monkeypatch.setattr(InProcessNetwork, "step", step)
+    assert main(TINY + ["--out", str(out)]) == 2
+    assert "pass --force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["security-sweep", "--powers", "0.5,abc", "--quiet"],
+    ["security-sweep", "--powers", "0.5,1.5", "--quiet"],
+    ["security-sweep", "--s", "0", "--quiet"],
+    ["security-attacks", "--rounds", "0", "--quiet"],
+    ["network", "up", "--nodes", "2", "--timeout", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2",
+     "--quiet"],
+    ["network", "up", "--nodes", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--quiet"],
+    TINY + ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+], ids=["sweep-powers", "sweep-power-range", "sweep-s", "attacks-rounds", "network-timeout", "network-nodes",
+        "train-miner-attack"])
+def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    assert main(argv + ["--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("learningchain: error:")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", ["config-dir", "config-binary", "out-file", "out-proc", "sweep-powers", "sweep-s",
+                                  "sweep-trials", "grid-plot-only"])
+def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path, capsys, case):
+    (tmp_path / "a-file").write_text("not a directory\n")
+    (tmp_path / "binary.toml").write_bytes(b"\xff\xfe\x00rounds = 2\n")
+    (tmp_path / "empty").mkdir()
+    out = ["--out", str(tmp_path / "o")]
+    argv, says = {
+        "config-dir": (TINY + ["--config", str(tmp_path)] + out, "is a directory"),
+        "config-binary": (TINY + ["--config", str(tmp_path / "binary.toml")] + out, "not valid TOML"),
+        "out-file": (TINY + ["--out", str(tmp_path / "a-file")], "is a file"),
+        "out-proc": (TINY + ["--out", "/proc/learningchain-nope"], "/proc/learningchain-nope"),
+        "sweep-powers": (["security-sweep", "--powers", "0.5,abc", "--quiet"] + out, "--powers"),
+        "sweep-s": (["security-sweep", "--s", "x", "--quiet"] + out, "--s"),
+        "sweep-trials": (["security-sweep", "--trials", "0", "--quiet"] + out, "--trials must be at least 1"),
+        "grid-plot-only": (["grid", "--plot-only", "--out", str(tmp_path / "empty")], "no results.csv"),
+    }[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("learningchain: error:") and says in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "Traceback" not in captured.out + captured.err
+    assert not (tmp_path / "o").exists() and (tmp_path / "a-file").read_text() == "not a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "binary.toml", "empty"]
+
+
+def _train_config(argv):
+    from learningchain.cli.main import _load_extensions, build_parser, train_config_from_args
+
+    _load_extensions()
+    return train_config_from_args(build_parser().parse_args(["train"] + argv))
+
+
+@pytest.mark.parametrize("text", ['no_dp = "false"', 'no_dp = "true"', "no_dp = 0", 'epsilon = "0.3"',
+                                  'holders = "4"', "rounds = 2.0", "byzantine = true"])
+def test_a_config_file_value_of_the_wrong_type_is_refused(tmp_path, capsys, text):
+    cfg = tmp_path / "f.toml"
+    cfg.write_text(f'dataset = "breast-cancer"\n{text}\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    key = text.split(" =")[0]
+    assert err.startswith(f"learningchain: error: {key} must be ") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_set_no_dp_false_keeps_privacy_on_and_a_quoted_false_is_refused(tmp_path, capsys):
+    for spelling in ("False", "false", "no", "0"):
+        assert _train_config(["--set", f"no_dp={spelling}"]).no_dp is False
+    assert _train_config(["--set", "no_dp=True"]).no_dp is True
+    out = tmp_path / "run"
+    assert main(["train", "--set", 'no_dp="false"', "--out", str(out), "--quiet"]) == 2
+    assert "no_dp must be true or false, got 'false' (a string)" in capsys.readouterr().err
+    assert main(["train", "--set", "epsilon=abc", "--out", str(out), "--quiet"]) == 2
+    assert "epsilon must be a number, got 'abc' (a string)" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _all_parsers():
+    import argparse
+
+    from learningchain.cli.main import _load_extensions, build_parser
+
+    _load_extensions()
+    todo = [((), build_parser())]
+    while todo:
+        path, parser = todo.pop()
+        yield path, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend((path + (name,), sub) for name, sub in action.choices.items())
+
+
+def test_an_option_prefix_is_never_taken_for_another_option(capsys):
+    assert all(not parser.allow_abbrev for _, parser in _all_parsers())
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--mode", "optimistic"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --mode optimistic" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["chain", "verify", "x", "--la", "2"])
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--attack", "sign-flip"], "attack 'sign-flip' needs byzantine >= 1"),
+    (["train", "--set", "attack=alie", "--byzantine", "0"], "attack 'alie' needs byzantine >= 1"),
+    (["train", "--miner-attack", "withhold"], "miner_attack 'withhold' needs byzantine_miners >= 1"),
+    (["train", "--rpc-url", "http://127.0.0.1:8545"], "applies to backend ethereum only"),
+    (["train", "--holders", "4", "--byzantine", "4"], "byzantine (4) must be below holders (4)"),
+    (["train", "--holders", "4", "--byzantine", "9"], "byzantine (9) must be below holders (4)"),
+    (["reproduce", "fig7", "--quick", "--workers", "0"], "--workers must be at least 1, got 0"),
+    (["reproduce", "fig7", "--quick", "--workers", "-2"], "--workers must be at least 1, got -2"),
+    (["grid", "GRID", "--workers", "5"], "--workers must be 1 to 2 (the cap on grid processes), got 5"),
+    (["grid", "GRID", "--workers", "0"], "--workers must be 1 to 2"),
+])
+def test_nonsense_options_are_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch, argv, message):
+    from pathlib import Path
+
+    grid = Path(__file__).resolve().parents[1] / "src/learningchain/experiments/grids/smoke.toml"
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    argv = [str(grid) if a == "GRID" else a for a in argv] + ["--out", str(out), "--quiet"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error: ") and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_default_attack_without_byzantine_holders_is_fine():
+    cfg = _train_config(["--byzantine", "0"])
+    assert cfg.attack == "gaussian" and cfg.byzantine == 0
+    assert _train_config(["--attack", "alie", "--byzantine", "2"]).attack == "alie"
+
+
+def test_centered_clipping_runs_without_privacy_and_bounded_names_its_option(tmp_path, capsys):
+    out = tmp_path / "cc"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--aggregator", "centered-clipping",
+                 "--no-dp", "--out", str(out), "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregator"] == "centered-clipping"
+    assert main(["chain", "verify", str(out)]) == 0
+    capsys.readouterr()
+    never = tmp_path / "b"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--aggregator", "l-nearest-bounded",
+                 "--no-dp", "--out", str(never), "--quiet"]) == 2
+    assert "--set aggregator_options={bound=...}" in capsys.readouterr().err
+    assert not never.exists()
+
+
+def test_every_option_of_every_subcommand_has_a_help_line_and_key_defaults_are_shown():
+    import argparse
+
+    parsers = dict(_all_parsers())
+    missing = []
+    for path, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if isinstance(action, argparse._SubParsersAction):
+                missing += [path + (c.dest,) for c in action._choices_actions if not (c.help or "").strip()]
+            elif not (action.help or "").strip():
+                missing.append(path + tuple(action.option_strings or [action.dest]))
+    assert missing == []
+    train = {o: a.help for a in parsers[("train",)]._actions for o in a.option_strings}
+    for option in ("--rounds", "--lr", "--eval-every", "--seed", "--holders", "--epsilon", "--difficulty"):
+        assert "default" in train[option], option
+    assert "200 synthetic, 300 others" in train["--rounds"]
+    node = {o: a.help for a in parsers[("node",)]._actions for o in a.option_strings}
+    assert all("default" in node[o] for o in ("--rounds", "--lr", "--seed", "--epsilon"))
+
+
+def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, capsys):
+    assert _train_config(["--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
+    assert _train_config(["--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--data-dir", str(tmp_path)])
+    assert info.value.code == 2 and "unrecognized arguments: --data-dir" in capsys.readouterr().err
+    cfg = tmp_path / "old.toml"
+    cfg.write_text(f'dataset = "mnist"\ndata_dir = "{tmp_path}"\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "option 'data_dir' is now called 'idx_dir'" in err and "--idx-dir" in err
+    assert not out.exists()
+    from learningchain.cli.main import _load_extensions, build_parser
+
+    _load_extensions()
+    args = build_parser().parse_args(["node", "--data-dir", str(tmp_path / "node"), "--idx-dir", str(tmp_path)])
+    assert args.data_dir_node == str(tmp_path / "node") and args.idx_dir == str(tmp_path)

@@ -4,11 +4,12 @@ refused with a message that names it)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,7 +18,7 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "DATASET_DEFAULTS", "load_toml", "parse_set"]
+__all__ = ["TrainConfig", "DATASET_DEFAULTS", "load_toml", "parse_set", "check_types"]
 
 #: Per-dataset defaults (the paper's holder counts; learning rates chosen on the
 #: centralized baseline, see docs/ARCHITECTURE.md).
@@ -29,14 +30,96 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def _kind(value) -> str:
+    """How a value reads to a user: 'a string', 'a boolean', ..."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _expected(tp) -> tuple[str, Any]:
+    """(what a value of type ``tp`` must be, a predicate) for the types config fields use."""
+    if tp is bool:
+        return "true or false", lambda v: isinstance(v, bool)
+    if tp is int:
+        return "an integer", _is_int
+    if tp is float:
+        return "a number", lambda v: _is_int(v) or isinstance(v, float)
+    if tp is str:
+        return "a string", lambda v: isinstance(v, str)
+    if tp is dict or get_origin(tp) is dict:
+        return "a table", lambda v: isinstance(v, dict)
+    if tp is tuple or get_origin(tp) is tuple:
+        args = get_args(tp)
+        if args and args[-1] is Ellipsis:
+            what, ok = _expected(args[0])
+            plural = {"an integer": "integers", "a string": "strings", "a number": "numbers"}.get(what, what)
+            return f"a list of {plural}", lambda v: isinstance(v, (list, tuple)) and all(ok(x) for x in v)
+        return "a list", lambda v: isinstance(v, (list, tuple))
+    raise TypeError(f"no check for config type {tp!r}")  # pragma: no cover - a new field type needs one
+
+
+def _check(tp):
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        what, ok = _check(args[0]) if len(args) == 1 else ("?", lambda v: False)
+        return what, lambda v: v is None or ok(v)
+    return _expected(tp)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    return get_type_hints(cls)
+
+
+def check_types(cls, values: dict, where: str = "") -> None:
+    """Refuse any value of ``values`` whose type is not its dataclass field's type
+    (derived from the annotations of ``cls``), with a message naming the key, the
+    value and the type expected: ``no_dp must be true or false, got 'false' (a string)``.
+    Booleans are never numbers, integers are never booleans or floats, a float field
+    takes an integer; an Optional field takes None."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        what, ok = _check(hints[name])
+        if not ok(value):
+            raise ConfigError(f"{where}{name} must be {what}, got {value!r} ({_kind(value)})")
+
+
+def field_type(cls, name: str):
+    """The annotation of field ``name`` of ``cls`` (Optional unwrapped), or None."""
+    tp = _hints(cls).get(name)
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        tp = args[0] if len(args) == 1 else tp
+    return tp
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # data and model
     dataset: str = "synthetic"
-    data_dir: Optional[str] = None
+    idx_dir: Optional[str] = None  # directory with IDX files (mnist, fashion-mnist)
     partition: str = "iid"
     model: str = "logistic"
-    hidden: tuple = (100,)
+    hidden: tuple[int, ...] = (100,)
     # parties
     holders: Optional[int] = None  # K; default per data set
     miners: Optional[int] = None  # M; default K (every holder is also a computing node)
@@ -98,6 +181,7 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(what)
 
+        check_types(type(self), {f.name: getattr(self, f.name) for f in fields(self)})
         need(self.dataset in DATASETS, f"unknown dataset {self.dataset!r}; known: {', '.join(DATASETS)}")
         need(self.model in MODEL_KINDS, f"unknown model {self.model!r}; known: {', '.join(MODEL_KINDS)}")
         for name in ("holders", "miners", "rounds", "batch_size", "l"):
@@ -106,8 +190,9 @@ class TrainConfig:
                  f"{name} must be a positive integer, got {v!r}")
         need(isinstance(self.byzantine, int) and self.byzantine >= 0, f"byzantine must be >= 0, got {self.byzantine!r}")
         if self.holders is not None:
-            need(self.byzantine <= self.holders,
-                 f"byzantine ({self.byzantine}) cannot exceed holders ({self.holders})")
+            need(self.byzantine < self.holders,
+                 f"byzantine ({self.byzantine}) must be below holders ({self.holders}): "
+                 "at least one data holder must be honest")
         need(isinstance(self.byzantine_miners, int) and self.byzantine_miners >= 0,
              f"byzantine_miners must be >= 0, got {self.byzantine_miners!r}")
         need(0.0 <= self.byzantine_power < 1.0 or (self.byzantine_power == 1.0 and self.byzantine_miners > 0),
@@ -139,6 +224,9 @@ class TrainConfig:
         need(isinstance(self.attack_options, dict), "attack_options must be a table of options")
         need(isinstance(self.aggregator_options, dict), "aggregator_options must be a table of options")
         need(self.backend in ("native", "ethereum"), f"unknown backend {self.backend!r}; known: native, ethereum")
+        need(self.rpc_url is None or self.backend == "ethereum",
+             f"rpc_url ({self.rpc_url}) applies to backend ethereum only, not {self.backend!r}; "
+             "add --backend ethereum or drop --rpc-url")
         need(isinstance(self.difficulty, int) and 0 <= self.difficulty <= 40,
              f"difficulty must be an integer number of bits in 0..40, got {self.difficulty!r}")
         need(isinstance(self.eval_every, int) and self.eval_every >= 1, "eval_every must be >= 1")
@@ -164,6 +252,18 @@ class TrainConfig:
             clip_mode=("none" if self.no_dp else "per-example") if self.clip_mode == "auto" else self.clip_mode,
         )
 
+    def check_given(self, given) -> None:
+        """Rules on the keys a user set (``given``), not on defaults: an attack named
+        without anyone to run it is refused (the default attack with no Byzantine
+        party is fine)."""
+        given = {k.replace("-", "_") for k in given}
+        if "attack" in given and self.byzantine == 0:
+            raise ConfigError(f"attack {self.attack!r} needs byzantine >= 1 (--byzantine B): "
+                              "no Byzantine holder would send it")
+        if "miner_attack" in given and self.byzantine_miners == 0:
+            raise ConfigError(f"miner_attack {self.miner_attack!r} needs byzantine_miners >= 1 "
+                              "(--byzantine-miners N): no Byzantine computing node would run it")
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["hidden"] = list(self.hidden)
@@ -175,12 +275,21 @@ class TrainConfig:
         clean = {}
         for key, value in data.items():
             name = key.replace("-", "_")
+            if name in _RENAMED:
+                raise ConfigError(f"option {key!r} is now called {_RENAMED[name]!r}: {_RENAMED_WHY[name]}")
             if name not in known:
                 raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(known))}")
-            if name == "hidden" and isinstance(value, list):
-                value = tuple(value)
             clean[name] = value
+        check_types(cls, clean)  # before any conversion, so a message quotes the value as given
+        if isinstance(clean.get("hidden"), list):
+            clean["hidden"] = tuple(clean["hidden"])
         return cls(**clean)
+
+
+#: Keys that were renamed: the old name is refused with a message giving the new one.
+_RENAMED = {"data_dir": "idx_dir"}
+_RENAMED_WHY = {"data_dir": "the directory with IDX files (--idx-dir on the command line); "
+                            "--data-dir is a node's own directory"}
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict:
@@ -191,7 +300,11 @@ def read_toml(path: str | Path, what: str = "config file") -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory, not a TOML file") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
@@ -202,17 +315,36 @@ def load_toml(path: str | Path) -> dict:
     return data
 
 
-def parse_set(items: list[str]) -> dict:
+#: What ``--set KEY=VALUE`` accepts for a boolean key (any case).
+_BOOL_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def parse_set(items: list[str], schema=None) -> dict:
     """``key=value`` overrides; values parsed as TOML scalars (numbers, booleans,
-    strings, arrays), bare words as strings."""
+    strings, arrays), bare words as strings. For a boolean key of ``schema``
+    (default TrainConfig; ``network.KEY`` is a key of the node's NetworkConfig)
+    the unquoted words true/false, yes/no and 1/0 (any case) are booleans; a quoted
+    string stays a string, which the config then refuses."""
     out = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        key = key.strip()
+        if _set_field_type(key, schema) is bool and raw.strip().lower() in _BOOL_WORDS:
+            out[key] = _BOOL_WORDS[raw.strip().lower()]
+            continue
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
-        out[key.strip()] = value
+        out[key] = value
     return out
+
+
+def _set_field_type(key: str, schema):
+    if key.startswith("network.") and schema is None:
+        from .network.config import NetworkConfig
+
+        return field_type(NetworkConfig, key.removeprefix("network.").replace("-", "_"))
+    return field_type(schema or TrainConfig, key.replace("-", "_"))

@@ -135,3 +135,26 @@ def test_the_privacy_report_is_the_native_ones(tmp_path):
     eth = run_training_ethereum(TrainConfig(out=str(tmp_path / "eth"), backend="ethereum", **common))
     assert eth["privacy"] == native["privacy"]
     assert eth["privacy"]["composition"] == "rdp" and eth["epsilon_per_round"] is not None
+
+
+def test_an_interrupted_run_closes_the_contract_and_keeps_its_rounds(tmp_path):
+    from learningchain.experiments.rundir import RunInterrupted
+
+    def stop(row):
+        if row["round"] == 2:
+            raise KeyboardInterrupt
+
+    chain = Chain.embedded()
+    cfg = TrainConfig(out=str(tmp_path / "eth"), backend="ethereum", dataset="breast-cancer", rounds=5,
+                      epsilon=0.5, holders=4, miners=2, progress=False)
+    with pytest.raises(RunInterrupted) as info:
+        run_training_ethereum(cfg, chain=chain, on_round=stop)
+    s = info.value.summary
+    assert s["interrupted"] and s["rounds"] == 2 and s["baseline_test_error"] is None
+    assert s["incentives"]["conserved"]
+    written = json.loads((tmp_path / "eth" / "summary.json").read_text())
+    assert written["interrupted"] is True and written["rounds"] == 2
+    abi = json.loads((tmp_path / "eth" / "contract.abi.json").read_text())
+    c = chain.w3.eth.contract(address=s["contract_address"], abi=abi)
+    assert c.functions.current_round().call() == 2
+    assert c.functions.status().call() == 2 and c.functions.withdrawals().call() == 4  # closed, refunded

@@ -60,6 +60,9 @@ def test_byzantine_count_never_exceeds_the_fraction():
     (BASE + "\n[aggregator_options.krum]\nl = 1\n", "has no option 'l'"),
     (BASE.replace("seeds = [0, 1]", "seeds = [0, 1]\nf = \"many\""), "f must be"),
     ("[train]\ndataset = 'synthetic'\n", "needs a \\[grid\\] table"),
+    (BASE.replace("seeds = [0, 1]", 'seeds = [0, 1]\nclean = "false"'), "clean must be true or false"),
+    (BASE.replace("seeds = [0, 1]", "seeds = [0, 1]\nkeep_chains = 1"), "keep_chains must be true or false"),
+    (BASE + 'no_dp = "false"\n', "no_dp must be true or false"),
 ])
 def test_bad_grid_configs_are_refused_before_anything_runs(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):

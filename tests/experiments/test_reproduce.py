@@ -108,3 +108,20 @@ def test_a_label_that_states_another_byzantine_count_than_its_run_is_refused(tmp
     bad.write_text('name = "x"\n[[panels]]\nid = "a"\ntitle = "t"\ncurves = [{ label = "{warp} Byzantine" }]\n')
     with pytest.raises(ConfigError, match="cannot fill in"):
         figure_jobs(load_figure(str(bad)), quick=False, out=tmp_path)
+
+
+def test_an_interrupted_run_is_not_reused(tmp_path):
+    import json
+    from pathlib import Path
+
+    from learningchain.experiments.reproduce import _cached
+
+    job = figure_jobs(load_figure("fig6"), quick=True, out=tmp_path)[0]
+    run = Path(job.config.out)
+    run.mkdir(parents=True)
+    (run / "metrics.csv").write_text("round\n1\n")
+    summary = {"config": job.config.resolved().to_dict(), "rounds": 1, "interrupted": False}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert _cached(job) is not None
+    (run / "summary.json").write_text(json.dumps(dict(summary, interrupted=True)))
+    assert _cached(job) is None

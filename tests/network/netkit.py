@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 import numpy as np
 
 from learningchain.network.config import load_net_config
 from learningchain.network.daemon import NodeDaemon
-from learningchain.network.wire import PROTOCOL_VERSION, Hello, Kind, decode_error, encode_frame, encode_hello
+from learningchain.crypto import PrivateKey, sha256
+from learningchain.network.secure import peer_fingerprint, sign_auth
+from learningchain.network.wire import (
+    PROTOCOL_VERSION,
+    Hello,
+    Kind,
+    decode_error,
+    decode_hello,
+    encode_frame,
+    encode_hello,
+)
 from learningchain.node.store import SQLiteStore
 from learningchain.protocol import Block, build_block
 from learningchain.protocol.consensus import solve_pow
@@ -74,20 +85,49 @@ def forged_round(daemon, n=4, seed=99, parent=None):
 
 
 class RawPeer:
-    """A hand-driven connection: sends whatever bytes a test wants."""
+    """A hand-driven connection that speaks the real handshake (TLS, HELLO, AUTH)
+    with its own node key, then sends whatever bytes a test wants.
 
-    def __init__(self, reader, writer):
+    ``node_id`` picks the key (derived from it), so the same ``node_id`` is the
+    same authenticated node across connections; the peer's real id is
+    ``self.node_id``. ``claim`` makes the HELLO claim another id than the key's
+    (a spoofer: its AUTH cannot match); ``auth=False`` sends no AUTH.
+    """
+
+    def __init__(self, reader, writer, key=None):
         self.reader, self.writer = reader, writer
+        self.key = key
+        self.node_id = key.address if key is not None else None
 
     @classmethod
-    async def connect(cls, daemon, *, genesis=None, node_id=b"\xee" * 20, hello=True):
+    async def connect(cls, daemon, *, genesis=None, node_id=b"\xee" * 20, hello=True, auth=True, claim=None,
+                      work=0, head=None, tls=True, local_host=None):
         host, port = daemon.transport.advertise
-        reader, writer = await asyncio.open_connection(host, port)
-        peer = cls(reader, writer)
+        ctx = daemon.transport.tls.client if tls else None
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx, server_hostname="" if tls else None,
+                                                       local_addr=(local_host, 0) if local_host else None)
+        key = PrivateKey(sha256(b"rawpeer" + node_id))
+        peer = cls(reader, writer, key)
         if hello:
-            h = Hello(PROTOCOL_VERSION, genesis or daemon.genesis.hash, node_id, "", 0, 0, daemon.genesis.hash, 0)
+            nonce = secrets.token_bytes(32)
+            genesis = genesis or daemon.genesis.hash
+            h = Hello(PROTOCOL_VERSION, genesis, claim or key.address, "", 0, 0,
+                      head or daemon.genesis.hash, work, "", nonce)
             peer.send(Kind.HELLO, encode_hello(h))
+            if auth:
+                theirs = await peer.read_hello()
+                if theirs is not None:
+                    fp = peer_fingerprint(writer) or b"\x00" * 32
+                    peer.send(Kind.AUTH, sign_auth(key, genesis, fp, nonce, theirs.nonce, 0))
         return peer
+
+    async def read_hello(self, timeout=5.0):
+        try:
+            head = await asyncio.wait_for(self.reader.readexactly(4), timeout)
+            body = await asyncio.wait_for(self.reader.readexactly(int.from_bytes(head, "little")), timeout)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+            return None
+        return decode_hello(body[1:]) if body[0] == Kind.HELLO else None
 
     def send(self, kind, payload=b""):
         self.writer.write(encode_frame(kind, payload))

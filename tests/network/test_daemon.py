@@ -230,3 +230,23 @@ def test_a_restarted_holder_does_not_answer_the_same_head_twice(tmp_path):
     asyncio.run(main())
     genesis = canonical(tmp_path / "a" / "chain.sqlite")[0]
     assert (tmp_path / "a" / "held").read_text().split() == [genesis.hex()]
+
+
+@pytest.mark.parametrize("content", [b"", b"SQLite format 3\x00" + b"\x07" * 3000, b"not a database\n" * 50])
+def test_a_node_directory_whose_chain_file_is_not_a_chain_store_is_refused(tmp_path, content):
+    from learningchain.network.daemon import NodeDaemon
+
+    conf = small_conf(rounds=2)
+    first = NodeDaemon(conf, data_dir=tmp_path / "a")  # an existing node directory
+    first.node.store.close()
+    first._unlock()
+    chain = tmp_path / "a" / "chain.sqlite"
+    for extra in ("-wal", "-shm"):
+        chain.with_name(chain.name + extra).unlink(missing_ok=True)
+    chain.write_bytes(content)
+    with pytest.raises(StoreError, match="is not a LearningChain chain store"):
+        NodeDaemon(conf, data_dir=tmp_path / "a")
+    assert chain.read_bytes() == content
+    again = NodeDaemon(conf, data_dir=tmp_path / "b")  # the refusal left the lock free; others start
+    again.node.store.close()
+    again._unlock()

@@ -42,7 +42,7 @@ def test_hostile_frames_are_refused_and_honest_peers_are_still_served(tmp_path, 
                                          ("malformed", "unknown-type", "bad-signature", "unsolicited")),
                              10, "the four refusals")
             assert a.node.mempool.count(a.node.head_hash) == 0 and a.node.height == 0
-            assert 1 in {p.node_id[0] for p in a.transport.peers.values()}  # penalised, not yet banned
+            assert evil.node_id in a.transport.peers  # penalised, not yet banned
 
             big = await RawPeer.connect(a, node_id=b"\x02" * 20)
             await asyncio.sleep(0.2)
@@ -94,7 +94,7 @@ def test_misbehaviour_adds_up_to_a_ban(tmp_path):
             for _ in range(3):
                 evil.send(99)  # 10 points each
             assert await evil.closed_by_peer()
-            assert a.transport.banned(b"\x05" * 20)
+            assert a.transport.banned(evil.node_id)
             back = await RawPeer.connect(a, node_id=b"\x05" * 20)
             assert "banned" in " ".join(errors_in(await back.frames(2.0)))
         finally:
@@ -133,3 +133,126 @@ def test_under_the_wait_policy_a_block_waits_for_its_messages(tmp_path, caplog):
 
     asyncio.run(main())
     assert "never broadcast to this node" in caplog.text
+
+
+def test_forged_bodies_of_a_real_block_do_not_get_the_real_block_refused(tmp_path):
+    from learningchain.protocol import Block
+
+    conf = small_conf(rounds=2, stop_height=0, max_misbehaviour=1000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            msgs, block = forged_round(a, seed=7)
+            model = block.model.copy()
+            model[0] += 1.0
+            forged = [Block(block.header, block.messages, block.selection, model).encode(),  # wrong model
+                      Block(block.header, block.messages[1:], (), block.model).encode(),  # a dropped message
+                      block.encode()[:-11]]  # a truncated body
+            evil = await RawPeer.connect(a, node_id=b"\x08" * 20)
+            await asyncio.sleep(0.2)
+            for raw in forged:
+                evil.send(Kind.BLOCK, raw)
+            await wait_until(lambda: sum(a.transport.refusals.get(r, 0) for r in
+                                         ("bad-model-hash", "bad-messages-root", "malformed")) >= 3,
+                             10, "the forged copies to be refused")
+            assert block.hash not in a.seen and block.hash not in a.node.rejected and a.node.height == 0
+
+            honest = await RawPeer.connect(a, node_id=b"\x09" * 20)
+            await asyncio.sleep(0.2)
+            honest.send(Kind.BLOCK, block.encode())
+            await wait_until(lambda: a.node.head_hash == block.hash, 5, "the real block")
+            _, child = forged_round(a, seed=8)
+            honest.send(Kind.BLOCK, child.encode())
+            await wait_until(lambda: a.node.head_hash == child.hash, 5, "the chain to go on")
+            assert a.transport.banned(b"\x09" * 20) is False
+            # a losing sibling of the head: forged copies are refused, the real one is still put off
+            seed = 20
+            while True:
+                _, loser = forged_round(a, seed=seed, parent=block)
+                if loser.hash > child.hash:
+                    break
+                seed += 1
+            bad_model = loser.model.copy()
+            bad_model[-1] -= 1.0
+            evil.send(Kind.BLOCK, Block(loser.header, loser.messages, loser.selection, bad_model).encode())
+            evil.send(Kind.BLOCK, loser.encode()[:-3])
+            await wait_until(lambda: sum(a.transport.refusals.get(r, 0) for r in
+                                         ("bad-model-hash", "bad-messages-root", "malformed")) >= 5,
+                             10, "the forged copies of the loser")
+            assert loser.hash not in a.deferred and loser.hash not in a.seen
+            honest.send(Kind.BLOCK, loser.encode())
+            await wait_until(lambda: loser.hash in a.deferred, 5, "the real loser to be put off")
+            assert a.node.head_hash == child.hash
+            evil.close()
+            honest.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_within_their_bytes(tmp_path, monkeypatch):
+    import dataclasses
+    import os
+
+    from learningchain.network import daemon as daemon_module
+    from learningchain.protocol import Block
+    from learningchain.protocol.consensus import pow_target, pow_value, solve_pow
+
+    conf = small_conf(rounds=3, stop_height=0, max_misbehaviour=10 ** 9, rate_frames=10_000.0, burst_frames=10_000)
+
+    def reparent(block, parent, *, solve):
+        header = dataclasses.replace(block.header, parent=parent, _cache={})
+        if solve:
+            header = solve_pow(dataclasses.replace(header, seal=b""))
+        return Block(header, block.messages, block.selection, block.model)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            _, template = forged_round(a, seed=11)
+            size = len(template.encode())
+            evil = await RawPeer.connect(a, node_id=b"\x0a" * 20)
+            await asyncio.sleep(0.2)
+            junk = []
+            while len(junk) < 40:  # unknown parents, seals that miss the target
+                b = reparent(template, os.urandom(32), solve=False)
+                if pow_value(b.header.seal_hash, int.from_bytes(b.header.seal, "little")) >= \
+                        pow_target(b.header.difficulty):
+                    junk.append(b)
+            for b in junk:
+                evil.send(Kind.BLOCK, b.encode())
+            await wait_until(lambda: a.transport.refusals.get("bad-pow", 0) >= 40, 10, "the junk to be refused")
+            assert not a.node.orphans and a.node.orphan_bytes == 0
+
+            a.node.max_orphan_bytes = 3 * size  # orphans with real work: kept within the bound
+            for _ in range(8):
+                evil.send(Kind.BLOCK, reparent(template, os.urandom(32), solve=True).encode())
+            await wait_until(lambda: a.node.rejected_by_reason.get("bad-pow", 0) >= 40 and len(a.node.orphans) == 3,
+                             10, "the orphan pool to fill")
+            await asyncio.sleep(0.3)
+            assert len(a.node.orphans) == 3 and a.node.orphan_bytes <= 3 * size
+
+            monkeypatch.setattr(daemon_module, "MAX_DEFERRED_BYTES", 2 * size)
+            evil.send(Kind.BLOCK, template.encode())  # the head at height 1
+            await wait_until(lambda: a.node.head_hash == template.hash, 5, "the head")
+            losers = []
+            while len(losers) < 6:  # same work, a higher hash: each loses the fork choice and is put off
+                b = reparent(template, template.parent, solve=False)
+                b = Block(solve_pow(dataclasses.replace(b.header, timestamp=b.header.timestamp + len(losers) + 1 +
+                                                        int.from_bytes(os.urandom(2), "little"), seal=b"")),
+                          b.messages, b.selection, b.model)
+                if b.hash > template.hash:
+                    losers.append(b)
+            for b in losers:
+                evil.send(Kind.BLOCK, b.encode())
+            await wait_until(lambda: len(a.deferred) == 2, 5, "the deferred pool to fill")
+            await asyncio.sleep(0.3)
+            assert len(a.deferred) == 2 and a.deferred_bytes <= 2 * size
+            assert a.node.head_hash == template.hash
+            evil.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())

@@ -293,3 +293,198 @@ def test_connecting_orphans_reports_the_head_move_exactly(world):
     node3.on_block(c2)
     out = node3.on_block(c)  # c2 (height 2) ties b2 on work: only the lower hash moves the head
     assert out.new_head == (node3.head_hash != b2.hash)
+
+
+def _forged_copies(block):
+    """Copies of a real block with another body: the header (and so the hash) is the real one."""
+    model = block.model.copy()
+    model[0] += 1.0
+    yield "wrong model", Block(block.header, block.messages, block.selection, model)
+    yield "dropped message", Block(block.header, block.messages[1:], tuple(i - 1 for i in block.selection if i),
+                                   block.model)
+    yield "no messages", Block(block.header, (), (), block.model)
+    yield "other selection", Block(block.header, block.messages, tuple(range(len(block.messages))), block.model)
+    yield "parameters appended", Block(block.header, block.messages, block.selection, block.model, b"{}")
+    yield "truncated body", block.encode()[:-9]
+
+
+@pytest.mark.parametrize("verdicts", [False, True])
+def test_a_forged_body_does_not_get_the_real_block_refused(world, verdicts):
+    from learningchain.node import VerdictCache
+
+    params, genesis = world
+    cache = VerdictCache() if verdicts else None
+    node = Node(genesis, verdicts=cache)
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    for what, forged in _forged_copies(b1):
+        with pytest.raises((InvalidBlock, DecodeError)):
+            node.on_block(forged)
+        assert b1.hash not in node.rejected, what
+        assert node.store.get(b1.hash) is None and node.head_hash == genesis.hash
+    if cache is not None:
+        assert b1.hash not in cache.blocks  # no verdict on the hash from a copy that is not the block
+    # its child before it, then a forged copy of it: the child waits, the copy is dropped
+    assert node.on_block(b2).status == "orphan"
+    for what, forged in _forged_copies(b1):
+        with pytest.raises((InvalidBlock, DecodeError)):
+            node.on_block(forged)
+    assert b2.hash in node.orphans and b2.hash not in node.rejected
+    out = node.on_block(b1)
+    assert out.status == "accepted" and out.connected == (b2.hash,)
+    assert node.head_hash == b2.hash
+    b3 = grow(node, b2, 3)
+    assert node.on_block(b3).new_head and node.height == 3  # the chain goes on
+
+
+def test_a_block_whose_body_matches_its_header_but_breaks_a_rule_is_refused_for_good(world):
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    model = b1.model.copy()
+    model[0] += 1.0  # a header that commits to the wrong model: the block itself is invalid
+    import dataclasses
+
+    from learningchain.protocol.block import model_hash
+
+    header = solve_pow(dataclasses.replace(b1.header, model_hash=model_hash(model), seal=b"", _cache={}))
+    bad = Block(header, b1.messages, b1.selection, model)
+    with pytest.raises(InvalidBlock, match="bad-model"):
+        node.on_block(bad)
+    assert bad.hash in node.rejected
+    child = grow(node, bad, 5)
+    with pytest.raises(InvalidBlock, match="invalid-ancestor"):
+        node.on_block(child)
+
+
+def _unsealed_child(node, parent, seed, **over):
+    """A block on ``parent`` whose seal is whatever ``over`` says (not a solved proof of work)."""
+    import dataclasses
+
+    blk = grow(node, parent, seed)
+    header = dataclasses.replace(blk.header, _cache={}, **over)
+    return Block(header, blk.messages, blk.selection, blk.model)
+
+
+def test_an_orphan_enters_the_pool_only_with_its_proof_of_work_and_its_committed_body(world):
+    from learningchain.node.node import block_size
+    from learningchain.protocol.consensus import pow_target, pow_value
+
+    params, genesis = world
+    node = Node(genesis)
+    b1 = grow(node, genesis, 1)
+    b2 = grow(node, b1, 2)
+    # junk: a seal that misses the target, a difficulty outside the chain's, a forged body
+    for nonce in range(1000):
+        junk = _unsealed_child(node, b1, 2, seal=nonce.to_bytes(8, "little"))
+        if pow_value(junk.header.seal_hash, nonce) >= pow_target(junk.header.difficulty):
+            break
+    easy = solve_pow(dataclasses_replace(b2.header, difficulty=0))
+    model = b2.model.copy()
+    model[0] += 1.0
+    for bad in (junk, Block(easy, b2.messages, b2.selection, b2.model), Block(b2.header, b2.messages, b2.selection,
+                                                                              model)):
+        with pytest.raises(InvalidBlock):
+            node.on_block(bad)
+        assert not node.orphans and node.orphan_bytes == 0 and bad.hash not in node.rejected
+    assert node.on_block(b2).status == "orphan" and node.orphan_bytes == block_size(b2) == len(b2.encode())
+    assert node.on_block(b1).connected == (b2.hash,) and node.orphan_bytes == 0 and node.height == 2
+
+
+def dataclasses_replace(header, **over):
+    import dataclasses
+
+    return dataclasses.replace(header, seal=b"", _cache={}, **over)
+
+
+def test_the_orphan_pool_is_bounded_in_bytes(world):
+    params, genesis = world
+    probe = Node(genesis)
+    b1 = grow(probe, genesis, 1)
+    children = [grow(probe, b1, 10 + i, ts_offset=1000 + i) for i in range(12)]
+    size = len(children[0].encode())
+    node = Node(genesis, max_orphan_bytes=3 * size + size // 2)
+    for c in children:
+        assert node.on_block(c).status == "orphan"
+        assert node.orphan_bytes <= node.max_orphan_bytes
+        assert node.orphan_bytes == sum(len(o.encode()) for o in node.orphans.values())
+    assert len(node.orphans) == 3 and list(node.orphans) == [c.hash for c in children[-3:]]  # the newest kept
+    node.on_block(b1)
+    assert node.orphan_bytes == 0 and not node.orphans
+
+
+def test_a_reopened_store_recomputes_total_work_instead_of_trusting_it(world, tmp_path):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    a1 = grow(node, genesis, 1)
+    a2 = grow(node, a1, 2)
+    b1 = grow(node, genesis, 3, ts_offset=1500)  # a losing branch
+    for b in (a1, a2, b1):
+        node.on_block(b)
+    assert node.head_hash == a2.hash
+    node.store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE blocks SET work='999999999999' WHERE hash=?", (b1.hash,))
+    db.commit()
+    db.close()
+    again = Node(genesis, store=SQLiteStore(path))
+    assert again.head_hash == a2.hash and again.work[b1.hash] == again.work[a1.hash]
+    again.store.close()
+
+
+@pytest.mark.parametrize("column", ["parent", "height"])
+def test_a_reopened_store_refuses_columns_that_disagree_with_their_header(world, tmp_path, column):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    b1 = grow(node, genesis, 1)
+    node.on_block(b1)
+    node.on_block(grow(node, b1, 2))
+    node.store.close()
+    db = sqlite3.connect(path)
+    db.execute(f"UPDATE blocks SET {column}=? WHERE hash=?", (b"\x01" * 32 if column == "parent" else 5, b1.hash))
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="do not match its header"):
+        Node(genesis, store=SQLiteStore(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage " * 100, "other-program"])
+def test_an_existing_file_that_is_not_a_chain_store_is_never_turned_into_one(world, tmp_path, content):
+    import sqlite3
+
+    params, genesis = world
+    path = tmp_path / "chain.sqlite"
+    if content == "other-program":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE notes (text TEXT)")
+        db.commit()
+        db.close()
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="is not a LearningChain chain store"):
+        SQLiteStore(path)
+    assert path.read_bytes() == before
+
+
+def test_a_block_held_back_for_unseen_messages_has_its_proof_of_work_checked_first(world):
+    from learningchain.protocol.consensus import pow_target, pow_value
+
+    params, genesis = world
+    node = Node(genesis, check_unseen=True)
+    for nonce in range(1000):
+        junk = _unsealed_child(node, genesis, 4, seal=nonce.to_bytes(8, "little"))
+        if pow_value(junk.header.seal_hash, nonce) >= pow_target(junk.header.difficulty):
+            break
+    with pytest.raises(InvalidBlock, match="bad-pow"):  # not "unseen-message", which a driver may hold
+        node.on_block(junk)
+    real = grow(node, genesis, 4)
+    with pytest.raises(InvalidBlock, match="unseen-message"):
+        node.on_block(real)
+    assert real.hash not in node.rejected

@@ -210,6 +210,24 @@ def test_centered_clipping_bounds_each_messages_pull():
     assert np.linalg.norm(agg.gradient - np.ones(4)) < 0.5
 
 
+def test_centered_clipping_without_clipping_defaults_tau_to_ten_per_example():
+    from learningchain.protocol.aggregation import CENTERED_CLIPPING_TAU
+
+    batch = scenario(4)
+    params = params_for(batch, "centered-clipping", batch_size=2).replace(clip_mode="none", mechanism="none")
+    agg = aggregate(batch, params)  # refused before: no norm bound without clipping
+    want = ref_centered_clipping(xs(batch), CENTERED_CLIPPING_TAU * 2, 3) / 2
+    np.testing.assert_allclose(agg.gradient, want, rtol=1e-10, atol=1e-12)
+    explicit = aggregate(batch, params_for(batch, "centered-clipping", batch_size=2, tau=20.0)
+                         .replace(clip_mode="none", mechanism="none"))
+    assert np.array_equal(agg.gradient, explicit.gradient)
+    # with clipping the default stays the honest norm bound (existing chains unchanged)
+    clipped = params_for(batch, "centered-clipping", batch_size=2)
+    bound = norm_bound(clipped, batch.round + 1)
+    np.testing.assert_allclose(aggregate(batch, clipped).gradient, ref_centered_clipping(xs(batch), bound, 3) / 2,
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_l_nearest_bounded_caps_norms_and_keeps_the_selection():
     rng = np.random.default_rng(2)
     honest = [np.ones(6) + 0.2 * rng.normal(size=6) for _ in range(10)]

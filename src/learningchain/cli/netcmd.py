@@ -5,34 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["register"]
 
 #: Train keys that `node` and `network up` take as options (the rest via --config / --set).
 _TRAIN_OPTIONS = ("dataset", "holders", "rounds", "epsilon", "no_dp", "lr", "l", "seed", "difficulty", "model",
-                  "batch_size", "partition", "data_dir")
+                  "batch_size", "partition", "idx_dir")
 
 
 def _add_chain_options(p: argparse.ArgumentParser) -> None:
+    from .main import per_dataset
+
     g = p.add_argument_group("the chain (every node of one network must agree)")
     g.add_argument("--config", metavar="FILE", help="TOML with a [train] table (the learning problem, as for "
                                                      "`learningchain train`) and a [network] table")
-    g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist")
-    g.add_argument("--dataset-dir", dest="data_dir", metavar="DIR", help="IDX files for mnist/fashion-mnist")
-    g.add_argument("--holders", type=int, metavar="K", help="data holders in the whole network")
-    g.add_argument("--rounds", type=int, metavar="T", help="rounds (blocks) to run")
-    g.add_argument("--model", help="logistic, svm, mlp or cnn")
-    g.add_argument("--partition", help="iid, label-sorted or dirichlet")
-    g.add_argument("--epsilon", type=float, metavar="EPS")
-    g.add_argument("--no-dp", action="store_const", const=True)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--l", type=int, metavar="L")
-    g.add_argument("--batch-size", type=int, metavar="M")
-    g.add_argument("--seed", type=int, metavar="S")
-    g.add_argument("--difficulty", type=int, metavar="BITS", help="initial proof-of-work difficulty")
+    g.add_argument("--dataset", help="synthetic (default), breast-cancer, mnist or fashion-mnist")
+    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files for mnist/fashion-mnist "
+                                                    "(default as for train)")
+    g.add_argument("--holders", type=int, metavar="K",
+                   help=f"data holders in the whole network ({per_dataset('holders')})")
+    g.add_argument("--rounds", type=int, metavar="T", help=f"rounds (blocks) to run ({per_dataset('rounds')})")
+    g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
+    g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
+    g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
+    g.add_argument("--no-dp", action="store_const", const=True, help="no privacy: no noise, no clipping")
+    g.add_argument("--lr", type=float, help=f"learning rate eta ({per_dataset('lr')})")
+    g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
+    g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
+    g.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
+    g.add_argument("--difficulty", type=int, metavar="BITS", help="initial proof-of-work difficulty (default 8)")
     g.add_argument("--consensus", choices=("pow", "poa"), help="proof of work (default) or proof of authority")
     g.add_argument("--interval-ms", type=int, metavar="MS",
-                   help="proof-of-work retarget toward this block interval (0: fixed difficulty)")
+                   help="proof-of-work retarget toward this block interval (0: fixed difficulty; default 500)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [train] key, or a [network] key as network.KEY=VALUE (repeatable)")
 
@@ -72,6 +77,8 @@ def cmd_node(args) -> int:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = load_or_create_key(data_dir / "node.key")
         print(f"0x{key.address.hex()}")
+        for k in parse_indices(args.holder_index):  # keys to enrol in [network] members
+            print(f"holder {k} 0x{load_or_create_key(data_dir / f'holder-{k}.key').address.hex()}")
         return 0
     conf = _load(args)
     network = conf.network
@@ -84,12 +91,7 @@ def cmd_node(args) -> int:
     listen = parse_hostport(args.listen, what="--listen")
     advertise = parse_hostport(args.advertise, what="--advertise") if args.advertise else None
     peers = [parse_hostport(p, what="--peers") for p in (args.peers or "").split(",") if p.strip()]
-    if args.http in (None, ""):
-        http = (listen[0], listen[1] + 1) if listen[1] else (listen[0], 0)
-    elif args.http == "off":
-        http = None
-    else:
-        http = parse_hostport(args.http, what="--http")
+    http = status_address(listen, args.http)
     indices = parse_indices(args.holder_index)
     role = args.role or ("both" if indices else "miner")
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -104,12 +106,26 @@ def cmd_node(args) -> int:
     return run_node(factory, log_file=data_dir / "node.log", verbose=args.verbose, console=not args.quiet)
 
 
+def status_address(listen: tuple, http: Optional[str]) -> Optional[tuple]:
+    """Where the status API listens: loopback, on the listen port + 1, whatever
+    ``--listen`` says (/status is for the node's operator, not for the world),
+    unless ``--http HOST:PORT`` says otherwise; None for ``--http off``."""
+    if http in (None, ""):
+        return ("127.0.0.1", listen[1] + 1) if listen[1] else ("127.0.0.1", 0)
+    if http == "off":
+        return None
+    from ..network.tcp import parse_hostport
+
+    return parse_hostport(http, what="--http")
+
+
 def cmd_network_up(args) -> int:
     from ..network.launcher import describe, network_up
 
     conf = _load(args)
     summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
-                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force)
+                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force,
+                         permissioned=args.permissioned)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -119,17 +135,20 @@ def cmd_network_up(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("node", help="run one node of a LearningChain network (holder, computing node or both)")
+    p = sub.add_parser("node", allow_abbrev=False,
+                       help="run one node of a LearningChain network (holder, computing node or both)")
     p.add_argument("--data-dir", dest="data_dir_node", required=True, metavar="DIR",
                    help="the node's directory: chain.sqlite, node.key (mode 0600), holder keys, node.log")
     p.add_argument("--init", action="store_true", help="create the data directory and node key, print the "
-                                                       "node's address (for [network] authorities) and exit")
+                                                       "node's address (for [network] authorities) and, with "
+                                                       "--holder-index, each holder's (for [network] members), "
+                                                       "and exit")
     p.add_argument("--listen", default="127.0.0.1:30333", metavar="HOST:PORT",
                    help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
     p.add_argument("--peers", metavar="LIST", help="bootstrap peers, HOST:PORT[,HOST:PORT...]")
-    p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default the listen port + 1; "
-                                                        "'off' for none")
+    p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default 127.0.0.1 and the listen port + 1, "
+                                                        "whatever --listen says; 'off' for none")
     p.add_argument("--role", help="both (default with --holder-index), holder, miner (default without) or relay")
     p.add_argument("--holder-index", metavar="I", help="which holders' shards this node hosts: I, I,J,... or A-B")
     p.add_argument("--min-peers", type=int, metavar="N", help="hold and mine only once N peers are connected")
@@ -139,15 +158,19 @@ def register(sub, csub) -> None:
     _add_chain_options(p)
     p.set_defaults(func=cmd_node)
 
-    net = sub.add_parser("network", help="run a local network of node processes")
+    net = sub.add_parser("network", allow_abbrev=False, help="run a local network of node processes")
     nsub = net.add_subparsers(dest="network_command", metavar="ACTION")
     nsub.required = True
-    p = nsub.add_parser("up", help="start N node processes on loopback, run R rounds, stop them cleanly")
+    p = nsub.add_parser("up", allow_abbrev=False,
+                        help="start N node processes on loopback, run R rounds, stop them cleanly")
     p.add_argument("--nodes", type=int, required=True, metavar="N", help="node processes")
     p.add_argument("--out", metavar="DIR", help="where each node's directory is left (default runs/network)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default 600)")
     p.add_argument("--compare", action="store_true", help="also run the in-process network with the same settings")
     p.add_argument("--force", action="store_true", help="replace a network run already in --out")
+    p.add_argument("--permissioned", action="store_true",
+                   help="enrol the holders: create their keys first and list them in genesis as [network] members, "
+                        "so the nodes refuse messages from any other key")
     p.add_argument("--quiet", action="store_true", help="no live progress")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--verbose", action="store_true", help="debug logging in the nodes")

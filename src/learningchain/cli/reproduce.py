@@ -8,10 +8,13 @@ from pathlib import Path
 
 
 def cmd_reproduce(args) -> int:
+    from ..errors import ConfigError
     from ..experiments.claims import write_claims
     from ..experiments.reproduce import FIGURES, reproduce
     from .progress import Progress
 
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     names = list(FIGURES) if args.figure == "all" else [args.figure]
     bar = Progress(0, quiet=args.quiet, stream=sys.stdout)
 
@@ -37,11 +40,11 @@ def cmd_reproduce(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("reproduce", help="reproduce the paper's figures 5-7 through the chain")
-    p.add_argument("figure", choices=["fig5", "fig6", "fig7", "all"])
+    p = sub.add_parser("reproduce", allow_abbrev=False, help="reproduce the paper's figures 5-7 through the chain")
+    p.add_argument("figure", choices=["fig5", "fig6", "fig7", "all"], help="which figure (all: 5, 6 and 7)")
     p.add_argument("--quick", action="store_true", help="a reduced version that finishes in minutes")
     p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (default: up to 2)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no line per finished run")
     p.set_defaults(func=cmd_reproduce)

@@ -4,23 +4,61 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _floats(text: str) -> list:
-    return [float(x) for x in text.split(",") if x]
+from ..errors import ConfigError
 
 
-def _ints(text: str) -> list:
-    return [int(x) for x in text.split(",") if x]
+def _floats(text: str, option: str, *, low: float, high: float) -> list:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value")
+    for v in values:
+        if not low <= v <= high:  # also refuses nan
+            raise ConfigError(f"{option} values must be in [{low:g}, {high:g}], got {v!r}")
+    return values
+
+
+def _ints(text: str, option: str, *, low: int) -> list:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{option} needs at least one value")
+    for v in values:
+        if v < low:
+            raise ConfigError(f"{option} values must be at least {low}, got {v}")
+    return values
+
+
+def _at_least(value: int, option: str, low: int = 1) -> None:
+    if value < low:
+        raise ConfigError(f"{option} must be at least {low}, got {value}")
+
+
+def _out_dir(text: str) -> Path:
+    """--out, created (every option is checked before this)."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the directory: {exc.strerror or exc}") from None
+    return out
 
 
 def cmd_security_sweep(args) -> int:
     from ..experiments.security import plot_sweep, sweep, write_csv
     from .progress import Progress
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    powers = _floats(args.powers)
-    s_values = _ints(args.s)
+    powers = _floats(args.powers, "--powers", low=0.0, high=1.0)
+    s_values = _ints(args.s, "--s", low=1)
+    _at_least(args.trials, "--trials")
+    _at_least(args.rounds, "--rounds")
+    out = _out_dir(args.out)
     bar = Progress(len(powers) * args.trials, quiet=args.quiet, min_interval=10.0)
     rows = sweep(powers=powers, s_values=s_values, trials=args.trials, rounds=args.rounds, seed=args.seed,
                  progress=lambda: bar.step(f"security-sweep: runs of {args.rounds} rounds"))
@@ -41,8 +79,8 @@ def cmd_security_attacks(args) -> int:
     from ..experiments.security import attack_table, write_csv
     from .progress import Progress
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _at_least(args.rounds, "--rounds")
+    out = _out_dir(args.out)
     work = Path(tempfile.mkdtemp())
     bar = Progress(1 + 5 * 2 * 2 + 2, quiet=args.quiet)
     try:
@@ -60,22 +98,23 @@ def cmd_security_attacks(args) -> int:
 
 
 def register(sub, csub) -> None:
-    p = sub.add_parser("security-attacks",
+    p = sub.add_parser("security-attacks", allow_abbrev=False,
                        help="run every Byzantine-miner attack at 30%% and 60%% hash power and tabulate the outcome")
-    p.add_argument("--rounds", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/security")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--rounds", type=int, default=100, help="rounds of every run (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the runs (default %(default)s)")
+    p.add_argument("--out", default="runs/security", help="where attacks.csv goes (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_security_attacks)
 
-    p = sub.add_parser("security-sweep",
+    p = sub.add_parser("security-sweep", allow_abbrev=False,
                        help="measure how often a wrong model survives the holders' final check, per Byzantine power")
     p.add_argument("--powers", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
-                   help="Byzantine shares of hash power (comma-separated)")
-    p.add_argument("--s", default="1,2,4,8", help="lengths of the final check (comma-separated)")
-    p.add_argument("--trials", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/security")
-    p.add_argument("--quiet", action="store_true")
+                   help="Byzantine shares of hash power, comma-separated (default %(default)s)")
+    p.add_argument("--s", default="1,2,4,8", help="lengths of the final check, comma-separated (default %(default)s)")
+    p.add_argument("--trials", type=int, default=30, help="runs per Byzantine power (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=40, help="rounds of every run (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first run (default %(default)s)")
+    p.add_argument("--out", default="runs/security",
+                   help="where security_sweep.csv and .png go (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_security_sweep)

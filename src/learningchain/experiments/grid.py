@@ -115,6 +115,9 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
     bad = sorted(set(grid) - _GRID_KEYS)
     if bad:
         raise ConfigError(f"[grid] has unknown key(s) {bad}; known: {sorted(_GRID_KEYS)}")
+    from ..config import check_types
+
+    check_types(GridSpec, {k: grid[k] for k in ("name", "clean", "keep_chains") if k in grid}, where="[grid] ")
     base = dict(data.get("train", {}))
     base.update(overrides or {})
     for key in ("byzantine", "attack", "aggregator", "attack_options", "aggregator_options", "seed", "out",
@@ -142,8 +145,9 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
                                                            for s in seeds):
         raise ConfigError("[grid] seeds must be a non-empty list of integers")
     workers = grid.get("workers", MAX_WORKERS)
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ConfigError(f"[grid] workers must be a positive integer, got {workers!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"[grid] workers must be an integer from 1 to {MAX_WORKERS} (the cap on grid "
+                          f"processes), got {workers!r}")
     f = grid.get("f", "byzantine")
     if not (f in ("byzantine", "default") or (isinstance(f, int) and not isinstance(f, bool) and f >= 0)):
         raise ConfigError(f"[grid] f must be \"byzantine\", \"default\" or an integer >= 0, got {f!r}")

@@ -162,12 +162,16 @@ def _cached(job: Job) -> Optional[dict]:
         return None
     want = _comparable(job.config.resolved().to_dict())
     have = _comparable(summary.get("config", {}))
+    if "data_dir" in have:  # the old name of idx_dir
+        have.setdefault("idx_dir", have.pop("data_dir"))
     # options added to TrainConfig after the run was made count as equal when
     # the new config leaves them at their defaults
     defaults = TrainConfig().to_dict()
     for key in list(want):
         if key not in have and want[key] == defaults.get(key):
             del want[key]
+    if summary.get("interrupted"):
+        return None
     return summary if want == have and (Path(job.config.out) / "metrics.csv").exists() else None
 
 

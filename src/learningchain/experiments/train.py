@@ -14,12 +14,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import sys
 import textwrap
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -40,8 +38,9 @@ from ..protocol.quantize import max_exact_messages
 from ..protocol.transition import make_genesis
 from ..types import hexstr
 from .baseline import train_centralized
+from .rundir import check_out_dir, in_run_dir
 
-__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "prepare_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "GENESIS_TIME_MS"]
+__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "check_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "GENESIS_TIME_MS"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -49,26 +48,6 @@ GENESIS_TIME_MS = 1_700_000_000_000
 #: The heaviest chain of a Byzantine-miner run, as a holder that does not validate
 #: would follow it (``keep_attacker_chain``).
 ATTACKER_CHAIN = "attacker-chain.sqlite"
-
-
-def prepare_out_dir(out: Optional[str], dataset: str, *, force: bool, check_only: bool = False) -> Path:
-    """The run directory: refused if it holds a run and ``force`` is off; otherwise
-    (unless ``check_only``) created, with an old chain removed."""
-    if out is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        out = os.path.join("runs", f"{dataset}-{stamp}")
-    path = Path(out)
-    if (path / "chain.sqlite").exists() or (path / "summary.json").exists():
-        if not force:
-            raise ConfigError(f"{path} already holds a run; pass --force to replace it or choose another --out")
-        if check_only:
-            return path
-        for name in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", ATTACKER_CHAIN,
-                     f"{ATTACKER_CHAIN}-wal", f"{ATTACKER_CHAIN}-shm"):
-            (path / name).unlink(missing_ok=True)
-    if not check_only:
-        path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_holder: int) -> float:
@@ -253,7 +232,7 @@ def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[Proto
     genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
     cfg = cfg.resolved()
     rng = np.random.default_rng(cfg.seed)
-    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.data_dir)
+    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
     if cfg.holders > len(dataset.y_train):
         raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
     parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition)
@@ -335,9 +314,26 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         return run_training_ethereum(cfg, progress=progress, on_round=on_round)
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
-    out = prepare_out_dir(cfg.out, cfg.dataset, force=cfg.force, check_only=True)
+    target = check_out_dir(cfg.out, cfg.dataset, force=cfg.force)
     parties = build_parties(cfg)  # refuses a bad configuration before anything is written
-    out = prepare_out_dir(str(out), cfg.dataset, force=cfg.force)
+    check_miners(cfg)
+    return in_run_dir(target, lambda out: _run_native(cfg, parties, out, started, progress, on_round))
+
+
+def check_miners(cfg: TrainConfig) -> None:
+    """Refuse a bad miner configuration (what build_miners would refuse) before anything is written."""
+    if cfg.byzantine_miners >= cfg.miners:
+        raise ConfigError(f"byzantine_miners ({cfg.byzantine_miners}) must leave at least one honest miner of "
+                          f"{cfg.miners}")
+    if cfg.byzantine_miners:
+        from ..attacks.miners import miner_strategy_factory
+
+        miner_strategy_factory(cfg.miner_attack, seed=cfg.seed, **cfg.miner_attack_options)
+
+
+def _run_native(cfg: TrainConfig, parties: "_Parties", out: Path, started: float, progress: Optional[bool],
+                on_round: Optional[Callable[[dict], None]]) -> dict:
+    """The native run, written into ``out``; the summary says ``interrupted`` after Ctrl-C."""
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite" if cfg.keep_chain else None)
     keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
     attacker_store = SQLiteStore(out / ATTACKER_CHAIN) if cfg.keep_attacker_chain else None
@@ -378,12 +374,18 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
             if cfg.target_error is not None and err is not None and err <= cfg.target_error:
                 stopped_by = "target-error"
                 break
+    except KeyboardInterrupt:
+        stopped_by = "interrupted"  # the rounds done so far are written, marked as interrupted
     finally:
         bar.close()
     say = status_printer(cfg, progress)
     head = net.head
     archive = miners[0].node
-    summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
+    try:
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
+    except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
+        stopped_by = "interrupted"
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
     summary.update({
         "l": parties.params.l if cfg.aggregator.startswith("l-nearest") else None,
         "baseline_curve": baseline["curve"],
@@ -411,7 +413,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
         paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
         summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
                               "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
-    say(f"writing summary.json, metrics.csv, model.npy and curve.png to {out} ...")
+    say("writing summary.json, metrics.csv, model.npy and curve.png ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
     if attacker_store is not None:
@@ -444,13 +446,18 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
                    say: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
     """The end of a run on any backend (native chain or Ethereum): the head model's
     final evaluation, the centralized baseline, the privacy report, and the summary
-    keys every backend reports. Returns (summary, baseline)."""
+    keys every backend reports. Returns (summary, baseline). An interrupted run
+    (``stopped_by`` "interrupted") has no baseline."""
     final_err, final_loss = evaluate(head.model)
-    say(f"centralized baseline: {cfg.rounds} rounds of full-batch gradient descent on the "
-        f"{len(parties.dataset.y_train)} pooled training examples ...")
-    baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
-                                 parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
-                                 lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
+    interrupted = stopped_by == "interrupted"
+    if interrupted:  # no baseline: the user asked to stop
+        baseline = {"test_error": None, "train_loss": None, "curve": []}
+    else:
+        say(f"centralized baseline: {cfg.rounds} rounds of full-batch gradient descent on the "
+            f"{len(parties.dataset.y_train)} pooled training examples ...")
+        baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
+                                     parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
+                                     lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
     privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
     wall = time.perf_counter() - started
     return {
@@ -469,6 +476,7 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         "baseline_train_loss": baseline["train_loss"],
         "rounds": len(rows),
         "stopped_by": stopped_by,
+        "interrupted": interrupted,
         "height": head.height,
         "head_hash": hexstr(head.hash),
         "genesis_hash": hexstr(parties.genesis.hash),

@@ -26,20 +26,22 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import TrainConfig, load_toml
+from ..config import TrainConfig, check_types, load_toml
 from ..errors import ConfigError
 
 __all__ = ["NetworkConfig", "NetConfigFile", "load_net_config", "CONSENSUS_KEYS", "parse_address"]
 
 #: Keys of [network] that the genesis block fixes; all nodes of one chain must agree.
-CONSENSUS_KEYS = ("consensus", "authorities", "interval_ms", "window", "min_bits", "max_bits", "genesis_time_ms")
+CONSENSUS_KEYS = ("consensus", "authorities", "members", "interval_ms", "window", "min_bits", "max_bits",
+                  "genesis_time_ms")
 
 
 @dataclass(frozen=True)
 class NetworkConfig:
     # -- consensus (hashed into genesis) ---------------------------------------------
     consensus: Optional[str] = None  # "pow" or "poa"; default: the [train] table's consensus
-    authorities: tuple = ()  # proof-of-authority signer addresses, 0x-hex
+    authorities: tuple[str, ...] = ()  # proof-of-authority signer addresses, 0x-hex
+    members: tuple[str, ...] = ()  # enrolled holders' addresses (genesis); empty = open membership
     interval_ms: int = 500  # proof-of-work target block interval; 0 keeps the genesis difficulty
     window: int = 5  # blocks between two retargets (one bit each)
     min_bits: int = 4
@@ -57,6 +59,10 @@ class NetworkConfig:
     # -- transport limits ------------------------------------------------------------------
     max_frame_bytes: int = 32 << 20
     max_peers: int = 16
+    outbound_slots: int = 4  # of max_peers, kept for the connections this node dials
+    max_inbound_per_ip: int = 8  # connections (in handshake or established) accepted from one remote IP
+    max_pending: int = 32  # inbound connections in their handshake at once
+    max_pending_per_ip: int = 8  # of which from one remote IP
     target_peers: int = 8  # dial known addresses until this many peers are connected
     peer_exchange: bool = True
     rate_frames: float = 2000.0  # unsolicited frames per second one peer may send (sustained)
@@ -80,13 +86,18 @@ class NetworkConfig:
             if not cond:
                 raise ConfigError(f"[network] {what}")
 
+        check_types(type(self), {f.name: getattr(self, f.name) for f in fields(self)}, where="[network] ")
         need(self.consensus in (None, "pow", "poa"), f"consensus must be pow or poa, got {self.consensus!r}")
         need(isinstance(self.authorities, (tuple, list)), "authorities must be a list of addresses")
         for a in self.authorities:
             parse_address(a)
+        need(isinstance(self.members, (tuple, list)), "members must be a list of addresses")
+        for a in self.members:
+            parse_address(a)
         ints = ("interval_ms", "window", "min_bits", "max_bits", "collect_ms", "holder_delay_ms", "poa_backoff_ms",
                 "min_peers", "unseen_grace_ms", "max_frame_bytes", "max_peers", "target_peers", "burst_frames",
-                "burst_bytes", "max_misbehaviour", "sync_batch")
+                "burst_bytes", "max_misbehaviour", "sync_batch", "outbound_slots", "max_inbound_per_ip", "max_pending",
+                "max_pending_per_ip")
         for name in ints:
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
@@ -106,6 +117,10 @@ class NetworkConfig:
         need(1 <= self.sync_batch <= 4096, f"sync_batch must be in 1..4096, got {self.sync_batch}")
         need(self.max_frame_bytes >= 1 << 16, "max_frame_bytes must be at least 65536")
         need(self.max_peers >= 1, "max_peers must be >= 1")
+        need(self.outbound_slots < self.max_peers,
+             f"outbound_slots ({self.outbound_slots}) must leave room for inbound peers (max_peers {self.max_peers})")
+        for name in ("max_inbound_per_ip", "max_pending", "max_pending_per_ip"):
+            need(getattr(self, name) >= 1, f"{name} must be >= 1")
 
     def retarget(self) -> dict:
         if self.interval_ms == 0:
@@ -117,11 +132,12 @@ class NetworkConfig:
         """The options as a dict; ``minimal`` keeps the consensus keys and what differs from the defaults."""
         out = asdict(self)
         out["authorities"] = list(self.authorities)
+        out["members"] = list(self.members)
         out = {k: v for k, v in out.items() if v is not None}
         if minimal:
             defaults = NetworkConfig().to_dict()
             out = {k: v for k, v in out.items()
-                   if (k in CONSENSUS_KEYS and (k != "authorities" or v)) or defaults.get(k) != v}
+                   if (k in CONSENSUS_KEYS and (k not in ("authorities", "members") or v)) or defaults.get(k) != v}
         return out
 
     @classmethod
@@ -132,9 +148,10 @@ class NetworkConfig:
             name = key.replace("-", "_")
             if name not in known:
                 raise ConfigError(f"unknown [network] option {key!r}; known: {', '.join(sorted(known))}")
-            if name == "authorities":
+            check_types(cls, {name: value}, where="[network] ")
+            if name in ("authorities", "members"):
                 if not isinstance(value, (list, tuple)):
-                    raise ConfigError("[network] authorities must be a list of addresses")
+                    raise ConfigError(f"[network] {name} must be a list of addresses")
                 value = tuple(value)
             if name in ("rate_frames", "rate_bytes", "ban_seconds", "sync_timeout_s", "ping_interval_s",
                         "idle_timeout_s", "handshake_timeout_s", "reconnect_s") and isinstance(value, int) \

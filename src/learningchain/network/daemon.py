@@ -42,10 +42,13 @@ import numpy as np
 from ..crypto import PrivateKey
 from ..errors import ConfigError, DecodeError, InvalidBlock, InvalidMessage, LearningChainError, StoreError
 from ..node import Node, SQLiteStore, VerdictCache
+from ..node.body import body_mismatch
+from ..node.node import block_size
 from ..node.store import decompress_body
 from ..protocol.block import Block, decode_block
 from ..protocol.consensus import block_work, in_turn_authority
 from ..protocol.forkchoice import is_heavier
+from ..protocol.transition import validate_header_link
 from ..protocol.message import decode_message
 from ..types import hexstr
 from .config import NetConfigFile, parse_address
@@ -77,6 +80,14 @@ ROLES = ("both", "holder", "miner", "relay")
 _BENIGN_MESSAGE = {"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"}
 #: Refusals of a block that are not the sender's fault.
 _BENIGN_BLOCK = {"unseen-message", "too-few-messages"}
+#: How long a sync may hold mining and holding back without delivering a new block.
+_SYNC_HOLD_S = 2.0
+#: Bounds of the blocks a node keeps aside unvalidated: orphans (in the Node) and
+#: losing blocks (deferred), each by count and by encoded bytes.
+MAX_DEFERRED = 256
+MAX_DEFERRED_BYTES = 32 << 20
+MAX_ORPHAN_BYTES = 32 << 20
+MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 
 
 def network_setup(conf: NetConfigFile):
@@ -90,7 +101,15 @@ def network_setup(conf: NetConfigFile):
     net = conf.network
     consensus = net.consensus or conf.train.consensus
 
+    members = tuple("0x" + parse_address(a).hex() for a in net.members)
+    if members and conf.train.fresh_identities:
+        raise ConfigError("[network] members (enrolled holders) and fresh_identities exclude each other: an "
+                          "enrolled holder sends every message under its one enrolled key")
+
     def hook(params):
+        if members:
+            # one message per enrolled holder per round: no more can be valid
+            params = params.replace(members=members, max_messages=len(members))
         if consensus == "poa":
             if not net.authorities:
                 raise ConfigError("[network] consensus = \"poa\" needs authorities = [\"0x...\", ...] "
@@ -171,6 +190,9 @@ class _Sync:
     last_activity: float
     blocks: int = 0
     cpu_started: float = 0.0
+    progress_at: float = 0.0  # when a block it delivered was last stored
+    request_blocks: int = 0  # blocks delivered for the current request
+    request_new: int = 0  # of which were new and stored
 
 
 class NodeDaemon:
@@ -209,6 +231,8 @@ class NodeDaemon:
         self.pending_count = 0
         self.parked: "OrderedDict[bytes, tuple]" = OrderedDict()  # block hash -> (block, peer, deadline)
         self.deferred: "OrderedDict[bytes, tuple]" = OrderedDict()  # losing blocks, unvalidated: (block, peer)
+        self.deferred_bytes = 0
+        self._deferred_size: dict[bytes, int] = {}
         self.sync: Optional[_Sync] = None
         self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its GET_BLOCKS
         self.last_sync: dict = {}
@@ -244,7 +268,7 @@ class NodeDaemon:
             # The verdict cache lets the node skip re-validating the blocks it just built
             # itself by the same rule (see _own_block); every other block is validated.
             self.node = Node(setup.genesis, store=store, name=self.name, key=self.key,
-                             check_unseen=False, verdicts=VerdictCache())
+                             check_unseen=False, verdicts=VerdictCache(), max_orphan_bytes=MAX_ORPHAN_BYTES)
         except StoreError as exc:
             store.close()
             raise StoreError(f"{self.data_dir}: {exc}; this data directory belongs to another chain "
@@ -257,7 +281,7 @@ class NodeDaemon:
             if not 0 <= i < cfg.holders:
                 raise ConfigError(f"holder index {i} is out of range for K = {cfg.holders} holders")
         self.holders = self._make_holders(cfg)
-        self.transport = Transport(self, genesis_hash=self.genesis.hash, node_id=self.key.address,
+        self.transport = Transport(self, genesis_hash=self.genesis.hash, key=self.key,
                                    config=self.net, listen=listen, advertise=advertise, bootstrap=tuple(peers),
                                    name=self.name)
 
@@ -315,6 +339,10 @@ class NodeDaemon:
             if not cfg.fresh_identities:
                 h.key = load_or_create_key(self.data_dir / f"holder-{k}.key")
                 h.identities = [h.key.address]
+                if not self.params.enrolled(h.key.address):
+                    raise ConfigError(f"holder {k}'s key 0x{h.key.address.hex()} ({self.data_dir / f'holder-{k}.key'}) "
+                                      f"is not among the chain's enrolled members: add it to [network] members "
+                                      f"(`learningchain node --init --holder-index {k}` prints it)")
             holders.append(h)
         return holders
 
@@ -352,10 +380,16 @@ class NodeDaemon:
                 self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"block for request {request}, "
                                                                                  "which this node never sent")
                 return
-            if self.sync is not None and self.sync.peer is peer:
-                self.sync.last_activity = time.monotonic()
-                self.sync.blocks += 1
+            s = self.sync if self.sync is not None and self.sync.peer is peer else None
+            stored = len(self.node.headers)
             self._on_block_frame(peer, raw, synced=True)
+            if s is not None and s is self.sync:
+                s.last_activity = time.monotonic()
+                s.blocks += 1
+                s.request_blocks += 1
+                if len(self.node.headers) > stored:
+                    s.request_new += 1
+                    s.progress_at = s.last_activity
         elif kind == Kind.BLOCKS_END:
             self._on_blocks_end(peer, *decode_blocks_end(payload))
         elif kind == Kind.GET_BLOCKS:
@@ -464,7 +498,8 @@ class NodeDaemon:
         try:
             block = decode_block(raw, max_dim=self.params.dim, max_messages=self.params.max_messages)
         except DecodeError as exc:
-            self._mark_seen(h)
+            # not marked seen: ``h`` is the hash of a header that may be real, sent with a
+            # broken body; the real block must still be taken when it comes
             self.node.rejected_by_reason["malformed"] += 1
             self.transport.penalize(peer, Penalty.MALFORMED, "malformed", f"block {hexstr(h)[:14]}: {exc}")
             return
@@ -482,19 +517,39 @@ class NodeDaemon:
         parent = self.node.headers.get(block.parent)
         if parent is None or block.header.genesis != self.genesis.hash:
             return False
+        if body_mismatch(block, self.params.dim) is not None:
+            return False  # not the block its header names: the node refuses this copy now
         work = self.node.work[block.parent] + block_work(block.header, self.params)
         if is_heavier(work, block.hash, self.node.head_work, self.node.head_hash):
             return False
+        try:  # only a header with its proof of work done and its links right takes room here
+            validate_header_link(block.header, parent, self.params, genesis_hash=self.genesis.hash,
+                                 ancestor=self.node.header)
+        except InvalidBlock:
+            return False  # the node refuses it now, for good
+        size = block_size(block)
         self.deferred[block.hash] = (block, peer)
-        while len(self.deferred) > 256:
-            self.deferred.popitem(last=False)
+        self._deferred_size[block.hash] = size
+        self.deferred_bytes += size
+        while len(self.deferred) > MAX_DEFERRED or (len(self.deferred) > 1
+                                                    and self.deferred_bytes > MAX_DEFERRED_BYTES):
+            self._undefer(next(iter(self.deferred)))
+        if self.deferred_bytes > MAX_DEFERRED_BYTES:  # one block larger than the whole pool
+            self._undefer(block.hash)
+            return False
         return True
+
+    def _undefer(self, h: bytes) -> Optional[tuple]:
+        entry = self.deferred.pop(h, None)
+        if entry is not None:
+            self.deferred_bytes -= self._deferred_size.pop(h)
+        return entry
 
     def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False, defer: bool = True) -> bool:
         """Validate and apply a block; relay it when accepted. True when it is now stored."""
         if defer and not synced and peer is not None and self._defer(block, peer):
             return False
-        self.deferred.pop(block.hash, None)
+        self._undefer(block.hash)
         old_head = self.node.head_hash
         check = self.net.unseen == "wait" and not synced and peer is not None
         try:
@@ -503,12 +558,16 @@ class NodeDaemon:
             if exc.reason == "unseen-message":
                 deadline = time.monotonic() + self.net.unseen_grace_ms / 1000
                 self.parked[block.hash] = (block, peer, deadline)
-                while len(self.parked) > 64:
+                while len(self.parked) > 64 or (len(self.parked) > 1 and sum(
+                        block_size(b) for b, _, _ in self.parked.values()) > MAX_PARKED_BYTES):
                     self.parked.popitem(last=False)
                 log.info("%s holds block %d %s until its messages arrive: %s", self.name, block.height,
                          hexstr(block.hash)[:14], exc.detail)
                 return False
-            self._mark_seen(block.hash)
+            if block.hash in self.node.rejected:
+                # final: the block itself is invalid. A refusal of one copy (a body that
+                # does not match its header) or by local policy leaves the hash open.
+                self._mark_seen(block.hash)
             if peer is None:
                 log.warning("%s refused block %d: %s", self.name, block.height, exc)
             elif exc.reason in _BENIGN_BLOCK:
@@ -519,7 +578,7 @@ class NodeDaemon:
             return False
         if outcome.status == "orphan":
             # not marked seen: an orphan the node later evicts may be sent again
-            put_off = self.deferred.pop(outcome.missing, None)
+            put_off = self._undefer(outcome.missing)
             if put_off is not None:  # its branch now matters: validate the parent, which connects it
                 parent, origin = put_off
                 self.handle_block(parent, origin, defer=False)
@@ -575,10 +634,12 @@ class NodeDaemon:
     def start_sync(self, peer: Peer) -> bool:
         """Ask ``peer`` for the blocks after the newest one our chains share."""
         now = time.monotonic()
+        if peer.sync_failed:
+            return False
         if self.sync is not None:
             if self.sync.peer is peer or now - self.sync.last_activity < self.net.sync_timeout_s:
                 return False
-            self._end_sync(complete=False, why="timed out")
+            self._sync_failed(f"no answer for {self.net.sync_timeout_s:g} s")
         request = self._next_request()
         batch = self.net.sync_batch
         peer.requests[request] = batch
@@ -594,6 +655,7 @@ class NodeDaemon:
         request = self._next_request()
         s.peer.requests[request] = self.net.sync_batch
         s.request = request
+        s.request_blocks = s.request_new = 0
         s.last_activity = time.monotonic()
         s.peer.send(Kind.GET_BLOCKS, encode_get_blocks(request, self.node.locator(), self.net.sync_batch))
 
@@ -602,16 +664,36 @@ class NodeDaemon:
             self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"end of request {request}, "
                                                                              "which this node never sent")
             return
-        if self.sync is not None and self.sync.peer is peer and self.sync.request == request:
-            if more and count > 0:
+        s = self.sync
+        if s is not None and s.peer is peer and s.request == request:
+            # Continue only on what was delivered, never on what the answer claims:
+            # a peer that answers "more" without new blocks would loop us for ever.
+            if more and s.request_new > 0:
                 self._continue_sync()
                 return
-            peer.synced = True
-            self._end_sync(complete=True)
+            if more:
+                self._sync_failed(f"it said more blocks follow but delivered {s.request_blocks} "
+                                  f"({s.request_new} new; it claimed {count})")
+            elif peer.hello is not None and peer.hello.work > self.node.head_work \
+                    and peer.hello.head not in self.node.headers:
+                self._sync_failed(f"it ended at our height {self.node.height} without the chain of work "
+                                  f"{peer.hello.work} that its hello claimed")
+            else:
+                peer.synced = True
+                self._end_sync(complete=True)
         missing = self._missing_parents()
         if missing:
             for h in missing[:4]:
                 self._fetch_block(peer, h)
+
+    def _sync_failed(self, why: str) -> None:
+        """The sync peer stalled or fell short: penalise it and never sync from it again."""
+        s = self.sync
+        if s is None:
+            return
+        s.peer.sync_failed = True
+        self._end_sync(complete=False, why=why)
+        self.transport.penalize(s.peer, Penalty.SYNC_STALL, "sync-stall", why)
 
     def _end_sync(self, *, complete: bool, why: str = "") -> None:
         s = self.sync
@@ -708,7 +790,17 @@ class NodeDaemon:
         """Hold and mine only when caught up and, at start, connected enough."""
         if not self.ever_ready and len(self.transport.peers) >= self.net.min_peers:
             self.ever_ready = True
-        return self.ever_ready and self.sync is None
+        return self.ever_ready and not self._sync_delivering()
+
+    def _sync_delivering(self) -> bool:
+        """A sync holds mining and holding back only while it delivers new blocks.
+
+        A peer that claims more work and then answers slowly, or not at all, must
+        not stall the node: after ``_SYNC_HOLD_S`` without a new stored block the
+        node goes on with its round while the sync carries on (or times out).
+        """
+        s = self.sync
+        return s is not None and time.monotonic() - max(s.started, s.progress_at) < _SYNC_HOLD_S
 
     async def _holder_loop(self) -> None:
         from ..holder import make_messages
@@ -824,11 +916,12 @@ class NodeDaemon:
             self._expire_parked()
             s = self.sync
             if s is not None and time.monotonic() - s.last_activity > self.net.sync_timeout_s:
-                self._end_sync(complete=False, why=f"no answer for {self.net.sync_timeout_s:g} s")
+                self._sync_failed(f"no answer for {self.net.sync_timeout_s:g} s")
             if self.sync is None:
                 best = None
                 for peer in self.transport.peers.values():
-                    if peer.hello and not peer.synced and peer.hello.work > self.node.head_work \
+                    if peer.hello and not peer.synced and not peer.sync_failed \
+                            and peer.hello.work > self.node.head_work \
                             and peer.hello.head not in self.node.headers:
                         best = peer if best is None or peer.hello.work > best.hello.work else best
                 if best is not None:
@@ -902,32 +995,20 @@ class NodeDaemon:
             "rejected_messages": dict(node.rejected_messages),
             "refused": dict(self.transport.refusals),
             "orphans": len(node.orphans),
+            "orphan_bytes": node.orphan_bytes,
+            "deferred": len(self.deferred),
+            "deferred_bytes": self.deferred_bytes,
             "test_error": self.test_error() if evaluate else None,
             "uptime_s": round(time.time() - self.started, 3),
         }
 
     async def _start_http(self) -> None:
-        try:
-            from aiohttp import web
-        except ImportError:
-            raise ConfigError("the status API needs aiohttp (pip install 'learningchain[network]'), "
-                              "or run the node with --http off") from None
+        from .status_http import StatusServer
 
-        async def status(request):
-            evaluate = request.query.get("eval", "1") not in ("0", "false", "no")
-            return web.json_response(self.status(evaluate=evaluate))
-
-        app = web.Application()
-        app.router.add_get("/status", status)
-        app.router.add_get("/", status)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
         host, port = self.http_addr
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        if port == 0:
-            self.http_addr = (host, int(runner.addresses[0][1]))
-        self._http_runner = runner
+        server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port)
+        self.http_addr = await server.start()
+        self._http_runner = server
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -958,7 +1039,7 @@ class NodeDaemon:
             t.cancel()
         await self.transport.stop()
         if self._http_runner is not None:
-            await self._http_runner.cleanup()
+            await self._http_runner.close()
         try:
             with open(self.data_dir / "status.json", "w") as fh:
                 json.dump(self.status(), fh, indent=2)
@@ -998,6 +1079,9 @@ def run_node(daemon_factory, *, log_file: Optional[Path] = None, verbose: bool =
         root.addHandler(h)
 
     async def main():
+        from .status_http import RateLimitedExceptionHandler
+
+        asyncio.get_running_loop().set_exception_handler(RateLimitedExceptionHandler(root))
         daemon = daemon_factory()
         await daemon.run_until_signalled()
 

@@ -13,6 +13,7 @@ node's directory (chain, keys, log, final status) in the output directory.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -77,7 +78,8 @@ class NodeProc:
 class LocalNetwork:
     def __init__(self, out, conf: NetConfigFile, nodes: int, *, holders_of: Optional[list] = None,
                  min_peers: Optional[int] = None, python: str = sys.executable, host: str = "127.0.0.1",
-                 verbose: bool = False, extra_args: Optional[dict] = None, roles: Optional[list] = None):
+                 verbose: bool = False, extra_args: Optional[dict] = None, roles: Optional[list] = None,
+                 permissioned: bool = False):
         if nodes < 1:
             raise ConfigError(f"--nodes must be >= 1, got {nodes}")
         self.out = Path(out)
@@ -91,6 +93,7 @@ class LocalNetwork:
         self.verbose = verbose
         self.extra_args = extra_args or {}
         self.roles = roles
+        self.permissioned = permissioned  # create the holders' keys first and enrol them in genesis
         self.nodes: list[NodeProc] = []
         self.evaluate = True  # ask nodes for their head model's test error in status polls
         self.config_path = self.out / "network.toml"
@@ -116,6 +119,16 @@ class LocalNetwork:
                 auths.append("0x" + load_or_create_key(node.dir / "node.key").address.hex())
             self.conf = replace(self.conf, network=self.conf.network.replace(consensus="poa",
                                                                               authorities=tuple(auths)))
+        if self.permissioned and not self.conf.network.members:
+            from .daemon import load_or_create_key
+
+            members = {}
+            for node in self.nodes:
+                node.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                for k in node.holders:
+                    members[k] = "0x" + load_or_create_key(node.dir / f"holder-{k}.key").address.hex()
+            self.conf = replace(self.conf, network=self.conf.network.replace(
+                members=tuple(members[k] for k in sorted(members))))
         self.config_path.write_text(self.conf.to_toml())
 
     def command(self, node: NodeProc) -> list[str]:
@@ -239,12 +252,19 @@ def _progress_line(sts: list, rounds: int, started: float) -> str:
 
 
 def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, quiet: bool = False,
-               compare: bool = False, verbose: bool = False, force: bool = False,
+               compare: bool = False, verbose: bool = False, force: bool = False, permissioned: bool = False,
                on_progress: Optional[Callable[[str], None]] = None) -> dict:
     """Run N nodes to the chain's last round; returns the summary (also in out/summary.json)."""
     from ..node.verify import verify_chain
 
     out = Path(out)
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    cfg = conf.train.resolved()
+    rounds = conf.network.stop_height if conf.network.stop_height is not None else cfg.rounds
+    net = LocalNetwork(out, conf, nodes, verbose=verbose, permissioned=permissioned)  # refuses a bad --nodes first
     if out.exists() and any(out.glob("node-*/chain.sqlite")):
         if not force:
             raise ConfigError(f"{out} already holds a network run; pass --force to replace it or choose another --out")
@@ -252,10 +272,10 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
 
         for d in out.glob("node-*"):
             shutil.rmtree(d)
-    cfg = conf.train.resolved()
-    rounds = conf.network.stop_height if conf.network.stop_height is not None else cfg.rounds
-    net = LocalNetwork(out, conf, nodes, verbose=verbose)
-    net.prepare()
+    try:
+        net.prepare()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create the network's directories: {exc.strerror or exc}") from None
     say = on_progress or (lambda line: print(line, flush=True))
     started = time.monotonic()
     tty = sys.stdout.isatty() and on_progress is None
@@ -342,10 +362,10 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
 
 def _seconds_per_round(node_dir: Path) -> Optional[float]:
     """Mean time between blocks 1 and the head, from the chain's own timestamps."""
-    from ..node.store import SQLiteStore
+    from ..node.store import open_readonly
 
     try:
-        store = SQLiteStore(node_dir / "chain.sqlite", create=False)
+        store = open_readonly(node_dir / "chain.sqlite")
     except LearningChainError:
         return None
     try:

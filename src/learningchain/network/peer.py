@@ -95,11 +95,14 @@ class Peer:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_heard = time.monotonic()
+        self.last_useful = time.monotonic()  # last frame the node itself used (not liveness or peer exchange)
         self.connected_at = time.monotonic()
         self.sent_frames = 0
         self.received_frames = 0
         self.dropped = 0
+        self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
+        self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
         self._writer_task: Optional[asyncio.Task] = None
 
     # -- identity -------------------------------------------------------------------

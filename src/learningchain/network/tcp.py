@@ -4,19 +4,27 @@ It moves frames between this node and its peers and enforces what any peer may
 do (frame size, rate, misbehaviour points, bans); what the frames mean for the
 chain is the handler's business (:class:`~learningchain.network.daemon.NodeDaemon`).
 
-Handshake: each side sends HELLO as its first frame and must receive one within
-``handshake_timeout_s``. A peer of another protocol version or genesis is sent an
+Every connection is TLS 1.3 (see :mod:`~learningchain.network.secure`).
+Handshake: each side sends HELLO (with a fresh nonce) as its first frame, then
+AUTH, its node key's signature over this TLS session and both nonces; both must
+arrive within ``handshake_timeout_s``. A peer whose AUTH is not signed by the
+node id its HELLO claims is refused, so every id the transport keeps, scores or
+bans is authenticated. A peer of another protocol version or genesis is sent an
 ERROR naming the mismatch and disconnected; so is a connection to ourselves, a
 banned node, and a second connection to a node we already talk to (the one
 opened by the node with the lower id is kept, so both ends keep the same one).
+Bans apply to the authenticated node id and, off loopback, to the remote IP;
+never to an address a peer merely claims.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from typing import Optional, Protocol
@@ -25,6 +33,7 @@ from ..errors import DecodeError, LearningChainError
 from ..types import hexstr
 from .config import NetworkConfig
 from .peer import FrameError, Peer, PeerClosed
+from .secure import NONCE_SIZE, TLSContexts, peer_fingerprint, sign_auth, verify_auth
 from .wire import (
     PROTOCOL_VERSION,
     Hello,
@@ -51,6 +60,7 @@ class Penalty:
     INVALID_MESSAGE = 10
     INVALID_BLOCK = 50
     UNSOLICITED = 5
+    SYNC_STALL = 20  # a sync that timed out, delivered nothing new, or ended short of the claimed work
 
 
 def parse_hostport(text: str, *, what: str = "address") -> tuple[str, int]:
@@ -100,12 +110,16 @@ class _Address:
 
 
 class Transport:
-    def __init__(self, handler: Handler, *, genesis_hash: bytes, node_id: bytes, config: NetworkConfig,
+    def __init__(self, handler: Handler, *, genesis_hash: bytes, key, config: NetworkConfig,
                  listen: Optional[tuple[str, int]] = None, advertise: Optional[tuple[str, int]] = None,
-                 bootstrap: tuple = (), name: str = ""):
+                 bootstrap: tuple = (), name: str = "", tls: bool = True):
         self.handler = handler
         self.genesis_hash = genesis_hash
-        self.node_id = node_id
+        self.key = key
+        self.node_id = key.address
+        # tls=False (benchmarks only: the cost of encryption) keeps the signed
+        # challenge but binds it to no session, so a relay could pass it on.
+        self.tls = TLSContexts() if tls else None
         self.cfg = config
         self.listen = listen
         self.advertise = advertise
@@ -127,6 +141,9 @@ class Transport:
     async def start(self) -> None:
         if self.listen is not None:
             host, port = self.listen
+            # Plain TCP first: a connection is counted against the slot limits
+            # before the TLS handshake (see _run_connection), so half-open TLS
+            # handshakes cannot hold file descriptors beyond max_pending.
             self._server = await asyncio.start_server(self._accept, host, port, limit=1 << 16)
             sock = self._server.sockets[0].getsockname()
             self.listen = (host, int(sock[1]))
@@ -174,10 +191,8 @@ class Transport:
 
     def ban(self, peer: Peer, reason: str) -> None:
         until = time.monotonic() + self.cfg.ban_seconds
-        if peer.hello is not None:
-            self.bans[peer.node_id] = until
-            if peer.address is not None:
-                self.bans[peer.address] = until
+        if peer.hello is not None and peer.hello.node_id not in (self.node_id,):
+            self.bans[peer.node_id] = until  # authenticated by the handshake
         if not _is_loopback(peer.remote[0]):
             self.bans[peer.remote[0]] = until
         log.warning("%s banned %s for %.0f s: %s", self.name, peer.label(), self.cfg.ban_seconds, reason)
@@ -246,15 +261,19 @@ class Transport:
                     peer.known.add(h)
 
     # -- connections ------------------------------------------------------------------
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        self._tasks.add(task)
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called from connection_made, before any byte is read: hold the bytes in the
+        # kernel until TLS takes over the connection (start_tls would lose bytes
+        # already buffered in the reader).
+        if self.tls is not None:
+            writer.transport.pause_reading()
+        self._spawn(self._run_inbound(reader, writer))
+
+    async def _run_inbound(self, reader, writer) -> None:
         try:
             await self._run_connection(reader, writer, outbound=False, dialed=None)
         except asyncio.CancelledError:
-            pass  # the node is stopping; asyncio's server callback must not see a cancelled task
-        finally:
-            self._tasks.discard(task)
+            pass  # the node is stopping
 
     async def dial(self, host: str, port: int) -> bool:
         key = (host, port)
@@ -263,8 +282,11 @@ class Transport:
         self._dialing.add(key)
         try:
             try:
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16), 5.0)
-            except (OSError, asyncio.TimeoutError) as exc:
+                tls = {"ssl": self.tls.client, "server_hostname": "",
+                       "ssl_handshake_timeout": self.cfg.handshake_timeout_s} if self.tls else {}
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, limit=1 << 16, **tls),
+                                                        5.0 + self.cfg.handshake_timeout_s)
+            except (OSError, asyncio.TimeoutError, ValueError) as exc:
                 log.debug("%s could not reach %s:%d: %s", self.name, host, port, exc)
                 return False
             self._spawn(self._run_connection(reader, writer, outbound=True, dialed=key))
@@ -287,16 +309,29 @@ class Transport:
             self.refuse("banned", f"connection from banned host {peer.remote[0]}", level=logging.INFO)
             peer.close("banned")
             return
-        if not outbound and len(self.peers) + len(self.pending) >= self.cfg.max_peers:
-            self.refuse("too-many-peers", f"connection from {peer.remote[0]}:{peer.remote[1]}: "
-                                          f"already {len(self.peers)} peers (max_peers)", level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("too many peers"))
-            peer.close("too many peers")
-            return
+        if not outbound:
+            why = self._inbound_refusal(peer.remote[0])
+            if why:
+                self.refuse("too-many-peers", f"connection from {peer.remote[0]}:{peer.remote[1]}: {why}",
+                            level=logging.INFO)
+                peer.close("too many peers")
+                return
         self.pending.add(peer)
         registered = False
         try:
-            peer.write_now(Kind.HELLO, encode_hello(self.handler.hello()))
+            if not outbound and self.tls is not None:
+                try:
+                    await asyncio.wait_for(writer.start_tls(self.tls.server), self.cfg.handshake_timeout_s)
+                except asyncio.TimeoutError:
+                    self.refuse("handshake-timeout", f"connection {peer.remote[0]}:{peer.remote[1]}: no TLS "
+                                                     f"handshake within {self.cfg.handshake_timeout_s:g} s")
+                    return
+                except (OSError, ValueError, ConnectionError) as exc:  # ssl.SSLError is an OSError
+                    self.refuse("tls", f"connection {peer.remote[0]}:{peer.remote[1]}: TLS handshake failed: "
+                                       f"{exc.__class__.__name__}", level=logging.INFO)
+                    return
+            peer.nonce = secrets.token_bytes(NONCE_SIZE)
+            peer.write_now(Kind.HELLO, encode_hello(dataclasses.replace(self.handler.hello(), nonce=peer.nonce)))
             if not await self._handshake(peer):
                 return
             if not self._register(peer):
@@ -332,6 +367,7 @@ class Transport:
 
     async def _handshake(self, peer: Peer) -> bool:
         where = f"{peer.remote[0]}:{peer.remote[1]}"
+        deadline = time.monotonic() + self.cfg.handshake_timeout_s
         try:
             kind, payload = await asyncio.wait_for(peer.read_frame(), self.cfg.handshake_timeout_s)
         except asyncio.TimeoutError:
@@ -343,6 +379,59 @@ class Transport:
             return False
         except PeerClosed:
             return False
+        if not await self._check_hello(peer, where, kind, payload):
+            return False
+        return await self._authenticate(peer, where, deadline)
+
+    def _session(self, peer: Peer) -> tuple[bytes, bytes, bytes]:
+        """(fingerprint of the listener's certificate, initiator nonce, responder nonce)."""
+        if self.tls is None:
+            fp = b"\x00" * 32
+        elif peer.outbound:
+            fp = peer_fingerprint(peer.writer) or b""
+        else:
+            fp = self.tls.fingerprint
+        ours, theirs = peer.nonce, peer.hello.nonce
+        return (fp, ours, theirs) if peer.outbound else (fp, theirs, ours)
+
+    async def _authenticate(self, peer: Peer, where: str, deadline: float) -> bool:
+        """Send our AUTH, and accept the peer only if its AUTH is signed by the id it claims."""
+        fp, initiator, responder = self._session(peer)
+        role = 0 if peer.outbound else 1
+        peer.write_now(Kind.AUTH, sign_auth(self.key, self.genesis_hash, fp, initiator, responder, role))
+        try:
+            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            self.refuse("handshake-timeout", f"peer {peer.label()}: no auth within "
+                                             f"{self.cfg.handshake_timeout_s:g} s")
+            return False
+        except FrameError as exc:
+            self.refuse(exc.reason, f"handshake from {where}: {exc}")
+            return False
+        except PeerClosed:
+            return False
+        if kind == Kind.ERROR:
+            try:
+                text = decode_error(payload)
+            except DecodeError as exc:
+                text = f"(undecodable error: {exc})"
+            log.warning("%s: peer %s refused us: %s", self.name, where, text)
+            return False
+        if kind != Kind.AUTH or not verify_auth(payload, peer.hello.node_id, self.genesis_hash, fp, initiator,
+                                                responder, 1 - role):
+            what = "no auth" if kind != Kind.AUTH else "an auth not signed by that id for this session"
+            self.refuse("bad-auth", f"connection {where} claimed node id {hexstr(peer.hello.node_id)[:12]} "
+                                    f"but sent {what}")
+            peer.write_now(Kind.ERROR, encode_error("bad-auth: the handshake was not signed by the claimed node id"))
+            peer.hello = None  # nothing it claimed is trusted (labels, bans, peer exchange)
+            return False
+        if self.banned(peer.hello.node_id):
+            self.refuse("banned", f"peer {peer.label()} is banned", level=logging.INFO)
+            peer.write_now(Kind.ERROR, encode_error("banned"))
+            return False
+        return True
+
+    async def _check_hello(self, peer: Peer, where: str, kind: int, payload: bytes) -> bool:
         if kind == Kind.ERROR:
             try:
                 text = decode_error(payload)
@@ -380,13 +469,58 @@ class Transport:
         if peer.address in self.blocked_hosts:
             self.refuse("denied", f"peer {peer.label()} is on the deny list", level=logging.INFO)
             return False
-        if self.banned(hello.node_id) or (peer.address is not None and self.banned(peer.address)):
-            self.refuse("banned", f"peer {peer.label()} is banned", level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("banned"))
+        return True
+
+    def _inbound_refusal(self, ip: str) -> str:
+        """Why a new inbound connection from ``ip`` must wait ("" when it may start its handshake).
+
+        Handshakes in flight are bounded on their own (in total and per IP), so
+        that connections that never finish one cannot hold the peer slots; an
+        IP holds at most ``max_inbound_per_ip`` connections of either kind.
+        """
+        c = self.cfg
+        pending_from = sum(1 for p in self.pending if not p.outbound and p.remote[0] == ip)
+        if len(self.pending) >= c.max_pending:
+            return f"{len(self.pending)} handshakes in flight (max_pending)"
+        if pending_from >= c.max_pending_per_ip:
+            return f"{pending_from} handshakes in flight from this host (max_pending_per_ip)"
+        established_from = sum(1 for p in self.peers.values() if not p.outbound and p.remote[0] == ip)
+        if pending_from + established_from >= c.max_inbound_per_ip:
+            return f"{pending_from + established_from} connections from this host (max_inbound_per_ip)"
+        return ""
+
+    def _make_room(self, peer: Peer) -> bool:
+        """Room for an authenticated inbound ``peer``: inbound slots are max_peers - outbound_slots.
+
+        When they are full, the newcomer may take the slot of an inbound peer
+        from the host holding the most inbound slots (if that is more than the
+        newcomer's host holds), the one that has been of least use longest; so
+        one host cannot keep out everyone else, and the slots this node dials
+        stay free for its own choice of peers.
+        """
+        inbound = [p for p in self.peers.values() if not p.outbound]
+        if len(inbound) < self.cfg.max_peers - self.cfg.outbound_slots:
+            return True
+        per_ip: dict = {}
+        for p in inbound:
+            per_ip.setdefault(p.remote[0], []).append(p)
+        crowd = max(per_ip.values(), key=len)
+        if len(crowd) <= len(per_ip.get(peer.remote[0], ())) + 1:
             return False
+        victim = min(crowd, key=lambda p: p.last_useful)
+        self.refuse("evicted", f"peer {victim.label()}: its host holds {len(crowd)} inbound slots; "
+                               f"making room for {peer.label()}", level=logging.INFO)
+        victim.write_now(Kind.ERROR, encode_error("evicted: this node's inbound slots are full"))
+        victim.close("evicted")
         return True
 
     def _register(self, peer: Peer) -> bool:
+        if not peer.outbound and peer.node_id not in self.peers and not self._make_room(peer):
+            self.refuse("too-many-peers", f"peer {peer.label()}: all "
+                                          f"{self.cfg.max_peers - self.cfg.outbound_slots} inbound slots are taken",
+                        level=logging.INFO)
+            peer.write_now(Kind.ERROR, encode_error("too many peers"))
+            return False
         other = self.peers.get(peer.node_id)
         if other is not None:
             # Keep the connection opened by the lower node id; both ends decide alike.
@@ -466,6 +600,7 @@ class Transport:
         elif kind == Kind.HELLO:
             self.penalize(peer, Penalty.MALFORMED, "unexpected-hello", "a second hello on one connection")
         elif kind in Kind._value2member_map_:
+            peer.last_useful = time.monotonic()
             self.handler.on_frame(peer, kind, payload)
         else:
             self.penalize(peer, Penalty.UNKNOWN_KIND, "unknown-type", f"frame kind {kind} is not part of protocol "

@@ -55,7 +55,7 @@ __all__ = [
     "MAX_PEERS_LISTED",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: HELLO carries a nonce, AUTH binds the node key to the TLS session
 FRAME_HEADER = 4  # the u32 length prefix
 MAX_LOCATOR = 64
 MAX_PEERS_LISTED = 64
@@ -70,6 +70,7 @@ _HEADER_MAX = 512  # as in protocol.block
 class Kind(enum.IntEnum):
     HELLO = 1
     ERROR = 2
+    AUTH = 7  # the node key's signature over this session (network.secure)
     GET_PEERS = 3
     PEERS = 4
     PING = 5
@@ -98,6 +99,7 @@ class Hello:
     head: bytes
     work: int
     agent: str = ""
+    nonce: bytes = b"\x00" * 32  # fresh per connection; signed by the other side's AUTH
 
 
 def _host(r: Reader, what: str) -> str:
@@ -114,7 +116,7 @@ def _host(r: Reader, what: str) -> str:
 def encode_hello(h: Hello) -> bytes:
     work = h.work.to_bytes(max(1, (h.work.bit_length() + 7) // 8), "big")
     return (Writer().u32(h.version).fixed(h.genesis, 32).fixed(h.node_id, 20).var(h.host.encode("ascii"))
-            .u32(h.port).u64(h.height).fixed(h.head, 32).var(work).var(h.agent.encode()[:MAX_AGENT]).bytes())
+            .u32(h.port).u64(h.height).fixed(h.head, 32).var(work).var(h.agent.encode()[:MAX_AGENT]).fixed(h.nonce, 32).bytes())
 
 
 def decode_hello(payload: bytes) -> Hello:
@@ -133,8 +135,9 @@ def decode_hello(payload: bytes) -> Hello:
         agent = r.var(MAX_AGENT, "agent").decode()
     except UnicodeDecodeError:
         raise DecodeError("hello: agent is not UTF-8") from None
+    nonce = r.fixed(32)
     r.finish()
-    return Hello(version, genesis, node_id, host, port, height, head, work, agent)
+    return Hello(version, genesis, node_id, host, port, height, head, work, agent, nonce)
 
 
 def encode_peers(addresses) -> bytes:

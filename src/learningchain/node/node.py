@@ -19,20 +19,30 @@ from typing import Optional
 from ..crypto import PrivateKey
 from ..errors import DecodeError, InvalidBlock, InvalidMessage, StoreError
 from ..protocol.block import Block, Header, decode_block
-from ..protocol.consensus import block_work, expected_difficulty, in_turn_authority, seal_authority, solve_pow
+from ..protocol.consensus import (block_work, check_authority, check_pow, expected_difficulty, in_turn_authority,
+                                  seal_authority, solve_pow)
 from ..protocol.forkchoice import is_heavier
 from ..protocol.message import Message, decode_message, validate_message
 from ..protocol.transition import build_block, params_of_genesis, validate_block, validate_header_link
 from ..types import ZERO_ADDRESS, Address, hexstr
+from .body import body_mismatch
 from .mempool import Mempool
 from .store import BlockStore, MemoryStore
 
-__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
 #: work and links only (a light client that trusts the heaviest chain); none: no
 #: checks at all (a Byzantine node that skips validation).
 VALIDATION_MODES = ("full", "header", "none")
+
+
+def block_size(block: Block) -> int:
+    """The encoded size of ``block`` in bytes, from its parts (without encoding it)."""
+    per_message = 1 + 20 + 8 + 32 + 8 + 4 + 65 + 4  # the fields and the length prefix
+    size = 4 + len(block.header.encode()) + 4 + 4 * len(block.selection) + 4 + 8 * block.model.size
+    size += sum(per_message + 4 * m.q.size for m in block.messages) + 4 + len(block.params)
+    return size + 4
 
 
 @dataclass
@@ -67,7 +77,8 @@ class Node:
                  miner: Address = ZERO_ADDRESS, key: Optional[PrivateKey] = None,
                  verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
                  min_inclusion: float = 0.0, validation: str = "full",
-                 keep_bodies: Optional[int] = None, max_orphans: int = 256):
+                 keep_bodies: Optional[int] = None, max_orphans: int = 256,
+                 max_orphan_bytes: int = 64 << 20):
         self.params = params_of_genesis(genesis)
         self.genesis = genesis
         self.genesis_hash = genesis.hash
@@ -92,6 +103,9 @@ class Node:
         self.rejected_messages: Counter = Counter()
         self.orphans: "OrderedDict[bytes, Block]" = OrderedDict()
         self.max_orphans = max_orphans
+        self.max_orphan_bytes = max_orphan_bytes
+        self.orphan_bytes = 0
+        self._orphan_size: dict[bytes, int] = {}
         self._verified: set = verdicts.messages if verdicts is not None else set()
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
@@ -108,7 +122,15 @@ class Node:
                 f"the store holds the chain with genesis {hexstr(known[0][0].hash)[:14]}, "
                 f"not {hexstr(self.genesis_hash)[:14]}"
             )
-        for header, work in known:
+        for header, _stored_work in known:
+            # total work is recomputed from the headers, never taken from the store
+            if header.hash == self.genesis_hash:
+                work = 0
+            elif header.height > 0 and header.parent in self.work:
+                work = self.work[header.parent] + block_work(header, self.params)
+            else:
+                raise StoreError(f"the store holds block {header.height} {hexstr(header.hash)[:14]} "
+                                 "without its parent")
             self.headers[header.hash] = header
             self.work[header.hash] = work
         head = self.store.head_hash()
@@ -224,7 +246,8 @@ class Node:
 
     # -- blocks -----------------------------------------------------------------------
     def _reject(self, block: Block, exc: InvalidBlock, *, final: bool = True) -> InvalidBlock:
-        """Count a refusal; remember it when it is final (a property of the bytes)."""
+        """Count a refusal; remember it when it is final (a property of the block the
+        header hash names, not of one copy's body or of this node's mempool)."""
         if final:
             self.rejected[block.hash] = exc
             while len(self.rejected) > 4096:
@@ -264,9 +287,10 @@ class Node:
                 "invalid-ancestor", f"parent {hexstr(header.parent)[:14]} was rejected", height=header.height))
         parent = self.store.get(header.parent) if header.parent in self.headers else None
         if parent is None:
-            self.orphans[h] = block
-            while len(self.orphans) > self.max_orphans:
-                self.orphans.popitem(last=False)
+            if h not in self.orphans:  # one kept already is the block its header commits to
+                if self.validation != "none":
+                    self._check_orphan(block)
+                self._add_orphan(block)
             return BlockOutcome("orphan", h, missing=header.parent)
         head_before = self.head_hash
         self._validate(block, parent, unseen)
@@ -278,7 +302,63 @@ class Node:
             outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected))
         return outcome
 
+    def _check_orphan(self, block: Block) -> None:
+        """What can be checked of a block whose parent is unknown: its seal (the work
+        it claims is really done, within the chain's difficulty range), its
+        parameters, and that its body is the one its header commits to. Only then
+        may it take room among the orphans."""
+        header = block.header
+        p = self.params
+        try:
+            if header.height == 0:
+                raise InvalidBlock("bad-height", "a block of height 0 that is not this chain's genesis", height=0)
+            if header.params_hash != self.genesis.header.params_hash:
+                raise InvalidBlock("wrong-params", "block commits to other protocol parameters",
+                                   height=header.height)
+            if p.consensus == "pow":
+                lo = hi = p.difficulty
+                if p.retarget:
+                    lo, hi = min(lo, p.retarget["min_bits"]), max(hi, p.retarget["max_bits"])
+                if not lo <= header.difficulty <= hi:
+                    raise InvalidBlock("bad-difficulty", f"difficulty {header.difficulty} is outside the chain's "
+                                       f"range {lo}..{hi}", height=header.height)
+                check_pow(header)
+            else:
+                check_authority(header, p)
+        except InvalidBlock as exc:
+            # properties of the header, but judged without the parent: not remembered
+            raise self._reject(block, exc, final=False) from None
+        bad = body_mismatch(block, p.dim)
+        if bad is not None:
+            raise self._reject(block, bad, final=False)
+
+    def _add_orphan(self, block: Block) -> None:
+        """Keep an orphan; the oldest go first once the pool passes its count or bytes."""
+        h = block.hash
+        if h in self.orphans:
+            self._drop_orphan(h)
+        size = block_size(block)
+        self.orphans[h] = block
+        self._orphan_size[h] = size
+        self.orphan_bytes += size
+        while len(self.orphans) > 1 and (len(self.orphans) > self.max_orphans
+                                         or self.orphan_bytes > self.max_orphan_bytes):
+            self._drop_orphan(next(iter(self.orphans)))
+        if self.orphan_bytes > self.max_orphan_bytes:  # one block larger than the whole pool
+            self._drop_orphan(h)
+
+    def _drop_orphan(self, h: bytes) -> None:
+        if self.orphans.pop(h, None) is not None:
+            self.orphan_bytes -= self._orphan_size.pop(h)
+
     def _validate(self, block: Block, parent: Block, check_unseen: bool) -> None:
+        if self.validation != "none":
+            # A body that is not the one its header commits to is a fault of this copy
+            # (and of whoever sent it), not of the block: never remembered, so the real
+            # block is accepted when it comes, and never cached as a verdict.
+            bad = body_mismatch(block, self.params.dim)
+            if bad is not None:
+                raise self._reject(block, bad, final=False)
         if self.validation != "full":
             if self.validation == "header":
                 try:
@@ -287,6 +367,14 @@ class Node:
                 except InvalidBlock as exc:
                     raise self._reject(block, exc) from None
             return
+        if self.min_inclusion > 0 or check_unseen:
+            # the header first: a block refused (non-finally) by the policies below may be
+            # held by a driver until its messages come, so it must carry its work
+            try:
+                validate_header_link(block.header, parent.header, self.params, genesis_hash=self.genesis_hash,
+                                     ancestor=self.header)
+            except InvalidBlock as exc:
+                raise self._reject(block, exc) from None
         if self.min_inclusion > 0:
             had = self.mempool.for_base(parent.hash)
             if had:
@@ -347,7 +435,7 @@ class Node:
             for oh, orphan in list(self.orphans.items()):
                 if orphan.parent != p:
                     continue
-                del self.orphans[oh]
+                self._drop_orphan(oh)
                 try:
                     self._validate(orphan, self.store.get(p), check_unseen)
                 except InvalidBlock:

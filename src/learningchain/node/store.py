@@ -23,8 +23,8 @@ from ..protocol.block import Block, Header, decode_body, decode_header
 from ..protocol.codec import Reader
 from ..protocol.params import MAX_DIM
 
-__all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "encode_stored_body", "decode_stored",
-           "compress_body", "decompress_body"]
+__all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "open_readonly", "encode_stored_body",
+           "decode_stored", "compress_body", "decompress_body"]
 
 
 # A stored body is one format byte and the compressed canonical body bytes. The
@@ -191,20 +191,98 @@ CREATE TABLE IF NOT EXISTS canonical (height INTEGER PRIMARY KEY, hash BLOB NOT 
 """
 
 
-class SQLiteStore(BlockStore):
-    """Blocks in one SQLite file: header bytes as they hash, body compressed (zstd)."""
+#: The tables and columns of a chain store, as _SCHEMA creates them.
+_TABLES = {
+    "meta": ("key", "value"),
+    "blocks": ("hash", "parent", "height", "work", "header", "body"),
+    "canonical": ("height", "hash"),
+}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 64):
+
+def _not_a_store(path: Path, why: str) -> StoreError:
+    return StoreError(f"{path} is not a LearningChain chain store: {why}")
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open ``path`` read-only after checking, without writing, that it is a chain store."""
+    if not path.exists():
+        raise _not_a_store(path, "no such file (no chain here)")
+    if not path.is_file():
+        raise _not_a_store(path, "not a regular file")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise _not_a_store(path, f"cannot read it ({exc.strerror or exc})") from None
+    if not magic:
+        raise _not_a_store(path, "the file is empty")
+    if magic != _SQLITE_MAGIC:
+        raise _not_a_store(path, "not an SQLite database")
+    db = None
+    try:
+        # A chain store is in WAL mode, and a read-only connection to it creates the
+        # -wal and -shm files when they are not there. They are there exactly while a
+        # writer (a running node) has the store open, or after a crash: then read
+        # through them; otherwise nobody writes the file and it is read as immutable,
+        # which creates nothing.
+        wal = path.with_name(path.name + "-wal")
+        mode = "mode=ro" if wal.exists() else "mode=ro&immutable=1"
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, isolation_level=None,
+                             check_same_thread=False)
+        # TEXT where a BLOB belongs must come back as a str (which readers refuse),
+        # not as an error from decoding it.
+        db.text_factory = lambda raw: raw.decode("utf-8", "replace")
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables & set(_TABLES):
+            raise _not_a_store(path, "an SQLite database without the chain's tables"
+                               + (f" (it holds {', '.join(sorted(tables))})" if tables else " (it is empty)"))
+        for table, columns in _TABLES.items():
+            if table not in tables:
+                raise _not_a_store(path, f"the table {table!r} is missing")
+            have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            missing = [c for c in columns if c not in have]
+            if missing:
+                raise _not_a_store(path, f"the table {table!r} lacks the column(s) {', '.join(missing)}")
+    except sqlite3.DatabaseError as exc:
+        if db is not None:
+            db.close()
+        raise _not_a_store(path, f"unreadable, damaged or truncated ({exc})") from None
+    except StoreError:
+        db.close()
+        raise
+    return db
+
+
+class SQLiteStore(BlockStore):
+    """Blocks in one SQLite file: header bytes as they hash, body compressed (zstd).
+
+    ``readonly=True`` (inspection: ``chain verify``, ``chain head``, ``chain
+    balances``) opens the file with SQLite's ``mode=ro`` after checking that it is
+    a chain store, and never creates or changes anything.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 64,
+                 readonly: bool = False):
         path = Path(path)
-        if not create and not path.exists():
-            raise StoreError(f"no chain at {path}")
-        try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path} is not a usable chain database ({exc})") from None
+        if readonly:
+            self._db = _connect_readonly(path)
+        else:
+            if not create and not path.exists():
+                raise StoreError(f"no chain at {path}")
+            if path.exists():
+                # an existing file is opened for writing only when it is a chain store
+                # (a 0-byte file, garbage or another program's database is refused,
+                # never turned into a fresh chain); only a new file gets the schema
+                _connect_readonly(path).close()
+            try:
+                self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"{path} is not a usable chain database ({exc})") from None
+        self.readonly = readonly
         self.path = path
         self._cache: dict[bytes, Block] = {}
         self._cache_size = cache_blocks
@@ -290,8 +368,21 @@ class SQLiteStore(BlockStore):
         return int(row[0])
 
     def entries(self) -> Iterator[tuple[Header, int]]:
-        for header_raw, work in self._db.execute("SELECT header, work FROM blocks ORDER BY height"):
-            yield decode_header(bytes(header_raw)), int(work)
+        """Every stored (header, total work); StoreError when a row's hash, parent or
+        height column disagrees with its header bytes, or a cell has the wrong type."""
+        rows = self._db.execute("SELECT hash, parent, height, work, header FROM blocks ORDER BY height")
+        try:
+            for h, parent, height, work, header_raw in rows:
+                header = decode_header(bytes(header_raw))
+                if h != header.hash or parent != header.parent or height != header.height:
+                    raise StoreError(f"{self.path}: the stored columns of block {header.height} do not match its "
+                                     "header; run `learningchain chain verify` on it")
+                yield header, int(work)
+        except (DecodeError, TypeError, ValueError) as exc:
+            raise StoreError(f"{self.path}: a stored block is corrupt ({exc}); run `learningchain chain verify` "
+                             "on it") from None
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: the store cannot be read ({exc})") from None
 
     def close(self) -> None:
         self._db.close()
@@ -299,3 +390,11 @@ class SQLiteStore(BlockStore):
 
 def open_store(path: str | os.PathLike | None) -> BlockStore:
     return MemoryStore() if path is None else SQLiteStore(path)
+
+
+def open_readonly(path: str | os.PathLike) -> SQLiteStore:
+    """The chain store at ``path`` (a chain.sqlite or a directory holding one), read-only."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "chain.sqlite"
+    return SQLiteStore(path, readonly=True)

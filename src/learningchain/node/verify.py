@@ -10,15 +10,17 @@ its height.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from ..errors import DecodeError, InvalidBlock, LearningChainError, StoreError
-from ..protocol.block import Block, Header
-from ..protocol.transition import params_of_genesis, validate_block
+from ..protocol.block import Header, decode_header
+from ..protocol.consensus import block_work
+from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
-from .store import SQLiteStore, decode_stored
+from .body import body_mismatch
+from .store import SQLiteStore, decode_stored, open_readonly
 
 __all__ = ["verify_chain", "VerifyReport", "chain_head"]
 
@@ -34,104 +36,213 @@ class VerifyReport:
     genesis_hash: bytes = b""
     from_height: int = 0
     selected: dict = field(default_factory=dict)  # pseudo-identity -> times selected (audit)
+    not_replayed: str = ""  # what a --last check left out, in words
 
     def describe(self) -> str:
         if self.ok:
             span = "from genesis" if self.from_height <= 1 else f"from height {self.from_height}"
-            return (f"OK: {self.checked} blocks verified {span} to head {self.height} "
+            text = (f"OK: {self.checked} blocks verified {span} to head {self.height} "
                     f"({hexstr(self.head_hash)[:18]})")
+            return text + (f"; {self.not_replayed}" if self.not_replayed else "")
         return f"INVALID at height {self.first_bad_height}: {self.error}"
 
 
 def _open(path) -> SQLiteStore:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "chain.sqlite"
-    if not path.exists():
-        raise StoreError(f"no chain at {path}")
-    return SQLiteStore(path, create=False)
+    return open_readonly(path)
 
 
-def _load(store: SQLiteStore, height: int, expect_parent: Optional[bytes]) -> Block:
-    h = store.canonical_hash(height)
-    if h is None:
+def _hash_cell(value, what: str, height: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        kind = type(value).__name__ if not isinstance(value, bytes) else f"{len(value)} bytes"
+        raise InvalidBlock("corrupt", f"{what} is stored as {kind}, not a 32-byte BLOB", height=height)
+    return value
+
+
+def _canonical(store: SQLiteStore, height: int) -> bytes:
+    row = store._db.execute("SELECT hash FROM canonical WHERE height=?", (height,)).fetchone()
+    if row is None:
         raise InvalidBlock("missing-block", "the canonical index has no block here", height=height)
-    raw = store.raw(h)
-    if raw is None:
+    return _hash_cell(row[0], "the canonical index's hash", height)
+
+
+def _row(store: SQLiteStore, h: bytes, height: int) -> tuple:
+    """The stored (parent, height, work, header, body) of block ``h``, with their types checked."""
+    row = store._db.execute("SELECT hash, parent, height, work, header, body FROM blocks WHERE hash=?",
+                            (h,)).fetchone()
+    if row is None:
+        other = store._db.execute("SELECT typeof(hash) FROM blocks WHERE CAST(hash AS BLOB)=?", (h,)).fetchone()
+        if other is not None:
+            raise InvalidBlock("corrupt", f"block {hexstr(h)[:14]} is stored with its hash as "
+                               f"{other[0].upper()}, not BLOB", height=height)
         raise InvalidBlock("missing-block", f"block {hexstr(h)[:14]} is not in the store", height=height)
+    _, parent, stored_height, work, header, body = row
+    _hash_cell(parent, "the parent column", height)
+    if not isinstance(header, bytes) or not isinstance(body, bytes):
+        raise InvalidBlock("corrupt", "the header or body column is not a BLOB", height=height)
+    if not isinstance(stored_height, int):
+        raise InvalidBlock("corrupt", f"the height column holds {type(stored_height).__name__}", height=height)
+    if not isinstance(work, str) or not work.isdigit():
+        raise InvalidBlock("corrupt", f"the work column holds {work!r}, not a decimal integer", height=height)
+    return parent, stored_height, int(work), header, body
+
+
+def _check_columns(header: Header, parent_col: bytes, height_col: int, work_col: int, work: int) -> None:
+    """The columns a node reads back (parent, height, total work) agree with the header and the chain."""
+    h = header.height
+    if parent_col != header.parent:
+        raise InvalidBlock("bad-parent-column", f"the parent column says {hexstr(parent_col)[:14]}, "
+                           f"the header {hexstr(header.parent)[:14]}", height=h)
+    if height_col != header.height:
+        raise InvalidBlock("bad-height-column", f"the height column says {height_col}, the header {h}", height=h)
+    if work_col != work:
+        raise InvalidBlock("bad-work", f"the stored total work is {work_col}, the chain's is {work}", height=h)
+
+
+def _load(store: SQLiteStore, height: int, expect_parent: Optional[bytes], *,
+          header_only: bool = False) -> tuple:
+    """Block (or, with ``header_only``, header) at canonical ``height``, and its stored columns."""
+    h = _canonical(store, height)
+    parent_col, height_col, work_col, header_raw, body_raw = _row(store, h, height)
     try:
-        block = decode_stored(*raw)
+        block = decode_header(header_raw) if header_only else decode_stored(header_raw, body_raw)
     except DecodeError as exc:
         raise InvalidBlock("corrupt", str(exc), height=height) from None
-    if block.hash != h:
+    header = block if header_only else block.header
+    if header.hash != h:
         raise InvalidBlock("hash-mismatch",
-                           f"stored header hashes to {hexstr(block.hash)[:14]}, indexed as {hexstr(h)[:14]}",
+                           f"stored header hashes to {hexstr(header.hash)[:14]}, indexed as {hexstr(h)[:14]}",
                            height=height)
-    if block.height != height:
-        raise InvalidBlock("bad-height", f"header says height {block.height}", height=height)
-    if expect_parent is not None and block.parent != expect_parent:
+    if header.height != height:
+        raise InvalidBlock("bad-height", f"header says height {header.height}", height=height)
+    if expect_parent is not None and header.parent != expect_parent:
         raise InvalidBlock("bad-parent", "block does not link to the canonical block below it", height=height)
-    return block
+    return block, (parent_col, height_col, work_col)
 
 
 def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
-    """Validate the canonical chain stored at ``path`` (a chain.sqlite or a run directory)."""
+    """Validate the canonical chain stored at ``path`` (a chain.sqlite or a run directory).
+
+    The store is opened read-only. Every canonical block is replayed, or with
+    ``last`` the last ``last`` of them; the blocks below such a window have their
+    headers, links, proof of work and stored columns checked, not their bodies,
+    and the report says so. Any inconsistency is reported at its height.
+    """
     store = _open(path)
     report = VerifyReport(ok=False, height=-1, checked=0)
+    at = [0]  # the height being checked, for errors the store itself raises
     try:
-        head = store.head_hash()
-        n = store.canonical_length()
-        if n == 0 or head is None:
-            raise StoreError("the store holds no chain")
-        top = n - 1
-        report.height = top
-        if store.canonical_hash(top) != head:
-            report.first_bad_height = top
-            report.error = "head-mismatch: the recorded head is not the top of the canonical chain"
-            return report
-        report.head_hash = head
-        headers: dict[bytes, Header] = {}
-
-        def ancestor(h: bytes) -> Header:
-            if h not in headers:
-                raw = store.raw(h)
-                if raw is None:
-                    raise InvalidBlock("missing-block", f"ancestor {hexstr(h)[:14]} is not stored")
-                headers[h] = decode_stored(*raw).header
-            return headers[h]
-
-        genesis = _load(store, 0, None)
-        try:
-            params = params_of_genesis(genesis)
-        except (InvalidBlock, LearningChainError) as exc:
-            report.first_bad_height, report.error = 0, str(exc)
-            return report
-        report.genesis_hash = genesis.hash
-        headers[genesis.hash] = genesis.header
-        start = 1 if last is None else max(1, top - last + 1)
-        report.from_height = start
-        parent = genesis if start == 1 else _load(store, start - 1, None)
-        headers[parent.hash] = parent.header
-        verified: set = set()
-        for height in range(start, top + 1):
-            try:
-                block = _load(store, height, parent.hash)
-                validate_block(block, parent, params, genesis_hash=genesis.hash, ancestor=ancestor,
-                               verified=verified)
-            except InvalidBlock as exc:
-                report.first_bad_height = height
-                report.error = str(exc)
-                return report
-            for i in block.selection:
-                ident = hexstr(block.messages[i].identity)
-                report.selected[ident] = report.selected.get(ident, 0) + 1
-            headers[block.hash] = block.header
-            parent = block
-            report.checked += 1
-        report.ok = True
-        return report
+        _verify(store, report, last, at)
+    except InvalidBlock as exc:
+        report.ok = False
+        report.first_bad_height = exc.height if exc.height is not None else at[0]
+        report.error = str(exc)
+    except (sqlite3.DatabaseError, DecodeError) as exc:
+        report.ok = False
+        report.first_bad_height = at[0]
+        report.error = f"corrupt: the store cannot be read here ({exc})"
     finally:
         store.close()
+    return report
+
+
+def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list) -> None:
+    n = store.canonical_length()
+    top = n - 1
+    at[0] = top
+    row = store._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+    if n == 0 or row is None:
+        raise StoreError(f"{store.path} holds no chain (an empty chain store)")
+    report.height = top
+    head = _hash_cell(row[0], "the recorded head", top)
+    if _canonical(store, top) != head:
+        raise InvalidBlock("head-mismatch", "the recorded head is not the top of the canonical chain", height=top)
+    report.head_hash = head
+    headers: dict[bytes, Header] = {}
+
+    def ancestor(h: bytes) -> Header:
+        if h not in headers:
+            raise InvalidBlock("missing-block", f"ancestor {hexstr(h)[:14]} is not on the checked chain")
+        return headers[h]
+
+    at[0] = 0
+    genesis, (g_parent, g_height, g_work) = _load(store, 0, None)
+    try:
+        params = params_of_genesis(genesis)
+    except LearningChainError as exc:
+        raise InvalidBlock(getattr(exc, "reason", "bad-genesis"), str(exc), height=0) from None
+    if g_height != 0 or g_work != 0:
+        raise InvalidBlock("bad-genesis", "the genesis block's stored height or work is not 0", height=0)
+    report.genesis_hash = genesis.hash
+    headers[genesis.hash] = genesis.header
+    work = {genesis.hash: 0}
+    start = 1 if last is None else max(1, top - last + 1)
+    report.from_height = start
+    # Below the window: headers, links, proof of work and the stored columns.
+    parent_header = genesis.header
+    for height in range(1, start):
+        at[0] = height
+        header, cols = _load(store, height, parent_header.hash, header_only=True)
+        validate_header_link(header, parent_header, params, genesis_hash=genesis.hash, ancestor=ancestor)
+        work[header.hash] = work[parent_header.hash] + block_work(header, params)
+        _check_columns(header, *cols, work[header.hash])
+        headers[header.hash] = header
+        parent_header = header
+    if start == 1:
+        parent = genesis
+    else:
+        # The window starts from this block's model: it must be the one its header commits to.
+        at[0] = start - 1
+        parent, _ = _load(store, start - 1, None)
+        bad = body_mismatch(parent, params.dim)
+        if bad is not None:
+            raise bad
+        report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work "
+                               f"and stored work were checked, their messages and models were not "
+                               f"(except that block {start - 1}'s model matches its header)")
+    verified: set = set()
+    for height in range(start, top + 1):
+        at[0] = height
+        block, cols = _load(store, height, parent.hash)
+        validate_block(block, parent, params, genesis_hash=genesis.hash, ancestor=ancestor, verified=verified)
+        work[block.hash] = work[parent.hash] + block_work(block.header, params)
+        _check_columns(block.header, *cols, work[block.hash])
+        for i in block.selection:
+            ident = hexstr(block.messages[i].identity)
+            report.selected[ident] = report.selected.get(ident, 0) + 1
+        headers[block.hash] = block.header
+        parent = block
+        report.checked += 1
+    _check_side_blocks(store, params, genesis.hash, work, at)
+    report.ok = True
+
+
+def _check_side_blocks(store: SQLiteStore, params, genesis_hash: bytes, work: dict, at: list) -> None:
+    """Blocks off the canonical chain: hash, parent and height columns and total work
+    (a node reloading the store trusts them; their bodies are not replayed)."""
+    rows = store._db.execute("SELECT hash, parent, height, work, header FROM blocks ORDER BY height")
+    for h, parent_col, height_col, work_col, header_raw in rows:
+        if isinstance(h, bytes) and h in work and h != genesis_hash:
+            continue
+        height = height_col if isinstance(height_col, int) else -1
+        at[0] = height
+        if h == genesis_hash:
+            continue
+        if not isinstance(header_raw, bytes):
+            raise InvalidBlock("corrupt", "a header column is not a BLOB", height=height)
+        try:
+            header = decode_header(header_raw)
+        except DecodeError as exc:
+            raise InvalidBlock("corrupt", f"side block: {exc}", height=height) from None
+        if not isinstance(h, bytes) or header.hash != h:
+            raise InvalidBlock("hash-mismatch", f"side block {hexstr(header.hash)[:14]} is stored under "
+                               "another hash or a hash that is not a BLOB", height=header.height)
+        if header.parent not in work:
+            raise InvalidBlock("missing-block", f"side block {hexstr(h)[:14]} has no stored parent",
+                               height=header.height)
+        if not isinstance(work_col, str) or not work_col.isdigit() or not isinstance(parent_col, bytes):
+            raise InvalidBlock("corrupt", "a column of a side block has the wrong type", height=header.height)
+        work[h] = work[header.parent] + block_work(header, params)
+        _check_columns(header, parent_col, height_col, int(work_col), work[h])
 
 
 def chain_head(path) -> tuple[int, bytes]:
@@ -142,6 +253,8 @@ def chain_head(path) -> tuple[int, bytes]:
         if head is None or n == 0:
             raise StoreError("the store holds no chain")
         return n - 1, head
+    except (sqlite3.DatabaseError, TypeError, ValueError) as exc:
+        raise StoreError(f"{store.path}: the store cannot be read ({exc})") from None
     finally:
         store.close()
 

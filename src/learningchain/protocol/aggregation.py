@@ -545,11 +545,12 @@ def aggregate_l_nearest(batch: Batch, params) -> Aggregate:
 def _bounded_check(params):
     if params.clip_mode == "none" and "bound" not in params.aggregator_options:
         return ("without clipping no norm bound follows from the chain's parameters: give clipping "
-                "(--clip-mode per-example) or an explicit bound (aggregator_options.bound)")
+                "(--clip-mode per-example) or an explicit bound (--set aggregator_options={bound=...})")
     if (params.mechanism == "gaussian" and not params.noise_multiplier > 0
             and "bound" not in params.aggregator_options):
         return ("with the gaussian mechanism it needs the chain's noise_multiplier (or an explicit "
-                "bound): the classic calibration involves a logarithm, which is not bit-exact across machines")
+                "bound, --set aggregator_options={bound=...}): the classic calibration involves a logarithm, "
+                "which is not bit-exact across machines")
     return None
 
 
@@ -707,6 +708,11 @@ def aggregate_bulyan(batch: Batch, params) -> Aggregate:
     return Aggregate(selection, total / float(beta * params.batch_size))
 
 
+#: centered-clipping's radius without clipping, in units of a holder's mean gradient:
+#: the default of Karimireddy, He and Jaggi's reference code (``--clip-tau 10``).
+CENTERED_CLIPPING_TAU = 10.0
+
+
 @register_rule("centered-clipping",
                options={"tau": (float, _positive_float), "iterations": (int, _positive_upto_max),
                         "tail": (float, _positive_float)})
@@ -716,13 +722,19 @@ def aggregate_centered_clipping(batch: Batch, params) -> Aggregate:
     Karimireddy et al. 2021. The rule is stateless here (a block is validated
     from its messages alone), so it starts from 0 rather than the previous
     momentum. tau defaults to the honest norm bound of :func:`norm_bound`, the
-    scale a clipped, noised honest gradient lives at; iterations default to 3.
+    scale a clipped, noised honest gradient lives at; without clipping (no such
+    bound) to :data:`CENTERED_CLIPPING_TAU` (10, the authors' default) per example:
+    ``10 * m`` on the reported sums of m example gradients. iterations default to 3.
     Norms ||x_k - v|| use the fixed pairwise tree of :func:`fixed_order_row_sums`;
     the clipped differences are added in canonical order.
     """
     opts = params.aggregator_options
-    tau = float(opts["tau"]) if "tau" in opts else norm_bound(params, batch.round + 1,
-                                                                tail=float(opts.get("tail", 20.0)))
+    if "tau" in opts:
+        tau = float(opts["tau"])
+    elif params.clip_mode == "none":
+        tau = CENTERED_CLIPPING_TAU * float(params.batch_size)
+    else:
+        tau = norm_bound(params, batch.round + 1, tail=float(opts.get("tail", 20.0)))
     iterations = int(opts.get("iterations", 3))
     n, d = batch.n, batch.dim
     x = coordinate_values(batch)

@@ -175,6 +175,8 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
     # ||q||^2 is exact and a property of the immutable message: kept for the
     # aggregation rules, which need it again (aggregation.Batch.sq_norms).
     msg._cache["sq_norm"] = check_unit(msg.q, params.quant_bits, params.norm_tol_bits)
+    if not params.enrolled(msg.identity):
+        raise InvalidMessage("not-enrolled", f"identity {hexstr(msg.identity)} is not an enrolled holder of this chain")
     signer = recover_address(msg.signing_digest, msg.signature)
     if signer != msg.identity:
         raise InvalidMessage(

@@ -73,6 +73,9 @@ class ProtocolParams:
     difficulty: int = 12  # leading zero bits of the proof-of-work hash
     retarget: dict = field(default_factory=dict)  # adaptive difficulty, empty = fixed
     authorities: tuple = ()  # proof-of-authority signer addresses (hex)
+    # membership: empty = open (the paper's: any key may send a message); else the
+    # enrolled holders' identities (0x-hex), the only ones whose messages count
+    members: tuple = ()
     # incentives
     rewards: dict = field(default_factory=dict)
     # informational: data set, seed... hashed into genesis, not used by validation
@@ -126,6 +129,16 @@ class ProtocolParams:
              f"difficulty must be an integer number of bits in 0..64, got {self.difficulty!r}")
         if self.consensus == "poa":
             need(len(self.authorities) >= 1, "proof of authority needs at least one authority address")
+        need(isinstance(self.members, tuple), "members must be a list of addresses")
+        enrolled = set()
+        for a in self.members:
+            raw = _address_bytes(a)
+            need(raw is not None, f"members: {a!r} is not a 0x-hex 20-byte address")
+            need(raw not in enrolled, f"members: {a} is listed twice")
+            enrolled.add(raw)
+        need(len(enrolled) <= self.max_messages,
+             f"members: {len(enrolled)} enrolled holders exceed max_messages ({self.max_messages})")
+        object.__setattr__(self, "_enrolled", frozenset(enrolled))
         from .aggregation import check_rule
         from .consensus import check_retarget_options
 
@@ -136,9 +149,14 @@ class ProtocolParams:
         check_rule(self)
 
     # -- views ----------------------------------------------------------------
+    def enrolled(self, identity: bytes) -> bool:
+        """May ``identity`` send messages on this chain? (always, when membership is open)"""
+        return not self._enrolled or bytes(identity) in self._enrolled
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["authorities"] = list(self.authorities)
+        out["members"] = list(self.members)
         # Added after the first chains were made: left out at its default so
         # that their genesis encodings (and hashes) stay what they were.
         for name in _OMIT_AT_DEFAULT:
@@ -156,8 +174,11 @@ class ProtocolParams:
         if unknown:
             raise ConfigError(f"unknown protocol parameter(s) {unknown}; known: {sorted(known)}")
         data = dict(data)
-        if "authorities" in data:
-            data["authorities"] = tuple(data["authorities"])
+        for name in ("authorities", "members"):
+            if name in data:
+                if not isinstance(data[name], (list, tuple)):
+                    raise ConfigError(f"{name} must be a list of addresses")
+                data[name] = tuple(data[name])
         return cls(**data)
 
     @classmethod
@@ -181,5 +202,15 @@ class ProtocolParams:
         return int(self.aggregator_options.get("l", math.ceil(self.holders / 2)))
 
 
+def _address_bytes(text) -> bytes | None:
+    if not isinstance(text, str) or not text.startswith("0x") or len(text) != 42:
+        return None
+    try:
+        return bytes.fromhex(text[2:])
+    except ValueError:
+        return None
+
+
 _DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
-_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm")
+_DEFAULTS["members"] = []  # as to_dict writes it
+_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members")

@@ -1,0 +1,156 @@
+"""The node's status API: ``GET /status`` as JSON, and nothing else.
+
+It is a read-only endpoint for operators, so it is built to survive anyone who
+can reach it: it binds to loopback unless told otherwise, gives a client a few
+seconds to send its request head (slow-loris connections are closed, not kept
+open for ever), reads at most 8 KiB of head, serves one request per connection,
+and holds at most ``max_connections`` connections at once (the next ones are
+closed at accept, so the P2P listener never starves of file descriptors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Callable, Optional
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = ["StatusServer", "RateLimitedExceptionHandler"]
+
+log = logging.getLogger("learningchain.status")
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+
+
+class StatusServer:
+    """A minimal HTTP/1.1 responder for one JSON document.
+
+    ``status(evaluate)`` returns the document; ``evaluate`` is False when the
+    query says ``eval=0`` (skip the test-error evaluation).
+    """
+
+    def __init__(self, status: Callable[[bool], dict], *, host: str = "127.0.0.1", port: int = 0,
+                 header_timeout: float = 5.0, max_head_bytes: int = 8192, max_connections: int = 32):
+        self._status = status
+        self.host = host
+        self.port = port
+        self.header_timeout = header_timeout
+        self.max_head_bytes = max_head_bytes
+        self.max_connections = max_connections
+        self.open_connections = 0
+        self.refused = 0
+        self.timed_out = 0
+        self._server: Optional[asyncio.base_events.Server] = None
+
+    async def start(self) -> tuple:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port,
+                                                  limit=self.max_head_bytes, backlog=64)
+        sock = self._server.sockets[0]
+        self.port = int(sock.getsockname()[1])
+        return self.host, self.port
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), timeout=2.0)
+            except asyncio.TimeoutError:  # pragma: no cover - a client that will not close
+                pass
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open_connections >= self.max_connections:
+            self.refused += 1
+            writer.transport.abort()
+            return
+        self.open_connections += 1
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=self.header_timeout)
+            except asyncio.TimeoutError:
+                self.timed_out += 1
+                await self._reply(writer, 408, {"error": "request head not received in time"})
+                return
+            except asyncio.LimitOverrunError:
+                await self._reply(writer, 431, {"error": f"request head over {self.max_head_bytes} bytes"})
+                return
+            except asyncio.IncompleteReadError:
+                return
+            code, body = self._answer(head)
+            await self._reply(writer, code, body)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.open_connections -= 1
+            try:
+                writer.close()
+            except Exception:  # pragma: no cover
+                pass
+
+    def _answer(self, head: bytes) -> tuple:
+        try:
+            line = head.split(b"\r\n", 1)[0].decode("ascii")
+            method, target, version = line.split(" ")
+        except (UnicodeDecodeError, ValueError):
+            return 400, {"error": "malformed request line"}
+        if not version.startswith("HTTP/1."):
+            return 400, {"error": "HTTP/1.x only"}
+        if method not in ("GET", "HEAD"):
+            return 405, {"error": "only GET /status"}
+        parts = urlsplit(target)
+        if parts.path not in ("/", "/status"):
+            return 404, {"error": "only GET /status"}
+        query = parse_qs(parts.query)
+        evaluate = query.get("eval", ["1"])[-1] not in ("0", "false", "no")
+        try:
+            return 200, self._status(evaluate)
+        except Exception as exc:  # the node's state is its own concern; the API answers anyway
+            log.warning("status API: %s", exc)
+            return 500, {"error": "status unavailable"}
+
+    async def _reply(self, writer: asyncio.StreamWriter, code: int, body: dict) -> None:
+        data = (json.dumps(body, default=str) + "\n").encode()
+        head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
+        writer.write(head + data)
+        try:
+            await asyncio.wait_for(writer.drain(), timeout=self.header_timeout)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            pass
+
+
+class RateLimitedExceptionHandler:
+    """An event-loop exception handler that logs at most ``burst`` reports per
+    ``window`` seconds (then one line saying how many were dropped), so a storm
+    of accept errors (EMFILE) cannot flood stderr or the log with tracebacks."""
+
+    def __init__(self, logger: logging.Logger, *, burst: int = 5, window: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.logger = logger
+        self.burst = burst
+        self.window = window
+        self.clock = clock
+        self._start = clock()
+        self._count = 0
+        self.dropped = 0
+
+    def __call__(self, loop, context: dict) -> None:
+        now = self.clock()
+        if now - self._start >= self.window:
+            if self.dropped:
+                self.logger.warning("event loop: %d more errors in the last %.0f s were not logged",
+                                    self.dropped, self.window)
+            self._start, self._count, self.dropped = now, 0, 0
+        self._count += 1
+        if self._count > self.burst:
+            self.dropped += 1
+            return
+        exc = context.get("exception")
+        message = context.get("message", "unhandled error in the event loop")
+        if exc is not None:
+            self.logger.error("event loop: %s: %s: %s", message, type(exc).__name__, exc)
+        else:
+            self.logger.error("event loop: %s", message)
