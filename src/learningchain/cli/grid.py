@@ -32,9 +32,8 @@ def cmd_grid(args) -> int:
     spec = load_grid(args.config, overrides=parse_set(args.set))
     out = args.out or f"runs/grid-{spec.name}"
 
+    from ..experiments.grid import grid_cells
     from .progress import Progress
-
-    from ..experiments.grid import MAX_WORKERS, grid_cells
 
     bar = Progress(len(grid_cells(spec)), quiet=args.quiet)
     if not args.quiet:
