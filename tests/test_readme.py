@@ -83,3 +83,21 @@ def test_every_short_readme_command_runs_as_written(tmp_path):
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == expected, (f"{command!r} exited {proc.returncode}, README says {expected}\n"
                                              f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+
+
+def test_the_lc_wrapper_runs_the_checkouts_command_from_any_directory(tmp_path):
+    activate = _activate()
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    (checkout / "scripts" / "lc").write_bytes((ROOT / "scripts" / "lc").read_bytes())
+    (checkout / "scripts" / "lc").chmod(0o755)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = subprocess.run([str(checkout / "scripts" / "lc"), "--version"], cwd=elsewhere,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "run ./scripts/setup first" in missing.stderr
+    (checkout / ".venv").symlink_to(activate.parent.parent)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    ok = subprocess.run([str(checkout / "scripts" / "lc"), "--version"], cwd=elsewhere, env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout.startswith("learningchain "), ok.stderr
