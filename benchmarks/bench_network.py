@@ -10,7 +10,12 @@
    (measured inside the node: first request to last block stored) as a ratio to
    `chain verify` of the same chain in this process. Target: at most 1.5x.
 
-Usage: python benchmarks/bench_network.py [--nodes 4,8] [--difficulty 8,16] [--rounds 30] [--sync-blocks 1000]
+Usage: python benchmarks/bench_network.py [--quick] [--nodes 4,8] [--difficulty 8,16] [--rounds 30]
+       [--sync-blocks 1000]
+
+The full run takes a quarter of an hour or more on two cores (more on a loaded machine);
+``--quick`` (2 nodes, 8 bits, 8 holders, 3 rounds, one repeat, a 50-block sync)
+takes under a minute and checks that every part runs; its ratios are rough.
 """
 
 from __future__ import annotations
@@ -34,6 +39,11 @@ from learningchain.experiments.train import GENESIS_TIME_MS, run_training  # noq
 from learningchain.network.config import NetConfigFile, NetworkConfig  # noqa: E402
 from learningchain.network.launcher import LocalNetwork, _seconds_per_round, converged  # noqa: E402
 from learningchain.node.verify import verify_chain  # noqa: E402
+
+
+#: ``--quick``: every part of the benchmark, small enough to run in under a minute.
+QUICK = {"nodes": "2", "difficulty": "8", "holders": 8, "rounds": 3, "repeat": 1, "sync_blocks": 50,
+         "sync_holders": 8}
 
 
 def train_cfg(args, *, rounds, difficulty, miners=None, out=None) -> TrainConfig:
@@ -125,6 +135,11 @@ def main() -> int:
     p.add_argument("--skip-sync", action="store_true")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--quick", action="store_true",
+                   help="under a minute: " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
+                        + " (options given explicitly still apply)")
+    if "--quick" in sys.argv[1:]:
+        p.set_defaults(**QUICK)
     args = p.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-network-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,30 @@ def test_a_refused_configuration_writes_no_run_directory(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_a_byzantine_miner_run_keeps_the_attackers_chain_for_the_final_check(tmp_path, capsys):
+    out = tmp_path / "byz"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "4", "--difficulty", "0",
+                 "--byzantine-miners", "1", "--byzantine-power", "0.9", "--miner-attack", "wrong-model",
+                 "--keep-attacker-chain", "--out", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["attacker_chain"] == "attacker-chain.sqlite" and not summary["heaviest_chain_accepted_by_honest"]
+    bad = summary["final_check"]["heaviest_head_first_bad_height"]
+    assert main(["chain", "verify", str(out / "attacker-chain.sqlite"), "--last", "6"]) == 1
+    assert f"INVALID at height {bad}: bad-model" in capsys.readouterr().out
+    assert main(["chain", "verify", str(out), "--last", "6"]) == 0  # the honest chain beside it holds
+    # --force replaces the old attacker's chain rather than mixing two geneses in one file
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "1", "--difficulty", "0",
+                 "--byzantine-miners", "1", "--byzantine-power", "0.9", "--keep-attacker-chain", "--seed", "1",
+                 "--out", str(out), "--force", "--quiet"]) == 0
+
+
+def test_keep_attacker_chain_without_byzantine_miners_is_refused(tmp_path, capsys):
+    out = tmp_path / "none"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--keep-attacker-chain",
+                 "--out", str(out), "--quiet"]) == 2
+    assert "keep_attacker_chain needs Byzantine miners" in capsys.readouterr().err and not out.exists()
+
+
 TINY = ["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--difficulty", "0", "--quiet"]
 
 

@@ -135,6 +135,7 @@ class TrainConfig:
     check_unseen: bool = True  # honest nodes refuse blocks with messages never broadcast to them (Sec. V-B)
     min_inclusion: float = 0.0  # honest nodes refuse blocks omitting more of their mempool (0 = off)
     verify_last: int = 6  # s of the holders' final check reported in the summary
+    keep_attacker_chain: bool = False  # store the heaviest chain (the one Byzantine miners write) as attacker-chain.sqlite
     # learning and aggregation
     aggregator: str = "l-nearest"
     l: Optional[int] = None  # default ceil(K/2)
@@ -233,6 +234,9 @@ class TrainConfig:
         need(isinstance(self.min_inclusion, (int, float)) and 0 <= self.min_inclusion <= 1,
              f"min_inclusion must be in [0, 1], got {self.min_inclusion!r}")
         need(isinstance(self.verify_last, int) and self.verify_last >= 1, "verify_last must be >= 1")
+        need(not self.keep_attacker_chain or self.byzantine_miners > 0,
+             "keep_attacker_chain needs Byzantine miners (--byzantine-miners N): without them there is no "
+             "attacker's chain to keep")
 
     # -- resolved views ------------------------------------------------------------
     def resolved(self) -> "TrainConfig":

@@ -64,6 +64,52 @@ def test_quick_reproduction_writes_every_artifact_and_resumes(tmp_path):
     assert f"{final_error(lc):.4f}" in claims[0]["our numbers"]
 
 
+def _fake_result(job, err=0.2):
+    cfg = job.config.resolved()
+    summary = {"holders": cfg.holders, "byzantine": cfg.byzantine, "aggregator": cfg.aggregator,
+               "rounds": cfg.rounds, "test_error": err, "baseline_test_error": 0.1, "epsilon_total": 1.0,
+               "selected_byzantine_total": 0, "wall_seconds": 1.0, "baseline_curve": [(1, 0.1)],
+               "config": cfg.to_dict()}
+    return {"job": job, "summary": summary, "curve": [(1, err)], "cached": False, "seeds": 1}
+
+
+def test_quick_labels_csv_and_titles_state_the_quick_runs_byzantine_counts(tmp_path):
+    from learningchain.experiments.reproduce import write_figure
+
+    spec = load_figure("fig5")
+    quick = [j for j in figure_jobs(spec, quick=True, out=tmp_path) if j.panel == "c"]
+    assert [j.curve for j in quick] == ["no Byzantine", "3 Byzantine", "8 Byzantine", "13 Byzantine"]
+    assert all(j.panel_title.startswith("(c) MNIST (20 holders)") for j in quick)
+    full = [j for j in figure_jobs(spec, quick=False, out=tmp_path) if j.panel == "c"]
+    assert [j.curve for j in full] == ["no Byzantine", "17 Byzantine", "40 Byzantine", "67 Byzantine"]
+    assert all("(100 holders)" in j.panel_title for j in full)
+    for job in figure_jobs(spec, quick=True, out=tmp_path):
+        if job.curve != "no Byzantine":
+            assert job.curve == f"{job.config.resolved().byzantine} Byzantine"
+    fig7 = figure_jobs(load_figure("fig7"), quick=True, out=tmp_path)
+    assert {j.panel_title for j in fig7 if j.panel == "a"} == {"(a) 10% Byzantine (2 of 20)"}
+
+    all_quick = figure_jobs(spec, quick=True, out=tmp_path)
+    write_figure(spec, [_fake_result(j) for j in all_quick], tmp_path / "fig5", quick=True)
+    curves = {r["curve"] for r in csv.DictReader(open(tmp_path / "fig5" / "curves.csv")) if r["panel"] == "c"}
+    assert curves == {"no Byzantine", "3 Byzantine", "8 Byzantine", "13 Byzantine", "centralized baseline"}
+    for row in csv.DictReader(open(tmp_path / "fig5" / "summary.csv")):
+        if row["curve"] != "no Byzantine":
+            assert row["curve"] == f"{row['byzantine']} Byzantine"
+
+
+def test_a_label_that_states_another_byzantine_count_than_its_run_is_refused(tmp_path):
+    bad = tmp_path / "f.toml"
+    bad.write_text('name = "x"\n[quick]\nrounds = 2\n[[panels]]\nid = "a"\ntitle = "t"\n'
+                   'curves = [{ label = "17 Byzantine", byzantine = 17, holders = 40, quick = { byzantine = 3 } }]\n')
+    assert figure_jobs(load_figure(str(bad)), quick=False, out=tmp_path)[0].curve == "17 Byzantine"
+    with pytest.raises(ConfigError, match="17 Byzantine.*3 Byzantine"):
+        figure_jobs(load_figure(str(bad)), quick=True, out=tmp_path)
+    bad.write_text('name = "x"\n[[panels]]\nid = "a"\ntitle = "t"\ncurves = [{ label = "{warp} Byzantine" }]\n')
+    with pytest.raises(ConfigError, match="cannot fill in"):
+        figure_jobs(load_figure(str(bad)), quick=False, out=tmp_path)
+
+
 def test_an_interrupted_run_is_not_reused(tmp_path):
     import json
     from pathlib import Path

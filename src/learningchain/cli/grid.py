@@ -32,14 +32,21 @@ def cmd_grid(args) -> int:
     spec = load_grid(args.config, overrides=parse_set(args.set))
     out = args.out or f"runs/grid-{spec.name}"
 
-    def report(row, done, total):
-        if args.quiet:
-            return
+    from ..experiments.grid import grid_cells
+    from .progress import Progress
+
+    bar = Progress(len(grid_cells(spec)), quiet=args.quiet)
+    if not args.quiet:
+        print(f"{bar.total} cells, {max(1, min(args.workers or spec.workers, MAX_WORKERS))} at a time; finished "
+              f"cells in {out} are reused", file=sys.stderr, flush=True)
+
+    def report(row, done, total, reused):
+        bar.total = total
         err = row.get("test_error")
         status = f"error {err:.4f}" if row.get("status") == "ok" and err is not None else f"{row.get('status')}: " \
                  f"{row.get('error')}"
-        print(f"[{done}/{total}] {row['attack']:>15} {row['aggregator']:>18} b={row['byzantine']:<3} "
-              f"seed={row['seed']}  {status}", file=sys.stderr, flush=True)
+        bar.step(f"{row['attack']:>15} {row['aggregator']:>18} b={row['byzantine']:<3} seed={row['seed']}  {status}"
+                 + (" (reused)" if reused else ""), reused=reused)
 
     rows = run_grid(spec, out, workers=args.workers, on_result=report)
     failed = [r for r in rows if r.get("status") != "ok"]

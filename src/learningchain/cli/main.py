@@ -51,6 +51,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                         "the paper's authenticity check)")
     g.add_argument("--min-inclusion", type=float, metavar="F",
                    help="honest nodes refuse blocks that omit more than 1-F of the messages they hold (default 0: off)")
+    g.add_argument("--keep-attacker-chain", action="store_const", const=True,
+                   help="with --byzantine-miners: store the heaviest chain, which the attackers write, as "
+                        "attacker-chain.sqlite in the run directory (check it with chain verify --last S)")
     g = p.add_argument_group("learning")
     g.add_argument("--aggregator", metavar="RULE",
                    help="aggregation rule: l-nearest (default), l-nearest-bounded, mean, median, trimmed-mean, "
@@ -97,7 +100,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 _TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
-               "min_inclusion", "aggregator", "l",
+               "min_inclusion", "keep_attacker_chain", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
                "noise_multiplier", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
                "force", "keep_chain",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 
@@ -10,19 +11,24 @@ def cmd_reproduce(args) -> int:
     from ..errors import ConfigError
     from ..experiments.claims import write_claims
     from ..experiments.reproduce import FIGURES, reproduce
+    from .progress import Progress
 
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     names = list(FIGURES) if args.figure == "all" else [args.figure]
-    done = [0]
+    bar = Progress(0, quiet=args.quiet, stream=sys.stdout)
 
-    def report(res):
-        done[0] += 1
+    def report(res, done, total):
+        bar.total = total
+        if res is None:
+            if not args.quiet:
+                print(f"{total} runs ({', '.join(names)}{', quick' if args.quick else ''}), {args.workers} "
+                      f"at a time; a finished run in {args.out} is reused", flush=True)
+            return
         s = res["summary"]
         tag = "reused" if res["cached"] else f"{s['wall_seconds']:.0f}s"
-        if not args.quiet:
-            print(f"[{done[0]}] {res['job'].figure} {res['job'].panel} {res['job'].curve}: "
-                  f"test error {s['test_error']:.4f} (baseline {s['baseline_test_error']:.4f}, {tag})", flush=True)
+        bar.step(f"{res['job'].figure} {res['job'].panel} {res['job'].curve}: test error {s['test_error']:.4f} "
+                 f"(baseline {s['baseline_test_error']:.4f}, {tag})", reused=res["cached"])
 
     from ..experiments.reproduce import collect_results
 

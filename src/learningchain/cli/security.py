@@ -51,19 +51,17 @@ def _out_dir(text: str) -> Path:
 
 
 def cmd_security_sweep(args) -> int:
-    from tqdm import tqdm
-
     from ..experiments.security import plot_sweep, sweep, write_csv
+    from .progress import Progress
 
     powers = _floats(args.powers, "--powers", low=0.0, high=1.0)
     s_values = _ints(args.s, "--s", low=1)
     _at_least(args.trials, "--trials")
     _at_least(args.rounds, "--rounds")
     out = _out_dir(args.out)
-    bar = tqdm(total=len(powers) * args.trials, disable=None if not args.quiet else True, unit="run")
+    bar = Progress(len(powers) * args.trials, quiet=args.quiet, min_interval=10.0)
     rows = sweep(powers=powers, s_values=s_values, trials=args.trials, rounds=args.rounds, seed=args.seed,
-                 progress=lambda: bar.update(1))
-    bar.close()
+                 progress=lambda: bar.step(f"security-sweep: runs of {args.rounds} rounds"))
     write_csv(rows, out / "security_sweep.csv")
     plot_sweep(rows, out / "security_sweep.png", rounds=args.rounds)
     print(f"{'q':>5}{'s':>4}{'wrong head':>12}{'survives':>10}{'(1-p)^s':>9}{'honest in last s':>18}")
@@ -78,18 +76,17 @@ def cmd_security_attacks(args) -> int:
     import shutil
     import tempfile
 
-    from tqdm import tqdm
-
     from ..experiments.security import attack_table, write_csv
+    from .progress import Progress
 
     _at_least(args.rounds, "--rounds")
     out = _out_dir(args.out)
     work = Path(tempfile.mkdtemp())
-    bar = tqdm(total=1 + 5 * 2 * 2 + 2, disable=None if not args.quiet else True, unit="run")
+    bar = Progress(1 + 5 * 2 * 2 + 2, quiet=args.quiet)
     try:
-        rows = attack_table(rounds=args.rounds, seed=args.seed, out=work, progress=lambda: bar.update(1))
+        rows = attack_table(rounds=args.rounds, seed=args.seed, out=work,
+                            progress=lambda: bar.step(f"security-attacks: runs of {args.rounds} rounds"))
     finally:
-        bar.close()
         shutil.rmtree(work, ignore_errors=True)
     write_csv(rows, out / "attacks.csv")
     cols = list(rows[0])

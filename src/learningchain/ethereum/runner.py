@@ -93,7 +93,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
 def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, started: float,
          progress: Optional[bool], on_round: Optional[Callable[[dict], None]], reward_wei: int) -> dict:
     """The run on ``chain``, written into ``out``; the summary says ``interrupted`` after Ctrl-C."""
-    from ..experiments.train import Evaluator, _write_outputs, common_summary, progress_bar
+    from ..experiments.train import Evaluator, _write_outputs, common_summary, progress_bar, status_printer
 
     faucet = chain.faucet()
     fees_before = chain.fees_paid
@@ -169,7 +169,9 @@ def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, 
         bar.close()
 
     # The end of the run: the owner closes it, the holders take back what is left.
+    say = status_printer(cfg, progress)
     if stopped_by != "interrupted":
+        say("closing the contract and refunding the holders' deposits ...")
         dep.finish(faucet)
     refunds = []
     for w in wallets if deposit and stopped_by != "interrupted" else []:
@@ -194,7 +196,7 @@ def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, 
         "block_gas_limit": chain.gas_limit(),
     }
     try:
-        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
     except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
         stopped_by = "interrupted"
         summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
@@ -223,6 +225,7 @@ def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, 
             "conserved": start_balance - end_balance == fees,
         },
     })
+    say("writing summary.json, metrics.csv, model.npy and curve.png ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     with open(out / "contract.abi.json", "w") as fh:
         json.dump(dep.abi, fh, indent=1)

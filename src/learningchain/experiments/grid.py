@@ -49,7 +49,7 @@ from typing import Callable, Optional
 from ..config import DATASET_DEFAULTS, TrainConfig
 from ..errors import ConfigError, LearningChainError
 
-__all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "read_results",
+__all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "heatmap_figure", "read_results",
            "MAX_WORKERS", "RESULT_FIELDS"]
 
 MAX_WORKERS = 2
@@ -273,8 +273,10 @@ def _finished(cell: Cell, run_dir: Path) -> Optional[dict]:
 
 
 def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
-             on_result: Optional[Callable[[dict, int, int], None]] = None) -> list:
-    """Run every cell (in at most two processes), write results.csv and heatmap.png."""
+             on_result: Optional[Callable[[dict, int, int, bool], None]] = None) -> list:
+    """Run every cell (in at most two processes), write results.csv and heatmap.png.
+    ``on_result(row, done, total, reused)`` is called for each cell, first for those
+    a previous run of the grid finished (``reused``)."""
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     cells = grid_cells(spec)
@@ -290,14 +292,14 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
     total = len(cells)
     if on_result:
         for row in rows.values():
-            on_result(row, len(rows), total)
+            on_result(row, len(rows), total, True)
     if todo:
         if n_workers == 1:
             for cell in todo:
                 rows[cell.id] = _run_cell(cell, str(out / "runs" / cell.id), spec.keep_chains)
                 _write_results(out, cells, rows)
                 if on_result:
-                    on_result(rows[cell.id], len(rows), total)
+                    on_result(rows[cell.id], len(rows), total, False)
         else:
             import multiprocessing
 
@@ -310,7 +312,7 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
                     rows[cell.id] = fut.result()
                     _write_results(out, cells, rows)
                     if on_result:
-                        on_result(rows[cell.id], len(rows), total)
+                        on_result(rows[cell.id], len(rows), total, False)
     ordered = _write_results(out, cells, rows)
     plot_heatmap(ordered, out / "heatmap.png", title=spec.name)
     return ordered
@@ -354,23 +356,20 @@ def _table(rows: list, fraction: float, attacks: list, rules: list):
     return grid
 
 
-def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
+def heatmap_figure(rows: list, *, title: str = ""):
     """Final test error, attacks (rows) x rules (columns), one panel per fraction,
-    as ByzFL draws its benchmark heatmaps (mean over seeds when there are several)."""
-    import matplotlib
+    as ByzFL draws its benchmark heatmaps (mean over seeds when there are several),
+    as a matplotlib Figure laid out so that no label is cut off."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        return
     rules = list(dict.fromkeys(r["aggregator"] for r in rows))
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     if CLEAN in attacks:
         attacks = [CLEAN] + [a for a in attacks if a != CLEAN]
     fractions = sorted({float(r["fraction"]) for r in rows if r["attack"] != CLEAN}) or [0.0]
-    fig, axes = plt.subplots(1, len(fractions), figsize=(0.75 * len(rules) * len(fractions) + 2.5,
-                                                          0.45 * len(attacks) + 2.2), squeeze=False)
+    fig = Figure(figsize=(0.75 * len(rules) * len(fractions) + 3.0, 0.45 * len(attacks) + 2.6),
+                 layout="constrained")
+    axes = fig.subplots(1, len(fractions), squeeze=False)
     image = None
     for ax, fraction in zip(axes[0], fractions):
         table = _table(rows, fraction, attacks, rules)
@@ -379,6 +378,9 @@ def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
         ax.set_xticklabels(rules, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(len(attacks)))
         ax.set_yticklabels(attacks if ax is axes[0][0] else [""] * len(attacks), fontsize=8)
+        ax.set_xlabel("aggregation rule", fontsize=8)
+        if ax is axes[0][0]:
+            ax.set_ylabel("attack", fontsize=8)
         holders = next((r["holders"] for r in rows if r["attack"] != CLEAN
                         and abs(float(r["fraction"]) - fraction) < 1e-9), None)
         byz = next((r["byzantine"] for r in rows if r["attack"] != CLEAN
@@ -392,6 +394,13 @@ def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
                             color="white" if v > 0.6 or v < 0.12 else "black")
     if image is not None:
         fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="final test error")
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
+    """Write :func:`heatmap_figure` to ``path`` (nothing when there are no rows)."""
+    if not rows:
+        return
+    heatmap_figure(rows, title=title).savefig(path, dpi=130, bbox_inches="tight")

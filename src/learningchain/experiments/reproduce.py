@@ -15,10 +15,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
@@ -94,14 +95,37 @@ def figure_jobs(spec: dict, *, quick: bool, out: Path) -> list:
             if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) for x in seeds):
                 raise ConfigError(f"{spec['name']} panel {panel['id']}: seeds must be a list of integers")
             for seed in seeds:
-                name = f"{panel['id']}-{i}-{_slug(curve['label'])}" + (f"-s{seed}" if seed else "")
-                data.update(out=str(out / spec["name"] / "runs" / name), force=True, progress=False, seed=seed)
+                where = f"{spec['name']} panel {panel['id']} curve {curve['label']!r}"
+                data.update(out=None, force=True, progress=False, seed=seed)
                 try:
                     cfg = TrainConfig.from_dict(data)
                 except ConfigError as exc:
-                    raise ConfigError(f"{spec['name']} panel {panel['id']} curve {curve['label']!r}: {exc}") from None
-                jobs.append(Job(spec["name"], panel["id"], panel["title"], curve["label"], cfg, seed))
+                    raise ConfigError(f"{where}: {exc}") from None
+                label = _fill(curve["label"], cfg, where)
+                title = _fill(panel["title"], cfg, f"{spec['name']} panel {panel['id']} title")
+                name = f"{panel['id']}-{i}-{_slug(label)}" + (f"-s{seed}" if seed else "")
+                cfg = replace(cfg, out=str(out / spec["name"] / "runs" / name))
+                jobs.append(Job(spec["name"], panel["id"], title, label, cfg, seed))
     return jobs
+
+
+_STATED_BYZANTINE = re.compile(r"(\d+) Byzantine\b")
+
+
+def _fill(text: str, cfg: TrainConfig, where: str) -> str:
+    """A label or title with ``{key}`` filled in from the run's resolved config
+    (``{byzantine} Byzantine``), so that it states what the run did, quick or
+    full; a number of Byzantine holders stated outright must be the run's."""
+    values = cfg.resolved().to_dict()
+    try:
+        filled = text.format(**values)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot fill in {text!r} ({exc!r}); use {{key}} with a config key") from None
+    stated = _STATED_BYZANTINE.search(filled)
+    if stated and "{" not in text and int(stated.group(1)) != values["byzantine"]:
+        raise ConfigError(f"{where}: says {stated.group(0)!r} but the run has {values['byzantine']} Byzantine "
+                          f"holders; write {{byzantine}} Byzantine")
+    return filled
 
 
 def merge_seeds(results: list) -> list:
@@ -166,19 +190,25 @@ def run_job(job: Job) -> dict:
 
 
 def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
-              progress: Optional[Callable[[dict], None]] = None) -> dict:
-    """Run the figures; returns {figure: [result, ...]} and writes their files."""
+              progress: Optional[Callable[[dict, int, int], None]] = None) -> dict:
+    """Run the figures; returns {figure: [result, ...]} and writes their files.
+    ``progress(result, done, total)`` is called once with ``(None, 0, total)``
+    before the first run starts, then as each run finishes."""
     out = Path(out)
     specs = {name: load_figure(name) for name in names}
     all_jobs = [job for spec in specs.values() for job in figure_jobs(spec, quick=quick, out=out)]
     results: dict = {name: [] for name in specs}
     started = time.perf_counter()
+    done = 0
+    if progress:
+        progress(None, 0, len(all_jobs))
     if workers <= 1:
         for job in all_jobs:
             res = run_job(job)
             results[job.figure].append(res)
+            done += 1
             if progress:
-                progress(res)
+                progress(res, done, len(all_jobs))
     else:
         import multiprocessing
 
@@ -188,8 +218,9 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
             for fut in as_completed(futures):
                 res = fut.result()
                 results[res["job"].figure].append(res)
+                done += 1
                 if progress:
-                    progress(res)
+                    progress(res, done, len(all_jobs))
     order = {}
     for i, j in enumerate(all_jobs):
         order.setdefault((j.figure, j.panel, j.curve), i)
@@ -263,7 +294,7 @@ def plot_figure(spec: dict, results: list, path: Path) -> None:
             bx, by = zip(*panel_results[0]["summary"]["baseline_curve"])
             ax.plot(bx, by, "k--", label="centralized baseline", linewidth=1.2)
             top = max(top, max(by))
-        ax.set_title(panel["title"], fontsize=10)
+        ax.set_title(panel_results[0]["job"].panel_title if panel_results else panel["title"], fontsize=10)
         ax.set_xlabel("iteration")
         ax.set_ylabel("test error")
         ax.set_ylim(0, min(1.0, max(0.1, top * 1.08)))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +40,14 @@ from ..types import hexstr
 from .baseline import train_centralized
 from .rundir import check_out_dir, in_run_dir
 
-__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "check_out_dir", "write_curve", "Evaluator", "GENESIS_TIME_MS"]
+__all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "check_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "GENESIS_TIME_MS"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
+
+#: The heaviest chain of a Byzantine-miner run, as a holder that does not validate
+#: would follow it (``keep_attacker_chain``).
+ATTACKER_CHAIN = "attacker-chain.sqlite"
 
 
 def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_holder: int) -> float:
@@ -111,28 +117,89 @@ class Evaluator:
         return error_rate(self.model, self.spec, self.xe, self.ye), mean_loss(self.model, self.spec, self.xt, self.yt)
 
 
-def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> None:
-    import matplotlib
+def curve_title(summary: dict, dataset_name: str) -> str:
+    """The run plot's title: data set, model, rule, holders and Byzantine ones,
+    privacy, backend; a Byzantine-miner run names its miners and their attack."""
+    model = summary.get("model") or {}
+    kind = model.get("kind", "?") if isinstance(model, dict) else str(model)
+    if kind == "mlp" and model.get("hidden"):
+        kind = f"mlp {'x'.join(str(h) for h in model['hidden'])}"
+    cfg = summary.get("config") or {}
+    parties = f"K={summary['holders']}"
+    if summary.get("byzantine"):
+        parties += f", {summary['byzantine']} Byzantine holders ({summary.get('attack')})"
+    if summary.get("byzantine_miners"):
+        parties += (f", {summary['byzantine_miners']} Byzantine miners ({summary.get('byzantine_power', 0):.0%} "
+                    f"of hash power, {summary.get('miner_attack')})")
+    if not summary.get("byzantine") and not summary.get("byzantine_miners"):
+        parties += ", no Byzantine"
+    privacy = summary.get("privacy") or {}
+    if privacy.get("mechanism", "none") == "none":
+        dp = "no DP"
+    else:
+        dp = f"{privacy['mechanism']} eps={cfg.get('epsilon', summary.get('epsilon_per_round'))}"
+        if privacy.get("schedule") not in (None, "constant"):
+            dp += f" ({privacy['schedule']})"
+    backend = summary.get("backend") or cfg.get("backend") or "native"
+    return f"{dataset_name}, {kind}, {summary.get('aggregator')}, {dp}, {backend} backend\n{parties}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [r["round"] for r in rows if r["test_error"] is not None]
-    ys = [r["test_error"] for r in rows if r["test_error"] is not None]
+def curve_figure(rows: list, baseline_curve: list, title: str):
+    """The run plot as a matplotlib Figure: the head block's test error against its
+    height (a round whose block honest nodes refused adds no point), the
+    centralized baseline up to the same height, and a y-axis fitted to the data,
+    logarithmic when the errors span more than a decade."""
+    from matplotlib.figure import Figure
+
+    by_height: dict = {}
+    for r in rows:
+        if r.get("test_error") is not None:
+            by_height[int(r.get("height", r["round"]))] = float(r["test_error"])
+    xs = sorted(by_height)
+    ys = [by_height[x] for x in xs]
+    top = max(xs) if xs else max((int(r.get("height", r["round"])) for r in rows), default=0)
+    base = [(int(t), float(e)) for t, e in baseline_curve or [] if int(t) <= top]
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.add_subplot()
     ax.plot(xs, ys, label="LearningChain (head block)")
-    if baseline_curve:
-        bx, by = zip(*baseline_curve)
+    if base:
+        bx, by = zip(*base)
         ax.plot(bx, by, "--", label="centralized baseline")
-    ax.set_xlabel("iteration (block)")
+    ax.set_xlabel("block height")
     ax.set_ylabel("test error")
-    ax.set_ylim(0, max(0.6, max(ys + [0]) * 1.05))
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.set_xlim(0, max(1, top))
+    values = [v for v in ys + [e for _, e in base] if math.isfinite(v)]
+    positive = [v for v in values if v > 0]
+    if positive and max(positive) > 10 * min(positive):
+        lo, hi = min(positive), max(positive)
+        if len(positive) == len(values):
+            ax.set_yscale("log")
+            ax.set_ylim(lo / 1.25, hi * 1.25)
+        else:  # an error of exactly 0 has no logarithm: linear below the smallest positive error
+            ax.set_yscale("symlog", linthresh=10 ** math.floor(math.log10(lo)), linscale=0.5)
+            ax.set_ylim(0.0, hi * 1.25)
+    elif values:
+        lo, hi = min(values), max(values)
+        pad = max(0.05 * (hi - lo), 0.02 * hi, 1e-3)
+        ax.set_ylim(max(0.0, lo - pad), hi + pad)
+    else:
+        ax.set_ylim(0, 1)
+    if ax.get_yscale() != "linear":
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:g}" if v > 0 and round(v / 10 ** math.floor(math.log10(v))) in (2, 5) else ""))
+    ax.set_title("\n".join(textwrap.fill(line, 78) for line in title.split("\n")), fontsize=9)
+    ax.grid(alpha=0.3, which="both" if ax.get_yscale() != "linear" else "major")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> None:
+    fig = curve_figure(rows, baseline_curve, title)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 @dataclass
@@ -269,8 +336,10 @@ def _run_native(cfg: TrainConfig, parties: "_Parties", out: Path, started: float
     """The native run, written into ``out``; the summary says ``interrupted`` after Ctrl-C."""
     miners, n_byz_miners = build_miners(cfg, parties.genesis, out / "chain.sqlite" if cfg.keep_chain else None)
     keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
+    attacker_store = SQLiteStore(out / ATTACKER_CHAIN) if cfg.keep_attacker_chain else None
     net = InProcessNetwork(parties.genesis, parties.holders, miners,
-                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep)
+                           rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks, keep_bodies=keep,
+                           observer_store=attacker_store)
     evaluate = Evaluator(parties.spec, parties.dataset)
     rows = []
     stopped_by = "rounds"
@@ -309,10 +378,11 @@ def _run_native(cfg: TrainConfig, parties: "_Parties", out: Path, started: float
         stopped_by = "interrupted"  # the rounds done so far are written, marked as interrupted
     finally:
         bar.close()
+    say = status_printer(cfg, progress)
     head = net.head
     archive = miners[0].node
     try:
-        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
+        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
     except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
         stopped_by = "interrupted"
         summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
@@ -332,15 +402,22 @@ def _run_native(cfg: TrainConfig, parties: "_Parties", out: Path, started: float
     if n_byz_miners:
         from ..attacks.miners import summarize_miner_attack
 
+        say(f"final check of the last {cfg.verify_last} blocks of the honest and the heaviest chain ...")
         summary.update(summarize_miner_attack(net, miners, cfg))
+        if attacker_store is not None:
+            summary["attacker_chain"] = ATTACKER_CHAIN
     if cfg.keep_chain:
         from ..protocol.rewards import balances_of
 
+        say(f"rewards: reading the {head.height} blocks of chain.sqlite ...")
         paid = balances_of(archive.store.canonical_blocks(0), parties.params.rewards)
         summary["rewards"] = {"rule": parties.params.rewards, "paid_to_miners": paid.paid_to_miners,
                               "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
+    say("writing summary.json, metrics.csv, model.npy and curve.png ...")
     _write_outputs(out, summary, rows, baseline["curve"], parties, head)
     archive.store.close()
+    if attacker_store is not None:
+        attacker_store.close()
     summary["out"] = str(out)
     return summary
 
@@ -353,7 +430,20 @@ def progress_bar(cfg: TrainConfig, progress: Optional[bool], desc: str, unit: st
     return tqdm(total=cfg.rounds, disable=None if show else True, desc=desc, unit=unit, mininterval=0.5)
 
 
-def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: float) -> tuple[dict, dict]:
+def status_printer(cfg: TrainConfig, progress: Optional[bool]) -> Callable[[str], None]:
+    """What the end of a run prints, after the progress bar, while it works: one line
+    per step on stderr (nothing when the bar is off)."""
+    show = cfg.progress if progress is None else progress
+
+    def say(message: str) -> None:
+        if show:
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    return say
+
+
+def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: float,
+                   say: Callable[[str], None] = lambda message: None) -> tuple[dict, dict]:
     """The end of a run on any backend (native chain or Ethereum): the head model's
     final evaluation, the centralized baseline, the privacy report, and the summary
     keys every backend reports. Returns (summary, baseline). An interrupted run
@@ -363,6 +453,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
     if interrupted:  # no baseline: the user asked to stop
         baseline = {"test_error": None, "train_loss": None, "curve": []}
     else:
+        say(f"centralized baseline: {cfg.rounds} rounds of full-batch gradient descent on the "
+            f"{len(parties.dataset.y_train)} pooled training examples ...")
         baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
                                      parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
@@ -417,9 +509,7 @@ def _write_outputs(out: Path, summary: dict, rows: list, baseline_curve: list, p
         json.dump({"spec": parties.spec, "dim": parties.params.dim, "block": hexstr(head.hash),
                    "height": head.height, "file": "model.npy"}, fh, indent=2)
         fh.write("\n")
-    title = (f"{parties.dataset.name}, K={summary['holders']}, B={summary['byzantine']}, "
-             f"eps={summary['epsilon_per_round'] if summary['epsilon_per_round'] is not None else 'none'}")
-    write_curve(out / "curve.png", rows, baseline_curve, title)
+    write_curve(out / "curve.png", rows, baseline_curve, curve_title(summary, parties.dataset.name))
 
 
 def _json_default(obj):

@@ -130,9 +130,12 @@ def collect_messages(holders: list, attacks: dict, base, byzantine_identities: s
 
 class InProcessNetwork:
     def __init__(self, genesis: Block, holders: list, miners: list, *, rng: np.random.Generator,
-                 attacks: Optional[dict] = None, batch_holders: bool = True, keep_bodies: Optional[int] = 16):
+                 attacks: Optional[dict] = None, batch_holders: bool = True, keep_bodies: Optional[int] = 16,
+                 observer_store=None):
         """``holders``: DataHolder objects; ``attacks``: holder index -> HolderAttack for the
-        Byzantine ones; ``miners``: Miner objects (their powers are normalised)."""
+        Byzantine ones; ``miners``: Miner objects (their powers are normalised);
+        ``observer_store``: where the light client keeps the heaviest chain (default
+        in memory; a SQLiteStore keeps it, bodies included, for ``chain verify``)."""
         self.genesis = genesis
         self.holders = holders
         self.batch_holders = batch_holders
@@ -149,7 +152,8 @@ class InProcessNetwork:
         self.reference = honest[0].node
         # A light client that follows the heaviest chain by proof of work without
         # replaying blocks: what a holder sees if it trusts the chain unchecked.
-        self.observer = Node(genesis, name="light-client", validation="header", keep_bodies=keep_bodies)
+        self.observer = Node(genesis, store=observer_store, name="light-client", validation="header",
+                             keep_bodies=keep_bodies)
         self.invalid_blocks: set = set()  # blocks Byzantine miners know to be invalid
         self._sent_for: Optional[bytes] = None
         self.round = 0
