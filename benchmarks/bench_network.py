@@ -9,6 +9,13 @@
 2. Time for a fresh node process to sync a 1,000-block chain from a peer process
    (measured inside the node: first request to last block stored) as a ratio to
    `chain verify` of the same chain in this process. Target: at most 1.5x.
+3. Block rate of three permissioned node processes without and with every attack
+   of the hostile-network issue at once (tests/network/adversary.py: forged
+   bodies, sync stalls, a spoofed id, a Sybil flood, junk blocks, one host
+   holding slots, slow-loris status clients), as a ratio, and each node's RSS
+   growth. Target: at least 0.7, under 100 MB.
+4. The encrypted transport against the same signed challenge over plain TCP:
+   handshake and per-frame time (benchmarks/bench_transport.py).
 
 Usage: python benchmarks/bench_network.py [--quick] [--nodes 4,8] [--difficulty 8,16] [--rounds 30]
        [--sync-blocks 1000]
@@ -43,7 +50,7 @@ from learningchain.node.verify import verify_chain  # noqa: E402
 
 #: ``--quick``: every part of the benchmark, small enough to run in under a minute.
 QUICK = {"nodes": "2", "difficulty": "8", "holders": 8, "rounds": 3, "repeat": 1, "sync_blocks": 50,
-         "sync_holders": 8}
+         "sync_holders": 8, "attack_window": 5.0}
 
 
 def train_cfg(args, *, rounds, difficulty, miners=None, out=None) -> TrainConfig:
@@ -133,6 +140,10 @@ def main() -> int:
     p.add_argument("--holder-delay-ms", type=int, default=0)
     p.add_argument("--skip-rounds", action="store_true")
     p.add_argument("--skip-sync", action="store_true")
+    p.add_argument("--skip-attack", action="store_true")
+    p.add_argument("--skip-transport", action="store_true")
+    p.add_argument("--attack-window", type=float, default=20.0, metavar="S",
+                   help="seconds each block rate is measured over, without and with the attackers")
     p.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--quick", action="store_true",
@@ -168,6 +179,35 @@ def main() -> int:
             print(f"sync of {r['blocks']} blocks (K={r['holders']}): fresh node {min(r['sync_seconds']):.3f} s, "
                   f"chain verify {min(r['verify_seconds']):.3f} s, ratio {r['ratio']:.2f} "
                   f"(with process start-up: {min(r['sync_wall_with_process_start']):.2f} s)")
+        if not args.skip_attack:
+            sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+            from tests.network.adversary import attack_scenario
+
+            r = attack_scenario(work / "attack", args.attack_window)
+            ratios = [a / b for a, b in zip(r["attacked"], r["baseline"])]
+            growth = [b - a for a, b in zip(r["rss0"], r["rss1"])]
+            results["attack"] = {"baseline_blocks_per_s": r["baseline"], "attacked_blocks_per_s": r["attacked"],
+                                 "ratio": ratios, "rss_growth_mb": growth, "sent": r["attackers"].sent,
+                                 "one_head": len({x["head"] for x in r["final"]}) == 1}
+            print(f"block rate, 3 permissioned nodes, {args.attack_window:g} s each: without attackers "
+                  f"{statistics.mean(r['baseline']):.2f}/s, under every attack {statistics.mean(r['attacked']):.2f}/s, "
+                  f"ratio {min(ratios):.2f} (worst node); RSS growth {max(growth):.1f} MB (worst node); "
+                  f"one head after: {results['attack']['one_head']}; sent {r['attackers'].sent}")
+        if not args.skip_transport:
+            import asyncio
+            from types import SimpleNamespace
+
+            from bench_transport import measure
+
+            targs = SimpleNamespace(handshakes=20 if args.quick else 50, frames=500 if args.quick else 2000,
+                                    frame_bytes=[5000, 100000])
+            plain, tls = asyncio.run(measure(False, targs)), asyncio.run(measure(True, targs))
+            results["transport"] = {"plain": plain, "tls": tls}
+            print(f"transport: handshake {plain['handshake_s'] * 1e3:.2f} ms plain, {tls['handshake_s'] * 1e3:.2f} ms "
+                  f"TLS 1.3 ({tls['handshake_s'] / plain['handshake_s']:.2f}x); " + "; ".join(
+                      f"frame of {n} B {plain[f'frames_{n}_s'] / targs.frames * 1e6:.0f} us plain, "
+                      f"{tls[f'frames_{n}_s'] / targs.frames * 1e6:.0f} us TLS "
+                      f"({tls[f'frames_{n}_s'] / plain[f'frames_{n}_s']:.2f}x)" for n in targs.frame_bytes))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
