@@ -80,7 +80,7 @@ ROLES = ("both", "holder", "miner", "relay")
 _BENIGN_MESSAGE = {"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"}
 #: Refusals of a block that are not the sender's fault.
 _BENIGN_BLOCK = {"unseen-message", "too-few-messages"}
-#: How long a sync may hold mining and holding back without delivering a new block.
+#: How long a sync holds mining and holding back after it last delivered a new block.
 _SYNC_HOLD_S = 2.0
 #: Bounds of the blocks a node keeps aside unvalidated: orphans (in the Node) and
 #: losing blocks (deferred), each by count and by encoded bytes.
@@ -796,11 +796,12 @@ class NodeDaemon:
         """A sync holds mining and holding back only while it delivers new blocks.
 
         A peer that claims more work and then answers slowly, or not at all, must
-        not stall the node: after ``_SYNC_HOLD_S`` without a new stored block the
-        node goes on with its round while the sync carries on (or times out).
+        not stall the node: a sync holds nothing back until it has stored a
+        block, and only for ``_SYNC_HOLD_S`` after the last one, so the node goes
+        on with its round while a silent sync carries on (or times out).
         """
         s = self.sync
-        return s is not None and time.monotonic() - max(s.started, s.progress_at) < _SYNC_HOLD_S
+        return s is not None and s.progress_at > 0 and time.monotonic() - s.progress_at < _SYNC_HOLD_S
 
     async def _holder_loop(self) -> None:
         from ..holder import make_messages

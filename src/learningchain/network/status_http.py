@@ -47,6 +47,7 @@ class StatusServer:
         self.timed_out = 0
         self._server: Optional[asyncio.base_events.Server] = None
         self._waiting: dict = {}  # connections still reading their request head, oldest first
+        self._counted: set = set()  # connections holding a slot
 
     async def start(self) -> tuple:
         self._server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -75,9 +76,11 @@ class StatusServer:
                 return
             oldest = next(iter(self._waiting))
             del self._waiting[oldest]
+            self._release(oldest)  # its slot is the newcomer's now, before its task runs
             self.refused += 1
             oldest.transport.abort()
         self.open_connections += 1
+        self._counted.add(writer)
         self._waiting[writer] = None
         try:
             try:
@@ -98,11 +101,16 @@ class StatusServer:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.open_connections -= 1
+            self._release(writer)
             try:
                 writer.close()
             except Exception:  # pragma: no cover
                 pass
+
+    def _release(self, writer) -> None:
+        if writer in self._counted:
+            self._counted.discard(writer)
+            self.open_connections -= 1
 
     def _answer(self, head: bytes) -> tuple:
         try:
