@@ -178,8 +178,12 @@ def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypat
      "--quiet"],
     ["network", "up", "--nodes", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--quiet"],
     TINY + ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+    ["network", "up", "--nodes", "2", "--dataset", "synthetic", "--holders", "4", "--rounds", "2",
+     "--set", "network.budget=0.3", "--quiet"],
+    ["network", "up", "--nodes", "2", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--permissioned",
+     "--set", "network.budget=0", "--quiet"],
 ], ids=["sweep-powers", "sweep-power-range", "sweep-s", "attacks-rounds", "network-timeout", "network-nodes",
-        "train-miner-attack"])
+        "train-miner-attack", "network-budget-open", "network-budget-zero"])
 def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
     out = tmp_path / "out"
     assert main(argv + ["--out", str(out)]) == 2

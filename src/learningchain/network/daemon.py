@@ -105,11 +105,14 @@ def network_setup(conf: NetConfigFile):
     if members and conf.train.fresh_identities:
         raise ConfigError("[network] members (enrolled holders) and fresh_identities exclude each other: an "
                           "enrolled holder sends every message under its one enrolled key")
+    if net.budget is not None and not members:
+        raise ConfigError("[network] budget needs enrolled holders: list them in [network] members "
+                          "(`learningchain network up --permissioned` does it)")
 
     def hook(params):
         if members:
             # one message per enrolled holder per round: no more can be valid
-            params = params.replace(members=members, max_messages=len(members))
+            params = params.replace(members=members, max_messages=len(members), budget=net.budget)
         if consensus == "poa":
             if not net.authorities:
                 raise ConfigError("[network] consensus = \"poa\" needs authorities = [\"0x...\", ...] "
