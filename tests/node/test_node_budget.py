@@ -13,7 +13,7 @@ from learningchain.network.simulation import InProcessNetwork, Miner
 from learningchain.node import Node, SQLiteStore, VerdictCache
 from learningchain.node.verify import replay_last, verify_chain
 from learningchain.protocol import Block, build_block
-from learningchain.protocol.consensus import solve_pow
+from learningchain.protocol.consensus import block_work, solve_pow
 
 from ..helpers import genesis_for, make_keys, message_for, mine_block, small_params
 
@@ -89,6 +89,13 @@ def test_every_honest_node_refuses_a_block_with_an_over_budget_message(tmp_path)
     assert verify_chain(tmp_path / "a.sqlite").ok
     assert verify_chain(tmp_path / "a.sqlite", last=1).ok
     assert replay_last(nodes[1], nodes[1].head_hash, 3) == (True, None, "")
+    # written into a store behind the nodes' backs, the block is found by chain verify
+    store = SQLiteStore(tmp_path / "a.sqlite")
+    store.add(blk, again.work[head.hash] + block_work(blk.header, params), head=blk.hash)
+    store.close()
+    for last in (None, 1):
+        report = verify_chain(tmp_path / "a.sqlite", last=last)
+        assert not report.ok and report.first_bad_height == 4 and "over-budget" in report.error
 
 
 def test_a_block_within_the_budget_of_every_sender_is_accepted_beside_a_spent_one():
