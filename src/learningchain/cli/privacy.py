@@ -52,9 +52,11 @@ def _rule(params) -> tuple[bool, str]:
 def cmd_privacy(args) -> int:
     import json
 
+    from ..protocol.budget import exact_decimal
+
     params, blocks, spend = chain_privacy(args.path)
     fixed, rule = _rule(params)
-    budget = None if params.budget is None else Fraction(repr(float(params.budget)))
+    budget = None if params.budget is None else exact_decimal(params.budget)
     order = sorted(spend, key=lambda a: (-spend[a][0], a))
     if args.json:
         rows = {}
