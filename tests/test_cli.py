@@ -202,8 +202,12 @@ def test_ctrl_c_writes_the_rounds_done_and_exits_130(tmp_path, capsys, monkeypat
      "--quiet"],
     ["network", "up", "--nodes", "0", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--quiet"],
     TINY + ["--byzantine-miners", "1", "--miner-attack", "teleport"],
+    ["network", "up", "--nodes", "2", "--dataset", "synthetic", "--holders", "4", "--rounds", "2",
+     "--set", "network.budget=0.3", "--quiet"],
+    ["network", "up", "--nodes", "2", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--permissioned",
+     "--set", "network.budget=0", "--quiet"],
 ], ids=["sweep-powers", "sweep-power-range", "sweep-s", "attacks-rounds", "network-timeout", "network-nodes",
-        "train-miner-attack"])
+        "train-miner-attack", "network-budget-open", "network-budget-zero"])
 def test_a_refused_configuration_creates_nothing(tmp_path, capsys, argv):
     out = tmp_path / "out"
     assert main(argv + ["--out", str(out)]) == 2
@@ -381,3 +385,46 @@ def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, 
     _load_extensions()
     args = build_parser().parse_args(["node", "--data-dir", str(tmp_path / "node"), "--idx-dir", str(tmp_path)])
     assert args.data_dir_node == str(tmp_path / "node") and args.idx_dir == str(tmp_path)
+
+
+def test_chain_privacy_prints_every_members_spend_and_agrees_with_a_recount(tmp_path, capsys):
+    from fractions import Fraction
+
+    import numpy as np
+
+    from learningchain.node import Node, SQLiteStore
+
+    from .helpers import genesis_for, make_keys, message_for, mine_block, small_params
+
+    keys = make_keys(4, seed=31)
+    params = small_params(members=tuple("0x" + k.address.hex() for k in keys), max_messages=4, holders=4,
+                          difficulty=0, mechanism="l2-laplace", epsilon=0.5, schedule="decay", budget=0.45)
+    genesis = genesis_for(params)
+    path = tmp_path / "chain.sqlite"
+    node = Node(genesis, store=SQLiteStore(path))
+    rng = np.random.default_rng(2)
+    senders = [keys[:3], keys[:2], keys[:1]]  # member 3 never sends
+    for who in senders:
+        node.on_block(mine_block(node, [message_for(k, params, node.head, rng.normal(size=params.dim))
+                                        for k in who]))
+    node.store.close()
+    assert main(["chain", "privacy", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    # independent recount: round t = height + 1 of the block a message was computed at spends 0.5/(t(t+1))
+    expect = {}
+    for height, who in enumerate(senders):
+        for k in who:
+            n, eps = expect.get("0x" + k.address.hex(), (0, Fraction(0)))
+            expect["0x" + k.address.hex()] = (n + 1, eps + Fraction(1, 2) / ((height + 1) * (height + 2)))
+    expect["0x" + keys[3].address.hex()] = (0, Fraction(0))
+    assert out["blocks"] == 3 and out["membership"] == "enrolled" and out["budget"] == 0.45
+    got = {a: (r["messages"], Fraction(r["epsilon_exact"])) for a, r in out["identities"].items()}
+    assert got == expect
+    assert got["0x" + keys[0].address.hex()] == (3, Fraction(3, 8))  # 1/4 + 1/12 + 1/24
+    left = out["identities"]["0x" + keys[0].address.hex()]["budget_left_exact"]
+    assert Fraction(left) == Fraction(9, 20) - Fraction(3, 8)
+    assert main(["chain", "privacy", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "budget 0.45 per member" in text and "decay schedule" in text
+    row = next(line for line in text.splitlines() if line.startswith("0x" + keys[0].address.hex()))
+    assert row.split()[1:] == ["3", "0.375", "0.075"]

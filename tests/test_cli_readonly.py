@@ -8,7 +8,8 @@ import pytest
 
 from learningchain.cli.main import main
 
-COMMANDS = [["chain", "verify"], ["chain", "head"], ["chain", "balances"], ["chain", "verify", "--last", "2"]]
+COMMANDS = [["chain", "verify"], ["chain", "head"], ["chain", "balances"], ["chain", "verify", "--last", "2"],
+            ["chain", "privacy"]]
 
 
 def _snapshot(directory):

@@ -9,7 +9,9 @@ message under its pseudo-identity (Eq. 13).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional
 
 import numpy as np
@@ -20,11 +22,15 @@ from .errors import ConfigError, InvalidMessage
 from .models import build_model, loss_fn, set_flat
 from .privacy import GaussianMechanism, L2LaplaceMechanism, NoNoise, clipped_gradient_sum, epsilon_for_round
 from .protocol.block import Block
+from .protocol.budget import exact_decimal, message_cost
 from .protocol.message import Message, sign_message
 from .protocol.params import ProtocolParams
 from .protocol.quantize import check_unit, quantize_unit
 
-__all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport", "make_messages"]
+__all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport", "make_messages",
+           "holders_within_budget"]
+
+log = logging.getLogger(__name__)
 
 
 def mechanism_for_round(params: ProtocolParams, t: int):
@@ -89,6 +95,33 @@ class DataHolder:
         self.loss = loss_fn(self.spec)
         self.key = PrivateKey.generate(rng)
         self.identities = [self.key.address]
+        # what this holder has released (every message it made, on the chain or not),
+        # in the exact units of the chain's budget rule
+        self.sent = 0
+        self.spent = Fraction(0)
+        self.stopped: Optional[str] = None  # why it stopped sending, once it has
+
+    def budget_allows(self, base: Block, *, chain_spent: Fraction = Fraction(0)) -> bool:
+        """May this holder release a message on ``base`` within the chain's budget?
+
+        Its own count of released messages is the one that binds: a message that
+        never reaches a block has still been seen. ``chain_spent`` (the spend of
+        its identity on the chain, which a restarted holder may not have counted)
+        is a floor. Says why once, when it first refuses.
+        """
+        budget = self.params.budget
+        if budget is None:
+            return True
+        spent = max(self.spent, chain_spent)
+        after = spent + message_cost(self.params, base.height)
+        if after <= exact_decimal(budget):
+            return True
+        if self.stopped is None:
+            self.stopped = (f"holder {self.index} stops sending: its message for round {base.height} would spend "
+                            f"epsilon {float(after):.6g}, over its budget of {budget:g} (spent {float(spent):.6g} "
+                            f"in {self.sent} messages)")
+            log.warning("%s", self.stopped)
+        return False
 
     @property
     def examples(self) -> int:
@@ -127,11 +160,28 @@ class DataHolder:
     def finish(self, grad: np.ndarray, base: Block, clipped: int, examples: int) -> HolderReport:
         """Eq. 10-13 on a clipped gradient: noise, normalise, quantise, sign."""
         noisy = self.privatize(grad, base)
-        return HolderReport(self.sign(noisy, base), noisy, clipped, examples)
+        report = HolderReport(self.sign(noisy, base), noisy, clipped, examples)
+        if self.params.budget is not None:
+            self.sent += 1
+            self.spent += message_cost(self.params, base.height)
+        return report
 
     def make_message(self, base: Block) -> HolderReport:
         grad, clipped, examples = self.local_gradient(base)
         return self.finish(grad, base, clipped, examples)
+
+
+def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
+    """The holders that may release a message on ``base`` under the chain's budget
+    (all of them when it has none); ``chain_spend``: identity -> (messages, epsilon)."""
+    out = []
+    for h in holders:
+        floor = Fraction(0)
+        if chain_spend:
+            floor = chain_spend.get(bytes(h.key.address), (0, Fraction(0)))[1]
+        if h.budget_allows(base, chain_spent=floor):
+            out.append(h)
+    return out
 
 
 def make_messages(holders: list, base: Block) -> list:

@@ -256,7 +256,7 @@ _EXTENSIONS: list = []
 def _load_extensions() -> None:
     import importlib
 
-    for name in ("reproduce", "grid", "netcmd", "balances", "security"):
+    for name in ("reproduce", "grid", "netcmd", "balances", "security", "privacy"):
         try:
             mod = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:

@@ -33,7 +33,7 @@ __all__ = ["NetworkConfig", "NetConfigFile", "load_net_config", "CONSENSUS_KEYS"
 
 #: Keys of [network] that the genesis block fixes; all nodes of one chain must agree.
 CONSENSUS_KEYS = ("consensus", "authorities", "members", "interval_ms", "window", "min_bits", "max_bits",
-                  "genesis_time_ms")
+                  "genesis_time_ms", "budget")
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class NetworkConfig:
     consensus: Optional[str] = None  # "pow" or "poa"; default: the [train] table's consensus
     authorities: tuple[str, ...] = ()  # proof-of-authority signer addresses, 0x-hex
     members: tuple[str, ...] = ()  # enrolled holders' addresses (genesis); empty = open membership
+    budget: Optional[float] = None  # each member's total epsilon on the chain (genesis); needs members
     interval_ms: int = 500  # proof-of-work target block interval; 0 keeps the genesis difficulty
     window: int = 5  # blocks between two retargets (one bit each)
     min_bits: int = 4
@@ -107,6 +108,8 @@ class NetworkConfig:
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
                  f"{name} must be a number > 0, got {v!r}")
+        need(self.budget is None or (math.isfinite(self.budget) and self.budget > 0),
+             f"budget must be a finite number > 0 (each member's total epsilon), got {self.budget!r}")
         need(self.genesis_time_ms is None or (isinstance(self.genesis_time_ms, int) and self.genesis_time_ms >= 0),
              f"genesis_time_ms must be a non-negative integer, got {self.genesis_time_ms!r}")
         need(self.stop_height is None or (isinstance(self.stop_height, int) and self.stop_height >= 0),

@@ -105,11 +105,14 @@ def network_setup(conf: NetConfigFile):
     if members and conf.train.fresh_identities:
         raise ConfigError("[network] members (enrolled holders) and fresh_identities exclude each other: an "
                           "enrolled holder sends every message under its one enrolled key")
+    if net.budget is not None and not members:
+        raise ConfigError("[network] budget needs enrolled holders: list them in [network] members "
+                          "(`learningchain network up --permissioned` does it)")
 
     def hook(params):
         if members:
             # one message per enrolled holder per round: no more can be valid
-            params = params.replace(members=members, max_messages=len(members))
+            params = params.replace(members=members, max_messages=len(members), budget=net.budget)
         if consensus == "poa":
             if not net.authorities:
                 raise ConfigError("[network] consensus = \"poa\" needs authorities = [\"0x...\", ...] "
@@ -344,7 +347,31 @@ class NodeDaemon:
                                       f"is not among the chain's enrolled members: add it to [network] members "
                                       f"(`learningchain node --init --holder-index {k}` prints it)")
             holders.append(h)
+        if self.params.budget is not None:
+            self._load_spent(holders)
         return holders
+
+    def _load_spent(self, holders: list) -> None:
+        """What the hosted holders released before a restart, against the chain's budget
+        (messages that never reached a block were still seen by the network)."""
+        from fractions import Fraction
+
+        try:
+            saved = json.loads((self.data_dir / "spent.json").read_text())
+        except (OSError, ValueError):
+            saved = {}
+        for h in holders:
+            entry = saved.get(str(h.index)) if isinstance(saved, dict) else None
+            try:
+                h.sent, h.spent = int(entry[0]), Fraction(entry[1])
+            except (TypeError, ValueError, IndexError, ZeroDivisionError):
+                continue
+
+    def _save_spent(self) -> None:
+        path = self.data_dir / "spent.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({str(h.index): [h.sent, str(h.spent)] for h in self.holders}, sort_keys=True))
+        os.replace(tmp, path)
 
     # -- the transport's handler --------------------------------------------------------------
     def hello(self) -> Hello:
@@ -804,7 +831,7 @@ class NodeDaemon:
         return s is not None and s.progress_at > 0 and time.monotonic() - s.progress_at < _SYNC_HOLD_S
 
     async def _holder_loop(self) -> None:
-        from ..holder import make_messages
+        from ..holder import holders_within_budget, make_messages
 
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
@@ -820,9 +847,14 @@ class NodeDaemon:
                 continue
             self.held.add(head.hash)
             self._save_held(head.hash)
+            sending = holders_within_budget(self.holders, head, self.node.spend_at(head.hash))
+            if not sending:
+                continue
             t0 = time.perf_counter()
-            reports = await loop.run_in_executor(None, make_messages, self.holders, head)
+            reports = await loop.run_in_executor(None, make_messages, sending, head)
             t1 = time.perf_counter()
+            if self.params.budget is not None:
+                self._save_spent()  # before the messages leave: a crash must not forget them
             self.submit_messages([r.message for r in reports])
             log.debug("%s holders sent %d messages at height %d (%.1f ms computing, %.1f ms sending)", self.name,
                       len(reports), head.height, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3)

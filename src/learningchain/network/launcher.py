@@ -82,6 +82,9 @@ class LocalNetwork:
                  permissioned: bool = False):
         if nodes < 1:
             raise ConfigError(f"--nodes must be >= 1, got {nodes}")
+        if conf.network.budget is not None and not (permissioned or conf.network.members):
+            raise ConfigError("[network] budget needs enrolled holders: pass --permissioned or list them in "
+                              "[network] members")
         self.out = Path(out)
         self.conf = conf
         self.n = nodes

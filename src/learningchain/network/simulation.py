@@ -24,7 +24,7 @@ import numpy as np
 
 from ..attacks.holders import AttackContext, HolderAttack
 from ..errors import InvalidBlock, InvalidMessage, LearningChainError
-from ..holder import DataHolder, make_messages
+from ..holder import DataHolder, holders_within_budget, make_messages
 from ..node import Node
 from ..protocol.block import Block
 
@@ -89,7 +89,7 @@ def collect_messages(holders: list, attacks: dict, base, byzantine_identities: s
     """
     reports = {}
     honest_vectors = []
-    honest = [h for h in holders if h.index not in attacks]
+    honest = holders_within_budget([h for h in holders if h.index not in attacks], base)
     made = make_messages(honest, base) if batch else [h.make_message(base) for h in honest]
     for holder, report in zip(honest, made):
         reports[holder.index] = [report.message]

@@ -19,6 +19,7 @@ from typing import Optional
 from ..crypto import PrivateKey
 from ..errors import DecodeError, InvalidBlock, InvalidMessage, StoreError
 from ..protocol.block import Block, Header, decode_block
+from ..protocol.budget import charge, over_budget
 from ..protocol.consensus import (block_work, check_authority, check_pow, expected_difficulty, in_turn_authority,
                                   seal_authority, solve_pow)
 from ..protocol.forkchoice import is_heavier
@@ -107,6 +108,9 @@ class Node:
         self.orphan_bytes = 0
         self._orphan_size: dict[bytes, int] = {}
         self._verified: set = verdicts.messages if verdicts is not None else set()
+        # with a per-member budget: block hash -> {identity: (messages, exact epsilon)} on
+        # the chain ending at that block, kept for every stored block (bodies may be pruned later)
+        self._spend: dict[bytes, dict] = {}
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
@@ -133,12 +137,33 @@ class Node:
                                  "without its parent")
             self.headers[header.hash] = header
             self.work[header.hash] = work
+            if self.params.budget is not None:
+                self._spend[header.hash] = self._spend_after(header)
         head = self.store.head_hash()
         self.head_hash = head if head in self.headers else self.genesis_hash
         best = max(self.headers, key=lambda h: (self.work[h], [-b for b in h]))
         if best != self.head_hash:
             self.head_hash = best
             self.store.set_head(best)
+
+    def _spend_after(self, header: Header) -> dict:
+        if header.height == 0:
+            return {}
+        block = self.store.get(header.hash)
+        if block is None or not block.messages:  # every valid block has a message
+            raise StoreError(f"the store lacks the messages of block {header.height} {hexstr(header.hash)[:14]}, "
+                             "which this chain's budget rule needs")
+        return charge(self._spend[header.parent], block.messages, self.params)
+
+    def spend_at(self, block_hash: bytes) -> dict:
+        """Each identity's (messages, exact epsilon) on the chain ending at ``block_hash``
+        (empty when the chain has no budget)."""
+        if self.params.budget is None:
+            return {}
+        try:
+            return self._spend[block_hash]
+        except KeyError:
+            raise InvalidBlock("unknown-ancestor", f"block {hexstr(block_hash)[:14]} is not known") from None
 
     @property
     def head(self) -> Block:
@@ -238,6 +263,12 @@ class Node:
             else:
                 validate_message(msg, self.params, round=base.height, base=base.hash)
                 self._verified.add(msg.hash)
+            if self.params.budget is not None:
+                over, before, after = over_budget(self._spend[base.hash], msg.identity, msg.round, self.params)
+                if over:
+                    raise InvalidMessage("over-budget", f"identity {hexstr(msg.identity)} has spent epsilon "
+                                         f"{float(before):.6g} on this chain; this message would take it to "
+                                         f"{float(after):.6g}, over the budget of {self.params.budget:g}")
             self.mempool.add(msg)
             return msg
         except (InvalidMessage, DecodeError) as exc:
@@ -401,7 +432,8 @@ class Node:
             return
         try:
             validate_block(block, parent, self.params, genesis_hash=self.genesis_hash,
-                           ancestor=self.header, verified=self._verified)
+                           ancestor=self.header, verified=self._verified,
+                           spent=self._spend.get(parent.hash) if self.params.budget is not None else None)
         except InvalidBlock as exc:
             if cache is not None:
                 cache.blocks[block.hash] = exc
@@ -417,6 +449,8 @@ class Node:
         self.store.add(block, work, head=h if heavier else None)
         self.headers[h] = block.header
         self.work[h] = work
+        if self.params.budget is not None:
+            self._spend[h] = charge(self._spend[block.parent], block.messages, self.params)
         for m in block.messages:
             self.mempool.mark_seen(m.hash)
         reorg = False

@@ -16,6 +16,7 @@ from typing import Optional
 
 from ..errors import DecodeError, InvalidBlock, LearningChainError, StoreError
 from ..protocol.block import Header, decode_header
+from ..protocol.budget import charge
 from ..protocol.consensus import block_work
 from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
@@ -200,10 +201,22 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
                                f"and stored work were checked, their messages and models were not "
                                f"(except that block {start - 1}'s model matches its header)")
     verified: set = set()
+    spent = None
+    if params.budget is not None:
+        # the budget rule needs every member's spend below the window: count the
+        # messages of those blocks (their bodies are read, not replayed)
+        spent = {}
+        for height in range(1, start):
+            at[0] = height
+            below, _ = _load(store, height, None)
+            spent = charge(spent, below.messages, params)
     for height in range(start, top + 1):
         at[0] = height
         block, cols = _load(store, height, parent.hash)
-        validate_block(block, parent, params, genesis_hash=genesis.hash, ancestor=ancestor, verified=verified)
+        validate_block(block, parent, params, genesis_hash=genesis.hash, ancestor=ancestor, verified=verified,
+                       spent=spent)
+        if spent is not None:
+            spent = charge(spent, block.messages, params)
         work[block.hash] = work[parent.hash] + block_work(block.header, params)
         _check_columns(block.header, *cols, work[block.hash])
         for i in block.selection:
@@ -281,7 +294,8 @@ def replay_last(node, head_hash: bytes, last: int) -> tuple[bool, Optional[int],
             return False, block.height, "parent missing"
         try:
             validate_block(block, parent, node.params, genesis_hash=node.genesis_hash, ancestor=node.header,
-                           verified=verified)
+                           verified=verified, spent=node.spend_at(parent.hash) if node.params.budget is not None
+                           else None)
         except InvalidBlock as exc:
             return False, block.height, exc.reason
     return True, None, ""

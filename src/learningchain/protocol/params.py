@@ -76,6 +76,9 @@ class ProtocolParams:
     # membership: empty = open (the paper's: any key may send a message); else the
     # enrolled holders' identities (0x-hex), the only ones whose messages count
     members: tuple = ()
+    # per-member privacy budget: the total epsilon one enrolled identity may spend on
+    # the chain under basic composition (protocol/budget.py); None = no limit
+    budget: float | None = None
     # incentives
     rewards: dict = field(default_factory=dict)
     # informational: data set, seed... hashed into genesis, not used by validation
@@ -144,6 +147,9 @@ class ProtocolParams:
 
         from .rewards import check_rewards
 
+        from .budget import check_budget_params
+
+        check_budget_params(self)
         check_retarget_options(self.retarget)
         check_rewards(self.rewards)
         check_rule(self)
@@ -213,4 +219,4 @@ def _address_bytes(text) -> bytes | None:
 
 _DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
 _DEFAULTS["members"] = []  # as to_dict writes it
-_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members")
+_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members", "budget")

@@ -11,7 +11,7 @@ raises :class:`InvalidBlock` with a short reason tag; nothing is mutated.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from ..errors import InvalidBlock, InvalidMessage
 from ..types import Address, Hash32, hexstr
 from .aggregation import Aggregate, Batch, aggregate
 from .block import Block, Header, genesis_header, merkle_root, model_hash, selection_hash
+from .budget import over_budget
 from .consensus import check_authority, check_pow, expected_difficulty, in_turn_authority
 from .message import Message, validate_message
 from .params import ProtocolParams
@@ -141,15 +142,20 @@ def validate_header_link(header: Header, parent: Header, params: ProtocolParams,
 
 
 def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genesis_hash: bytes,
-                   ancestor: Callable[[bytes], Header], verified: Optional[set] = None) -> Aggregate:
+                   ancestor: Callable[[bytes], Header], verified: Optional[set] = None,
+                   spent: Optional[Mapping] = None) -> Aggregate:
     """Validate ``block`` on ``parent`` by recomputation; returns the recomputed aggregate.
 
     ``verified``, when given, holds hashes of messages whose signature and shape
     this node has already checked (its mempool); they are not checked again (the
     hash covers every byte, so this is safe), and newly checked ones are added.
+    ``spent``: on a chain with a per-member budget, each identity's spend on the
+    chain ending at ``parent`` (``budget.charge`` over its blocks); required there.
     """
     header = block.header
     h = header.height
+    if params.budget is not None and spent is None:
+        raise ValueError("this chain has a per-member budget: validate_block needs the parent chain's spend")
     validate_header_link(header, parent.header, params, genesis_hash=genesis_hash, ancestor=ancestor)
     if block.params:
         raise InvalidBlock("unexpected-params", "only the genesis block carries parameters", height=h)
@@ -186,6 +192,13 @@ def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genes
             raise InvalidBlock("duplicate-identity",
                                f"pseudo-identity {hexstr(m.identity)} appears twice", height=h)
         identities.add(m.identity)
+        if spent is not None and params.budget is not None:
+            over, before, after = over_budget(spent, m.identity, m.round, params)
+            if over:
+                raise InvalidBlock("over-budget",
+                                   f"message {i} from {hexstr(m.identity)} would spend epsilon {float(after):.6g} "
+                                   f"on this chain (spent {float(before):.6g}), over the budget of "
+                                   f"{params.budget:g}", height=h)
     agg, model = _recompute(parent, block.messages, params)
     if tuple(agg.selection) != tuple(block.selection):
         raise InvalidBlock("bad-selection",
