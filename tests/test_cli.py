@@ -357,3 +357,19 @@ def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, 
     _load_extensions()
     args = build_parser().parse_args(["node", "--data-dir", str(tmp_path / "node"), "--idx-dir", str(tmp_path)])
     assert args.data_dir_node == str(tmp_path / "node") and args.idx_dir == str(tmp_path)
+
+
+def test_the_summary_reports_tight_composition_beside_basic(tmp_path, capsys):
+    from learningchain.privacy.accounting import tight_epsilon
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "3", "--difficulty", "0",
+                 "--epsilon", "0.7", "--delta", "1e-6", "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epsilon_total"] == pytest.approx(2.1) and summary["privacy"]["composition"] == "basic"
+    assert summary["delta_tight"] == 1e-6
+    assert summary["epsilon_total_tight"] == pytest.approx(tight_epsilon([0.7] * 3, 1e-6), rel=1e-12)
+    assert summary["epsilon_total_tight"] < summary["epsilon_total"]
+    line = next(l for l in table.splitlines() if "epsilon per round / total" in l)
+    assert "(basic composition)" in line and f"tight {summary['epsilon_total_tight']:.4g} at delta 1e-06" in line

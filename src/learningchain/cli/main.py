@@ -68,7 +68,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="no privacy: no noise and, unless --clip-mode says otherwise, no clipping")
     g.add_argument("--mechanism", help="l2-laplace (default, the paper's: --epsilon per round) or gaussian "
                                        "(--epsilon, --delta for the whole run, RDP accountant)")
-    g.add_argument("--delta", type=float, help="delta for the gaussian mechanism (default 1e-5)")
+    g.add_argument("--delta", type=float, help="delta of the gaussian mechanism, and where the tight total of "
+                                               "l2-laplace is stated (default 1e-5)")
     g.add_argument("--noise-multiplier", type=float, metavar="Z",
                    help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
                         "RDP accountant keeps every holder within --epsilon, --delta over the run)")
@@ -135,6 +136,13 @@ def _composition(privacy: dict) -> str:
     return f" ({kind} composition)" if kind else ""
 
 
+def _tight(summary: dict) -> str:
+    tight = summary.get("epsilon_total_tight")
+    if tight is None:
+        return ""
+    return f"; tight {tight:.4g} at delta {summary.get('delta_tight'):.3g} (optimal composition, PLD)"
+
+
 def _eps(v) -> str:
     if v is None:
         return "none (no noise)"
@@ -154,7 +162,7 @@ def print_summary_table(summary: dict) -> None:
         ("baseline test error", _fmt(summary["baseline_test_error"]) if summary["baseline_test_error"] is not None
                                 else "not run (interrupted)"),
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
-                                      + _composition(summary.get("privacy") or {})),
+                                      + _composition(summary.get("privacy") or {}) + _tight(summary)),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),

@@ -366,7 +366,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
                                      parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
-    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
+    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders],
+                             delta=cfg.delta)
     wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),
@@ -390,6 +391,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         "genesis_hash": hexstr(parties.genesis.hash),
         "epsilon_per_round": privacy["epsilon_per_round"],
         "epsilon_total": privacy["epsilon_total"],
+        "epsilon_total_tight": privacy.get("epsilon_total_tight"),
+        "delta_tight": privacy.get("delta_tight"),
         "privacy": privacy,
         "wall_seconds": round(wall, 3),
         "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),

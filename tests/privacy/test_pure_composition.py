@@ -1,0 +1,123 @@
+"""Tight composition of the paper's pure eps-DP (l2-Laplace) releases: the PLD
+figure against dp-accounting called directly, the closed form of Kairouz, Oh
+and Viswanathan, RDP of randomised response, and what a run reports."""
+
+import math
+
+import pytest
+
+from learningchain.privacy.accounting import (calibrate_round_epsilon, optimal_delta, optimal_epsilon, privacy_report,
+                                              rdp_pure_epsilon, round_epsilons, tight_delta, tight_epsilon)
+from learningchain.privacy.schedules import total_epsilon
+
+from ..helpers import small_params
+
+pld_lib = pytest.importorskip("dp_accounting.pld.privacy_loss_distribution")
+common = pytest.importorskip("dp_accounting.pld.common")
+
+
+def pld_of(epsilons):
+    """dp-accounting's PLD of eps_t-DP releases, built here without the project's code."""
+    out = None
+    for e in epsilons:
+        one = pld_lib.from_privacy_parameters(common.DifferentialPrivacyParameters(e, 0.0),
+                                              value_discretization_interval=1e-4)
+        out = one if out is None else out.compose(one)
+    return out
+
+
+def kov_delta_at_grid(eps, k, i):
+    """Kairouz-Oh-Viswanathan (2015) Thm. 3.3 as printed: the k-fold composition of
+    eps-DP is ((k - 2i) eps, delta_i)-DP with
+    delta_i = sum_{l=0}^{i-1} C(k, l) (e^{(k-l) eps} - e^{(k-2i+l) eps}) / (1 + e^eps)^k."""
+    return sum(math.comb(k, l) * (math.exp((k - l) * eps) - math.exp((k - 2 * i + l) * eps))
+               for l in range(i)) / (1 + math.exp(eps)) ** k
+
+
+def test_demo_settings_pinned_against_dp_accounting_and_the_closed_form():
+    eps, rounds, delta = 0.3, 200, 1e-5
+    tight = tight_epsilon([eps] * rounds, delta)
+    independent = pld_of([eps]).self_compose(rounds).get_epsilon_for_delta(delta)
+    assert tight == pytest.approx(independent, rel=1e-12)
+    assert tight == pytest.approx(25.7551, abs=1e-3)  # dp-accounting 0.6.0
+    exact = optimal_epsilon(eps, rounds, delta)
+    assert exact == pytest.approx(25.7494, abs=1e-3)
+    assert exact <= tight <= exact * (1 + 1e-3)  # PLD rounds losses up: an upper bound, close to exact
+    assert total_epsilon("constant", eps, rounds, rounds) == pytest.approx(60.0)  # basic composition
+    assert tight_delta([eps] * rounds, tight) <= delta * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("eps,k", [(0.3, 10), (0.1, 100), (1.0, 30), (0.5, 7)])
+def test_closed_form_is_kairouz_oh_viswanathan_theorem(eps, k):
+    for i in range(0, k // 2 + 1):
+        assert optimal_delta(eps, k, (k - 2 * i) * eps) == pytest.approx(kov_delta_at_grid(eps, k, i),
+                                                                         rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("eps,k,at", [(0.3, 50, 3.0), (1.0, 20, 8.0), (0.1, 200, 1.1)])
+def test_closed_form_agrees_with_dp_accounting_between_grid_points(eps, k, at):
+    want = pld_of([eps]).self_compose(k).get_delta_for_epsilon(at)
+    got = optimal_delta(eps, k, at)
+    assert got == pytest.approx(want, rel=2e-2)
+    assert got <= want * (1 + 1e-9)  # the PLD is pessimistic
+
+
+def test_one_release_is_its_own_epsilon():
+    assert optimal_delta(0.5, 1, 0.5) == 0.0
+    assert optimal_delta(0.5, 1, 0.0) == pytest.approx((math.exp(0.5) - 1) / (math.exp(0.5) + 1))
+    # delta buys a little: p - e^e' q = delta with p = e^eps / (1 + e^eps), q = 1 - p
+    p = math.exp(0.5) / (1 + math.exp(0.5))
+    assert optimal_epsilon(0.5, 1, 1e-5) == pytest.approx(math.log((p - 1e-5) / (1 - p)), rel=1e-8)
+    assert tight_epsilon([0.5], 1e-5) == pytest.approx(0.5, abs=1e-4)
+
+
+def test_heterogeneous_schedules_compose_release_by_release():
+    delta = 1e-5
+    for schedule in ("uniform", "decay"):
+        epsilons = round_epsilons(schedule, 0.3, 200, 200)
+        tight = tight_epsilon(epsilons, delta)
+        assert tight == pytest.approx(pld_of(epsilons).get_epsilon_for_delta(delta), rel=1e-9)
+        assert tight <= math.fsum(epsilons) + 1e-12
+    uniform = round_epsilons("uniform", 0.3, 200, 200)
+    assert tight_epsilon(uniform, delta) == pytest.approx(optimal_epsilon(0.3 / 200, 200, delta), rel=1e-3)
+
+
+def rr_rdp_closed_form(eps, k, delta):
+    """k-fold binary randomised response at eps: RDP(a) = k/(a-1) log(p^a q^(1-a) + q^a p^(1-a)),
+    p = e^eps/(1+e^eps), converted by Canonne-Kamath-Steinke 2020, Prop. 12 (as dp-accounting)."""
+    p = math.exp(eps) / (1 + math.exp(eps))
+    q = 1 - p
+    orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(11, 64)) + [128, 256, 512, 1024]
+    best = math.inf
+    for a in orders:
+        x, y = a * math.log(p) + (1 - a) * math.log(q), a * math.log(q) + (1 - a) * math.log(p)
+        rdp = k * (max(x, y) + math.log1p(math.exp(-abs(x - y)))) / (a - 1)
+        best = min(best, rdp + math.log1p(-1 / a) - math.log(delta * a) / (a - 1))
+    return max(0.0, best)
+
+
+def test_rdp_of_pure_releases_matches_randomised_response_and_is_looser():
+    got = rdp_pure_epsilon([0.3] * 200, 1e-5)
+    assert got == pytest.approx(rr_rdp_closed_form(0.3, 200, 1e-5), rel=1e-6)
+    assert tight_epsilon([0.3] * 200, 1e-5) < got < 60.0
+
+
+def test_report_gives_basic_and_tight_for_the_demo_settings():
+    params = small_params(mechanism="l2-laplace", epsilon=0.3, rounds=200)
+    report = privacy_report(params, 200, delta=1e-5)
+    assert report["composition"] == "basic" and report["epsilon_total"] == pytest.approx(60.0)
+    assert report["epsilon_total_tight"] == pytest.approx(
+        pld_of([0.3]).self_compose(200).get_epsilon_for_delta(1e-5), rel=1e-12)
+    assert report["delta_tight"] == 1e-5
+    # a run that stopped early spends only its rounds; another delta gives another point of the curve
+    assert privacy_report(params, 10, delta=1e-5)["epsilon_total_tight"] == pytest.approx(
+        optimal_epsilon(0.3, 10, 1e-5), rel=1e-3)
+    assert privacy_report(params, 200, delta=1e-3)["epsilon_total_tight"] < report["epsilon_total_tight"]
+
+
+def test_decay_schedule_report():
+    params = small_params(mechanism="l2-laplace", epsilon=0.3, rounds=50, schedule="decay")
+    report = privacy_report(params, 50)
+    assert report["epsilon_total"] == pytest.approx(0.3 * 50 / 51)
+    assert report["delta_tight"] == 1e-5
+    assert 0 < report["epsilon_total_tight"] <= report["epsilon_total"] + 1e-12
