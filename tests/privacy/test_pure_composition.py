@@ -121,3 +121,16 @@ def test_decay_schedule_report():
     assert report["epsilon_total"] == pytest.approx(0.3 * 50 / 51)
     assert report["delta_tight"] == 1e-5
     assert 0 < report["epsilon_total_tight"] <= report["epsilon_total"] + 1e-12
+
+
+@pytest.mark.parametrize("schedule,target,rounds", [("constant", 10.0, 200), ("uniform", 3.0, 100),
+                                                    ("decay", 1.0, 100), ("constant", 0.5, 1)])
+def test_target_epsilon_chooses_the_largest_budget_within_it(schedule, target, rounds):
+    delta = 1e-5
+    eps = calibrate_round_epsilon(target_epsilon=target, delta=delta, schedule=schedule, rounds=rounds)
+    spend = tight_epsilon(round_epsilons(schedule, eps, rounds, rounds), delta)
+    assert spend <= target
+    assert tight_epsilon(round_epsilons(schedule, eps * (1 + 2e-3), rounds, rounds), delta) > target
+    # the tight accountant buys more per round than basic composition would allow (bar one release)
+    basic = target / math.fsum(round_epsilons(schedule, 1.0, rounds, rounds))
+    assert eps >= basic and (eps > 1.5 * basic or rounds == 1 or schedule == "decay")

@@ -336,13 +336,27 @@ def _gaussian_block(params, rounds_run: int, holder_examples: Optional[Sequence[
 
 
 def privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequence[int]] = None,
-                   delta: Optional[float] = None) -> dict:
+                   delta: Optional[float] = None, target_epsilon: Optional[float] = None) -> dict:
     """Per-round and whole-run privacy of one holder for the summary.
 
     ``holder_examples``: each holder's data-set size N_k, for the accountant's
     per-holder figures (the Gaussian mechanism). ``delta``: where the tight
     (epsilon, delta) of the pure eps-DP mechanism is stated (default 1e-5).
+    ``target_epsilon``: the whole-run budget the run's epsilon or noise
+    multiplier was chosen for, reported with what was chosen.
     """
+    report = _privacy_report(params, rounds_run, holder_examples=holder_examples, delta=delta)
+    if target_epsilon is not None and params.mechanism != "none":
+        report["target_epsilon"] = float(target_epsilon)
+        if params.mechanism == "gaussian":
+            report["chosen"] = {"noise_multiplier": float(params.noise_multiplier)}
+        else:
+            report["chosen"] = {"epsilon": float(params.epsilon), "schedule": params.schedule,
+                                "accountant": TIGHT_ACCOUNTANT}
+    return report
+
+
+def _privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequence[int]], delta: Optional[float]):
     if params.mechanism == "none":
         return {"mechanism": "none", "epsilon_per_round": None, "epsilon_total": None,
                 "note": "no noise: the run is not differentially private"}
