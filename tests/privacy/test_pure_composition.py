@@ -146,3 +146,14 @@ def test_target_epsilon_chooses_the_largest_budget_within_it(schedule, target, r
     # the tight accountant buys more per round than basic composition would allow (bar one release)
     basic = target / math.fsum(round_epsilons(schedule, 1.0, rounds, rounds))
     assert eps >= basic and (eps > 1.5 * basic or rounds == 1 or schedule == "decay")
+
+
+def test_the_table_in_privacy_md_is_what_the_accountant_gives():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PRIVACY.md").read_text()
+    for eps, rounds in [(0.1, 100), (0.3, 200)]:
+        epsilons = [eps] * rounds
+        row = (f"| {eps:g} | {rounds} | {math.fsum(epsilons):.2f} | {optimal_epsilon(eps, rounds, 1e-5):.2f} "
+               f"| {tight_epsilon(epsilons, 1e-5):.2f} | {rdp_pure_epsilon(epsilons, 1e-5):.2f} |")
+        assert row in doc
