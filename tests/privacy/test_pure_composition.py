@@ -121,6 +121,11 @@ def test_report_gives_basic_and_tight_for_the_demo_settings():
         pld_of([0.3], interval=0.3 / 3000).self_compose(200).get_epsilon_for_delta(1e-5), rel=1e-12)
     assert report["epsilon_total_tight"] == pytest.approx(optimal_epsilon(0.3, 200, 1e-5), rel=1e-6)
     assert report["delta_tight"] == 1e-5
+    curve = report["tight_curve"]
+    assert list(curve) == ["1e-03", "1e-05", "1e-07", "1e-09"]
+    assert curve["1e-05"] == report["epsilon_total_tight"]
+    assert curve["1e-09"] == pytest.approx(optimal_epsilon(0.3, 200, 1e-9), rel=1e-6)
+    assert list(curve.values()) == sorted(curve.values())
     # a run that stopped early spends only its rounds; another delta gives another point of the curve
     assert privacy_report(params, 10, delta=1e-5)["epsilon_total_tight"] == pytest.approx(
         optimal_epsilon(0.3, 10, 1e-5), rel=1e-3)

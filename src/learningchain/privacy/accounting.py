@@ -60,6 +60,8 @@ ACCOUNTANT = "rdp (dp-accounting), sampling without replacement, replace-one nei
 TIGHT_ACCOUNTANT = "pld (dp-accounting): optimal composition of pure eps-DP releases (rdp where lower)"
 #: delta of the tight figure of a pure eps-DP run when the run names none.
 DEFAULT_DELTA = 1e-5
+#: deltas of the (epsilon, delta) curve in the summary
+CURVE_DELTAS = (1e-3, 1e-5, 1e-7, 1e-9)
 #: PLD grid: losses are rounded up to multiples of this (the figure stays an upper bound).
 PLD_INTERVAL = 1e-4
 
@@ -424,6 +426,7 @@ def _tight_block(epsilons: list, delta: float) -> dict:
         return block
     try:
         block["epsilon_total_tight"] = tight_epsilon(epsilons, delta)
+        block["tight_curve"] = {f"{d:.0e}": tight_epsilon(epsilons, d) for d in CURVE_DELTAS}
     except ConfigError:  # no dp-accounting: the closed form covers one budget in every round
         if len(set(epsilons)) != 1:
             block["tight_accountant"] = None
