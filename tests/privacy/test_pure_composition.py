@@ -162,3 +162,20 @@ def test_the_table_in_privacy_md_is_what_the_accountant_gives():
         row = (f"| {eps:g} | {rounds} | {math.fsum(epsilons):.2f} | {optimal_epsilon(eps, rounds, 1e-5):.2f} "
                f"| {tight_epsilon(epsilons, 1e-5):.2f} | {rdp_pure_epsilon(epsilons, 1e-5):.2f} |")
         assert row in doc
+
+
+def test_without_dp_accounting_the_closed_form_still_reports_one_budget(monkeypatch):
+    from learningchain.errors import ConfigError
+    from learningchain.privacy import accounting
+
+    def missing():
+        raise ConfigError("no dp-accounting")
+
+    monkeypatch.setattr(accounting, "_dp", missing)
+    monkeypatch.setattr(accounting, "_PLD_CACHE", {})
+    report = privacy_report(small_params(mechanism="l2-laplace", epsilon=0.3, rounds=20), 20)
+    assert report["epsilon_total_tight"] == pytest.approx(optimal_epsilon(0.3, 20, 1e-5), rel=1e-12)
+    assert "closed form" in report["tight_accountant"]
+    report = privacy_report(small_params(mechanism="l2-laplace", epsilon=0.3, rounds=20, schedule="decay"), 20)
+    assert report["epsilon_total_tight"] is None and "dp-accounting" in report["note"]
+    assert report["epsilon_total"] == pytest.approx(0.3 * 20 / 21)
