@@ -428,3 +428,62 @@ def test_chain_privacy_prints_every_members_spend_and_agrees_with_a_recount(tmp_
     assert "budget 0.45 per member" in text and "decay schedule" in text
     row = next(line for line in text.splitlines() if line.startswith("0x" + keys[0].address.hex()))
     assert row.split()[1:] == ["3", "0.375", "0.075"]
+def test_the_summary_reports_tight_composition_beside_basic(tmp_path, capsys):
+    from learningchain.privacy.accounting import tight_epsilon
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "3", "--difficulty", "0",
+                 "--epsilon", "0.7", "--delta", "1e-6", "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["epsilon_total"] == pytest.approx(2.1) and summary["privacy"]["composition"] == "basic"
+    assert summary["delta_tight"] == 1e-6
+    assert summary["epsilon_total_tight"] == pytest.approx(tight_epsilon([0.7] * 3, 1e-6), rel=1e-12)
+    assert summary["epsilon_total_tight"] < summary["epsilon_total"]
+    line = next(l for l in table.splitlines() if "epsilon per round / total" in l)
+    assert "(basic composition)" in line and f"tight {summary['epsilon_total_tight']:.4g} at delta 1e-06" in line
+
+
+def test_target_epsilon_chooses_the_per_round_budget_the_chain_uses(tmp_path, capsys):
+    from learningchain.node import SQLiteStore
+    from learningchain.privacy.accounting import tight_epsilon
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "4", "--difficulty", "0",
+                 "--target-epsilon", "1.5", "--out", str(out), "--quiet"]) == 0
+    table = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    privacy = summary["privacy"]
+    chosen = privacy["chosen"]["epsilon"]
+    assert privacy["target_epsilon"] == 1.5 and summary["epsilon_per_round"] == chosen
+    assert tight_epsilon([chosen] * 4, 1e-5) == summary["epsilon_total_tight"] <= 1.5
+    assert summary["epsilon_total_tight"] > 1.5 * (1 - 1e-3)
+    store = SQLiteStore(out / "chain.sqlite", create=False)
+    assert store.get(store.head_hash()) is not None
+    line = next(l for l in table.splitlines() if "target epsilon / chosen" in l)
+    assert line.split()[-6:] == ["1.5", "/", "epsilon", f"{chosen:.6g}", "(constant", "schedule)"]
+
+
+def test_target_epsilon_for_the_gaussian_mechanism_calibrates_the_noise(tmp_path, capsys):
+    out = tmp_path / "g"
+    assert main(["train", "--dataset", "breast-cancer", "--rounds", "2", "--mechanism", "gaussian",
+                 "--target-epsilon", "3", "--out", str(out), "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    privacy = summary["privacy"]
+    assert privacy["target_epsilon"] == 3.0 and privacy["chosen"]["noise_multiplier"] == privacy["rdp"]["noise_multiplier"]
+    assert 3.0 * (1 - 1e-3) < summary["epsilon_total"] <= 3.0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--epsilon", "0.3"], "--target-epsilon (the whole run's budget"),
+    (["--mechanism", "gaussian", "--noise-multiplier", "1.2"], "--target-epsilon or --noise-multiplier, not both"),
+    (["--no-dp"], "cannot be used with --no-dp"),
+    (["--set", "target_epsilon=-1"], "target_epsilon must be a finite number > 0"),
+])
+def test_target_epsilon_refuses_options_it_would_contradict(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "2", "--difficulty", "0",
+                 "--target-epsilon", "1", *extra, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error:") and message in err and "Traceback" not in err
+    assert not out.exists()

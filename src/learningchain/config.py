@@ -150,6 +150,7 @@ class TrainConfig:
     mechanism: str = "l2-laplace"
     delta: float = 1e-5
     noise_multiplier: Optional[float] = None  # gaussian: sigma / (2G); default calibrated to (epsilon, delta)
+    target_epsilon: Optional[float] = None  # whole run: per-round epsilon (l2-laplace) or z (gaussian) chosen for it
     schedule: str = "constant"
     clip: float = 1.0
     clip_mode: str = "auto"  # auto: per-example with noise, none with --no-dp
@@ -214,6 +215,16 @@ class TrainConfig:
                  f"noise_multiplier must be a finite number > 0, got {z!r}")
             need(self.mechanism == "gaussian",
                  f"noise_multiplier applies to the gaussian mechanism, not {self.mechanism!r}")
+        if self.target_epsilon is not None:
+            e = self.target_epsilon
+            need(isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and e > 0,
+                 f"target_epsilon must be a finite number > 0, got {e!r}")
+            need(not self.no_dp, "target_epsilon is a privacy budget: it cannot be used with --no-dp")
+            need(self.noise_multiplier is None,
+                 "target_epsilon chooses the noise multiplier: give --target-epsilon or --noise-multiplier, not both")
+            need(self.mechanism in ("l2-laplace", "gaussian"),
+                 f"target_epsilon applies to the l2-laplace and gaussian mechanisms, not {self.mechanism!r}")
+            need(0 < self.delta < 1, f"target_epsilon is met at delta, which must be in (0, 1), got {self.delta!r}")
         from .attacks.holders import HOLDER_ATTACKS
         from .protocol.aggregation import RULES
 
@@ -257,6 +268,9 @@ class TrainConfig:
         without anyone to run it is refused (the default attack with no Byzantine
         party is fine)."""
         given = {k.replace("-", "_") for k in given}
+        if "target_epsilon" in given and "epsilon" in given:
+            raise ConfigError("give --target-epsilon (the whole run's budget, the per-round epsilon is chosen for "
+                              "it) or --epsilon, not both")
         if "attack" in given and self.byzantine == 0:
             raise ConfigError(f"attack {self.attack!r} needs byzantine >= 1 (--byzantine B): "
                               "no Byzantine holder would send it")

@@ -67,11 +67,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="stop once the head model's test error <= E (default: run every round)")
     g = p.add_argument_group("privacy")
     g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
+    g.add_argument("--target-epsilon", type=float, metavar="E",
+                   help="the whole run's budget: choose the per-round epsilon (l2-laplace, tight accountant at "
+                        "--delta) or the noise multiplier (gaussian) so that the T rounds spend at most E")
     g.add_argument("--no-dp", action="store_const", const=True,
                    help="no privacy: no noise and, unless --clip-mode says otherwise, no clipping")
     g.add_argument("--mechanism", help="l2-laplace (default, the paper's: --epsilon per round) or gaussian "
                                        "(--epsilon, --delta for the whole run, RDP accountant)")
-    g.add_argument("--delta", type=float, help="delta for the gaussian mechanism (default 1e-5)")
+    g.add_argument("--delta", type=float, help="delta of the gaussian mechanism, and where the tight total of "
+                                               "l2-laplace is stated (default 1e-5)")
     g.add_argument("--noise-multiplier", type=float, metavar="Z",
                    help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
                         "RDP accountant keeps every holder within --epsilon, --delta over the run)")
@@ -102,7 +106,7 @@ _TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", 
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "keep_attacker_chain", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
-               "noise_multiplier", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
+               "noise_multiplier", "target_epsilon", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
                "force", "keep_chain",
                "eval_every"]
 
@@ -138,6 +142,22 @@ def _composition(privacy: dict) -> str:
     return f" ({kind} composition)" if kind else ""
 
 
+def _tight(summary: dict) -> str:
+    tight = summary.get("epsilon_total_tight")
+    if tight is None:
+        return ""
+    return f"; tight {tight:.4g} at delta {summary.get('delta_tight'):.3g} (optimal composition, PLD)"
+
+
+def _target_rows(privacy: dict) -> list:
+    if privacy.get("target_epsilon") is None:
+        return []
+    chosen = privacy.get("chosen") or {}
+    what = (f"noise multiplier {chosen['noise_multiplier']:.4g}" if "noise_multiplier" in chosen
+            else f"epsilon {chosen.get('epsilon', 0.0):.6g} ({chosen.get('schedule')} schedule)")
+    return [("target epsilon / chosen", f"{privacy['target_epsilon']:.4g} / {what}")]
+
+
 def _eps(v) -> str:
     if v is None:
         return "none (no noise)"
@@ -157,7 +177,8 @@ def print_summary_table(summary: dict) -> None:
         ("baseline test error", _fmt(summary["baseline_test_error"]) if summary["baseline_test_error"] is not None
                                 else "not run (interrupted)"),
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
-                                      + _composition(summary.get("privacy") or {})),
+                                      + _composition(summary.get("privacy") or {}) + _tight(summary)),
+        *_target_rows(summary.get("privacy") or {}),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),

@@ -17,7 +17,7 @@ import math
 import sys
 import textwrap
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -62,6 +62,23 @@ def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_hold
 
     return calibrate_noise_multiplier(epsilon=float(cfg.epsilon), delta=float(cfg.delta), rounds=int(cfg.rounds),
                                       examples=int(smallest_holder), batch_size=int(batch_size))
+
+
+def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
+    """A resolved config with ``target_epsilon`` turned into the budget the chain
+    uses: the l2-laplace schedule's epsilon for which the T rounds spend at most
+    the target by the tight accountant at ``delta``; for the gaussian mechanism
+    the target is the whole run's epsilon its noise multiplier is calibrated to."""
+    if cfg.target_epsilon is None or cfg.no_dp:
+        return cfg
+    target = float(cfg.target_epsilon)
+    if cfg.mechanism == "gaussian":
+        return replace(cfg, epsilon=target)
+    from ..privacy.accounting import calibrate_round_epsilon
+
+    eps = calibrate_round_epsilon(target_epsilon=target, delta=float(cfg.delta), schedule=cfg.schedule,
+                                  rounds=int(cfg.rounds))
+    return replace(cfg, epsilon=eps)
 
 
 def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0,
@@ -230,7 +247,7 @@ def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[Proto
     """Data set, holder shards, protocol parameters and genesis: a pure function of
     the config and its seed, so separate processes given one config build the same
     genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
-    cfg = cfg.resolved()
+    cfg = apply_target_epsilon(cfg.resolved())
     rng = np.random.default_rng(cfg.seed)
     dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
     if cfg.holders > len(dataset.y_train):
@@ -458,7 +475,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         baseline = train_centralized(parties.spec, parties.genesis.model, parties.dataset.x_train,
                                      parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
-    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders])
+    privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders],
+                             delta=cfg.delta, target_epsilon=cfg.target_epsilon)
     wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),
@@ -482,6 +500,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         "genesis_hash": hexstr(parties.genesis.hash),
         "epsilon_per_round": privacy["epsilon_per_round"],
         "epsilon_total": privacy["epsilon_total"],
+        "epsilon_total_tight": privacy.get("epsilon_total_tight"),
+        "delta_tight": privacy.get("delta_tight"),
         "privacy": privacy,
         "wall_seconds": round(wall, 3),
         "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
