@@ -200,6 +200,11 @@ _TABLES = {
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+class DamagedStore(StoreError):
+    """An SQLite file that cannot be read (damaged or truncated): for ``chain verify``
+    an invalid chain, not a usage error."""
+
+
 def _not_a_store(path: Path, why: str) -> StoreError:
     return StoreError(f"{path} is not a LearningChain chain store: {why}")
 
@@ -247,7 +252,9 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as exc:
         if db is not None:
             db.close()
-        raise _not_a_store(path, f"unreadable, damaged or truncated ({exc})") from None
+        if "malformed" in str(exc):  # a database whose pages are damaged or missing (truncated)
+            raise DamagedStore(f"{path} is a damaged or truncated SQLite database ({exc})") from None
+        raise _not_a_store(path, f"unreadable ({exc})") from None
     except StoreError:
         db.close()
         raise

@@ -21,7 +21,7 @@ from ..protocol.consensus import block_work
 from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
 from .body import body_mismatch
-from .store import SQLiteStore, decode_stored, open_readonly
+from .store import DamagedStore, SQLiteStore, decode_stored, open_readonly
 
 __all__ = ["verify_chain", "VerifyReport", "chain_head"]
 
@@ -45,6 +45,8 @@ class VerifyReport:
             text = (f"OK: {self.checked} blocks verified {span} to head {self.height} "
                     f"({hexstr(self.head_hash)[:18]})")
             return text + (f"; {self.not_replayed}" if self.not_replayed else "")
+        if self.first_bad_height is None:
+            return f"INVALID: {self.error}"
         return f"INVALID at height {self.first_bad_height}: {self.error}"
 
 
@@ -128,8 +130,12 @@ def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
     headers, links, proof of work and stored columns checked, not their bodies,
     and the report says so. Any inconsistency is reported at its height.
     """
-    store = _open(path)
     report = VerifyReport(ok=False, height=-1, checked=0)
+    try:
+        store = _open(path)
+    except DamagedStore as exc:
+        report.error = f"{exc}; no block could be checked"
+        return report
     at = [0]  # the height being checked, for errors the store itself raises
     try:
         _verify(store, report, last, at)
@@ -178,14 +184,23 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     work = {genesis.hash: 0}
     start = 1 if last is None else max(1, top - last + 1)
     report.from_height = start
-    # Below the window: headers, links, proof of work and the stored columns.
+    # Below the window: headers, links, proof of work, the stored columns, and each
+    # body against its header's commitments (hashes only: nothing is recomputed).
+    # The budget rule needs every member's spend below the window: it is counted here.
+    spent = {} if params.budget is not None else None
     parent_header = genesis.header
     for height in range(1, start):
         at[0] = height
-        header, cols = _load(store, height, parent_header.hash, header_only=True)
+        below, cols = _load(store, height, parent_header.hash)
+        header = below.header
         validate_header_link(header, parent_header, params, genesis_hash=genesis.hash, ancestor=ancestor)
+        bad = body_mismatch(below, params.dim)
+        if bad is not None:
+            raise InvalidBlock(bad.reason, bad.detail, height=height)
         work[header.hash] = work[parent_header.hash] + block_work(header, params)
         _check_columns(header, *cols, work[header.hash])
+        if spent is not None:
+            spent = charge(spent, below.messages, params)
         headers[header.hash] = header
         parent_header = header
     if start == 1:
@@ -197,19 +212,10 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
         bad = body_mismatch(parent, params.dim)
         if bad is not None:
             raise bad
-        report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work "
-                               f"and stored work were checked, their messages and models were not "
-                               f"(except that block {start - 1}'s model matches its header)")
+        report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work, "
+                               f"stored work and bodies against their headers' commitments were checked; their "
+                               f"updates were not recomputed")
     verified: set = set()
-    spent = None
-    if params.budget is not None:
-        # the budget rule needs every member's spend below the window: count the
-        # messages of those blocks (their bodies are read, not replayed)
-        spent = {}
-        for height in range(1, start):
-            at[0] = height
-            below, _ = _load(store, height, None)
-            spent = charge(spent, below.messages, params)
     for height in range(start, top + 1):
         at[0] = height
         block, cols = _load(store, height, parent.hash)
