@@ -226,32 +226,44 @@ def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_withi
             await wait_until(lambda: a.transport.refusals.get("bad-pow", 0) >= 40, 10, "the junk to be refused")
             assert not a.node.orphans and a.node.orphan_bytes == 0
 
-            a.node.max_orphan_bytes = 3 * size  # orphans with real work: kept within the bound
+            # orphans with real work: kept within the bound, and one peer within its share of it
+            a.node.max_orphan_bytes = 8 * size  # a peer's share: a quarter, 2 blocks
+            other = await RawPeer.connect(a, node_id=b"\x0b" * 20)
+            await asyncio.sleep(0.2)
+            theirs = [reparent(template, os.urandom(32), solve=True) for _ in range(2)]
+            for b in theirs:
+                other.send(Kind.BLOCK, b.encode())
+            await wait_until(lambda: all(b.hash in a.node.orphans for b in theirs), 10, "the other peer's orphans")
             for _ in range(8):
                 evil.send(Kind.BLOCK, reparent(template, os.urandom(32), solve=True).encode())
-            await wait_until(lambda: a.node.rejected_by_reason.get("bad-pow", 0) >= 40 and len(a.node.orphans) == 3,
-                             10, "the orphan pool to fill")
+            await wait_until(lambda: len(a.node.orphans) == 4, 10, "the orphan pool to fill")
             await asyncio.sleep(0.3)
-            assert len(a.node.orphans) == 3 and a.node.orphan_bytes <= 3 * size
+            assert len(a.node.orphans) == 4 and a.node.orphan_bytes <= 8 * size
+            assert all(b.hash in a.node.orphans for b in theirs)  # evil's flood did not push them out
 
-            monkeypatch.setattr(daemon_module, "MAX_DEFERRED_BYTES", 2 * size)
+            monkeypatch.setattr(daemon_module, "MAX_DEFERRED_BYTES", 8 * size)
             evil.send(Kind.BLOCK, template.encode())  # the head at height 1
             await wait_until(lambda: a.node.head_hash == template.hash, 5, "the head")
             losers = []
-            while len(losers) < 6:  # same work, a higher hash: each loses the fork choice and is put off
+            while len(losers) < 8:  # same work, a higher hash: each loses the fork choice and is put off
                 b = reparent(template, template.parent, solve=False)
                 b = Block(solve_pow(dataclasses.replace(b.header, timestamp=b.header.timestamp + len(losers) + 1 +
                                                         int.from_bytes(os.urandom(2), "little"), seal=b"")),
                           b.messages, b.selection, b.model)
                 if b.hash > template.hash:
                     losers.append(b)
-            for b in losers:
+            for b in losers[:2]:
+                other.send(Kind.BLOCK, b.encode())
+            await wait_until(lambda: len(a.deferred) == 2, 5, "the other peer's deferred blocks")
+            for b in losers[2:]:
                 evil.send(Kind.BLOCK, b.encode())
-            await wait_until(lambda: len(a.deferred) == 2, 5, "the deferred pool to fill")
+            await wait_until(lambda: len(a.deferred) == 4, 5, "the deferred pool to fill")
             await asyncio.sleep(0.3)
-            assert len(a.deferred) == 2 and a.deferred_bytes <= 2 * size
+            assert len(a.deferred) == 4 and a.deferred_bytes <= 8 * size
+            assert all(b.hash in a.deferred for b in losers[:2])  # one peer's share only
             assert a.node.head_hash == template.hash
             evil.close()
+            other.close()
         finally:
             await a.stop()
 

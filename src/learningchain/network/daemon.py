@@ -87,6 +87,8 @@ _SYNC_HOLD_S = 2.0
 MAX_DEFERRED = 256
 MAX_DEFERRED_BYTES = 32 << 20
 MAX_ORPHAN_BYTES = 32 << 20
+#: Of each pool, the share one peer's blocks may take (its oldest go first beyond it).
+PEER_POOL_SHARE = 4  # a quarter
 MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 
 
@@ -236,6 +238,7 @@ class NodeDaemon:
         self.deferred: "OrderedDict[bytes, tuple]" = OrderedDict()  # losing blocks, unvalidated: (block, peer)
         self.deferred_bytes = 0
         self._deferred_size: dict[bytes, int] = {}
+        self._pool_origin: dict[bytes, int] = {}  # deferred or orphan block -> id of the peer that sent it
         self.sync: Optional[_Sync] = None
         self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its GET_BLOCKS
         self.last_sync: dict = {}
@@ -558,6 +561,8 @@ class NodeDaemon:
         self.deferred[block.hash] = (block, peer)
         self._deferred_size[block.hash] = size
         self.deferred_bytes += size
+        self._bound_peer_share(peer, block.hash, self.deferred, self._deferred_size, MAX_DEFERRED_BYTES,
+                               self._undefer)
         while len(self.deferred) > MAX_DEFERRED or (len(self.deferred) > 1
                                                     and self.deferred_bytes > MAX_DEFERRED_BYTES):
             self._undefer(next(iter(self.deferred)))
@@ -570,7 +575,22 @@ class NodeDaemon:
         entry = self.deferred.pop(h, None)
         if entry is not None:
             self.deferred_bytes -= self._deferred_size.pop(h)
+            self._pool_origin.pop(h, None)
         return entry
+
+    def _bound_peer_share(self, peer, h: bytes, pool, sizes: dict, limit: int, drop) -> None:
+        """Keep one peer's blocks in ``pool`` under 1/PEER_POOL_SHARE of ``limit`` bytes,
+        dropping its oldest, so that one peer cannot push everyone else's out."""
+        if peer is None:
+            return
+        self._pool_origin[h] = id(peer)
+        mine = [k for k in pool if self._pool_origin.get(k) == id(peer)]  # oldest first
+        total = sum(sizes.get(k, 0) for k in mine)
+        while len(mine) > 1 and total > limit // PEER_POOL_SHARE:
+            k = mine.pop(0)
+            total -= sizes.get(k, 0)
+            drop(k)
+            self._pool_origin.pop(k, None)
 
     def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False, defer: bool = True) -> bool:
         """Validate and apply a block; relay it when accepted. True when it is now stored."""
@@ -611,6 +631,9 @@ class NodeDaemon:
                 self.handle_block(parent, origin, defer=False)
                 return block.hash in self.node.headers
             if peer is not None:
+                if block.hash in self.node.orphans:
+                    self._bound_peer_share(peer, block.hash, self.node.orphans, self.node.orphan_sizes,
+                                           self.node.max_orphan_bytes, self.node.drop_orphan)
                 self._fetch_parent(peer, outcome.missing)
             return False
         self._mark_seen(block.hash)
@@ -959,6 +982,9 @@ class NodeDaemon:
                         best = peer if best is None or peer.hello.work > best.hello.work else best
                 if best is not None:
                     self.start_sync(best)
+            if len(self._pool_origin) > len(self.deferred) + len(self.node.orphans):
+                for h in [h for h in self._pool_origin if h not in self.deferred and h not in self.node.orphans]:
+                    del self._pool_origin[h]
             cache = self.node.verdicts.blocks
             while len(cache) > 4096:
                 cache.pop(next(iter(cache)))

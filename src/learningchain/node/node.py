@@ -382,6 +382,15 @@ class Node:
         if self.orphans.pop(h, None) is not None:
             self.orphan_bytes -= self._orphan_size.pop(h)
 
+    def drop_orphan(self, h: bytes) -> None:
+        """Forget an orphan (a driver's pool policy, e.g. one peer's share)."""
+        self._drop_orphan(h)
+
+    @property
+    def orphan_sizes(self) -> dict:
+        """Encoded bytes of each orphan kept (read-only view for drivers)."""
+        return self._orphan_size
+
     def _validate(self, block: Block, parent: Block, check_unseen: bool) -> None:
         if self.validation != "none":
             # A body that is not the one its header commits to is a fault of this copy
