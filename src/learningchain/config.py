@@ -144,6 +144,7 @@ class TrainConfig:
     lr: Optional[float] = None
     lam: float = 0.0
     batch_size: Optional[int] = None  # m; default all local data
+    sampling: str = "fixed"  # how a batch of m is drawn: fixed (m without replacement) or poisson (each with q = m/N_k)
     # privacy
     epsilon: float = 0.1
     no_dp: bool = False
@@ -152,6 +153,7 @@ class TrainConfig:
     noise_multiplier: Optional[float] = None  # gaussian: sigma / (2G); default calibrated to (epsilon, delta)
     target_epsilon: Optional[float] = None  # whole run: per-round epsilon (l2-laplace) or z (gaussian) chosen for it
     schedule: str = "constant"
+    secure_rng: Optional[bool] = None  # noise and fresh keys from the OS CSPRNG; default: node processes yes, train no
     clip: float = 1.0
     clip_mode: str = "auto"  # auto: per-example with noise, none with --no-dp
     # chain
@@ -206,6 +208,9 @@ class TrainConfig:
         need(self.lr is None or (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0),
              f"lr must be > 0, got {self.lr!r}")
         need(self.no_dp or self.epsilon > 0, "epsilon must be > 0 (or use --no-dp)")
+        need(self.sampling in ("fixed", "poisson"),
+             f"sampling must be fixed (m examples without replacement) or poisson (each example with "
+             f"probability m / N_k), got {self.sampling!r}")
         need(self.clip_mode in ("auto", "per-example", "total", "none"),
              f"clip_mode must be auto, per-example, total or none, got {self.clip_mode!r}")
         need(self.no_dp or self.clip_mode != "none", "clip_mode none gives no bounded sensitivity: use it with --no-dp")

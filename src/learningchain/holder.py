@@ -81,7 +81,8 @@ class DataHolder:
     """
 
     def __init__(self, index: int, x: np.ndarray, y: np.ndarray, params: ProtocolParams, *,
-                 rng: np.random.Generator, fresh_identity: bool = False, dtype=torch.float32):
+                 rng: np.random.Generator, fresh_identity: bool = False, dtype=torch.float32,
+                 sampling: str = "fixed"):
         if len(x) == 0:
             raise ConfigError(f"holder {index} has no data")
         self.index = index
@@ -89,6 +90,9 @@ class DataHolder:
         self.spec = params.model
         self.rng = rng
         self.fresh_identity = fresh_identity
+        if sampling not in ("fixed", "poisson"):
+            raise ConfigError(f"unknown sampling {sampling!r}; known: fixed, poisson")
+        self.sampling = sampling
         self.x = torch.as_tensor(np.asarray(x), dtype=dtype)
         self.y = torch.as_tensor(np.asarray(y), dtype=torch.long)
         self.model = build_model(self.spec, dtype=dtype)
@@ -133,11 +137,28 @@ class DataHolder:
             self.identities.append(self.key.address)
         return self.key
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    @property
+    def sampling_rate(self) -> float:
+        """q = m / N_k: the chance an example is in a round's batch (1: all data)."""
+        return min(1.0, self.params.batch_size / self.examples)
+
+    def batch_indices(self) -> Optional[np.ndarray]:
+        """The examples of this round's batch; None for all of them. ``fixed``: m
+        of N_k uniformly without replacement; ``poisson``: each example
+        independently with probability q = m / N_k (its size varies, m on
+        average; the chain still divides by m)."""
         m = self.params.batch_size
         if m >= self.examples:
+            return None
+        if self.sampling == "poisson":
+            return np.flatnonzero(self.rng.random(self.examples) < m / self.examples)
+        return self.rng.choice(self.examples, size=m, replace=False)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.batch_indices()
+        if idx is None:
             return self.x, self.y
-        idx = torch.as_tensor(self.rng.choice(self.examples, size=m, replace=False))
+        idx = torch.as_tensor(idx, dtype=torch.long)
         return self.x[idx], self.y[idx]
 
     def local_gradient(self, base: Block) -> tuple[np.ndarray, int, int]:

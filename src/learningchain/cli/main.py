@@ -63,6 +63,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, help=f"learning rate eta ({per_dataset('lr')})")
     g.add_argument("--lam", type=float, help="L2 regularisation lambda (default 0)")
     g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
+    g.add_argument("--sampling", choices=("fixed", "poisson"),
+                   help="how a batch of --batch-size M is drawn: fixed (default, M examples without replacement) "
+                        "or poisson (each example with probability M/N_k; accounted with amplification)")
     g.add_argument("--target-error", type=float, metavar="E",
                    help="stop once the head model's test error <= E (default: run every round)")
     g = p.add_argument_group("privacy")
@@ -105,7 +108,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 _TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "keep_attacker_chain", "aggregator", "l",
-               "rounds", "lr", "lam", "batch_size", "target_error", "epsilon", "no_dp", "mechanism", "delta",
+               "rounds", "lr", "lam", "batch_size", "sampling", "target_error", "epsilon", "no_dp", "mechanism", "delta",
                "noise_multiplier", "target_epsilon", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
                "force", "keep_chain",
                "eval_every"]
@@ -158,6 +161,18 @@ def _target_rows(privacy: dict) -> list:
     return [("target epsilon / chosen", f"{privacy['target_epsilon']:.4g} / {what}")]
 
 
+def _sampling_rows(privacy: dict) -> list:
+    if privacy.get("sampling") != "poisson":
+        return []
+    amp = privacy.get("amplified")
+    if amp:
+        return [("sampling / amplified total", f"poisson, q = {amp['sampling_rate']:.4g} / "
+                                               f"{amp['epsilon_total']:.4g} (basic); tight "
+                                               f"{amp['epsilon_total_tight']:.4g} at delta "
+                                               f"{privacy.get('delta_tight'):.3g}")]
+    return [("sampling", "poisson (add-or-remove-one neighbours)")]
+
+
 def _eps(v) -> str:
     if v is None:
         return "none (no noise)"
@@ -179,6 +194,7 @@ def print_summary_table(summary: dict) -> None:
         ("epsilon per round / total", f"{_eps(summary['epsilon_per_round'])} / {_eps(summary['epsilon_total'])}"
                                       + _composition(summary.get("privacy") or {}) + _tight(summary)),
         *_target_rows(summary.get("privacy") or {}),
+        *_sampling_rows(summary.get("privacy") or {}),
         ("rejected blocks", f"{summary['rejected_blocks']} {summary.get('rejected_by_reason') or ''}"),
         ("wall seconds", _fmt(summary["wall_seconds"])),
         ("run directory", summary.get("out")),

@@ -61,7 +61,8 @@ def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_hold
     from ..privacy.accounting import calibrate_noise_multiplier
 
     return calibrate_noise_multiplier(epsilon=float(cfg.epsilon), delta=float(cfg.delta), rounds=int(cfg.rounds),
-                                      examples=int(smallest_holder), batch_size=int(batch_size))
+                                      examples=int(smallest_holder), batch_size=int(batch_size),
+                                      sampling=cfg.sampling, clip_mode=cfg.clip_mode)
 
 
 def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
@@ -281,7 +282,7 @@ def build_parties(cfg: TrainConfig) -> _Parties:
     for k, idx in enumerate(setup.parts):
         holders.append(DataHolder(k, dataset.x_train[idx], dataset.y_train[idx], params,
                                   rng=np.random.default_rng([cfg.seed, 1, k]),
-                                  fresh_identity=cfg.fresh_identities))
+                                  fresh_identity=cfg.fresh_identities, sampling=cfg.sampling))
     return _Parties(dataset, setup.spec, params, setup.genesis, holders, attacks, byz)
 
 
@@ -476,7 +477,7 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
                                      parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
     privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders],
-                             delta=cfg.delta, target_epsilon=cfg.target_epsilon)
+                             delta=cfg.delta, target_epsilon=cfg.target_epsilon, sampling=cfg.sampling)
     wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),

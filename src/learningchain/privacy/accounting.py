@@ -18,6 +18,11 @@ The Gaussian mechanism is accounted with Renyi DP (dp-accounting's
   the accountant uses Wang, Balle and Kasiviswanathan's bound for sampling
   without replacement (AISTATS 2019, Thm. 27). With m >= N_k every round sees
   all the data and no amplification is claimed;
+* with ``sampling = "poisson"`` each example is in the batch independently with
+  probability q = m / N_k (``DataHolder.batch``) and the round is dp-accounting's
+  ``PoissonSampledDpEvent``, which it accounts for *add-or-remove-one*
+  neighbours: the per-example clipped sum then has sensitivity G (2G with total
+  clipping), so the multiplier relative to it is 2z (z);
 * a holder releases one noised gradient per round (its message: normalisation
   and quantisation are post-processing), in every round of the run.
 
@@ -51,12 +56,18 @@ from typing import Optional, Sequence
 from ..errors import ConfigError
 from .schedules import epsilon_for_round, total_epsilon
 
-__all__ = ["gaussian_sigma", "privacy_report", "rdp_epsilon", "calibrate_noise_multiplier",
+__all__ = ["gaussian_sigma", "privacy_report", "rdp_epsilon", "calibrate_noise_multiplier", "SAMPLING_SCHEMES",
+           "amplified_epsilon", "POISSON_ACCOUNTANT",
            "gaussian_noise_multipliers", "ACCOUNTANT", "TIGHT_ACCOUNTANT", "DEFAULT_DELTA", "tight_epsilon",
            "tight_delta", "optimal_epsilon", "optimal_delta", "rdp_pure_epsilon", "round_epsilons",
            "calibrate_round_epsilon"]
 
 ACCOUNTANT = "rdp (dp-accounting), sampling without replacement, replace-one neighbours"
+POISSON_ACCOUNTANT = "rdp (dp-accounting), poisson sampling, add-or-remove-one neighbours"
+#: How a holder draws its batch of the expected size m (``sampling``, not consensus):
+#: ``fixed`` m of its N_k examples without replacement, ``poisson`` each example
+#: independently with probability q = m / N_k.
+SAMPLING_SCHEMES = ("fixed", "poisson")
 TIGHT_ACCOUNTANT = "pld (dp-accounting): optimal composition of pure eps-DP releases (rdp where lower)"
 #: delta of the tight figure of a pure eps-DP run when the run names none.
 DEFAULT_DELTA = 1e-5
@@ -216,6 +227,23 @@ def round_epsilons(schedule: str, epsilon: float, rounds_run: int, rounds: int) 
     return [epsilon_for_round(schedule, epsilon, t, rounds) for t in range(1, rounds_run + 1)]
 
 
+def amplified_epsilon(epsilon: float, rate: float) -> float:
+    """Per-round epsilon of an epsilon-DP release computed on a Poisson sample
+    that holds each example with probability ``rate``: ``log(1 + q (e^eps - 1))``
+    (amplification by subsampling: Li, Qardaji and Su, ASIACCS 2012; Balle, Barthe
+    and Gaboardi, NeurIPS 2018). Holds for replace-one neighbours when the release
+    is also epsilon-DP under adding or removing an example (as the clipped sum
+    is: its sensitivity under that relation is G, or 2G with total clipping)."""
+    epsilon, rate = float(epsilon), float(rate)
+    if not (math.isfinite(epsilon) and epsilon >= 0):
+        raise ConfigError(f"epsilon must be a finite number >= 0, got {epsilon}")
+    if not 0 <= rate <= 1:
+        raise ConfigError(f"sampling rate must be in [0, 1], got {rate}")
+    if rate >= 1.0:
+        return epsilon
+    return math.log1p(rate * math.expm1(epsilon))
+
+
 def calibrate_round_epsilon(*, target_epsilon: float, delta: float, schedule: str, rounds: int) -> float:
     """The largest schedule epsilon (to 1e-4 relative) for which the ``rounds``
     l2-Laplace releases of that schedule cost at most (target_epsilon, delta)
@@ -260,21 +288,43 @@ def calibrate_round_epsilon(*, target_epsilon: float, delta: float, schedule: st
     return lo
 
 
-def _round_event(dpa, z: float, examples: int, batch_size: int):
+def _round_event(dpa, z: float, examples: int, batch_size: int, sampling: str = "fixed",
+                 clip_mode: str = "per-example"):
+    if sampling == "poisson":
+        # add-or-remove-one: the per-example clipped sum moves by at most G (2G with
+        # total clipping), so the multiplier relative to that sensitivity is 2z (z)
+        gaussian = dpa.GaussianDpEvent(z * (1.0 if clip_mode == "total" else 2.0))
+        if batch_size >= examples:
+            return gaussian
+        return dpa.PoissonSampledDpEvent(batch_size / examples, gaussian)
     gaussian = dpa.GaussianDpEvent(z)
     if batch_size >= examples:
         return gaussian
     return dpa.SampledWithoutReplacementDpEvent(examples, batch_size, gaussian)
 
 
+def _check_sampling(sampling: str) -> None:
+    if sampling not in SAMPLING_SCHEMES:
+        raise ConfigError(f"unknown sampling {sampling!r}; known: {', '.join(SAMPLING_SCHEMES)}")
+
+
 def rdp_epsilon(*, noise_multipliers: Sequence[float] | float, rounds: int, examples: int, batch_size: int,
-                delta: float) -> float:
+                delta: float, sampling: str = "fixed", clip_mode: str = "per-example") -> float:
     """epsilon at ``delta`` for one holder with ``examples`` records after
     ``rounds`` rounds of the subsampled Gaussian mechanism (see the module doc).
 
-    ``noise_multipliers`` is one z for every round or a sequence of per-round z's.
+    ``noise_multipliers`` is one z for every round or a sequence of per-round z's
+    (sigma = z * 2G). ``sampling`` ``fixed``: m without replacement, replace-one
+    neighbours; ``poisson``: each example with probability m / N_k, accounted as
+    dp-accounting's ``PoissonSampledDpEvent`` for add-or-remove-one neighbours
+    (sensitivity G with per-example clipping, 2G with ``clip_mode`` total).
     """
     dpa, RdpAccountant, relation = _dp()
+    _check_sampling(sampling)
+    if sampling == "poisson":
+        from dp_accounting.privacy_accountant import NeighboringRelation
+
+        relation = NeighboringRelation.ADD_OR_REMOVE_ONE
     if rounds < 1:
         return 0.0
     if not 0 < delta < 1:
@@ -286,18 +336,18 @@ def rdp_epsilon(*, noise_multipliers: Sequence[float] | float, rounds: int, exam
         z = float(noise_multipliers)
         if not z > 0:
             raise ConfigError(f"noise multiplier must be > 0, got {z}")
-        accountant.compose(_round_event(dpa, z, examples, batch_size), rounds)
+        accountant.compose(_round_event(dpa, z, examples, batch_size, sampling, clip_mode), rounds)
     else:
         zs = [float(z) for z in noise_multipliers][:rounds]
         if len(zs) < rounds or not all(z > 0 for z in zs):
             raise ConfigError(f"need {rounds} positive per-round noise multipliers")
         for z in sorted(set(zs)):
-            accountant.compose(_round_event(dpa, z, examples, batch_size), zs.count(z))
+            accountant.compose(_round_event(dpa, z, examples, batch_size, sampling, clip_mode), zs.count(z))
     return float(accountant.get_epsilon(delta))
 
 
 def calibrate_noise_multiplier(*, epsilon: float, delta: float, rounds: int, examples: int,
-                               batch_size: int) -> float:
+                               batch_size: int, sampling: str = "fixed", clip_mode: str = "per-example") -> float:
     """The smallest noise multiplier z (to 1e-4 relative) for which ``rounds``
     rounds cost at most (epsilon, delta) for a holder with ``examples`` records."""
     if not epsilon > 0:
@@ -305,7 +355,7 @@ def calibrate_noise_multiplier(*, epsilon: float, delta: float, rounds: int, exa
 
     def eps_of(z: float) -> float:
         return rdp_epsilon(noise_multipliers=z, rounds=rounds, examples=examples, batch_size=batch_size,
-                           delta=delta)
+                           delta=delta, sampling=sampling, clip_mode=clip_mode)
 
     lo, hi = 0.05, 1.0
     while eps_of(hi) > epsilon:
@@ -336,9 +386,12 @@ def gaussian_noise_multipliers(params, rounds_run: int) -> list:
     return out
 
 
-def _gaussian_block(params, rounds_run: int, holder_examples: Optional[Sequence[int]]) -> dict:
+def _gaussian_block(params, rounds_run: int, holder_examples: Optional[Sequence[int]], sampling: str = "fixed") -> dict:
     zs = gaussian_noise_multipliers(params, max(1, rounds_run))
-    block: dict = {"accountant": ACCOUNTANT, "delta": params.delta,
+    poisson = sampling == "poisson"
+    block: dict = {"accountant": POISSON_ACCOUNTANT if poisson else ACCOUNTANT, "delta": params.delta,
+                   "sampling": sampling,
+                   "neighbouring": "add-or-remove-one" if poisson else "replace-one",
                    "noise_multiplier": zs[0] if len(set(zs)) == 1 else {"first": zs[0], "last": zs[-1]},
                    "batch_size": params.batch_size}
     sizes = sorted(set(int(n) for n in holder_examples)) if holder_examples else []
@@ -350,7 +403,7 @@ def _gaussian_block(params, rounds_run: int, holder_examples: Optional[Sequence[
     per_size = {}
     for n in sizes:
         eps = rdp_epsilon(noise_multipliers=zs, rounds=rounds_run, examples=n, batch_size=params.batch_size,
-                          delta=params.delta)
+                          delta=params.delta, sampling=sampling, clip_mode=params.clip_mode)
         per_size[n] = eps
     block["per_holder"] = [{"holder": k, "examples": int(n), "sampling_rate": min(1.0, params.batch_size / n),
                             "epsilon": per_size[int(n)]} for k, n in enumerate(holder_examples)]
@@ -360,16 +413,25 @@ def _gaussian_block(params, rounds_run: int, holder_examples: Optional[Sequence[
 
 
 def privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequence[int]] = None,
-                   delta: Optional[float] = None, target_epsilon: Optional[float] = None) -> dict:
+                   delta: Optional[float] = None, target_epsilon: Optional[float] = None,
+                   sampling: str = "fixed", generator: Optional[str] = None) -> dict:
     """Per-round and whole-run privacy of one holder for the summary.
 
     ``holder_examples``: each holder's data-set size N_k, for the accountant's
     per-holder figures (the Gaussian mechanism). ``delta``: where the tight
     (epsilon, delta) of the pure eps-DP mechanism is stated (default 1e-5).
     ``target_epsilon``: the whole-run budget the run's epsilon or noise
-    multiplier was chosen for, reported with what was chosen.
+    multiplier was chosen for, reported with what was chosen. ``sampling``: how
+    the holders drew their batches (``SAMPLING_SCHEMES``); ``poisson`` is accounted
+    with amplification by Poisson subsampling. ``generator``: the noise's source,
+    reported as ``generator``.
     """
-    report = _privacy_report(params, rounds_run, holder_examples=holder_examples, delta=delta)
+    _check_sampling(sampling)
+    report = _privacy_report(params, rounds_run, holder_examples=holder_examples, delta=delta, sampling=sampling)
+    if params.mechanism != "none":
+        report["sampling"] = sampling
+    if generator is not None:
+        report["generator"] = generator
     if target_epsilon is not None and params.mechanism != "none":
         report["target_epsilon"] = float(target_epsilon)
         if params.mechanism == "gaussian":
@@ -380,16 +442,18 @@ def privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequenc
     return report
 
 
-def _privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequence[int]], delta: Optional[float]):
+def _privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequence[int]], delta: Optional[float],
+                    sampling: str = "fixed"):
     if params.mechanism == "none":
         return {"mechanism": "none", "epsilon_per_round": None, "epsilon_total": None,
                 "note": "no noise: the run is not differentially private"}
     if params.mechanism == "gaussian":
-        block = _gaussian_block(params, rounds_run, holder_examples)
+        block = _gaussian_block(params, rounds_run, holder_examples, sampling)
         one = None
         if holder_examples:
             one = rdp_epsilon(noise_multipliers=gaussian_noise_multipliers(params, 1), rounds=1,
-                              examples=min(holder_examples), batch_size=params.batch_size, delta=params.delta)
+                              examples=min(holder_examples), batch_size=params.batch_size, delta=params.delta,
+                              sampling=sampling, clip_mode=params.clip_mode)
         return {
             "mechanism": "gaussian",
             "schedule": params.schedule if params.noise_multiplier == 0 else None,
@@ -413,9 +477,34 @@ def _privacy_report(params, rounds_run: int, *, holder_examples: Optional[Sequen
             epsilon_for_round(params.schedule, params.epsilon, t, params.rounds)
             for t in range(1, max(1, rounds_run) + 1)),
     }
-    report.update(_tight_block(round_epsilons(params.schedule, params.epsilon, rounds_run, params.rounds),
-                               DEFAULT_DELTA if delta is None else float(delta)))
+    epsilons = round_epsilons(params.schedule, params.epsilon, rounds_run, params.rounds)
+    tight_delta_at = DEFAULT_DELTA if delta is None else float(delta)
+    report.update(_tight_block(epsilons, tight_delta_at))
+    if sampling == "poisson" and holder_examples:
+        report["amplified"] = _amplified_block(epsilons, params.batch_size, holder_examples, tight_delta_at)
+        report["epsilon_total_amplified"] = report["amplified"]["epsilon_total"]
+        report["epsilon_total_tight_amplified"] = report["amplified"]["epsilon_total_tight"]
     return report
+
+
+def _amplified_block(epsilons: list, batch_size: int, holder_examples: Sequence[int], delta: float) -> dict:
+    """Pure eps_t-DP releases on Poisson samples at q = m / N_k: each round costs
+    ``amplified_epsilon(eps_t, q)``; the figures are those of the holder with the
+    fewest examples (the highest rate), composed as the unamplified ones are."""
+    rate = min(1.0, batch_size / min(int(n) for n in holder_examples))
+    amp = [amplified_epsilon(e, rate) for e in epsilons]
+    block = {"bound": "log(1 + q (e^eps_t - 1)) per round (amplification by Poisson subsampling)",
+             "sampling_rate": rate,
+             "epsilon_per_round": amp[0] if amp and len(set(amp)) == 1 else (
+                 {"first": amp[0], "last": amp[-1]} if amp else None),
+             "epsilon_total": math.fsum(amp)}
+    tight = _tight_block(amp, delta)
+    block["epsilon_total_tight"] = tight["epsilon_total_tight"]
+    block["per_holder"] = [{"holder": k, "examples": int(n), "sampling_rate": min(1.0, batch_size / int(n)),
+                            "epsilon_total": math.fsum(amplified_epsilon(e, min(1.0, batch_size / int(n)))
+                                                       for e in epsilons)}
+                           for k, n in enumerate(holder_examples)]
+    return block
 
 
 def _tight_block(epsilons: list, delta: float) -> dict:
