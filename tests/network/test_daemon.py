@@ -250,3 +250,32 @@ def test_a_node_directory_whose_chain_file_is_not_a_chain_store_is_refused(tmp_p
     again = NodeDaemon(conf, data_dir=tmp_path / "b")  # the refusal left the lock free; others start
     again.node.store.close()
     again._unlock()
+
+
+def test_a_nodes_holders_draw_noise_and_keys_from_the_os_csprng_and_status_says_so(tmp_path):
+    from learningchain.network.config import load_net_config
+    from learningchain.network.daemon import NodeDaemon
+    from learningchain.privacy.secure import GENERATOR_SECURE, SecureRandom
+
+    conf = small_conf(rounds=2)
+    d = NodeDaemon(conf, data_dir=tmp_path / "a", holder_indices="0,1")
+    try:
+        assert all(isinstance(h.rng, SecureRandom) for h in d.holders)
+        privacy = d.status(evaluate=False)["privacy"]
+        assert privacy["generator"] == GENERATOR_SECURE and privacy["sampling"] == "fixed"
+    finally:
+        d.node.store.close()
+        d._unlock()
+    # secure_rng = false: numpy's PCG64 seeded from the OS, said as such
+    plain = load_net_config(None, train_overrides={"dataset": "breast-cancer", "holders": 4, "rounds": 2,
+                                                   "no_dp": True, "difficulty": 8, "secure_rng": False,
+                                                   "sampling": "poisson", "batch_size": 20},
+                            network_overrides={"interval_ms": 0})
+    e = NodeDaemon(plain, data_dir=tmp_path / "b", holder_indices="2")
+    try:
+        assert not isinstance(e.holders[0].rng, SecureRandom) and e.holders[0].sampling == "poisson"
+        privacy = e.status(evaluate=False)["privacy"]
+        assert "not a CSPRNG" in privacy["generator"] and privacy["sampling"] == "poisson"
+    finally:
+        e.node.store.close()
+        e._unlock()

@@ -82,6 +82,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise-multiplier", type=float, metavar="Z",
                    help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
                         "RDP accountant keeps every holder within --epsilon, --delta over the run)")
+    g.add_argument("--secure-rng", action="store_const", const=True,
+                   help="draw noise, batches and fresh identities from the OS CSPRNG (node processes do by "
+                        "default); the run is then not reproducible from --seed")
     g.add_argument("--schedule", help="constant (default, LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
     g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
     g.add_argument("--clip-mode", help="per-example (default with privacy), total (the literal Eq. 9), "
@@ -109,7 +112,7 @@ _TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", 
                "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
                "min_inclusion", "keep_attacker_chain", "aggregator", "l",
                "rounds", "lr", "lam", "batch_size", "sampling", "target_error", "epsilon", "no_dp", "mechanism", "delta",
-               "noise_multiplier", "target_epsilon", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
+               "noise_multiplier", "target_epsilon", "secure_rng", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
                "force", "keep_chain",
                "eval_every"]
 

@@ -65,6 +65,16 @@ def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_hold
                                       sampling=cfg.sampling, clip_mode=cfg.clip_mode)
 
 
+def generator_of(cfg: TrainConfig, *, in_process: bool) -> str:
+    """What the holders' noise, batches and fresh keys are drawn from (``privacy.generator``):
+    the OS CSPRNG with ``secure_rng`` (the default of node processes), else a seeded numpy PCG64."""
+    from ..privacy.secure import GENERATOR_OS_SEEDED, GENERATOR_SECURE, GENERATOR_SEEDED
+
+    if cfg.secure_rng is True or (cfg.secure_rng is None and not in_process):
+        return GENERATOR_SECURE
+    return GENERATOR_SEEDED if in_process else GENERATOR_OS_SEEDED
+
+
 def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
     """A resolved config with ``target_epsilon`` turned into the budget the chain
     uses: the l2-laplace schedule's epsilon for which the T rounds spend at most
@@ -279,9 +289,12 @@ def build_parties(cfg: TrainConfig) -> _Parties:
     byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
     attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
     holders = []
+    secure = cfg.secure_rng is True  # in-process runs stay reproducible from --seed unless asked
+    if secure:
+        from ..privacy.secure import SecureRandom
     for k, idx in enumerate(setup.parts):
         holders.append(DataHolder(k, dataset.x_train[idx], dataset.y_train[idx], params,
-                                  rng=np.random.default_rng([cfg.seed, 1, k]),
+                                  rng=SecureRandom() if secure else np.random.default_rng([cfg.seed, 1, k]),
                                   fresh_identity=cfg.fresh_identities, sampling=cfg.sampling))
     return _Parties(dataset, setup.spec, params, setup.genesis, holders, attacks, byz)
 
@@ -477,7 +490,8 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
                                      parties.dataset.y_train, parties.dataset.x_test, parties.dataset.y_test,
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
     privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders],
-                             delta=cfg.delta, target_epsilon=cfg.target_epsilon, sampling=cfg.sampling)
+                             delta=cfg.delta, target_epsilon=cfg.target_epsilon, sampling=cfg.sampling,
+                             generator=generator_of(cfg, in_process=True))
     wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),

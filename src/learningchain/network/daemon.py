@@ -286,6 +286,7 @@ class NodeDaemon:
         for i in self.holder_indices:
             if not 0 <= i < cfg.holders:
                 raise ConfigError(f"holder index {i} is out of range for K = {cfg.holders} holders")
+        self.train_cfg = cfg
         self.holders = self._make_holders(cfg)
         self.transport = Transport(self, genesis_hash=self.genesis.hash, key=self.key,
                                    config=self.net, listen=listen, advertise=advertise, bootstrap=tuple(peers),
@@ -338,10 +339,16 @@ class NodeDaemon:
         for k in self.holder_indices:
             idx = self.setup.parts[k]
             # Fresh noise from the OS on every start: a restarted holder must never
-            # replay the noise of its earlier messages.
-            rng = np.random.default_rng(secrets.randbits(128))
+            # replay the noise of its earlier messages. With secure_rng (the default
+            # here) noise, batches and fresh identities come from the OS CSPRNG itself.
+            if cfg.secure_rng is False:
+                rng = np.random.default_rng(secrets.randbits(128))
+            else:
+                from ..privacy.secure import SecureRandom
+
+                rng = SecureRandom()
             h = DataHolder(k, ds.x_train[idx], ds.y_train[idx], self.params, rng=rng,
-                           fresh_identity=cfg.fresh_identities)
+                           fresh_identity=cfg.fresh_identities, sampling=cfg.sampling)
             if not cfg.fresh_identities:
                 h.key = load_or_create_key(self.data_dir / f"holder-{k}.key")
                 h.identities = [h.key.address]
@@ -1058,8 +1065,16 @@ class NodeDaemon:
             "deferred": len(self.deferred),
             "deferred_bytes": self.deferred_bytes,
             "test_error": self.test_error() if evaluate else None,
+            "privacy": self.privacy_status(),
             "uptime_s": round(time.time() - self.started, 3),
         }
+
+    def privacy_status(self) -> dict:
+        """How the hosted holders draw their noise and batches (``privacy.generator``, ``privacy.sampling``)."""
+        from ..experiments.train import generator_of
+
+        return {"mechanism": self.params.mechanism, "sampling": self.train_cfg.sampling,
+                "generator": generator_of(self.train_cfg, in_process=False) if self.holder_indices else None}
 
     async def _start_http(self) -> None:
         from .status_http import StatusServer
