@@ -68,7 +68,8 @@ def test_batches_and_keys_come_from_the_os():
 
 
 def test_a_train_run_says_which_generator_ran(tmp_path):
-    from learningchain.experiments.train import generator_of, run_training
+    from learningchain.experiments.train import run_training
+    from learningchain.privacy.secure import generator_of
 
     kw = dict(dataset="synthetic", holders=4, rounds=2, difficulty=0, progress=False, epsilon=0.5)
     seeded = [run_training(TrainConfig(out=str(tmp_path / f"s{i}"), **kw)) for i in range(2)]
@@ -78,5 +79,5 @@ def test_a_train_run_says_which_generator_ran(tmp_path):
     assert secure[0]["privacy"]["generator"] == GENERATOR_SECURE
     assert secure[0]["head_hash"] != secure[1]["head_hash"] != seeded[0]["head_hash"]
     # node processes default to the CSPRNG; secure_rng = false keeps the OS-seeded PCG64
-    assert generator_of(TrainConfig(), in_process=False) == GENERATOR_SECURE
-    assert "not a CSPRNG" in generator_of(TrainConfig(secure_rng=False), in_process=False)
+    assert generator_of(TrainConfig().secure_rng, in_process=False) == GENERATOR_SECURE
+    assert "not a CSPRNG" in generator_of(TrainConfig(secure_rng=False).secure_rng, in_process=False)

@@ -7,28 +7,19 @@ from pathlib import Path
 from ..errors import ConfigError
 
 
-def _floats(text: str, option: str, *, low: float, high: float) -> list:
+def _values(text: str, option: str, kind: type, *, low, high=None) -> list:
+    """A comma-separated list of ``kind`` values, each in [low, high]."""
     try:
-        values = [float(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+        what = "numbers" if kind is float else "integers"
+        raise ConfigError(f"{option} takes comma-separated {what}, got {text!r}") from None
     if not values:
         raise ConfigError(f"{option} needs at least one value")
     for v in values:
-        if not low <= v <= high:  # also refuses nan
+        if high is not None and not low <= v <= high:  # also refuses nan
             raise ConfigError(f"{option} values must be in [{low:g}, {high:g}], got {v!r}")
-    return values
-
-
-def _ints(text: str, option: str, *, low: int) -> list:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
-    if not values:
-        raise ConfigError(f"{option} needs at least one value")
-    for v in values:
-        if v < low:
+        if high is None and not v >= low:
             raise ConfigError(f"{option} values must be at least {low}, got {v}")
     return values
 
@@ -54,8 +45,8 @@ def cmd_security_sweep(args) -> int:
     from ..experiments.security import plot_sweep, sweep, write_csv
     from .progress import Progress
 
-    powers = _floats(args.powers, "--powers", low=0.0, high=1.0)
-    s_values = _ints(args.s, "--s", low=1)
+    powers = _values(args.powers, "--powers", float, low=0.0, high=1.0)
+    s_values = _values(args.s, "--s", int, low=1)
     _at_least(args.trials, "--trials")
     _at_least(args.rounds, "--rounds")
     out = _out_dir(args.out)

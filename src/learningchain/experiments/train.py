@@ -39,6 +39,7 @@ from ..protocol.transition import make_genesis
 from ..types import hexstr
 from .baseline import train_centralized
 from .rundir import check_out_dir, in_run_dir
+from ..privacy.secure import generator_of
 
 __all__ = ["run_training", "build_params", "build_chain_setup", "ChainSetup", "check_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "GENESIS_TIME_MS"]
 
@@ -63,16 +64,6 @@ def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_hold
     return calibrate_noise_multiplier(epsilon=float(cfg.epsilon), delta=float(cfg.delta), rounds=int(cfg.rounds),
                                       examples=int(smallest_holder), batch_size=int(batch_size),
                                       sampling=cfg.sampling, clip_mode=cfg.clip_mode)
-
-
-def generator_of(cfg: TrainConfig, *, in_process: bool) -> str:
-    """What the holders' noise, batches and fresh keys are drawn from (``privacy.generator``):
-    the OS CSPRNG with ``secure_rng`` (the default of node processes), else a seeded numpy PCG64."""
-    from ..privacy.secure import GENERATOR_OS_SEEDED, GENERATOR_SECURE, GENERATOR_SEEDED
-
-    if cfg.secure_rng is True or (cfg.secure_rng is None and not in_process):
-        return GENERATOR_SECURE
-    return GENERATOR_SEEDED if in_process else GENERATOR_OS_SEEDED
 
 
 def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
@@ -491,7 +482,7 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
                                      lr=cfg.lr, lam=cfg.lam, rounds=cfg.rounds, eval_every=cfg.eval_every)
     privacy = privacy_report(parties.params, len(rows), holder_examples=[h.examples for h in parties.holders],
                              delta=cfg.delta, target_epsilon=cfg.target_epsilon, sampling=cfg.sampling,
-                             generator=generator_of(cfg, in_process=True))
+                             generator=generator_of(cfg.secure_rng, in_process=True))
     wall = time.perf_counter() - started
     return {
         "dataset": parties.dataset.describe(),

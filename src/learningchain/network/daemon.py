@@ -45,6 +45,7 @@ from ..node import Node, SQLiteStore, VerdictCache
 from ..node.body import body_mismatch
 from ..node.node import block_size
 from ..node.store import decompress_body
+from ..privacy.secure import generator_of
 from ..protocol.block import Block, decode_block
 from ..protocol.consensus import block_work, in_turn_authority
 from ..protocol.forkchoice import is_heavier
@@ -1071,10 +1072,8 @@ class NodeDaemon:
 
     def privacy_status(self) -> dict:
         """How the hosted holders draw their noise and batches (``privacy.generator``, ``privacy.sampling``)."""
-        from ..experiments.train import generator_of
-
         return {"mechanism": self.params.mechanism, "sampling": self.train_cfg.sampling,
-                "generator": generator_of(self.train_cfg, in_process=False) if self.holder_indices else None}
+                "generator": generator_of(self.train_cfg.secure_rng, in_process=False) if self.holder_indices else None}
 
     async def _start_http(self) -> None:
         from .status_http import StatusServer

@@ -29,7 +29,7 @@ import secrets
 
 import numpy as np
 
-__all__ = ["SecureRandom", "EXACT_GAMMA_SHAPE", "GENERATOR_SEEDED", "GENERATOR_OS_SEEDED", "GENERATOR_SECURE"]
+__all__ = ["SecureRandom", "EXACT_GAMMA_SHAPE", "GENERATOR_SEEDED", "GENERATOR_OS_SEEDED", "GENERATOR_SECURE", "generator_of"]
 
 #: integer Gamma shapes drawn as a sum of exponentials (larger: inverse CDF)
 EXACT_GAMMA_SHAPE = 4096
@@ -138,3 +138,12 @@ class SecureRandom:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._fallback(), name)
+
+
+def generator_of(secure_rng, *, in_process: bool) -> str:
+    """What the holders' noise, batches and fresh keys are drawn from (``privacy.generator``):
+    the OS CSPRNG with ``secure_rng`` (None: the default, on in node processes, off in
+    in-process runs), else a numpy PCG64, seeded by the run's seed in process or from the OS."""
+    if secure_rng is True or (secure_rng is None and not in_process):
+        return GENERATOR_SECURE
+    return GENERATOR_SEEDED if in_process else GENERATOR_OS_SEEDED
