@@ -42,12 +42,15 @@ class StatusServer:
         self.header_timeout = header_timeout
         self.max_head_bytes = max_head_bytes
         self.max_connections = max_connections
-        self.open_connections = 0
         self.refused = 0
         self.timed_out = 0
         self._server: Optional[asyncio.base_events.Server] = None
         self._waiting: dict = {}  # connections still reading their request head, oldest first
         self._counted: set = set()  # connections holding a slot
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._counted)
 
     async def start(self) -> tuple:
         self._server = await asyncio.start_server(self._serve, self.host, self.port,
@@ -79,7 +82,6 @@ class StatusServer:
             self._release(oldest)  # its slot is the newcomer's now, before its task runs
             self.refused += 1
             oldest.transport.abort()
-        self.open_connections += 1
         self._counted.add(writer)
         self._waiting[writer] = None
         try:
@@ -108,9 +110,7 @@ class StatusServer:
                 pass
 
     def _release(self, writer) -> None:
-        if writer in self._counted:
-            self._counted.discard(writer)
-            self.open_connections -= 1
+        self._counted.discard(writer)
 
     def _answer(self, head: bytes) -> tuple:
         try:
