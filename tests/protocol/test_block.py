@@ -56,7 +56,7 @@ def test_block_model_is_the_l_nearest_update(chain):
 
 
 def resealed_block(block, **header_changes):
-    header = dataclasses.replace(block.header, seal=b"", _cache={}, **header_changes)
+    header = dataclasses.replace(block.header, seal=b"", **header_changes)
     return Block(reseal(header), block.messages, block.selection, block.model)
 
 
@@ -64,7 +64,7 @@ def test_wrong_model_with_consistent_hash_is_refused(chain):
     params, genesis, _, block = chain
     model = block.model.copy()
     model[0] += 1e-9
-    forged = Block(reseal(dataclasses.replace(block.header, model_hash=model_hash(model), seal=b"", _cache={})),
+    forged = Block(reseal(dataclasses.replace(block.header, model_hash=model_hash(model), seal=b"")),
                    block.messages, block.selection, model)
     with pytest.raises(InvalidBlock) as info:
         validate(forged, genesis, params, genesis)
@@ -74,8 +74,8 @@ def test_wrong_model_with_consistent_hash_is_refused(chain):
 def test_wrong_selection_is_refused(chain):
     params, genesis, _, block = chain
     sel = tuple(sorted(set(range(len(block.messages))) - set(block.selection)))[: len(block.selection)]
-    forged = Block(reseal(dataclasses.replace(block.header, selection_hash=selection_hash(sel), seal=b"",
-                                              _cache={})), block.messages, sel, block.model)
+    forged = Block(reseal(dataclasses.replace(block.header, selection_hash=selection_hash(sel), seal=b"")),
+                   block.messages, sel, block.model)
     with pytest.raises(InvalidBlock) as info:
         validate(forged, genesis, params, genesis)
     assert info.value.reason == "bad-selection"
@@ -127,7 +127,7 @@ def test_bad_header_fields_are_refused(chain, change, reason):
 def test_duplicate_or_unordered_messages_are_refused(chain):
     params, genesis, _, block = chain
     msgs = (block.messages[1], block.messages[0]) + block.messages[2:]
-    header = dataclasses.replace(block.header, messages_root=merkle_root([m.hash for m in msgs]), seal=b"", _cache={})
+    header = dataclasses.replace(block.header, messages_root=merkle_root([m.hash for m in msgs]), seal=b"")
     with pytest.raises(InvalidBlock, match="non-canonical-order"):
         validate(Block(reseal(header), msgs, block.selection, block.model), genesis, params, genesis)
 

@@ -414,7 +414,7 @@ def test_l_nearest_selection_unchanged_by_the_fast_ranking():
     assert compute_l_nearest(batch, 20) == tuple(sorted(ranking[:20]))
 
 
-def test_batches_carry_the_exact_squared_norms_message_validation_computed():
+def test_batches_carry_the_exact_squared_norms_of_their_messages():
     from learningchain.protocol.message import validate_message
     from learningchain.protocol.transition import make_batch
 
@@ -424,12 +424,14 @@ def test_batches_carry_the_exact_squared_norms_message_validation_computed():
     genesis = genesis_for(params)
     rng = np.random.default_rng(6)
     msgs = [message_for(k, params, genesis, v) for k, v in zip(make_keys(8), honest_vectors(params, 8, rng))]
-    assert make_batch(msgs, params).sq_norms is None  # not validated yet: the rule computes them
+    exact = [sum(int(x) ** 2 for x in m.q) for m in msgs]
+    before = make_batch(msgs, params)
     for m in msgs:
         validate_message(m, params, round=0, base=genesis.hash)
     batch = make_batch(msgs, params)
-    exact = [sum(int(x) ** 2 for x in m.q) for m in msgs]
-    assert batch.sq_norms.tolist() == exact
+    # validation only reads the message: the batch is the same before and after
+    assert before.sq_norms.tolist() == batch.sq_norms.tolist() == exact
+    assert [m.sq_norm for m in msgs] == exact
     cold = Batch(batch.q, batch.norms, batch.keys, batch.bits)
     assert compute_cosine_ranking(batch) == compute_cosine_ranking(cold)
 

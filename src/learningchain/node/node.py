@@ -440,9 +440,9 @@ class Node:
                 raise self._reject(block, verdict)
             return
         try:
-            validate_block(block, parent, self.params, genesis_hash=self.genesis_hash,
+            self._verified |= validate_block(block, parent, self.params, genesis_hash=self.genesis_hash,
                            ancestor=self.header, verified=self._verified,
-                           spent=self._spend.get(parent.hash) if self.params.budget is not None else None)
+                           spent=self._spend.get(parent.hash) if self.params.budget is not None else None).checked
         except InvalidBlock as exc:
             if cache is not None:
                 cache.blocks[block.hash] = exc

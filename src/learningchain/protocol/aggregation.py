@@ -35,7 +35,8 @@ Sybil-inflated block never makes a rule undefined.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Optional
 
 import numpy as np
@@ -78,7 +79,6 @@ class Batch:
     #: exact ||q_k||^2 as integer-valued float64, when message validation has
     #: computed them (the unit check does); computed here otherwise
     sq_norms: Optional[np.ndarray] = None
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -92,6 +92,25 @@ class Batch:
     def scale(self) -> float:
         """2**-bits, the weight of one fixed-point unit (a power of two: exact)."""
         return 1.0 / float(2**self.bits)
+
+    # Derived arrays are cached properties: pure functions of the frozen fields,
+    # computed at most once per batch.
+    @cached_property
+    def qf(self) -> np.ndarray:
+        """The q's as float64 (exact: |q| < 2**31)."""
+        return self.q.astype(np.float64)
+
+    @cached_property
+    def gram(self) -> np.ndarray:
+        """G[a, b] = q_a . q_b, exact (see :func:`compute_gram`)."""
+        qf = self.qf
+        try:
+            from scipy.linalg.blas import dsyrk
+        except ImportError:  # pragma: no cover - scipy comes with scikit-learn
+            return qf @ qf.T
+        # half the work of a full matmul: the upper triangle, mirrored (exact either way)
+        upper = np.triu(dsyrk(1.0, qf.T, trans=1))
+        return upper + np.triu(upper, 1).T
 
 
 @dataclass(frozen=True)
@@ -171,11 +190,7 @@ def aggregate(batch: Batch, params) -> Aggregate:
 
 def _qf(batch: Batch) -> np.ndarray:
     """The q's as float64 (exact: |q| < 2**31), converted once per batch."""
-    qf = batch._cache.get("qf")
-    if qf is None:
-        qf = batch.q.astype(np.float64)
-        batch._cache["qf"] = qf
-    return qf
+    return batch.qf
 
 
 def compute_sum_vector(q: np.ndarray) -> np.ndarray:
@@ -191,19 +206,7 @@ def compute_gram(batch: Batch) -> np.ndarray:
     every partial sum by about 2**(2*bits)), so BLAS returns the exact value
     whatever order, blocking or FMA use it picks.
     """
-    g = batch._cache.get("gram")
-    if g is None:
-        qf = _qf(batch)
-        try:
-            from scipy.linalg.blas import dsyrk
-        except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-            g = qf @ qf.T
-        else:
-            # half the work of a full matmul: the upper triangle, mirrored (exact either way)
-            upper = np.triu(dsyrk(1.0, qf.T, trans=1))
-            g = upper + np.triu(upper, 1).T
-        batch._cache["gram"] = g
-    return g
+    return batch.gram
 
 
 def _ordering_keys(numerators: list, denominators: list) -> list:

@@ -13,9 +13,51 @@ import struct
 
 import numpy as np
 
+from ..crypto import SIGNATURE_SIZE
 from ..errors import DecodeError
 
-__all__ = ["Writer", "Reader"]
+__all__ = [
+    "Writer",
+    "Reader",
+    "ADDRESS_SIZE",
+    "HASH_SIZE",
+    "SIGNATURE_SIZE",
+    "MESSAGE_VERSION",
+    "MESSAGE_FIXED_SIZE",
+    "BLOCK_VERSION",
+    "HEADER_MAX",
+    "MAX_SEAL",
+    "MAX_PARAMS",
+    "QUANT_BITS",
+    "NORM_TOL_BITS",
+    "message_size",
+]
+
+# -- encoding constants: every size and version of the canonical encoding ----------
+#: a pseudo-identity (Ethereum-style address) and a keccak-256 hash
+ADDRESS_SIZE = 20
+HASH_SIZE = 32
+MESSAGE_VERSION = 1
+#: ``u8 version | 20 identity | u64 round | 32 base | f64 norm | u32 d | 65 signature``
+#: without the ``d x i32`` gradient
+MESSAGE_FIXED_SIZE = 1 + ADDRESS_SIZE + 8 + HASH_SIZE + 8 + 4 + SIGNATURE_SIZE
+BLOCK_VERSION = 1
+#: a header's encoding is well below this (about 260 bytes with a 65-byte seal)
+HEADER_MAX = 512
+#: a seal: an 8-byte nonce (proof of work) or a 65-byte signature (authority)
+MAX_SEAL = 128
+#: the canonical JSON of the genesis parameters
+MAX_PARAMS = 1 << 20
+#: fixed-point scale 2**QUANT_BITS of the unit gradients and the unit-norm
+#: tolerance 2**-NORM_TOL_BITS: the defaults a chain's genesis starts from
+QUANT_BITS = 20
+NORM_TOL_BITS = 10
+
+
+def message_size(dim: int) -> int:
+    """Bytes of one encoded message with a ``dim``-entry gradient."""
+    return MESSAGE_FIXED_SIZE + 4 * dim
+
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")

@@ -21,6 +21,7 @@ from ..crypto import PrivateKey, recover_address
 from ..errors import ConfigError, InvalidBlock, InvalidMessage
 from ..types import Address, hexstr
 from .block import Header
+from .forkchoice import block_work  # the weight rule lives with the fork choice; re-exported
 
 __all__ = [
     "pow_value",
@@ -32,6 +33,7 @@ __all__ = [
     "seal_authority",
     "check_authority",
     "in_turn_authority",
+    "authority_rank",
     "RETARGET_KEYS",
 ]
 
@@ -77,15 +79,6 @@ def solve_pow(header: Header, *, start: int = 0, max_tries: Optional[int] = None
     return None
 
 
-def block_work(header: Header, params) -> int:
-    """Weight of one block in the heaviest-chain rule."""
-    if header.height == 0:
-        return 0
-    if params.consensus == "pow":
-        return 1 << header.difficulty
-    return header.difficulty  # poa: 2 in turn, 1 out of turn
-
-
 def check_retarget_options(options: dict) -> None:
     if not options:
         return
@@ -128,8 +121,16 @@ def expected_difficulty(params, parent: Header, ancestor: Callable[[bytes], Head
 
 
 def in_turn_authority(params, height: int) -> Address:
-    auths = params.authorities
-    return Address(bytes.fromhex(auths[height % len(auths)].removeprefix("0x")))
+    """The authority whose turn height ``height`` is: ``authorities[height % n]``."""
+    auths = params.authority_addresses
+    return auths[height % len(auths)]
+
+
+def authority_rank(params, address: bytes, height: int) -> int:
+    """How many turns after the in-turn signer of ``height`` the authority
+    ``address`` comes (0 = in turn): the order in which authorities back off."""
+    auths = params.authority_addresses
+    return (auths.index(bytes(address)) - auths.index(in_turn_authority(params, height))) % len(auths)
 
 
 def seal_authority(header: Header, key: PrivateKey) -> Header:
@@ -143,8 +144,7 @@ def check_authority(header: Header, params) -> None:
         signer = recover_address(header.seal_hash, header.seal)
     except InvalidMessage as exc:
         raise InvalidBlock("bad-seal", f"authority signature: {exc.detail}", height=header.height) from None
-    allowed = {bytes.fromhex(a.removeprefix("0x")) for a in params.authorities}
-    if signer not in allowed:
+    if not params.is_authority(signer):
         raise InvalidBlock("not-authority", f"sealed by {hexstr(signer)}, which is not an authority",
                            height=header.height)
     if signer != header.miner:

@@ -17,33 +17,35 @@ it commits to every byte of the encoding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
-from ..crypto import SIGNATURE_SIZE, PrivateKey, keccak256, recover_address
+from ..crypto import PrivateKey, keccak256, recover_address
 from ..errors import DecodeError, InvalidMessage
 from ..types import Address, Hash32, hexstr
-from .codec import Reader, Writer
-from .quantize import check_unit
+from .codec import MESSAGE_FIXED_SIZE, MESSAGE_VERSION, SIGNATURE_SIZE, Reader, Writer, message_size
+from .quantize import check_unit, squared_norm
 
 __all__ = ["Message", "sign_message", "decode_message", "validate_message", "message_id_of", "MESSAGE_VERSION"]
 
-MESSAGE_VERSION = 1
 _DOMAIN = b"\x19LearningChain message v1\n"
 _ID_TAG = b"\x19LearningChain message id\n"
-_FIXED_SIZE = 1 + 20 + 8 + 32 + 8 + 4 + SIGNATURE_SIZE
 
 
 @dataclass(frozen=True, eq=False)
 class Message:
+    """One holder's message; immutable. Derived values (encoding, digest, id,
+    ``||q||^2``) are cached properties: pure functions of the fields, computed
+    at most once."""
+
     identity: Address
     round: int
     base: Hash32
     norm: float
     q: np.ndarray  # int32, read-only
     signature: bytes
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         q = np.ascontiguousarray(self.q, dtype=np.int32)
@@ -54,35 +56,31 @@ class Message:
     def body_bytes(self) -> bytes:
         return _encode_body(self.identity, self.round, self.base, self.norm, self.q)
 
-    def encode(self) -> bytes:
-        raw = self._cache.get("raw")
-        if raw is None:
-            raw = self.body_bytes() + self.signature
-            self._cache["raw"] = raw
-        return raw
+    @cached_property
+    def encoding(self) -> bytes:
+        """The canonical bytes: the body, then the signature."""
+        return self.body_bytes() + self.signature
 
-    @property
+    def encode(self) -> bytes:
+        return self.encoding
+
+    @cached_property
     def hash(self) -> Hash32:
         """The message id: keccak-256 of a tag, the signing digest and the signature.
 
         The digest already commits to every byte of the body, so the id commits
         to the whole encoding without hashing a large gradient twice.
         """
-        h = self._cache.get("hash")
-        if h is None:
-            h = keccak256(_ID_TAG + self.signing_digest + self.signature)
-            self._cache["hash"] = h
-        return h
+        return keccak256(_ID_TAG + self.signing_digest + self.signature)
 
-    @property
+    @cached_property
     def signing_digest(self) -> Hash32:
-        d = self._cache.get("digest")
-        if d is None:
-            raw = self._cache.get("raw")
-            body = raw[: len(raw) - SIGNATURE_SIZE] if raw is not None else self.body_bytes()
-            d = keccak256(_DOMAIN + body)
-            self._cache["digest"] = d
-        return d
+        return keccak256(_DOMAIN + self.encoding[: len(self.encoding) - SIGNATURE_SIZE])
+
+    @cached_property
+    def sq_norm(self) -> int:
+        """Exact ``||q||^2`` (the unit check and the aggregation rules both need it)."""
+        return squared_norm(self.q)
 
     @property
     def dim(self) -> int:
@@ -117,26 +115,22 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     if not math.isfinite(norm) or norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {norm!r}")
     body = _encode_body(key.address, round, base, norm, q)
-    digest = keccak256(_DOMAIN + body)
-    signature = key.sign(digest)
-    msg = Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
-    msg._cache["raw"] = body + signature
-    msg._cache["digest"] = digest
-    return msg
+    signature = key.sign(keccak256(_DOMAIN + body))
+    return Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
 
 
 def message_id_of(raw: bytes) -> Hash32:
     """The id of an encoded message without decoding it (for de-duplicating gossip);
     equal to ``decode_message(raw).hash`` for well-formed bytes."""
-    if len(raw) < _FIXED_SIZE:
-        raise DecodeError(f"message of {len(raw)} bytes is shorter than the fixed part ({_FIXED_SIZE})")
+    if len(raw) < MESSAGE_FIXED_SIZE:
+        raise DecodeError(f"message of {len(raw)} bytes is shorter than the fixed part ({MESSAGE_FIXED_SIZE})")
     digest = keccak256(_DOMAIN + bytes(raw[:-SIGNATURE_SIZE]))
     return keccak256(_ID_TAG + digest + bytes(raw[-SIGNATURE_SIZE:]))
 
 
 def decode_message(raw: bytes, *, max_dim: int) -> Message:
     """Strictly decode one message; DecodeError says what is wrong."""
-    max_size = _FIXED_SIZE + 4 * max_dim
+    max_size = message_size(max_dim)
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         raise DecodeError(f"message: expected bytes, got {type(raw).__name__}")
     if len(raw) > max_size:
@@ -152,9 +146,9 @@ def decode_message(raw: bytes, *, max_dim: int) -> Message:
     q = r.array("int32", max_dim, "gradient")
     signature = r.fixed(SIGNATURE_SIZE)
     r.finish()
-    msg = Message(Address(identity), round_, Hash32(base), norm, q, signature)
-    msg._cache["raw"] = bytes(raw)
-    return msg
+    # A strictly decoded message re-encodes to exactly ``raw`` (fixed widths, a
+    # finite norm), so its id is that of the bytes received.
+    return Message(Address(identity), round_, Hash32(base), norm, q, signature)
 
 
 def validate_message(msg: Message, params, *, round: int | None = None, base: bytes | None = None) -> None:
@@ -172,9 +166,7 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
         raise InvalidMessage(
             "wrong-base", f"message was computed at block {hexstr(msg.base)[:14]}, expected {hexstr(base)[:14]}"
         )
-    # ||q||^2 is exact and a property of the immutable message: kept for the
-    # aggregation rules, which need it again (aggregation.Batch.sq_norms).
-    msg._cache["sq_norm"] = check_unit(msg.q, params.quant_bits, params.norm_tol_bits)
+    check_unit(msg.q, params.quant_bits, params.norm_tol_bits, sq_norm=msg.sq_norm)
     if not params.enrolled(msg.identity):
         raise InvalidMessage("not-enrolled", f"identity {hexstr(msg.identity)} is not an enrolled holder of this chain")
     signer = recover_address(msg.signing_digest, msg.signature)

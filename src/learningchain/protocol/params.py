@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from ..errors import ConfigError
+from ..types import Address
+from .codec import ADDRESS_SIZE, NORM_TOL_BITS, QUANT_BITS
 from .quantize import max_exact_messages
 
-__all__ = ["ProtocolParams", "canonical_json", "PRIVACY_SCHEDULES", "MECHANISMS", "CLIP_MODES"]
+__all__ = ["ProtocolParams", "canonical_json", "parse_address", "PRIVACY_SCHEDULES", "MECHANISMS", "CLIP_MODES"]
 
 MECHANISMS = ("l2-laplace", "gaussian", "none")
 #: constant: LearningChain (eps every round); uniform: eps/T; decay: eps/(t(t+1)).
@@ -66,8 +69,8 @@ class ProtocolParams:
     schedule: str = "constant"
     rounds: int = 100  # T, used by the eps/T schedule
     # encoding
-    quant_bits: int = 20
-    norm_tol_bits: int = 10
+    quant_bits: int = QUANT_BITS
+    norm_tol_bits: int = NORM_TOL_BITS
     # consensus
     consensus: str = "pow"
     difficulty: int = 12  # leading zero bits of the proof-of-work hash
@@ -155,6 +158,14 @@ class ProtocolParams:
         check_rule(self)
 
     # -- views ----------------------------------------------------------------
+    @cached_property
+    def authority_addresses(self) -> tuple:
+        """The proof-of-authority signers as addresses, in genesis order (the turn order)."""
+        return tuple(parse_address(a, what="authority") for a in self.authorities)
+
+    def is_authority(self, address: bytes) -> bool:
+        return bytes(address) in self.authority_addresses
+
     def enrolled(self, identity: bytes) -> bool:
         """May ``identity`` send messages on this chain? (always, when membership is open)"""
         return not self._enrolled or bytes(identity) in self._enrolled
@@ -206,6 +217,23 @@ class ProtocolParams:
     @property
     def l(self) -> int:  # noqa: E743 - the paper's name
         return int(self.aggregator_options.get("l", math.ceil(self.holders / 2)))
+
+
+def parse_address(text, *, what: str = "address") -> Address:
+    """A 20-byte address from hex text, ``0x``-prefixed or not; ConfigError naming it otherwise.
+
+    The one parser of the addresses that parameters and configurations list
+    (authorities, members, keys' addresses).
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"{what} must be a 0x-hex string, got {text!r}")
+    try:
+        value = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise ConfigError(f"{what} {text!r} is not hex") from None
+    if len(value) != ADDRESS_SIZE:
+        raise ConfigError(f"{what} {text!r} has {len(value)} bytes, an address has {ADDRESS_SIZE}")
+    return Address(value)
 
 
 def _address_bytes(text) -> bytes | None:

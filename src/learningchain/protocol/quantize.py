@@ -57,13 +57,15 @@ def unit_norm_bounds(bits: int, tol_bits: int) -> tuple[int, int]:
     return (one - 1) ** 2 << shift, (one + 1) ** 2 << shift
 
 
-def check_unit(q: np.ndarray, bits: int, tol_bits: int) -> int:
-    """Raise InvalidMessage unless ``q`` is a unit vector within tolerance; return ||q||^2."""
+def check_unit(q: np.ndarray, bits: int, tol_bits: int, *, sq_norm: int | None = None) -> int:
+    """Raise InvalidMessage unless ``q`` is a unit vector within tolerance; return ||q||^2.
+
+    ``sq_norm``, when the caller has it, is ``squared_norm(q)`` (not computed again)."""
     lo, hi = unit_norm_bounds(bits, tol_bits)
     limit = (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
     if q.size and int(np.max(np.abs(q.astype(np.int64)))) > limit:
         raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
-    n2 = squared_norm(q)
+    n2 = squared_norm(q) if sq_norm is None else int(sq_norm)
     if not lo <= n2 <= hi:
         rel = (n2 ** 0.5) / 2**bits
         raise InvalidMessage(

@@ -11,7 +11,8 @@ raises :class:`InvalidBlock` with a short reason tag; nothing is mutated.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Mapping, Optional
+from dataclasses import dataclass
+from typing import Callable, Collection, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -32,8 +33,27 @@ __all__ = [
     "build_block",
     "validate_header_link",
     "validate_block",
+    "Validated",
     "params_of_genesis",
 ]
+
+
+@dataclass(frozen=True)
+class Validated:
+    """What :func:`validate_block` established about a valid block."""
+
+    aggregate: Aggregate  # the recomputed selection and gradient
+    #: hashes of the messages whose shape, norm and signature this call checked
+    #: (those not already in the caller's ``verified``)
+    checked: frozenset
+
+    @property
+    def selection(self) -> tuple:
+        return self.aggregate.selection
+
+    @property
+    def gradient(self) -> np.ndarray:
+        return self.aggregate.gradient
 
 
 def make_genesis(params: ProtocolParams, model: np.ndarray, *, timestamp: int = 0) -> Block:
@@ -83,9 +103,8 @@ def make_batch(messages, params: ProtocolParams) -> Batch:
     norms = np.array([m.norm for m in messages], dtype=np.float64)
     # Validation has checked that every message is for the parent's round.
     round_ = int(messages[0].round) if messages else 0
-    # The exact ||q_k||^2 that message validation computed, when every message has it.
-    cached = [m._cache.get("sq_norm") for m in messages]
-    sq = np.array(cached, dtype=np.float64) if messages and None not in cached else None
+    # The exact ||q_k||^2, a cached property of each message (validation computed it).
+    sq = np.array([m.sq_norm for m in messages], dtype=np.float64) if messages else None
     return Batch(q, norms, tuple(m.hash for m in messages), params.quant_bits, round_, sq)
 
 
@@ -142,13 +161,15 @@ def validate_header_link(header: Header, parent: Header, params: ProtocolParams,
 
 
 def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genesis_hash: bytes,
-                   ancestor: Callable[[bytes], Header], verified: Optional[set] = None,
-                   spent: Optional[Mapping] = None) -> Aggregate:
-    """Validate ``block`` on ``parent`` by recomputation; returns the recomputed aggregate.
+                   ancestor: Callable[[bytes], Header], verified: Optional[Collection] = None,
+                   spent: Optional[Mapping] = None) -> Validated:
+    """Validate ``block`` on ``parent`` by recomputation (paper Section V-B).
 
-    ``verified``, when given, holds hashes of messages whose signature and shape
-    this node has already checked (its mempool); they are not checked again (the
-    hash covers every byte, so this is safe), and newly checked ones are added.
+    Returns the recomputed aggregate and the hashes of the messages this call
+    checked. ``verified``, when given, holds hashes of messages whose signature
+    and shape the caller has already checked (its mempool); they are not checked
+    again (the hash covers every byte, so this is safe). ``verified`` is only
+    read: the caller adds ``result.checked`` to it if it wants to remember them.
     ``spent``: on a chain with a per-member budget, each identity's spend on the
     chain ending at ``parent`` (``budget.charge`` over its blocks); required there.
     """
@@ -178,14 +199,14 @@ def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genes
     if block.model.shape != (params.dim,) or model_hash(block.model) != header.model_hash:
         raise InvalidBlock("bad-model-hash", "model does not match the header's model hash", height=h)
     identities = set()
+    checked = set()
     for i, m in enumerate(block.messages):
         if verified is None or m.hash not in verified:
             try:
                 validate_message(m, params, round=parent.height, base=parent.hash)
             except InvalidMessage as exc:
                 raise InvalidBlock("bad-message", f"message {i} ({hexstr(m.hash)[:14]}): {exc}", height=h) from None
-            if verified is not None:
-                verified.add(m.hash)
+            checked.add(m.hash)
         elif m.round != parent.height or m.base != parent.hash:
             raise InvalidBlock("bad-message", f"message {i} is for another round or block", height=h)
         if m.identity in identities:
@@ -210,4 +231,4 @@ def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genes
         diff = float(np.max(np.abs(model - block.model)))
         raise InvalidBlock("bad-model", f"model differs from the recomputed update (max abs diff {diff:.3g})",
                            height=h)
-    return agg
+    return Validated(agg, frozenset(checked))
