@@ -21,7 +21,7 @@ from ..types import Address, Hash32, hexstr
 from .aggregation import Aggregate, Batch, aggregate
 from .block import Block, Header, genesis_header, merkle_root, model_hash, selection_hash
 from .budget import over_budget
-from .consensus import check_authority, check_pow, expected_difficulty, in_turn_authority
+from .consensus import check_authority, check_pow, expected_difficulty
 from .message import Message, validate_message
 from .params import ProtocolParams
 
