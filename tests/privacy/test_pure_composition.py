@@ -166,13 +166,13 @@ def test_the_table_in_privacy_md_is_what_the_accountant_gives():
 
 def test_without_dp_accounting_the_closed_form_still_reports_one_budget(monkeypatch):
     from learningchain.errors import ConfigError
-    from learningchain.privacy import accounting
+    from learningchain.privacy import composition
 
     def missing():
         raise ConfigError("no dp-accounting")
 
-    monkeypatch.setattr(accounting, "_dp", missing)
-    monkeypatch.setattr(accounting, "_PLD_CACHE", {})
+    monkeypatch.setattr(composition, "_dp", missing)
+    monkeypatch.setattr(composition, "_PLD_CACHE", {})
     report = privacy_report(small_params(mechanism="l2-laplace", epsilon=0.3, rounds=20), 20)
     assert report["epsilon_total_tight"] == pytest.approx(optimal_epsilon(0.3, 20, 1e-5), rel=1e-12)
     assert "closed form" in report["tight_accountant"]
