@@ -30,6 +30,7 @@ __all__ = [
     "solve_pow",
     "block_work",
     "expected_difficulty",
+    "difficulty_range",
     "seal_authority",
     "check_authority",
     "in_turn_authority",
@@ -118,6 +119,16 @@ def expected_difficulty(params, parent: Header, ancestor: Callable[[bytes], Head
     elif 2 * span > 3 * window * rt["interval_ms"]:
         bits -= 1
     return max(rt["min_bits"], min(rt["max_bits"], bits))
+
+
+def difficulty_range(params) -> tuple[int, int]:
+    """Inclusive bounds on the difficulty of any proof-of-work block of the chain:
+    the genesis difficulty, widened to ``min_bits..max_bits`` with retargeting.
+    (What can be checked of a block whose parent is unknown.)"""
+    lo = hi = params.difficulty
+    if params.retarget:
+        lo, hi = min(lo, params.retarget["min_bits"]), max(hi, params.retarget["max_bits"])
+    return lo, hi
 
 
 def in_turn_authority(params, height: int) -> Address:

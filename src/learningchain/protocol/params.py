@@ -223,10 +223,10 @@ def parse_address(text, *, what: str = "address") -> Address:
     """A 20-byte address from hex text, ``0x``-prefixed or not; ConfigError naming it otherwise.
 
     The one parser of the addresses that parameters and configurations list
-    (authorities, members, keys' addresses).
+    (the authorities of proof of authority, a network's authorities and members).
     """
     if not isinstance(text, str):
-        raise ConfigError(f"{what} must be a 0x-hex string, got {text!r}")
+        raise ConfigError(f"an address must be a 0x-hex string, got {text!r}")
     try:
         value = bytes.fromhex(text.removeprefix("0x"))
     except ValueError:
