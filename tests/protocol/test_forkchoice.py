@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from learningchain.protocol.block import Header
 from learningchain.protocol.forkchoice import block_work, chain_work, choose_head, head_key, is_heavier
-from learningchain.types import ZERO_ADDRESS, ZERO_HASH, Hash32
+from learningchain.types import ZERO_ADDRESS, ZERO_HASH
 
 from ..helpers import small_params
 
