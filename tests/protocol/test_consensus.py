@@ -91,6 +91,10 @@ def test_fixed_difficulty_without_retarget():
     (1000, 6),   # on target: unchanged
     (1400, 6),   # 1.4x the target is inside the 2/3 .. 3/2 dead band
     (5000, 5),   # far too slow: one bit down
+    (650, 7),    # span 2600 < 2/3 of 4000: up
+    (675, 6),    # span 2700 > 2/3 of 4000: unchanged
+    (1500, 6),   # span 6000, exactly 3/2 of 4000: unchanged
+    (1501, 5),   # span 6004 > 3/2 of 4000: down
 ])
 def test_retarget_moves_one_bit_after_a_full_window(interval, want):
     params = small_params(difficulty=6, retarget=RETARGET)
