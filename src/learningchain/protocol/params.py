@@ -144,7 +144,6 @@ class ProtocolParams:
             enrolled.add(raw)
         need(len(enrolled) <= self.max_messages,
              f"members: {len(enrolled)} enrolled holders exceed max_messages ({self.max_messages})")
-        object.__setattr__(self, "_enrolled", frozenset(enrolled))
         from .aggregation import check_rule
         from .consensus import check_retarget_options
 
@@ -166,9 +165,14 @@ class ProtocolParams:
     def is_authority(self, address: bytes) -> bool:
         return bytes(address) in self.authority_addresses
 
+    @cached_property
+    def enrolled_identities(self) -> frozenset:
+        """The enrolled holders' addresses (empty: open membership)."""
+        return frozenset(_address_bytes(a) for a in self.members)
+
     def enrolled(self, identity: bytes) -> bool:
         """May ``identity`` send messages on this chain? (always, when membership is open)"""
-        return not self._enrolled or bytes(identity) in self._enrolled
+        return not self.enrolled_identities or bytes(identity) in self.enrolled_identities
 
     def to_dict(self) -> dict:
         out = asdict(self)
