@@ -13,6 +13,7 @@ from learningchain.errors import ConfigError, InvalidBlock
 from learningchain.protocol.block import Header
 from learningchain.protocol.consensus import (
     authority_rank,
+    authority_weight,
     check_authority,
     check_pow,
     difficulty_range,
@@ -158,6 +159,7 @@ def test_authorities_take_turns_by_height(authorities):
         assert authority_rank(params, keys[h % 3].address, h) == 0
         assert authority_rank(params, keys[(h + 1) % 3].address, h) == 1
         assert authority_rank(params, keys[(h + 2) % 3].address, h) == 2
+        assert [authority_weight(params, k.address, h) for k in keys] == [2 if i == h % 3 else 1 for i in range(3)]
 
 
 def test_in_turn_block_states_weight_2_and_out_of_turn_weight_1(authorities):

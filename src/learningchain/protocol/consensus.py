@@ -35,6 +35,7 @@ __all__ = [
     "check_authority",
     "in_turn_authority",
     "authority_rank",
+    "authority_weight",
     "RETARGET_KEYS",
 ]
 
@@ -137,6 +138,12 @@ def in_turn_authority(params, height: int) -> Address:
     return auths[height % len(auths)]
 
 
+def authority_weight(params, address: bytes, height: int) -> int:
+    """The weight a block at ``height`` sealed by authority ``address`` must state:
+    2 in turn, 1 out of turn (as in Ethereum's clique)."""
+    return 2 if bytes(address) == in_turn_authority(params, height) else 1
+
+
 def authority_rank(params, address: bytes, height: int) -> int:
     """How many turns after the in-turn signer of ``height`` the authority
     ``address`` comes (0 = in turn): the order in which authorities back off."""
@@ -161,7 +168,7 @@ def check_authority(header: Header, params) -> None:
     if signer != header.miner:
         raise InvalidBlock("bad-seal", f"sealed by {hexstr(signer)} but names miner {hexstr(header.miner)}",
                            height=header.height)
-    weight = 2 if signer == in_turn_authority(params, header.height) else 1
+    weight = authority_weight(params, signer, header.height)
     if header.difficulty != weight:
         raise InvalidBlock("bad-difficulty",
                            f"authority block must state weight {weight}, states {header.difficulty}",
