@@ -161,3 +161,35 @@ def test_merkle_root_depends_on_count_and_order():
     roots = {merkle_root([]), merkle_root([a]), merkle_root([a, b]), merkle_root([b, a]), merkle_root([a, b, c]),
              merkle_root([a, b, c, c])}
     assert len(roots) == 6
+
+
+def test_validate_block_reads_verified_and_returns_what_it_checked(chain):
+    params, genesis, _, block = chain
+    headers = {genesis.hash: genesis.header}
+    hashes = {m.hash for m in block.messages}
+    verified = set()
+    result = validate_block(block, genesis, params, genesis_hash=genesis.hash, ancestor=headers.__getitem__,
+                            verified=verified)
+    assert verified == set()  # the caller's set is left alone
+    assert result.checked == hashes
+    assert result.selection == block.selection
+    agg = aggregate(make_batch(block.messages, params), params)
+    assert np.array_equal(result.gradient, agg.gradient)
+    first = block.messages[0].hash
+    known = frozenset({first})
+    again = validate_block(block, genesis, params, genesis_hash=genesis.hash, ancestor=headers.__getitem__,
+                           verified=known)
+    assert again.checked == hashes - {first} and known == {first}
+
+
+def test_a_refused_block_leaves_verified_unchanged(chain):
+    params, genesis, _, block = chain
+    headers = {genesis.hash: genesis.header}
+    model = block.model + 1.0
+    forged = Block(reseal(dataclasses.replace(block.header, model_hash=model_hash(model), seal=b"")),
+                   block.messages, block.selection, model)
+    verified = set()
+    with pytest.raises(InvalidBlock):
+        validate_block(forged, genesis, params, genesis_hash=genesis.hash, ancestor=headers.__getitem__,
+                       verified=verified)
+    assert verified == set()

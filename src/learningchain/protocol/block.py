@@ -26,7 +26,7 @@ from ..crypto import keccak256
 from ..errors import DecodeError
 from ..types import ZERO_ADDRESS, ZERO_HASH, Address, Hash32, hexstr
 from .codec import BLOCK_VERSION, HEADER_MAX, MAX_PARAMS, MAX_SEAL, Reader, Writer, message_size
-from .message import Message, decode_message
+from .message import decode_message
 
 __all__ = [
     "Header",
