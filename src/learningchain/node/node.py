@@ -13,7 +13,6 @@ head moves in the same store transaction that adds the block.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
 from typing import Optional
 
 from ..crypto import PrivateKey
@@ -28,47 +27,16 @@ from ..protocol.transition import build_block, params_of_genesis, validate_block
 from ..types import ZERO_ADDRESS, Address, hexstr
 from .body import body_mismatch
 from .mempool import Mempool
+from .policy import NodePolicy, PolicyRules
+from .records import BlockOutcome, VerdictCache, block_size
 from .store import BlockStore, MemoryStore
 
-__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
 #: work and links only (a light client that trusts the heaviest chain); none: no
 #: checks at all (a Byzantine node that skips validation).
 VALIDATION_MODES = ("full", "header", "none")
-
-
-def block_size(block: Block) -> int:
-    """The encoded size of ``block`` in bytes, from its parts (without encoding it)."""
-    per_message = 1 + 20 + 8 + 32 + 8 + 4 + 65 + 4  # the fields and the length prefix
-    size = 4 + len(block.header.encode()) + 4 + 4 * len(block.selection) + 4 + 8 * block.model.size
-    size += sum(per_message + 4 * m.q.size for m in block.messages) + 4 + len(block.params)
-    return size + 4
-
-
-@dataclass
-class VerdictCache:
-    """Verdicts that depend only on the bytes they are about, shared by honest nodes.
-
-    Validation of a block is a pure function of the block, its parent (named by
-    the block) and the chain's parameters, so nodes that received the same block
-    may share one verdict instead of recomputing it each; the same holds for the
-    signature and shape checks of a message, keyed by its hash.
-    """
-
-    blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
-    messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
-    hits: int = 0
-
-
-@dataclass(frozen=True)
-class BlockOutcome:
-    status: str  # "accepted", "known" or "orphan"
-    block_hash: bytes
-    new_head: bool = False
-    reorg: bool = False
-    missing: Optional[bytes] = None  # the parent to fetch, for an orphan
-    connected: tuple = ()  # orphans that this block let the node accept
 
 
 class Node:
@@ -79,7 +47,7 @@ class Node:
                  verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
                  min_inclusion: float = 0.0, validation: str = "full",
                  keep_bodies: Optional[int] = None, max_orphans: int = 256,
-                 max_orphan_bytes: int = 64 << 20):
+                 max_orphan_bytes: int = 64 << 20, rules: Optional[PolicyRules] = None):
         self.params = params_of_genesis(genesis)
         self.genesis = genesis
         self.genesis_hash = genesis.hash
@@ -114,6 +82,8 @@ class Node:
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
+        #: what to do with gossiped blocks, messages and sync answers (every driver asks it)
+        self.policy = NodePolicy(self, rules if rules is not None else PolicyRules())
 
     # -- chain state ------------------------------------------------------------------
     def _load_or_init(self) -> None:
