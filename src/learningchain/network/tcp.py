@@ -14,7 +14,8 @@ ERROR naming the mismatch and disconnected; so is a connection to ourselves, a
 banned node, and a second connection to a node we already talk to (the one
 opened by the node with the lower id is kept, so both ends keep the same one).
 Bans apply to the authenticated node id and, off loopback, to the remote IP;
-never to an address a peer merely claims.
+never to an address a peer merely claims. The handshake and the slot rules are
+in :mod:`.admission`.
 """
 
 from __future__ import annotations
