@@ -29,12 +29,15 @@ def _scenario(daemon):
         if y.hash > x.hash:
             break
     p_msgs, p = forged_round(daemon, seed=next(seeds), parent=x)
-    _, z = forged_round(daemon, seed=next(seeds), parent=p)
+    z_msgs, z = forged_round(daemon, seed=next(seeds), parent=p)
     return [("messages", x_msgs), ("block", x),  # accepted: the new head
             ("block", y),  # loses the fork choice: deferred
             ("block", z),  # its parent is unknown: an orphan, ask for the parent
+            ("messages", z_msgs),  # for a block not known yet: held
             ("block", p),  # its messages were never seen here: parked
-            ("messages", p_msgs)]  # they come: admitted, and the parked block accepted
+            # they come: admitted, and the parked block accepted; the orphan it connects
+            # waits for its held messages, which its parent releases, and is accepted
+            ("messages", p_msgs)]
 
 
 def _in_process(genesis, rules, steps) -> list:
@@ -83,8 +86,8 @@ def test_the_simulation_and_the_daemon_take_the_same_decisions(tmp_path):
     expected, recorded, sim_node, daemon_head, steps = asyncio.run(main())
     assert decisions(recorded) == decisions(expected)
     names = [name for name, _ in decisions(expected)]
-    assert names == ["Admitted"] * 4 + ["Accepted", "NewHead", "Deferred", "Orphan", "Parked"] + \
-        ["Admitted"] * 4 + ["Accepted", "NewHead"]
-    p = steps[4][1]
-    assert daemon_head == sim_node.head_hash == p.hash
+    assert names == ["Admitted"] * 4 + ["Accepted", "NewHead", "Deferred", "Orphan"] + ["Held"] * 4 + \
+        ["Parked"] + ["Admitted"] * 4 + ["Parked", "Accepted"] + ["Admitted"] * 4 + ["Accepted", "NewHead"]
+    z = steps[3][1]
+    assert daemon_head == sim_node.head_hash == z.hash
     assert steps[2][1].hash in sim_node.policy.deferred

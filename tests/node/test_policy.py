@@ -116,6 +116,19 @@ def test_an_unseen_message_block_expires_and_stays_followable_as_history(genesis
     assert kinds(out) == ["Accepted", "NewHead"] and not out[0].relay
 
 
+def test_under_wait_an_orphan_whose_messages_came_before_its_parent_is_connected(genesis):
+    node = network_node(genesis, park_unseen=True)
+    p_msgs, p = round_on(node, genesis, 1)
+    z_msgs, z = round_on(node, p, 2)
+    assert kinds(node.policy.on_block(z, "a", 0)) == ["Orphan"]
+    assert kinds(node.policy.on_messages([(m, None) for m in z_msgs], "b", 1)) == ["Held"] * len(z_msgs)
+    node.policy.on_messages([(m, None) for m in p_msgs], "b", 2)
+    out = node.policy.on_block(p, "c", 3)
+    assert kinds(out) == ["Parked", "Accepted"] + ["Admitted"] * len(z_msgs) + ["Accepted", "NewHead"]
+    assert out[0].block_hash == z.hash and out[-1] == NewHead(z.hash, False)
+    assert node.head_hash == z.hash and not node.policy.parked
+
+
 def test_the_plain_rules_refuse_an_unseen_message_block_when_the_node_checks(genesis):
     node = Node(genesis, check_unseen=True)
     _, block = round_on(node, genesis, 1)

@@ -296,11 +296,11 @@ class Node:
         head_before = self.head_hash
         self._validate(block, parent, unseen)
         outcome = self._accept(block)
-        connected = self._connect_orphans(h, unseen)
-        if connected:
+        connected, waiting = self._connect_orphans(h, unseen)
+        if connected or waiting:
             moved = self.head_hash != head_before
             reorg = moved and not self.is_ancestor(head_before, self.head_hash)
-            outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected))
+            outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected), tuple(waiting))
         return outcome
 
     def _check_orphan(self, block: Block) -> None:
@@ -440,8 +440,11 @@ class Node:
                 self.store.prune_bodies(block.height - self.keep_bodies)
         return BlockOutcome("accepted", h, new_head=heavier, reorg=reorg)
 
-    def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> list:
-        connected = []
+    def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> tuple:
+        """Accept the orphans that descend from ``parent_hash``; also return those refused
+        only for messages this node never saw (a driver may hold them for their messages,
+        which could not be admitted before their block's parent was known)."""
+        connected, waiting = [], []
         pending = [parent_hash]
         while pending:
             p = pending.pop()
@@ -451,12 +454,14 @@ class Node:
                 self._drop_orphan(oh)
                 try:
                     self._validate(orphan, self.store.get(p), check_unseen)
-                except InvalidBlock:
+                except InvalidBlock as exc:
+                    if exc.reason == "unseen-message":
+                        waiting.append(orphan)
                     continue
                 self._accept(orphan)
                 connected.append(oh)
                 pending.append(oh)
-        return connected
+        return connected, waiting
 
     # -- mining -----------------------------------------------------------------------
     def next_difficulty(self, parent: Optional[Header] = None) -> int:

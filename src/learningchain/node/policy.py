@@ -127,6 +127,7 @@ class NodePolicy:
         self._undefer(block.hash)
         node = self.node
         old_head = node.head_hash
+        start = len(out)
         check = (not synced and source is not None) if self.rules.park_unseen else None
         try:
             outcome = node.on_block(block, check_unseen=check)
@@ -136,6 +137,10 @@ class NodePolicy:
         if outcome.status == "orphan":
             return self._orphan(block, source, now, outcome.missing, out)
         self.mark_seen(block.hash)
+        if self.rules.park_unseen:
+            for orphan in outcome.unseen:  # connected but for its messages: wait for them
+                self._park(orphan, self._origin.pop(orphan.hash, source), now,
+                           "its messages could not be admitted before its parent came", out)
         accepted = [block.hash] if outcome.status == "accepted" else []
         accepted += list(outcome.connected)
         for h in accepted:
@@ -143,18 +148,13 @@ class NodePolicy:
             b = block if h == block.hash else node.block(h)
             out.append(Accepted(h, b, source, relay=(not synced or h != block.hash) and b is not None))
             self._release_pending(h, now, out)
-        if node.head_hash != old_head:
+        if node.head_hash != old_head and NewHead(node.head_hash, synced) not in out[start:]:
             out.append(NewHead(node.head_hash, synced))
         return bool(accepted)
 
     def _refused(self, block: Block, source, now: int, exc: InvalidBlock, out: list) -> None:
         if exc.reason == "unseen-message" and self.rules.park_unseen:
-            deadline = now + self.rules.unseen_grace_ms
-            self.parked[block.hash] = (block, source, deadline)
-            while len(self.parked) > self.rules.max_parked or (len(self.parked) > 1 and sum(
-                    block_size(b) for b, _, _ in self.parked.values()) > self.rules.max_parked_bytes):
-                self.parked.popitem(last=False)
-            out.append(Parked(block.hash, block.height, source, deadline, exc.detail))
+            self._park(block, source, now, exc.detail, out)
             return
         final = block.hash in self.node.rejected
         if final:
@@ -163,6 +163,14 @@ class NodePolicy:
             self.mark_seen(block.hash)
         out.append(Refused(block.hash, block.height, source, exc.reason, exc.detail, final,
                            penalise=source is not None and exc.reason not in BENIGN_BLOCK))
+
+    def _park(self, block: Block, source, now: int, detail: str, out: list) -> None:
+        deadline = now + self.rules.unseen_grace_ms
+        self.parked[block.hash] = (block, source, deadline)
+        while len(self.parked) > self.rules.max_parked or (len(self.parked) > 1 and sum(
+                block_size(b) for b, _, _ in self.parked.values()) > self.rules.max_parked_bytes):
+            self.parked.popitem(last=False)
+        out.append(Parked(block.hash, block.height, source, deadline, detail))
 
     def _orphan(self, block: Block, source, now: int, missing: bytes, out: list) -> bool:
         # not marked seen: an orphan the node later evicts may be sent again

@@ -41,3 +41,4 @@ class BlockOutcome:
     reorg: bool = False
     missing: Optional[bytes] = None  # the parent to fetch, for an orphan
     connected: tuple = ()  # orphans that this block let the node accept
+    unseen: tuple = ()  # orphans it would connect but for messages never seen here (blocks)
