@@ -32,8 +32,7 @@ from typing import Optional
 
 from ..errors import ConfigError, LearningChainError, StoreError
 from ..node import NETWORK_RULES, Node, SQLiteStore, VerdictCache
-from ..node.policy import (MAX_DEFERRED, MAX_DEFERRED_BYTES, MAX_ORPHAN_BYTES,  # noqa: F401 - importable here
-                           MAX_PARKED_BYTES, PEER_POOL_SHARE)
+from ..node.policy import MAX_ORPHAN_BYTES
 from ..types import hexstr
 from .config import NetConfigFile, parse_address
 from .gossip import GossipRole, now_ms

@@ -3,7 +3,8 @@
 A :class:`Node` decides what to do with a message, a block or a mined nonce, and
 does no I/O of its own beyond its block store: no sockets, no clocks, no threads.
 The in-process simulation, the TCP network and the tests all drive this same
-object (DESIGN.md, "one Node, several drivers").
+object (DESIGN.md, "one Node, several drivers"); what to do with gossip around
+these handlers (losing, orphan and unseen-message blocks) is ``self.policy``.
 
 Handlers follow consensus-specs' rule that an invalid call leaves the store
 untouched: ``on_block`` validates completely before it writes anything, and the
