@@ -213,32 +213,6 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
     async def _housekeeping(self) -> None:
         while not self._stop.is_set():
             await asyncio.sleep(0.25)
-            self._expire_parked()
-            s = self.sync
-            if s is not None and time.monotonic() - s.last_activity > self.net.sync_timeout_s:
-                self._sync_failed(f"no answer for {self.net.sync_timeout_s:g} s")
-            if self.sync is None:
-                best = None
-                for peer in self.transport.peers.values():
-                    if peer.hello and not peer.synced and not peer.sync_failed \
-                            and peer.hello.work > self.node.head_work \
-                            and peer.hello.head not in self.node.headers:
-                        best = peer if best is None or peer.hello.work > best.hello.work else best
-                if best is not None:
-                    self.start_sync(best)
-            if len(self._pool_origin) > len(self.deferred) + len(self.node.orphans):
-                for h in [h for h in self._pool_origin if h not in self.deferred and h not in self.node.orphans]:
-                    del self._pool_origin[h]
-            cache = self.node.verdicts.blocks
-            while len(cache) > 4096:
-                cache.pop(next(iter(cache)))
-            for h, t in list(self._fetching.items()):
-                if time.monotonic() - t > 10:
-                    del self._fetching[h]
-
-    async def _housekeeping(self) -> None:
-        while not self._stop.is_set():
-            await asyncio.sleep(0.25)
             self.apply(self.policy.expire(now_ms()))
             s = self.sync
             if s is not None and time.monotonic() - s.last_activity > self.net.sync_timeout_s:
@@ -249,14 +223,6 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
             for h, t in list(self._fetching.items()):
                 if time.monotonic() - t > 10:
                     del self._fetching[h]
-
-    async def _start_http(self) -> None:
-        from .status_http import StatusServer
-
-        host, port = self.http_addr
-        server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port)
-        self.http_addr = await server.start()
-        self._http_runner = server
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
