@@ -192,11 +192,10 @@ def test_forged_bodies_of_a_real_block_do_not_get_the_real_block_refused(tmp_pat
     asyncio.run(main())
 
 
-def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_within_their_bytes(tmp_path, monkeypatch):
+def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_within_their_bytes(tmp_path):
     import dataclasses
     import os
 
-    from learningchain.network import daemon as daemon_module
     from learningchain.protocol import Block
     from learningchain.protocol.consensus import pow_target, pow_value, solve_pow
 
@@ -241,7 +240,7 @@ def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_withi
             assert len(a.node.orphans) == 4 and a.node.orphan_bytes <= 8 * size
             assert all(b.hash in a.node.orphans for b in theirs)  # evil's flood did not push them out
 
-            monkeypatch.setattr(daemon_module, "MAX_DEFERRED_BYTES", 8 * size)
+            a.policy.rules = dataclasses.replace(a.policy.rules, max_deferred_bytes=8 * size)
             evil.send(Kind.BLOCK, template.encode())  # the head at height 1
             await wait_until(lambda: a.node.head_hash == template.hash, 5, "the head")
             losers = []

@@ -177,27 +177,41 @@ class InProcessNetwork:
     def timestamp(self) -> int:
         return self.genesis.header.timestamp + (self.round + 1) * BLOCK_INTERVAL_MS
 
-    def broadcast_message(self, msg) -> None:
-        for miner in self.miners:
-            try:
-                miner.node.on_message(msg)
-            except InvalidMessage as exc:
-                if not miner.byzantine:
-                    self.messages_rejected[exc.reason] += 1
+    def broadcast_message(self, msg) -> list:
+        """Every node hears ``msg`` through its own policy; returns each node's actions."""
+        from ..node.actions import MessageRefused
 
-    def broadcast_block(self, block: Block, rejections: Counter) -> None:
+        decided = []
+        for miner in self.miners:
+            actions = miner.node.policy.on_messages([(msg, None)], "in-process", self.timestamp())
+            decided.append(actions)
+            if not miner.byzantine:
+                for a in actions:
+                    if isinstance(a, MessageRefused):
+                        self.messages_rejected[a.reason] += 1
+        return decided
+
+    def broadcast_block(self, block: Block, rejections: Counter) -> list:
+        """Every node hears ``block`` through the same policy entry point as a network
+        node (``NodePolicy.on_block``); returns each node's actions."""
+        from ..node.actions import Refused
+
         try:
             self.observer.on_block(block)
         except InvalidBlock:
             pass
+        decided = []
         for i, miner in enumerate(self.miners):
-            try:
-                miner.node.on_block(block)
-            except InvalidBlock as exc:
-                if not miner.byzantine:
-                    rejections[exc.reason] += 1
-                    self.rejected_blocks[block.hash] = exc.reason
+            actions = miner.node.policy.on_block(block, "in-process", self.timestamp())
+            decided.append(actions)
+            if miner.byzantine:
+                continue
+            for a in actions:
+                if isinstance(a, Refused) and a.block_hash == block.hash:
+                    rejections[a.reason] += 1
+                    self.rejected_blocks[block.hash] = a.reason
                     self.rejected_by_node[i] += 1
+        return decided
 
     # -- one round ------------------------------------------------------------------
     def holder_messages(self, base: Block) -> list:

@@ -14,7 +14,8 @@ ERROR naming the mismatch and disconnected; so is a connection to ourselves, a
 banned node, and a second connection to a node we already talk to (the one
 opened by the node with the lower id is kept, so both ends keep the same one).
 Bans apply to the authenticated node id and, off loopback, to the remote IP;
-never to an address a peer merely claims.
+never to an address a peer merely claims. The handshake and the slot rules are
+in :mod:`.admission`.
 """
 
 from __future__ import annotations
@@ -26,20 +27,18 @@ import logging
 import random
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from ..errors import DecodeError, LearningChainError
-from ..types import hexstr
 from .config import NetworkConfig
 from .peer import FrameError, Peer, PeerClosed
-from .secure import NONCE_SIZE, TLSContexts, peer_fingerprint, sign_auth, verify_auth
+from .admission import Admission, KnownAddress
+from .secure import NONCE_SIZE, TLSContexts
 from .wire import (
     PROTOCOL_VERSION,
     Hello,
     Kind,
     decode_error,
-    decode_hello,
     decode_peers,
     decode_ping,
     encode_error,
@@ -100,16 +99,7 @@ class Handler(Protocol):
     def on_peer_closed(self, peer: Peer) -> None: ...
 
 
-@dataclass
-class _Address:
-    host: str
-    port: int
-    bootstrap: bool = False
-    failures: int = 0
-    next_try: float = 0.0
-
-
-class Transport:
+class Transport(Admission):
     def __init__(self, handler: Handler, *, genesis_hash: bytes, key, config: NetworkConfig,
                  listen: Optional[tuple[str, int]] = None, advertise: Optional[tuple[str, int]] = None,
                  bootstrap: tuple = (), name: str = "", tls: bool = True):
@@ -126,9 +116,9 @@ class Transport:
         self.name = name
         self.peers: dict[bytes, Peer] = {}  # node id -> peer, after the handshake
         self.pending: set = set()  # connections in their handshake
-        self.addresses: dict[tuple[str, int], _Address] = {}
+        self.addresses: dict[tuple[str, int], KnownAddress] = {}
         for host, port in bootstrap:
-            self.addresses[(host, port)] = _Address(host, port, bootstrap=True)
+            self.addresses[(host, port)] = KnownAddress(host, port, bootstrap=True)
         self.bans: dict[object, float] = {}  # node id or remote host -> until (monotonic)
         self.refusals: dict[str, int] = {}  # reason -> count (for /status and tests)
         self._server: Optional[asyncio.base_events.Server] = None
@@ -228,7 +218,7 @@ class Transport:
             key = (host, port)
             if key == self.advertise or key in self.addresses or len(self.addresses) >= 1024:
                 continue
-            self.addresses[key] = _Address(host, port)
+            self.addresses[key] = KnownAddress(host, port)
 
     # -- sending ----------------------------------------------------------------------
     def broadcast(self, kind: int, payload: bytes, item: Optional[bytes] = None,
@@ -365,174 +355,6 @@ class Transport:
                     entry.next_try = time.monotonic() + min(30.0, self.cfg.reconnect_s * 2 ** min(entry.failures, 6))
             await peer.wait_closed(1.0)
 
-    async def _handshake(self, peer: Peer) -> bool:
-        where = f"{peer.remote[0]}:{peer.remote[1]}"
-        deadline = time.monotonic() + self.cfg.handshake_timeout_s
-        frame = await self._handshake_frame(peer, where, deadline, "hello")
-        if frame is None or not await self._check_hello(peer, where, *frame):
-            return False
-        return await self._authenticate(peer, where, deadline)
-
-    async def _handshake_frame(self, peer: Peer, where: str, deadline: float, what: str) -> Optional[tuple]:
-        """The next frame of the handshake, or None (refused, closed, or an ERROR from the peer)."""
-        try:
-            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            self.refuse("handshake-timeout", f"connection {where}: no {what} within "
-                                             f"{self.cfg.handshake_timeout_s:g} s")
-            return None
-        except FrameError as exc:
-            self.refuse(exc.reason, f"handshake from {where}: {exc}")
-            return None
-        except PeerClosed:
-            return None
-        if kind == Kind.ERROR:
-            try:
-                text = decode_error(payload)
-            except DecodeError as exc:
-                text = f"(undecodable error: {exc})"
-            log.warning("%s: peer %s refused us: %s", self.name, where, text)
-            return None
-        return kind, payload
-
-    def _session(self, peer: Peer) -> tuple[bytes, bytes, bytes]:
-        """(fingerprint of the listener's certificate, initiator nonce, responder nonce)."""
-        if self.tls is None:
-            fp = b"\x00" * 32
-        elif peer.outbound:
-            fp = peer_fingerprint(peer.writer) or b""
-        else:
-            fp = self.tls.fingerprint
-        ours, theirs = peer.nonce, peer.hello.nonce
-        return (fp, ours, theirs) if peer.outbound else (fp, theirs, ours)
-
-    async def _authenticate(self, peer: Peer, where: str, deadline: float) -> bool:
-        """Send our AUTH, and accept the peer only if its AUTH is signed by the id it claims."""
-        fp, initiator, responder = self._session(peer)
-        role = 0 if peer.outbound else 1
-        peer.write_now(Kind.AUTH, sign_auth(self.key, self.genesis_hash, fp, initiator, responder, role))
-        frame = await self._handshake_frame(peer, where, deadline, "auth")
-        if frame is None:
-            return False
-        kind, payload = frame
-        if kind != Kind.AUTH or not verify_auth(payload, peer.hello.node_id, self.genesis_hash, fp, initiator,
-                                                responder, 1 - role):
-            what = "no auth" if kind != Kind.AUTH else "an auth not signed by that id for this session"
-            self.refuse("bad-auth", f"connection {where} claimed node id {hexstr(peer.hello.node_id)[:12]} "
-                                    f"but sent {what}")
-            peer.write_now(Kind.ERROR, encode_error("bad-auth: the handshake was not signed by the claimed node id"))
-            peer.hello = None  # nothing it claimed is trusted (labels, bans, peer exchange)
-            return False
-        if self.banned(peer.hello.node_id):
-            self.refuse("banned", f"peer {peer.label()} is banned", level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("banned"))
-            return False
-        return True
-
-    async def _check_hello(self, peer: Peer, where: str, kind: int, payload: bytes) -> bool:
-        if kind != Kind.HELLO:
-            self.refuse("no-hello", f"connection {where}: first frame is kind {kind}, not hello")
-            peer.write_now(Kind.ERROR, encode_error("expected hello"))
-            return False
-        try:
-            hello = decode_hello(payload)
-        except DecodeError as exc:
-            self.refuse("malformed", f"hello from {where}: {exc}")
-            peer.write_now(Kind.ERROR, encode_error(f"malformed hello: {exc}"))
-            return False
-        peer.hello = hello
-        if hello.version != PROTOCOL_VERSION:
-            text = f"protocol version {hello.version}, this node speaks {PROTOCOL_VERSION}"
-            self.refuse("wrong-version", f"peer {peer.label()}: {text}")
-            peer.write_now(Kind.ERROR, encode_error(f"wrong-version: {text}"))
-            return False
-        if hello.genesis != self.genesis_hash:
-            text = (f"peer follows the chain with genesis {hexstr(hello.genesis)[:18]}, this node follows "
-                    f"{hexstr(self.genesis_hash)[:18]} (another config or seed)")
-            self.refuse("wrong-genesis", f"peer {peer.label()}: {text}", level=logging.ERROR)
-            peer.write_now(Kind.ERROR, encode_error(f"wrong-genesis: {text}"))
-            return False
-        if hello.node_id == self.node_id:
-            log.debug("%s: %s is this node itself", self.name, where)
-            if peer.dialed:
-                self.blocked_hosts.add(peer.dialed)
-            return False
-        if peer.address in self.blocked_hosts:
-            self.refuse("denied", f"peer {peer.label()} is on the deny list", level=logging.INFO)
-            return False
-        return True
-
-    def _inbound_refusal(self, ip: str) -> str:
-        """Why a new inbound connection from ``ip`` must wait ("" when it may start its handshake).
-
-        Handshakes in flight are bounded on their own (in total and per IP), so
-        that connections that never finish one cannot hold the peer slots; an
-        IP holds at most ``max_inbound_per_ip`` connections of either kind.
-        """
-        c = self.cfg
-        pending_from = sum(1 for p in self.pending if not p.outbound and p.remote[0] == ip)
-        if len(self.pending) >= c.max_pending:
-            return f"{len(self.pending)} handshakes in flight (max_pending)"
-        if pending_from >= c.max_pending_per_ip:
-            return f"{pending_from} handshakes in flight from this host (max_pending_per_ip)"
-        established_from = sum(1 for p in self.peers.values() if not p.outbound and p.remote[0] == ip)
-        if pending_from + established_from >= c.max_inbound_per_ip:
-            return f"{pending_from + established_from} connections from this host (max_inbound_per_ip)"
-        return ""
-
-    def _make_room(self, peer: Peer) -> bool:
-        """Room for an authenticated inbound ``peer``: inbound slots are max_peers - outbound_slots.
-
-        When they are full, the newcomer may take the slot of an inbound peer
-        from the host holding the most inbound slots (if that is more than the
-        newcomer's host holds), the one that has been of least use longest; so
-        one host cannot keep out everyone else, and the slots this node dials
-        stay free for its own choice of peers.
-        """
-        inbound = [p for p in self.peers.values() if not p.outbound]
-        if len(inbound) < self.cfg.max_peers - self.cfg.outbound_slots:
-            return True
-        per_ip: dict = {}
-        for p in inbound:
-            per_ip.setdefault(p.remote[0], []).append(p)
-        crowd = max(per_ip.values(), key=len)
-        if len(crowd) <= len(per_ip.get(peer.remote[0], ())) + 1:
-            return False
-        victim = min(crowd, key=lambda p: p.last_useful)
-        self.refuse("evicted", f"peer {victim.label()}: its host holds {len(crowd)} inbound slots; "
-                               f"making room for {peer.label()}", level=logging.INFO)
-        victim.write_now(Kind.ERROR, encode_error("evicted: this node's inbound slots are full"))
-        victim.close("evicted")
-        return True
-
-    def _register(self, peer: Peer) -> bool:
-        if not peer.outbound and peer.node_id not in self.peers and not self._make_room(peer):
-            self.refuse("too-many-peers", f"peer {peer.label()}: all "
-                                          f"{self.cfg.max_peers - self.cfg.outbound_slots} inbound slots are taken",
-                        level=logging.INFO)
-            peer.write_now(Kind.ERROR, encode_error("too many peers"))
-            return False
-        other = self.peers.get(peer.node_id)
-        if other is not None:
-            # Keep the connection opened by the lower node id; both ends decide alike.
-            def opener(p: Peer) -> bytes:
-                return self.node_id if p.outbound else p.node_id
-
-            keep_new = opener(peer) < opener(other)
-            if not keep_new:
-                log.debug("%s: duplicate connection to %s closed", self.name, peer.label())
-                return False
-            other.close("duplicate connection")
-        self.peers[peer.node_id] = peer
-        addr = peer.address
-        if addr is not None:
-            entry = self.addresses.get(addr)
-            if entry is None and len(self.addresses) < 1024:
-                entry = self.addresses[addr] = _Address(addr[0], addr[1])
-            if entry is not None:
-                entry.failures = 0
-        return True
-
     async def _read_loop(self, peer: Peer) -> None:
         handler = self.handler
         frames = 0
@@ -617,7 +439,7 @@ class Transport:
                     self._spawn(self._dial_entry(entry))
             await asyncio.sleep(0.25)
 
-    async def _dial_entry(self, entry: _Address) -> None:
+    async def _dial_entry(self, entry: KnownAddress) -> None:
         ok = await self.dial(entry.host, entry.port)
         if ok:
             entry.next_try = time.monotonic() + self.cfg.reconnect_s

@@ -2,7 +2,8 @@
 
 from .mempool import Mempool
 from .node import BlockOutcome, Node, VerdictCache
+from .policy import NETWORK_RULES, NodePolicy, PolicyRules
 from .store import BlockStore, MemoryStore, SQLiteStore, open_store
 
-__all__ = ["BlockOutcome", "BlockStore", "Mempool", "MemoryStore", "Node", "SQLiteStore", "VerdictCache",
-           "open_store"]
+__all__ = ["BlockOutcome", "BlockStore", "Mempool", "MemoryStore", "NETWORK_RULES", "Node", "NodePolicy",
+           "PolicyRules", "SQLiteStore", "VerdictCache", "open_store"]

@@ -3,7 +3,8 @@
 A :class:`Node` decides what to do with a message, a block or a mined nonce, and
 does no I/O of its own beyond its block store: no sockets, no clocks, no threads.
 The in-process simulation, the TCP network and the tests all drive this same
-object (DESIGN.md, "one Node, several drivers").
+object (DESIGN.md, "one Node, several drivers"); what to do with gossip around
+these handlers (losing, orphan and unseen-message blocks) is ``self.policy``.
 
 Handlers follow consensus-specs' rule that an invalid call leaves the store
 untouched: ``on_block`` validates completely before it writes anything, and the
@@ -13,7 +14,6 @@ head moves in the same store transaction that adds the block.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
 from typing import Optional
 
 from ..crypto import PrivateKey
@@ -28,47 +28,16 @@ from ..protocol.transition import build_block, params_of_genesis, validate_block
 from ..types import ZERO_ADDRESS, Address, hexstr
 from .body import body_mismatch
 from .mempool import Mempool
+from .policy import NodePolicy, PolicyRules
+from .records import BlockOutcome, VerdictCache, block_size
 from .store import BlockStore, MemoryStore
 
-__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
 #: work and links only (a light client that trusts the heaviest chain); none: no
 #: checks at all (a Byzantine node that skips validation).
 VALIDATION_MODES = ("full", "header", "none")
-
-
-def block_size(block: Block) -> int:
-    """The encoded size of ``block`` in bytes, from its parts (without encoding it)."""
-    per_message = 1 + 20 + 8 + 32 + 8 + 4 + 65 + 4  # the fields and the length prefix
-    size = 4 + len(block.header.encode()) + 4 + 4 * len(block.selection) + 4 + 8 * block.model.size
-    size += sum(per_message + 4 * m.q.size for m in block.messages) + 4 + len(block.params)
-    return size + 4
-
-
-@dataclass
-class VerdictCache:
-    """Verdicts that depend only on the bytes they are about, shared by honest nodes.
-
-    Validation of a block is a pure function of the block, its parent (named by
-    the block) and the chain's parameters, so nodes that received the same block
-    may share one verdict instead of recomputing it each; the same holds for the
-    signature and shape checks of a message, keyed by its hash.
-    """
-
-    blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
-    messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
-    hits: int = 0
-
-
-@dataclass(frozen=True)
-class BlockOutcome:
-    status: str  # "accepted", "known" or "orphan"
-    block_hash: bytes
-    new_head: bool = False
-    reorg: bool = False
-    missing: Optional[bytes] = None  # the parent to fetch, for an orphan
-    connected: tuple = ()  # orphans that this block let the node accept
 
 
 class Node:
@@ -79,7 +48,7 @@ class Node:
                  verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
                  min_inclusion: float = 0.0, validation: str = "full",
                  keep_bodies: Optional[int] = None, max_orphans: int = 256,
-                 max_orphan_bytes: int = 64 << 20):
+                 max_orphan_bytes: int = 64 << 20, rules: Optional[PolicyRules] = None):
         self.params = params_of_genesis(genesis)
         self.genesis = genesis
         self.genesis_hash = genesis.hash
@@ -114,6 +83,8 @@ class Node:
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
+        #: what to do with gossiped blocks, messages and sync answers (every driver asks it)
+        self.policy = NodePolicy(self, rules if rules is not None else PolicyRules())
 
     # -- chain state ------------------------------------------------------------------
     def _load_or_init(self) -> None:
@@ -326,11 +297,11 @@ class Node:
         head_before = self.head_hash
         self._validate(block, parent, unseen)
         outcome = self._accept(block)
-        connected = self._connect_orphans(h, unseen)
-        if connected:
+        connected, waiting = self._connect_orphans(h, unseen)
+        if connected or waiting:
             moved = self.head_hash != head_before
             reorg = moved and not self.is_ancestor(head_before, self.head_hash)
-            outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected))
+            outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected), tuple(waiting))
         return outcome
 
     def _check_orphan(self, block: Block) -> None:
@@ -470,8 +441,11 @@ class Node:
                 self.store.prune_bodies(block.height - self.keep_bodies)
         return BlockOutcome("accepted", h, new_head=heavier, reorg=reorg)
 
-    def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> list:
-        connected = []
+    def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> tuple:
+        """Accept the orphans that descend from ``parent_hash``; also return those refused
+        only for messages this node never saw (a driver may hold them for their messages,
+        which could not be admitted before their block's parent was known)."""
+        connected, waiting = [], []
         pending = [parent_hash]
         while pending:
             p = pending.pop()
@@ -481,12 +455,14 @@ class Node:
                 self._drop_orphan(oh)
                 try:
                     self._validate(orphan, self.store.get(p), check_unseen)
-                except InvalidBlock:
+                except InvalidBlock as exc:
+                    if exc.reason == "unseen-message":
+                        waiting.append(orphan)
                     continue
                 self._accept(orphan)
                 connected.append(oh)
                 pending.append(oh)
-        return connected
+        return connected, waiting
 
     # -- mining -----------------------------------------------------------------------
     def next_difficulty(self, parent: Optional[Header] = None) -> int:

@@ -1,0 +1,102 @@
+"""The daemon's status: what ``GET /status`` answers and ``status.json`` keeps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Optional
+
+import numpy as np
+
+from ..privacy.secure import generator_of
+from ..types import hexstr
+
+__all__ = ["StatusRole"]
+
+log = logging.getLogger("learningchain.net")
+
+
+class StatusRole:
+    """The status report of a :class:`~.daemon.NodeDaemon` (a part of it)."""
+
+    def test_error(self) -> Optional[float]:
+        head = self.node.head_hash
+        if self._eval_cache[0] == head:
+            return self._eval_cache[1]
+        try:
+            import torch
+
+            from ..models import build_model, error_rate, set_flat
+
+            if self._evaluator is None:
+                ds = self.setup.dataset
+                self._evaluator = (build_model(self.setup.spec), torch.as_tensor(ds.x_test),
+                                   torch.as_tensor(ds.y_test))
+            model, x, y = self._evaluator
+            w = self.node.head.model
+            if not np.all(np.isfinite(w)):
+                err = 1.0
+            else:
+                set_flat(model, w)
+                err = float(error_rate(model, self.setup.spec, x, y))
+        except Exception as exc:  # an observer, never a reason to fail the node
+            log.debug("evaluation failed: %s", exc)
+            err = None
+        self._eval_cache = (head, err)
+        return err
+
+    def status(self, *, evaluate: bool = True) -> dict:
+        node = self.node
+        head = node.headers[node.head_hash]
+        peers = []
+        for p in self.transport.peers.values():
+            addr = p.address
+            peers.append({"id": hexstr(p.node_id), "address": f"{addr[0]}:{addr[1]}" if addr else None,
+                          "direction": "out" if p.outbound else "in", "misbehaviour": p.score})
+        return {
+            "name": self.name,
+            "node_id": hexstr(self.key.address),
+            "role": self.role,
+            "consensus": self.params.consensus,
+            "genesis": hexstr(self.genesis.hash),
+            "height": head.height,
+            "head": hexstr(head.hash),
+            "work": node.head_work,
+            "round": head.height,
+            "rounds": self.stop_height,
+            "done": head.height >= self.stop_height,
+            "difficulty": node.next_difficulty() if self.params.consensus == "pow" else head.difficulty,
+            "head_timestamp_ms": head.timestamp,
+            "listen": f"{self.transport.advertise[0]}:{self.transport.advertise[1]}" if self.transport.advertise else None,
+            "peers": peers,
+            "mempool": node.mempool.count(node.head_hash),
+            "holders": list(self.holder_indices),
+            "mining": self.mining,
+            "blocks_mined": self.blocks_mined,
+            "messages_sent": self.messages_sent,
+            "syncing": self.sync is not None,
+            "last_sync": self.last_sync,
+            "rejected_blocks": dict(node.rejected_by_reason),
+            "rejected_messages": dict(node.rejected_messages),
+            "refused": dict(self.transport.refusals),
+            "orphans": len(node.orphans),
+            "orphan_bytes": node.orphan_bytes,
+            "deferred": len(self.deferred),
+            "deferred_bytes": self.deferred_bytes,
+            "test_error": self.test_error() if evaluate else None,
+            "privacy": self.privacy_status(),
+            "uptime_s": round(time.time() - self.started, 3),
+        }
+
+    def privacy_status(self) -> dict:
+        """How the hosted holders draw their noise and batches (``privacy.generator``, ``privacy.sampling``)."""
+        return {"mechanism": self.params.mechanism, "sampling": self.train_cfg.sampling,
+                "generator": generator_of(self.train_cfg.secure_rng, in_process=False) if self.holder_indices else None}
+
+    async def _start_http(self) -> None:
+        from .status_http import StatusServer
+
+        host, port = self.http_addr
+        server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port)
+        self.http_addr = await server.start()
+        self._http_runner = server

@@ -1,0 +1,219 @@
+"""The daemon's sync role: catching up from a heavier peer, and serving peers that catch up.
+
+A node asks the peer with the most work for the blocks after the newest one their
+chains share (a block locator), batch by batch, and fetches single blocks (the
+parents of orphans) by hash. Whether to go on after an answer, give up on the peer,
+or fetch missing parents is the node policy's decision
+(:meth:`~learningchain.node.policy.NodePolicy.on_sync_end`); this part keeps the
+request ids and the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from ..node import SQLiteStore
+from ..node.actions import ContinueSync, FetchBlock, SyncDone, SyncFailed
+from ..node.store import decompress_body
+from .peer import Peer
+from .tcp import Penalty
+from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_sync_block
+
+__all__ = ["SyncRole", "SyncState"]
+
+log = logging.getLogger("learningchain.net")
+
+
+@dataclass
+class SyncState:
+    peer: Peer
+    request: int
+    started: float
+    start_height: int
+    last_activity: float
+    blocks: int = 0
+    cpu_started: float = 0.0
+    progress_at: float = 0.0  # when a block it delivered was last stored
+    request_blocks: int = 0  # blocks delivered for the current request
+    request_new: int = 0  # of which were new and stored
+
+
+class SyncRole:
+    """Sync requests and answers of a :class:`~.daemon.NodeDaemon` (a part of it)."""
+
+    def on_peer(self, peer: Peer) -> None:
+        h = peer.hello
+        if h.work > self.node.head_work or (h.work == self.node.head_work and h.head not in self.node.headers):
+            self.start_sync(peer)
+        if not self.ever_ready and len(self.transport.peers) >= self.net.min_peers:
+            self.ever_ready = True
+        self._poke()
+
+    def on_peer_closed(self, peer: Peer) -> None:
+        task = self.serving.pop(id(peer), None)
+        if task is not None:
+            task.cancel()
+        if self.sync is not None and self.sync.peer is peer:
+            self._end_sync(complete=False, why=f"peer left: {peer.close_reason}")
+
+    def _next_request(self) -> int:
+        self._request = (self._request + 1) & 0xFFFFFFFF
+        return self._request
+
+    def start_sync(self, peer: Peer) -> bool:
+        """Ask ``peer`` for the blocks after the newest one our chains share."""
+        now = time.monotonic()
+        if peer.sync_failed:
+            return False
+        if self.sync is not None:
+            if self.sync.peer is peer or now - self.sync.last_activity < self.net.sync_timeout_s:
+                return False
+            self._sync_failed(f"no answer for {self.net.sync_timeout_s:g} s")
+        request = self._next_request()
+        batch = self.net.sync_batch
+        peer.requests[request] = batch
+        if peer.send(Kind.GET_BLOCKS, encode_get_blocks(request, self.node.locator(), batch)):
+            self.sync = SyncState(peer, request, now, self.node.height, now, cpu_started=time.process_time())
+            log.info("%s syncing from %s (our height %d)", self.name, peer.label(), self.node.height)
+            return True
+        peer.requests.pop(request, None)
+        return False
+
+    def _continue_sync(self) -> None:
+        s = self.sync
+        request = self._next_request()
+        s.peer.requests[request] = self.net.sync_batch
+        s.request = request
+        s.request_blocks = s.request_new = 0
+        s.last_activity = time.monotonic()
+        s.peer.send(Kind.GET_BLOCKS, encode_get_blocks(request, self.node.locator(), self.net.sync_batch))
+
+    def _on_blocks_end(self, peer: Peer, request: int, count: int, more: bool) -> None:
+        if peer.requests.pop(request, None) is None:
+            self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"end of request {request}, "
+                                                                             "which this node never sent")
+            return
+        s = self.sync
+        current = s is not None and s.peer is peer and s.request == request
+        hello = peer.hello
+        actions = self.policy.on_sync_end(
+            current=current, more=more, delivered=s.request_blocks if current else 0,
+            new=s.request_new if current else 0, claimed=count,
+            peer_work=hello.work if hello is not None else None, peer_head=hello.head if hello is not None else None)
+        for a in actions:
+            if isinstance(a, ContinueSync):
+                self._continue_sync()
+            elif isinstance(a, SyncFailed):
+                self._sync_failed(a.why)
+            elif isinstance(a, SyncDone):
+                peer.synced = True
+                self._end_sync(complete=True)
+            elif isinstance(a, FetchBlock):
+                self._fetch_block(peer, a.block_hash)
+
+    def _sync_failed(self, why: str) -> None:
+        """The sync peer stalled or fell short: penalise it and never sync from it again."""
+        s = self.sync
+        if s is None:
+            return
+        s.peer.sync_failed = True
+        self._end_sync(complete=False, why=why)
+        self.transport.penalize(s.peer, Penalty.SYNC_STALL, "sync-stall", why)
+
+    def _end_sync(self, *, complete: bool, why: str = "") -> None:
+        s = self.sync
+        self.sync = None
+        if s is None:
+            return
+        seconds = time.monotonic() - s.started
+        gained = self.node.height - s.start_height
+        self.last_sync = {"peer": s.peer.label(), "blocks": s.blocks, "from_height": s.start_height,
+                          "to_height": self.node.height, "seconds": round(seconds, 4),
+                          "cpu_seconds": round(time.process_time() - s.cpu_started, 4), "complete": complete}
+        log.info("%s sync from %s %s: %d blocks received, height %d -> %d in %.2f s%s", self.name, s.peer.label(),
+                 "done" if complete else "stopped", s.blocks, s.start_height, self.node.height, seconds,
+                 f" ({why})" if why else "")
+        if gained > 0:
+            self.transport.broadcast(Kind.BLOCK, self.node.head.encode(), item=self.node.head_hash)
+        self._poke()
+
+    def _sync_from_best(self) -> None:
+        """No sync running: start one from the peer whose hello claims the most work beyond ours."""
+        best = None
+        for peer in self.transport.peers.values():
+            if peer.hello and not peer.synced and not peer.sync_failed \
+                    and peer.hello.work > self.node.head_work \
+                    and peer.hello.head not in self.node.headers:
+                best = peer if best is None or peer.hello.work > best.hello.work else best
+        if best is not None:
+            self.start_sync(best)
+
+    def _fetch_parent(self, peer: Peer, missing: bytes) -> None:
+        """An orphan arrived: sync along the sender's chain, or ask for the one parent."""
+        if self.sync is None:
+            if self.start_sync(peer):
+                return
+        self._fetch_block(peer, missing)
+
+    def _fetch_block(self, peer: Peer, h: bytes) -> None:
+        now = time.monotonic()
+        if h in self.node.headers or now - self._fetching.get(h, 0.0) < 2.0:
+            return
+        self._fetching[h] = now
+        request = self._next_request()
+        peer.requests[request] = 1
+        peer.send(Kind.GET_BLOCK, encode_get_block(request, h))
+
+    # -- serving ------------------------------------------------------------------------------
+    def _serve(self, peer: Peer, coro) -> None:
+        task = self.serving.get(id(peer))
+        if task is not None and not task.done():
+            coro.close()
+            self.transport.penalize(peer, Penalty.UNSOLICITED, "overlapping-request",
+                                    "a block request while its previous one is still being answered")
+            return
+        task = asyncio.get_running_loop().create_task(coro)
+        self.serving[id(peer)] = task
+        task.add_done_callback(lambda t, k=id(peer): self.serving.pop(k, None) if self.serving.get(k) is t else None)
+
+    def _wire_block(self, h: bytes) -> Optional[bytes]:
+        store = self.node.store
+        if isinstance(store, SQLiteStore):
+            raw = store.raw(h)
+            if raw is None:
+                return None
+            header, body = raw
+            return len(header).to_bytes(4, "little") + header + decompress_body(body)
+        block = store.get(h)
+        return None if block is None else block.encode()
+
+    async def _serve_blocks(self, peer: Peer, request: int, locator: list, limit: int) -> None:
+        limit = max(0, min(limit, self.net.sync_batch))
+        start = self.node.fork_point(locator)
+        sent = 0
+        if start is None:
+            await peer.send_wait(Kind.BLOCKS_END, encode_blocks_end(request, 0, False))
+            return
+        height = start + 1
+        while sent < limit and height <= self.node.height:
+            h = self.node.store.canonical_hash(height)
+            raw = None if h is None else self._wire_block(h)
+            if raw is None:
+                break
+            await peer.send_wait(Kind.SYNC_BLOCK, encode_sync_block(request, raw))
+            peer.known.add(h)
+            sent += 1
+            height += 1
+        more = height <= self.node.height
+        await peer.send_wait(Kind.BLOCKS_END, encode_blocks_end(request, sent, more))
+
+    async def _serve_block(self, peer: Peer, request: int, h: bytes) -> None:
+        raw = self._wire_block(h) if h in self.node.headers else None
+        if raw is not None:
+            await peer.send_wait(Kind.SYNC_BLOCK, encode_sync_block(request, raw))
+            peer.known.add(h)
+        await peer.send_wait(Kind.BLOCKS_END, encode_blocks_end(request, 1 if raw else 0, False))
