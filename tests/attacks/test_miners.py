@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learningchain.attacks.miners import Cartel, forge_block, mint_messages, make_miner_strategy
+from learningchain.attacks.miners import Cartel, make_miner_strategy, mint_messages, tamper
 from learningchain.config import TrainConfig
 from learningchain.errors import ConfigError, InvalidBlock
 from learningchain.experiments.train import run_training
@@ -11,6 +11,12 @@ from learningchain.node import Node
 from learningchain.node.verify import replay_last, verify_chain
 
 from ..helpers import genesis_for, honest_vectors, make_keys, message_for, small_params
+
+
+def forge_block(node, parent, *, messages, timestamp, model=None, selection=None):
+    """A sealed block on ``parent``: the rule's block, with ``model``/``selection`` written over it."""
+    block = node.template(timestamp=timestamp, messages=messages, parent=parent)
+    return node.seal(tamper(block, model=model, selection=selection))
 
 
 @pytest.fixture
@@ -23,7 +29,7 @@ def world():
     msgs = [message_for(k, params, genesis, v) for k, v in zip(keys, honest_vectors(params, 6, rng))]
     for m in msgs:
         honest.on_message(m)
-    attacker = Node(genesis, validation="none", miner=b"\xbb" * 20)
+    attacker = Node(genesis, validation="header", miner=b"\xbb" * 20)  # checks the seal and links only
     for m in msgs:
         attacker.on_message(m)
     return params, genesis, honest, attacker, msgs

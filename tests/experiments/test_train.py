@@ -205,13 +205,13 @@ def test_force_refuses_to_replace_the_current_directory(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_the_baseline_keeps_the_rounds_done(tmp_path, monkeypatch):
-    from learningchain.experiments import train
+    from learningchain.experiments import report
     from learningchain.experiments.rundir import RunInterrupted
 
     def interrupted_baseline(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_centralized", interrupted_baseline)
+    monkeypatch.setattr(report, "train_centralized", interrupted_baseline)
     with pytest.raises(RunInterrupted):
         run_training(TrainConfig(out=str(tmp_path / "run"), **TINY))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
