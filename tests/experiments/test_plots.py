@@ -6,7 +6,7 @@ import math
 import pytest
 
 from learningchain.experiments.grid import heatmap_figure
-from learningchain.experiments.train import curve_figure, curve_title
+from learningchain.experiments.report import curve_figure, curve_title
 
 
 def _rows(errors, heights=None):
