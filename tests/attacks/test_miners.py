@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from learningchain.attacks.miners import Cartel, make_miner_strategy, mint_messages, tamper
+from learningchain.attacks.miners import make_miner_strategy, mint_messages, tamper
 from learningchain.config import TrainConfig
 from learningchain.errors import ConfigError, InvalidBlock
 from learningchain.experiments.train import run_training

@@ -1,10 +1,6 @@
 """The plots a run writes, checked on their matplotlib objects (axis limits, scale,
 titles, labels), on made-up metrics."""
 
-import math
-
-import pytest
-
 from learningchain.experiments.grid import heatmap_figure
 from learningchain.experiments.report import curve_figure, curve_title
 
