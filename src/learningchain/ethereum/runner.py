@@ -2,8 +2,9 @@
 
 :class:`EthereumBackend` is the contract as a backend of the run loop
 (``experiments/loop.py``, the same loop, evaluator and report as the native
-chain). The data, model, protocol parameters, holders and Byzantine attacks come
-from the same builder as the native run (:func:`learningchain.parties.build_parties`);
+chain; ``experiments.train.run_training_ethereum`` is the entry point). The
+data, model, protocol parameters, holders and Byzantine attacks come from the
+same builder as the native run (:func:`learningchain.parties.build_parties`);
 the chain is an in-process EVM by default or the node at ``--rpc-url``. The run:
 
 1. the faucet (the chain's funded account, or ``$LEARNINGCHAIN_FAUCET_KEY``)
