@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from learningchain.attacks.miners import make_miner_strategy, mint_messages, tamper
+from learningchain.cli.main import main
 from learningchain.config import TrainConfig
 from learningchain.errors import ConfigError, InvalidBlock
+from learningchain.experiments.security import sweep
 from learningchain.experiments.train import run_training
 from learningchain.node import Node
 from learningchain.node.verify import replay_last, verify_chain
@@ -165,8 +167,6 @@ def test_majority_byzantine_power_is_reported_plainly_not_crashed(tmp_path):
 
 
 def test_security_sweep_measures_survival_next_to_the_paper(tmp_path):
-    from learningchain.experiments.security import sweep
-
     rows = sweep(powers=[0.0, 0.9], s_values=[1, 3], trials=2, rounds=12)
     by = {(r["byzantine_power"], r["s"]): r for r in rows}
     assert by[(0.0, 1)]["survival_rate"] == 0.0 and by[(0.0, 3)]["honest_in_last_s_rate"] == 1.0
@@ -175,8 +175,6 @@ def test_security_sweep_measures_survival_next_to_the_paper(tmp_path):
 
 
 def test_cli_byzantine_miner_run_and_final_check(tmp_path, capsys):
-    from learningchain.cli.main import main
-
     out = tmp_path / "r"
     assert main(["train", "--dataset", "breast-cancer", "--rounds", "8", "--byzantine-miners", "2",
                  "--byzantine-power", "0.3", "--miner-attack", "wrong-model", "--out", str(out), "--quiet"]) == 0
