@@ -7,6 +7,11 @@ hash power, and it then really solves the proof of work on its block; the block
 is broadcast to every node, which validates it by recomputation
 (``Node.on_block``) and applies the fork choice.
 
+The parties come from :mod:`learningchain.parties`: the holders' messages
+(``collect_messages``, sent once per head: ``AnswerOnce``) and each miner's
+strategy, which sees a ``MinerView`` of its own node and the honest head, never
+this network.
+
 Honest nodes share one :class:`VerdictCache`: validation is deterministic, so
 the verdict of the first honest node on a block is every honest node's verdict.
 Nodes hold references to the same immutable blocks, so M nodes cost one copy of
