@@ -34,6 +34,8 @@ __all__ = [
 
 def run_training(config: "TrainConfig", **kwargs):
     """Run ``learningchain train`` from Python; returns the summary dict."""
+    # Imported when called: the top layer (torch, matplotlib, the data sets) stays out
+    # of ``import learningchain``; the layers contract lists this one edge.
     from .experiments.train import run_training as _run
 
     return _run(config, **kwargs)

@@ -21,6 +21,8 @@ from .crypto import PrivateKey
 from .errors import ConfigError, InvalidMessage
 from .models import build_model, loss_fn, set_flat
 from .privacy import GaussianMechanism, L2LaplaceMechanism, NoNoise, clipped_gradient_sum, epsilon_for_round
+from .privacy.accounting import gaussian_sigma
+from .privacy.clipping import _CLIPPERS, PerExampleClipper
 from .protocol.block import Block
 from .protocol.budget import exact_decimal, message_cost
 from .protocol.message import Message, sign_message
@@ -44,8 +46,6 @@ def mechanism_for_round(params: ProtocolParams, t: int):
     if params.noise_multiplier > 0:
         # sigma = z * 2G, the same in every round; the RDP accountant turns it into (eps, delta)
         return GaussianMechanism(sigma=params.noise_multiplier * sensitivity)
-    from .privacy.accounting import gaussian_sigma
-
     return GaussianMechanism(sigma=gaussian_sigma(epsilon=eps_t, delta=params.delta, sensitivity=sensitivity))
 
 
@@ -216,8 +216,6 @@ def make_messages(holders: list, base: Block) -> list:
     """
     if len(holders) <= 1 or any(h.params.clip_mode == "total" for h in holders):
         return [h.make_message(base) for h in holders]
-    from .privacy.clipping import _CLIPPERS, PerExampleClipper
-
     lead = holders[0]
     set_flat(lead.model, base.model)
     xs, ys, spans, start = [], [], [], 0

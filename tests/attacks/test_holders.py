@@ -15,8 +15,11 @@ from learningchain.attacks.holders import (
     flipped_labels,
     make_holder_attack,
 )
+from learningchain.config import TrainConfig
 from learningchain.errors import ConfigError
+from learningchain.experiments.train import run_training
 from learningchain.holder import DataHolder
+from learningchain.node import SQLiteStore
 
 from ..helpers import genesis_for, small_params
 
@@ -151,10 +154,6 @@ def test_label_flip_is_the_clipped_gradient_on_flipped_labels():
 
 
 def test_sybil_messages_reach_the_block_under_fresh_identities(tmp_path):
-    from learningchain.config import TrainConfig
-    from learningchain.experiments.train import run_training
-    from learningchain.node import SQLiteStore
-
     s = run_training(TrainConfig(dataset="breast-cancer", rounds=2, epsilon=1.0, byzantine=1, attack="sybil",
                                  attack_options={"identities": 6}, aggregator="mean", out=str(tmp_path),
                                  progress=False))

@@ -3,14 +3,22 @@
 import numpy as np
 import pytest
 
-from learningchain.attacks.miners import Cartel, forge_block, mint_messages, make_miner_strategy
+from learningchain.attacks.miners import make_miner_strategy, mint_messages, tamper
+from learningchain.cli.main import main
 from learningchain.config import TrainConfig
 from learningchain.errors import ConfigError, InvalidBlock
+from learningchain.experiments.security import sweep
 from learningchain.experiments.train import run_training
 from learningchain.node import Node
 from learningchain.node.verify import replay_last, verify_chain
 
 from ..helpers import genesis_for, honest_vectors, make_keys, message_for, small_params
+
+
+def forge_block(node, parent, *, messages, timestamp, model=None, selection=None):
+    """A sealed block on ``parent``: the rule's block, with ``model``/``selection`` written over it."""
+    block = node.template(timestamp=timestamp, messages=messages, parent=parent)
+    return node.seal(tamper(block, model=model, selection=selection))
 
 
 @pytest.fixture
@@ -23,7 +31,7 @@ def world():
     msgs = [message_for(k, params, genesis, v) for k, v in zip(keys, honest_vectors(params, 6, rng))]
     for m in msgs:
         honest.on_message(m)
-    attacker = Node(genesis, validation="none", miner=b"\xbb" * 20)
+    attacker = Node(genesis, validation="header", miner=b"\xbb" * 20)  # checks the seal and links only
     for m in msgs:
         attacker.on_message(m)
     return params, genesis, honest, attacker, msgs
@@ -159,8 +167,6 @@ def test_majority_byzantine_power_is_reported_plainly_not_crashed(tmp_path):
 
 
 def test_security_sweep_measures_survival_next_to_the_paper(tmp_path):
-    from learningchain.experiments.security import sweep
-
     rows = sweep(powers=[0.0, 0.9], s_values=[1, 3], trials=2, rounds=12)
     by = {(r["byzantine_power"], r["s"]): r for r in rows}
     assert by[(0.0, 1)]["survival_rate"] == 0.0 and by[(0.0, 3)]["honest_in_last_s_rate"] == 1.0
@@ -169,8 +175,6 @@ def test_security_sweep_measures_survival_next_to_the_paper(tmp_path):
 
 
 def test_cli_byzantine_miner_run_and_final_check(tmp_path, capsys):
-    from learningchain.cli.main import main
-
     out = tmp_path / "r"
     assert main(["train", "--dataset", "breast-cancer", "--rounds", "8", "--byzantine-miners", "2",
                  "--byzantine-power", "0.3", "--miner-attack", "wrong-model", "--out", str(out), "--quiet"]) == 0

@@ -8,7 +8,8 @@ import pytest
 
 from learningchain.config import TrainConfig
 from learningchain.ethereum.chain import Chain
-from learningchain.ethereum.runner import DEFAULT_REWARD_WEI, run_training_ethereum
+from learningchain.ethereum.runner import DEFAULT_REWARD_WEI
+from learningchain.experiments.train import run_training_ethereum
 from learningchain.experiments.train import run_training
 
 

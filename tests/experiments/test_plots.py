@@ -1,12 +1,8 @@
 """The plots a run writes, checked on their matplotlib objects (axis limits, scale,
 titles, labels), on made-up metrics."""
 
-import math
-
-import pytest
-
 from learningchain.experiments.grid import heatmap_figure
-from learningchain.experiments.train import curve_figure, curve_title
+from learningchain.experiments.report import curve_figure, curve_title
 
 
 def _rows(errors, heights=None):

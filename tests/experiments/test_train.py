@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 
 from learningchain.config import TrainConfig
-from learningchain.errors import ConfigError
+from learningchain.errors import ConfigError, LearningChainError
+from learningchain.experiments import report, rundir
+from learningchain.experiments.rundir import RunInterrupted
 from learningchain.experiments.train import run_training
+from learningchain.node import SQLiteStore
 from learningchain.node.verify import verify_chain
 
 
@@ -58,9 +61,6 @@ def test_run_directory_has_every_artifact(tmp_path):
 
 
 def test_the_reported_model_is_the_head_block_model(tmp_path):
-    from learningchain.node import Node, SQLiteStore
-    from learningchain.node.store import decode_stored
-
     s = run(tmp_path, dataset="breast-cancer", rounds=4, epsilon=1.0)
     store = SQLiteStore(tmp_path / "chain.sqlite", create=False)
     head = store.get(store.head_hash())
@@ -103,8 +103,6 @@ def test_bad_options_are_refused_with_a_clear_error(tmp_path, bad, match):
 
 
 def test_fresh_identities_give_a_new_pseudo_identity_every_round(tmp_path):
-    from learningchain.node import SQLiteStore
-
     run(tmp_path, dataset="breast-cancer", rounds=3, epsilon=1.0, fresh_identities=True)
     store = SQLiteStore(tmp_path / "chain.sqlite", create=False)
     ids = [m.identity for b in store.canonical_blocks(1) for m in b.messages]
@@ -161,8 +159,6 @@ def _interrupt_at(n):
 
 
 def test_an_interrupted_run_keeps_its_rounds_marked_interrupted(tmp_path):
-    from learningchain.experiments.rundir import RunInterrupted
-
     out = tmp_path / "run"
     with pytest.raises(RunInterrupted) as info:
         run_training(TrainConfig(out=str(out), **dict(TINY, rounds=5)), on_round=_interrupt_at(2))
@@ -178,8 +174,6 @@ def test_an_interrupted_run_keeps_its_rounds_marked_interrupted(tmp_path):
 
 
 def test_an_interrupted_forced_run_restores_the_old_run_and_keeps_the_new_one_beside_it(tmp_path):
-    from learningchain.experiments.rundir import RunInterrupted
-
     out = tmp_path / "run"
     run_training(TrainConfig(out=str(out), **TINY))
     before = _files(out)
@@ -205,13 +199,10 @@ def test_force_refuses_to_replace_the_current_directory(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_during_the_baseline_keeps_the_rounds_done(tmp_path, monkeypatch):
-    from learningchain.experiments import train
-    from learningchain.experiments.rundir import RunInterrupted
-
     def interrupted_baseline(*args, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "train_centralized", interrupted_baseline)
+    monkeypatch.setattr(report, "train_centralized", interrupted_baseline)
     with pytest.raises(RunInterrupted):
         run_training(TrainConfig(out=str(tmp_path / "run"), **TINY))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -219,9 +210,6 @@ def test_ctrl_c_during_the_baseline_keeps_the_rounds_done(tmp_path, monkeypatch)
 
 
 def test_a_run_that_cannot_be_moved_into_place_is_a_clear_error_and_the_old_run_stays(tmp_path, monkeypatch):
-    from learningchain.errors import LearningChainError
-    from learningchain.experiments import rundir
-
     out = tmp_path / "run"
     run_training(TrainConfig(out=str(out), **TINY))
     before = _files(out)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Callable, Optional
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..models import set_flat
+from ..privacy.clipping import clipped_gradient_sum
 
 __all__ = ["AttackContext", "HolderAttack", "HOLDER_ATTACKS", "register_attack", "make_holder_attack",
            "GaussianAttack", "SignFlipAttack", "OppositeAttack", "ALIEAttack", "IPMAttack", "LabelFlipAttack",
@@ -129,8 +132,6 @@ def alie_z(n: int, f: int) -> float:
     """z_max of Baruch et al. 2019 ("A Little Is Enough", Sec. 3): with
     s = floor(n/2 + 1) - f holders to win over, the largest z with
     Phi(z) < (n - s) / n."""
-    from statistics import NormalDist
-
     s = math.floor(n / 2 + 1) - f
     p = (n - s) / n
     p = min(max(p, 1e-12), 1 - 1e-12)
@@ -183,9 +184,6 @@ class LabelFlipAttack(HolderAttack):
     every label c replaced by classes - 1 - c: poisoned data, honest procedure."""
 
     def __call__(self, ctx: AttackContext) -> list:
-        from ..models import set_flat
-        from ..privacy.clipping import clipped_gradient_sum
-
         holder = ctx.holder
         if holder is None:
             raise ConfigError("the label-flip attack needs the attacker's own data")

@@ -5,7 +5,7 @@
 * :mod:`.contract` - building, loading and parameterising the artefact;
 * :mod:`.chain` - the in-process EVM or a JSON-RPC node, transactions, revert reasons;
 * :mod:`.network` - a deployed contract's client and the round driver;
-* :mod:`.runner` - ``learningchain train --backend ethereum``;
+* :mod:`.runner` - the contract as a backend of the run loop (``learningchain train --backend ethereum``);
 * :mod:`.gas` - the gas table of docs/ETHEREUM.md.
 
 The submodules import web3 and friends (the ``ethereum`` extra), so nothing is

@@ -15,13 +15,19 @@ same figures; the tool checks that each round's model equals the Python twin's.
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import shutil
+import socket
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from ..protocol.quantize import quantize_unit
 from . import fixedpoint as fp
 from .chain import Chain
 from .contract import ContractParams, max_chunk_words
@@ -50,8 +56,6 @@ class RoundGas:
 
 
 def _unit_rows(rng, k, d, bits=20):
-    from ..protocol.quantize import quantize_unit
-
     direction = rng.normal(size=d)
     rows = []
     for _ in range(k):
@@ -124,11 +128,6 @@ def largest_d(chain: Chain, k: int, budget: int, *, part: str = "aggregate", lo:
 
 
 def _start_anvil():
-    import socket
-    import subprocess
-    from pathlib import Path
-    import shutil
-
     here = Path.cwd() / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
     binary = str(here) if here.exists() else shutil.which("anvil")
     if binary is None:
@@ -195,8 +194,6 @@ def main(argv=None) -> int:
                       f"{g.round_total:,} | "
                       f"{blocks:.2f} |", flush=True)
         if args.json:
-            import json
-
             print(json.dumps([dict(asdict(g), round_total=g.round_total) for g in rows], indent=1))
     finally:
         if proc is not None:

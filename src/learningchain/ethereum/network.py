@@ -8,8 +8,8 @@ computing nodes' transactions.
 :class:`EthereumNetwork` is the driver that plays one round at a time, the
 counterpart of :class:`~learningchain.network.simulation.InProcessNetwork`:
 every holder reads the current model from the chain, computes its message
-(the same :func:`~learningchain.network.simulation.collect_messages` the native
-chain uses), and sends it from a fresh pseudo-identity account that a faucet
+(the same :func:`~learningchain.parties.collect_messages` the native chain
+uses, and answers each round once, :class:`~learningchain.parties.AnswerOnce`), and sends it from a fresh pseudo-identity account that a faucet
 funds; then one computing node, drawn at random, reads the round's messages
 back from the contract's events, computes the l-nearest selection with the
 Python rule, has the contract aggregate the round (the contract recomputes
@@ -26,8 +26,9 @@ from typing import Optional
 import numpy as np
 from web3.logs import DISCARD
 
+from ..crypto import PrivateKey
 from ..errors import ConfigError, InvalidMessage
-from ..network.simulation import collect_messages
+from ..parties import AnswerOnce, collect_messages
 from . import fixedpoint as fp
 from .chain import Account, Chain, Reverted
 from .contract import ContractParams, load_artifact
@@ -40,8 +41,6 @@ LOAD_BATCH = 1024
 
 def new_account(rng: np.random.Generator, label: str = "") -> Account:
     """A fresh secp256k1 account drawn from ``rng`` (reproducible from the run's seed)."""
-    from ..crypto import PrivateKey
-
     return Account.from_secret(PrivateKey.generate(rng).secret, label)
 
 
@@ -204,7 +203,7 @@ class EthereumNetwork:
         self.rewards_paid: Counter = Counter()  # node index -> wei
         self.aggregations: Counter = Counter()  # node index -> accepted aggregations
         self._head = deployment.head()
-        self._submitted_round: Optional[int] = None  # the last round the holders sent messages for
+        self.answered = AnswerOnce()  # rounds the holders sent messages for
 
     @property
     def head(self) -> EthHead:
@@ -252,9 +251,8 @@ class EthereumNetwork:
         base = self._head
         first_block = self.chain.block_number() + 1
         gas_submit: list = []
-        if self._submitted_round != base.height:
+        if self.answered.claim(base.height):
             gas_submit, rejected = self.submit_round(base)
-            self._submitted_round = base.height
             for reason, n in rejected.items():
                 self.messages_rejected[reason] += n
         # else: the holders' messages for this round are on chain already (its aggregation

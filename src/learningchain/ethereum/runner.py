@@ -1,7 +1,10 @@
 """``learningchain train --backend ethereum``: the same experiment, on an Ethereum chain.
 
-The data, model, protocol parameters, holders and Byzantine attacks come from
-the same builder as the native run (:func:`learningchain.experiments.train.build_parties`);
+:class:`EthereumBackend` is the contract as a backend of the run loop
+(``experiments/loop.py``, the same loop, evaluator and report as the native
+chain; ``experiments.train.run_training_ethereum`` is the entry point). The
+data, model, protocol parameters, holders and Byzantine attacks come from the
+same builder as the native run (:func:`learningchain.parties.build_parties`);
 the chain is an in-process EVM by default or the node at ``--rpc-url``. The run:
 
 1. the faucet (the chain's funded account, or ``$LEARNINGCHAIN_FAUCET_KEY``)
@@ -22,19 +25,23 @@ model written is the one stored in the contract.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import time
-from typing import Callable, Optional
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..config import TrainConfig
 from ..errors import ConfigError
+from ..parties import Parties, RoundOutcome
 from .chain import Chain
 from .contract import ContractParams
-from .network import Deployment, EthereumNetwork, new_account
+from .network import Deployment, EthereumNetwork, EthHead, new_account
 
-__all__ = ["run_training_ethereum", "DEFAULT_REWARD_WEI", "open_chain"]
+__all__ = ["EthereumBackend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain"]
+
+log = logging.getLogger(__name__)
 
 #: Paid from the holders' deposits to the account that completes each aggregation.
 DEFAULT_REWARD_WEI = 10**15
@@ -48,10 +55,25 @@ def open_chain(cfg: TrainConfig) -> Chain:
     return Chain.connect(cfg.rpc_url) if cfg.rpc_url else Chain.embedded()
 
 
-def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
-    import logging
+def check_ethereum(cfg: TrainConfig, reward_wei: int) -> None:
+    """Refuse what the Ethereum backend cannot run, before anything is written."""
+    if cfg.byzantine_miners:
+        raise ConfigError("the Ethereum backend has no Byzantine computing nodes to simulate: every Ethereum "
+                          "node re-executes the contract, which refuses a wrong aggregation")
+    if reward_wei < 0:
+        raise ConfigError(f"reward_wei must be >= 0, got {reward_wei}")
 
-    log = logging.getLogger(__name__)
+
+def contract_params(cfg: TrainConfig, parties: Parties, reward_wei: int) -> ContractParams:
+    """The contract's genesis: the protocol parameters, sized for the run's messages."""
+    extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
+    # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
+    return ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
+                                      reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
+                                      window=WINDOW_BLOCKS)
+
+
+def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
     try:
         dep.finish(owner)
     except Exception as exc:
@@ -64,176 +86,132 @@ def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
             log.warning("could not withdraw the deposit of %s: %s", w.address, exc)
 
 
-def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
-                          on_round: Optional[Callable[[dict], None]] = None, chain: Optional[Chain] = None,
-                          reward_wei: int = DEFAULT_REWARD_WEI) -> dict:
-    """Run ``cfg`` on Ethereum and return the summary (the native keys plus the chain's)."""
-    from ..experiments.rundir import check_out_dir, in_run_dir
-    from ..experiments.train import build_parties
+class EthereumBackend:
+    """The run's chain: a deployed contract, the holders' wallets and the computing nodes' accounts."""
 
-    cfg = cfg.resolved()
-    if cfg.byzantine_miners:
-        raise ConfigError("the Ethereum backend has no Byzantine computing nodes to simulate: every Ethereum "
-                          "node re-executes the contract, which refuses a wrong aggregation")
-    if reward_wei < 0:
-        raise ConfigError(f"reward_wei must be >= 0, got {reward_wei}")
-    started = time.perf_counter()
-    target = check_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force)
-    parties = build_parties(cfg)
-    extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
-    # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
-    cparams = ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
-                                         reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
-                                         window=WINDOW_BLOCKS)
-    chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
-    return in_run_dir(target, lambda out: _run(cfg, parties, cparams, chain, out, started, progress, on_round,
-                                               reward_wei))
+    unit = "round"
+    height_key = "round"
 
+    def __init__(self, cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *,
+                 reward_wei: int):
+        self.cfg = cfg
+        self.parties = parties
+        self.cparams = cparams
+        self.chain = chain
+        self.reward_wei = reward_wei
+        self.label = f"{cfg.dataset} K={cfg.holders} (ethereum)"
+        self.faucet = chain.faucet()
+        self.fees_before = chain.fees_paid
+        self.start_balance = chain.balance(self.faucet.address)
+        self.dep = Deployment.deploy(chain, self.faucet, cparams, parties.genesis.model)
+        # Accounts are drawn from the seed and the contract's address: reproducible on the
+        # same chain state, and fresh when the same seed runs again on the same node.
+        salt = int(self.dep.address, 16) % 2**63
+        rng = np.random.default_rng([cfg.seed, 5, salt])
+        self.wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
+        self.nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
+        used = [a.address for a in self.wallets + self.nodes if chain.balance(a.address) != 0]
+        if used:
+            raise ConfigError(f"a fresh account already holds ether on this chain ({used[0]})")
+        self.deposit = math.ceil(DEPOSIT_FACTOR * reward_wei * cfg.rounds / cfg.holders) if reward_wei else 0
+        if self.deposit:
+            gas_money = 200_000 * chain.fee_fields()["maxFeePerGas"] * 4
+            for w in self.wallets:
+                chain.transfer(self.faucet, w.address, self.deposit + gas_money, what="faucet")
+                self.dep.deposit(w, self.deposit)
+        self.net = EthereumNetwork(self.dep, parties.holders, self.nodes, self.faucet,
+                                   rng=np.random.default_rng([cfg.seed, 3]),
+                                   key_rng=np.random.default_rng([cfg.seed, 6, salt]), attacks=parties.attacks)
+        self.gas_rounds: list = []  # (submit gas, submissions, aggregate gas, claim gas) per round
+        self.selected_byzantine_total = 0
+        self.refunds: list = []
 
-def _run(cfg: TrainConfig, parties, cparams: ContractParams, chain: Chain, out, started: float,
-         progress: Optional[bool], on_round: Optional[Callable[[dict], None]], reward_wei: int) -> dict:
-    """The run on ``chain``, written into ``out``; the summary says ``interrupted`` after Ctrl-C."""
-    from ..experiments.train import Evaluator, _write_outputs, common_summary, progress_bar, status_printer
+    @property
+    def head(self) -> EthHead:
+        return self.net.head
 
-    faucet = chain.faucet()
-    fees_before = chain.fees_paid
-    start_balance = chain.balance(faucet.address)
+    def step(self) -> RoundOutcome:
+        res = self.net.step()
+        self.selected_byzantine_total += res.byzantine_selected
+        self.gas_rounds.append((sum(res.gas_submit), len(res.gas_submit), res.gas_aggregate, res.gas_claim))
+        extra = {"messages": res.messages, "gas": sum(res.gas_submit) + res.gas_aggregate + res.gas_claim,
+                 "gas_aggregate": res.gas_aggregate, "block": res.head.block_number}
+        return RoundOutcome(height=res.head.height, model=res.head.model, head_changed=res.head_changed,
+                            selected_byzantine=res.byzantine_selected, winner=res.winner, byzantine_winner=False,
+                            rejected=not res.head_changed, seconds=res.seconds, extra=extra)
 
-    dep = Deployment.deploy(chain, faucet, cparams, parties.genesis.model)
-    # Accounts are drawn from the seed and the contract's address: reproducible on the
-    # same chain state, and fresh when the same seed runs again on the same node.
-    salt = int(dep.address, 16) % 2**63
-    rng = np.random.default_rng([cfg.seed, 5, salt])
-    wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
-    nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
-    used = [a.address for a in wallets + nodes if chain.balance(a.address) != 0]
-    if used:
-        raise ConfigError(f"a fresh account already holds ether on this chain ({used[0]})")
-    deposit = math.ceil(DEPOSIT_FACTOR * reward_wei * cfg.rounds / cfg.holders) if reward_wei else 0
-    if deposit:
-        gas_money = 200_000 * chain.fee_fields()["maxFeePerGas"] * 4
-        for w in wallets:
-            chain.transfer(faucet, w.address, deposit + gas_money, what="faucet")
-            dep.deposit(w, deposit)
+    def abort(self) -> None:
+        # a failed or interrupted run still closes the contract and returns the holders' deposits
+        _close_quietly(self.dep, self.faucet, self.wallets if self.deposit else [])
 
-    net = EthereumNetwork(dep, parties.holders, nodes, faucet, rng=np.random.default_rng([cfg.seed, 3]),
-                          key_rng=np.random.default_rng([cfg.seed, 6, salt]), attacks=parties.attacks)
-    evaluate = Evaluator(parties.spec, parties.dataset)
-    rows = []
-    stopped_by = "rounds"
-    bar = progress_bar(cfg, progress, f"{cfg.dataset} K={cfg.holders} (ethereum)", "round")
-    gas_rounds = []
-    selected_byz_total = 0
-    try:
-        for t in range(1, cfg.rounds + 1):
-            res = net.step()
-            err, loss = (None, None)
-            if t % cfg.eval_every == 0 or t == cfg.rounds:
-                err, loss = evaluate(res.head.model)
-            selected_byz_total += res.byzantine_selected
-            round_gas = sum(res.gas_submit) + res.gas_aggregate + res.gas_claim
-            gas_rounds.append((sum(res.gas_submit), len(res.gas_submit), res.gas_aggregate, res.gas_claim))
-            row = {
-                "round": t,
-                "height": res.head.height,
-                "test_error": err,
-                "train_loss": loss,
-                "selected_byzantine": res.byzantine_selected,
-                "winner": res.winner,
-                "byzantine_winner": 0,
-                "rejected": int(not res.head_changed),
-                "messages": res.messages,
-                "gas": round_gas,
-                "gas_aggregate": res.gas_aggregate,
-                "block": res.head.block_number,
-                "seconds": round(res.seconds, 6),
-            }
-            rows.append(row)
-            if on_round:
-                on_round(row)
-            bar.update(1)
-            if err is not None:
-                bar.set_postfix(err=f"{err:.4f}", round=res.head.height)
-            if cfg.target_error is not None and err is not None and err <= cfg.target_error:
-                stopped_by = "target-error"
-                break
-    except KeyboardInterrupt:
-        # the rounds done so far are written, marked as interrupted; the contract is closed
-        stopped_by = "interrupted"
-        _close_quietly(dep, faucet, wallets if deposit else [])
-    except BaseException:
-        # a failed run still closes the contract and returns the holders' deposits
-        _close_quietly(dep, faucet, wallets if deposit else [])
-        raise
-    finally:
-        bar.close()
-
-    # The end of the run: the owner closes it, the holders take back what is left.
-    say = status_printer(cfg, progress)
-    if stopped_by != "interrupted":
+    def finish(self, stopped_by: str, say: Callable[[str], None]) -> None:
+        """The owner closes the run, the holders take back what the rewards left."""
+        if stopped_by == "interrupted":
+            return  # closed by abort()
         say("closing the contract and refunding the holders' deposits ...")
-        dep.finish(faucet)
-    refunds = []
-    for w in wallets if deposit and stopped_by != "interrupted" else []:
-        before = chain.balance(w.address)
-        r = dep.withdraw(w)
-        refunds.append(chain.balance(w.address) - before + int(r["gasUsed"]) * int(r["effectiveGasPrice"]))
+        self.dep.finish(self.faucet)
+        for w in self.wallets if self.deposit else []:
+            before = self.chain.balance(w.address)
+            r = self.dep.withdraw(w)
+            self.refunds.append(self.chain.balance(w.address) - before
+                                + int(r["gasUsed"]) * int(r["effectiveGasPrice"]))
 
-    head = net.head
-    accounts = [faucet.address] + [a.address for a in wallets + nodes] + net.pseudo_identities + [dep.address]
-    end_balance = sum(chain.balance(a) for a in accounts)
-    fees = chain.fees_paid - fees_before
-    n = max(1, len(gas_rounds))
-    sub_total = sum(g[0] for g in gas_rounds)
-    sub_count = sum(g[1] for g in gas_rounds)
-    gas = {
-        "submit_mean": round(sub_total / max(1, sub_count)),
-        "aggregate_mean": round(sum(g[2] for g in gas_rounds) / n),
-        "claim_mean": round(sum(g[3] for g in gas_rounds) / n),
-        "round_mean": round(sum(g[0] + g[2] + g[3] for g in gas_rounds) / n),
-        "aggregation_chunks": cparams.chunks,
-        "setup": dep.setup_gas,
-        "block_gas_limit": chain.gas_limit(),
-    }
-    try:
-        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started, say=say)
-    except KeyboardInterrupt:  # during the baseline: the rounds are done, the baseline is left out
-        stopped_by = "interrupted"
-        summary, baseline = common_summary(cfg, parties, rows, head, evaluate, stopped_by, started)
-    summary.update({
-        "backend": "ethereum",
-        "l": parties.params.l,
-        "rejected_blocks": net.rejected_aggregations,
-        "rejected_by_reason": {},
-        "rejected_messages": dict(net.messages_rejected),
-        "selected_byzantine_total": selected_byz_total,
-        "contract_address": dep.address,
-        "chain_id": chain.chain_id,
-        "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
-        "gas_per_round": gas["round_mean"],
-        "gas": gas,
-        "incentives": {
-            "reward_per_aggregation_wei": reward_wei,
-            "deposit_per_holder_wei": deposit,
-            "deposits_total_wei": deposit * (cfg.holders if deposit else 0),
-            "rewards_paid_wei": int(sum(net.rewards_paid.values())),
-            "aggregations_by_node": {nodes[i].address: c for i, c in sorted(net.aggregations.items())},
-            "refunds_total_wei": int(sum(refunds)),
-            "balance_before_wei": start_balance,
-            "balance_after_wei": end_balance,
-            "fees_wei": fees,
-            "conserved": start_balance - end_balance == fees,
-        },
-    })
-    say("writing summary.json, metrics.csv, model.npy and curve.png ...")
-    _write_outputs(out, summary, rows, baseline["curve"], parties, head)
-    with open(out / "contract.abi.json", "w") as fh:
-        json.dump(dep.abi, fh, indent=1)
-        fh.write("\n")
-    with open(out / "contract.json", "w") as fh:
-        json.dump({"address": dep.address, "chain_id": summary["chain_id"], "deploy_block": dep.deploy_block,
-                   "abi": "contract.abi.json", "model_bits": 40, "chunks": cparams.chunks,
-                   "chunk_words": cparams.chunk_words}, fh, indent=1)
-        fh.write("\n")
-    summary["out"] = str(out)
-    return summary
+    def _gas(self) -> dict:
+        rounds = self.gas_rounds
+        n = max(1, len(rounds))
+        return {
+            "submit_mean": round(sum(g[0] for g in rounds) / max(1, sum(g[1] for g in rounds))),
+            "aggregate_mean": round(sum(g[2] for g in rounds) / n),
+            "claim_mean": round(sum(g[3] for g in rounds) / n),
+            "round_mean": round(sum(g[0] + g[2] + g[3] for g in rounds) / n),
+            "aggregation_chunks": self.cparams.chunks,
+            "setup": self.dep.setup_gas,
+            "block_gas_limit": self.chain.gas_limit(),
+        }
+
+    def summary(self, common: dict, baseline: dict, say: Callable[[str], None]) -> dict:
+        chain, net, dep = self.chain, self.net, self.dep
+        accounts = ([self.faucet.address] + [a.address for a in self.wallets + self.nodes] + net.pseudo_identities
+                    + [dep.address])
+        end_balance = sum(chain.balance(a) for a in accounts)
+        fees = chain.fees_paid - self.fees_before
+        gas = self._gas()
+        return {
+            "backend": "ethereum",
+            "l": self.parties.params.l,
+            "rejected_blocks": net.rejected_aggregations,
+            "rejected_by_reason": {},
+            "rejected_messages": dict(net.messages_rejected),
+            "selected_byzantine_total": self.selected_byzantine_total,
+            "contract_address": dep.address,
+            "chain_id": chain.chain_id,
+            "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
+            "gas_per_round": gas["round_mean"],
+            "gas": gas,
+            "incentives": {
+                "reward_per_aggregation_wei": self.reward_wei,
+                "deposit_per_holder_wei": self.deposit,
+                "deposits_total_wei": self.deposit * (self.cfg.holders if self.deposit else 0),
+                "rewards_paid_wei": int(sum(net.rewards_paid.values())),
+                "aggregations_by_node": {self.nodes[i].address: c for i, c in sorted(net.aggregations.items())},
+                "refunds_total_wei": int(sum(self.refunds)),
+                "balance_before_wei": self.start_balance,
+                "balance_after_wei": end_balance,
+                "fees_wei": fees,
+                "conserved": self.start_balance - end_balance == fees,
+            },
+        }
+
+    def write(self, out: Path, summary: dict) -> None:
+        dep, cparams = self.dep, self.cparams
+        with open(out / "contract.abi.json", "w") as fh:
+            json.dump(dep.abi, fh, indent=1)
+            fh.write("\n")
+        with open(out / "contract.json", "w") as fh:
+            json.dump({"address": dep.address, "chain_id": summary["chain_id"], "deploy_block": dep.deploy_block,
+                       "abi": "contract.abi.json", "model_bits": 40, "chunks": cparams.chunks,
+                       "chunk_words": cparams.chunk_words}, fh, indent=1)
+            fh.write("\n")
+
+    def close(self) -> None:
+        pass  # the contract is closed by finish() or abort(); the chain belongs to the caller

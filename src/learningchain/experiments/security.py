@@ -26,7 +26,7 @@ import numpy as np
 from ..config import TrainConfig
 from ..network.simulation import InProcessNetwork
 from ..node.verify import replay_last
-from .train import build_miners, build_parties
+from ..parties import build_miners, build_parties
 
 __all__ = ["run_trial", "sweep", "plot_sweep"]
 

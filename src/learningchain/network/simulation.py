@@ -7,6 +7,11 @@ hash power, and it then really solves the proof of work on its block; the block
 is broadcast to every node, which validates it by recomputation
 (``Node.on_block``) and applies the fork choice.
 
+The parties come from :mod:`learningchain.parties`: the holders' messages
+(``collect_messages``, sent once per head: ``AnswerOnce``) and each miner's
+strategy, which sees a ``MinerView`` of its own node and the honest head, never
+this network.
+
 Honest nodes share one :class:`VerdictCache`: validation is deterministic, so
 the verdict of the first honest node on a block is every honest node's verdict.
 Nodes hold references to the same immutable blocks, so M nodes cost one copy of
@@ -17,53 +22,24 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from ..attacks.holders import AttackContext, HolderAttack
+from ..attacks.holders import HolderAttack
 from ..errors import InvalidBlock, InvalidMessage, LearningChainError
-from ..holder import DataHolder, holders_within_budget, make_messages
 from ..node import Node
+from ..parties import AnswerOnce, HonestMiner, Miner, MinerStrategy, MinerView, collect_messages
 from ..protocol.block import Block
 
-__all__ = ["InProcessNetwork", "collect_messages", "Miner", "MinerStrategy", "HonestMiner", "RoundResult", "BLOCK_INTERVAL_MS"]
+# Miner, MinerStrategy, HonestMiner and collect_messages live in ``parties`` (shared by
+# every driver); they stay importable from here.
+__all__ = ["InProcessNetwork", "collect_messages", "Miner", "MinerStrategy", "HonestMiner", "RoundResult",
+           "BLOCK_INTERVAL_MS"]
 
 #: Logical time between blocks; simulated chains are reproducible from the seed.
 BLOCK_INTERVAL_MS = 1000
-
-
-class MinerStrategy:
-    """How a computing node writes blocks when it wins. Subclasses are attacks."""
-
-    name = "honest"
-    byzantine = False
-
-    def propose(self, miner: "Miner", net: "InProcessNetwork", timestamp: int) -> list:
-        """Blocks to broadcast now (sealed)."""
-        raise NotImplementedError
-
-    def on_round_end(self, miner: "Miner", net: "InProcessNetwork", timestamp: int) -> list:
-        """Blocks to release at the end of a round in which it did not win (withholding)."""
-        return []
-
-
-class HonestMiner(MinerStrategy):
-    def propose(self, miner, net, timestamp):
-        template = miner.node.template(timestamp=timestamp)
-        return [net.seal(miner.node, template)]
-
-
-@dataclass
-class Miner:
-    node: Node
-    power: float
-    strategy: MinerStrategy = field(default_factory=HonestMiner)
-
-    @property
-    def byzantine(self) -> bool:
-        return self.strategy.byzantine
 
 
 @dataclass
@@ -77,55 +53,6 @@ class RoundResult:
     messages_rejected: Counter
     mining_tries: int
     seconds: float
-
-
-def collect_messages(holders: list, attacks: dict, base, byzantine_identities: set, *, batch: bool = True) -> list:
-    """Every holder's messages for the round on ``base``, honest and Byzantine, in holder order.
-
-    Shared by every driver (the in-process network, the Ethereum backend): honest
-    holders compute their gradients together (:func:`make_messages`); each Byzantine
-    holder's attack returns its vectors, which are signed like honest ones, and the
-    identities they use are added to ``byzantine_identities``.
-    """
-    reports = {}
-    honest_vectors = []
-    honest = holders_within_budget([h for h in holders if h.index not in attacks], base)
-    made = make_messages(honest, base) if batch else [h.make_message(base) for h in honest]
-    for holder, report in zip(honest, made):
-        reports[holder.index] = [report.message]
-        honest_vectors.append(report.honest_gradient)
-    byz_count = len(attacks)
-    for holder in holders:
-        attack = attacks.get(holder.index)
-        if attack is None:
-            continue
-        own = {}
-
-        def own_gradient(holder=holder, own=own):
-            if "g" not in own:
-                grad, _, _ = holder.local_gradient(base)
-                own["g"] = holder.privatize(grad, base)
-            return own["g"]
-
-        ctx = AttackContext(round=base.height, dim=holder.params.dim, rng=holder.rng,
-                            own_gradient=own_gradient,
-                            honest=honest_vectors if attack.omniscient else None,
-                            byzantine_count=byz_count, holders=len(holders), holder=holder, base=base)
-        msgs = []
-        for j, vector in enumerate(attack(ctx)):
-            key = holder.next_key() if j == 0 else None
-            if key is None:
-                from ..crypto import PrivateKey
-
-                key = PrivateKey.generate(holder.rng)
-            try:
-                msg = holder.sign(vector, base, key=key)
-            except InvalidMessage:
-                continue  # a vector that cannot even be encoded is never sent
-            byzantine_identities.add(msg.identity)
-            msgs.append(msg)
-        reports[holder.index] = msgs
-    return [m for idx in sorted(reports) for m in reports[idx]]
 
 
 class InProcessNetwork:
@@ -154,14 +81,14 @@ class InProcessNetwork:
         # replaying blocks: what a holder sees if it trusts the chain unchecked.
         self.observer = Node(genesis, store=observer_store, name="light-client", validation="header",
                              keep_bodies=keep_bodies)
-        self.invalid_blocks: set = set()  # blocks Byzantine miners know to be invalid
-        self._sent_for: Optional[bytes] = None
+        self.answered = AnswerOnce()  # heads the holders answered
         self.round = 0
         self.mining_tries = 0
         self.rejected_blocks: dict[bytes, str] = {}  # block hash -> reason, refused by honest nodes
         self.rejected_by_node: Counter = Counter()
         self.byzantine_identities: set = set()
         self.messages_rejected: Counter = Counter()
+        self.views = [self._view(m) for m in miners]  # what each miner's strategy sees
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -173,6 +100,11 @@ class InProcessNetwork:
         if self.reference.params.consensus == "pow":
             self.mining_tries += int.from_bytes(sealed.header.seal, "little") + 1
         return sealed
+
+    def _view(self, miner: Miner) -> MinerView:
+        # mining_tries counts the honest nodes' proof of work, as it always has
+        seal = miner.node.seal if miner.byzantine else (lambda block, node=miner.node: self.seal(node, block))
+        return MinerView(miner.node, honest=self.reference, seal=seal, colluding=self.byzantine_identities)
 
     def timestamp(self) -> int:
         return self.genesis.header.timestamp + (self.round + 1) * BLOCK_INTERVAL_MS
@@ -221,8 +153,7 @@ class InProcessNetwork:
     def step(self) -> RoundResult:
         start = time.perf_counter()
         base = self.head
-        if base.hash != self._sent_for:  # holders answer each new head once
-            self._sent_for = base.hash
+        if self.answered.claim(base.hash):
             for msg in self.holder_messages(base):
                 self.broadcast_message(msg)
         winner = int(self.rng.choice(len(self.miners), p=self.power))
@@ -230,11 +161,11 @@ class InProcessNetwork:
         rejections: Counter = Counter()
         proposed = []
         tries_before = self.mining_tries
-        for block in self.miners[winner].strategy.propose(self.miners[winner], self, ts):
+        for block in self.miners[winner].strategy.propose(self.views[winner], ts):
             proposed.append(block.hash)
             self.broadcast_block(block, rejections)
-        for miner in self.miners:
-            for block in miner.strategy.on_round_end(miner, self, ts):
+        for miner, view in zip(self.miners, self.views):
+            for block in miner.strategy.on_round_end(view, ts):
                 proposed.append(block.hash)
                 self.broadcast_block(block, rejections)
         new_head = self.head

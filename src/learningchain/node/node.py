@@ -35,9 +35,9 @@ from .store import BlockStore, MemoryStore
 __all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
-#: work and links only (a light client that trusts the heaviest chain); none: no
-#: checks at all (a Byzantine node that skips validation).
-VALIDATION_MODES = ("full", "header", "none")
+#: work and links only (a light client that trusts the heaviest chain, and how the
+#: simulation runs a Byzantine miner that skips validation).
+VALIDATION_MODES = ("full", "header")
 
 
 class Node:

@@ -1,0 +1,167 @@
+"""The chain every party of a run derives from the config alone.
+
+A pure function of the config and its seed: the data set, each holder's shard
+(D_k), the protocol parameters and the genesis block, so separate processes
+given one config build the same genesis. :func:`build_parties` adds the holders
+and the Byzantine holders' attacks; every driver (the in-process simulation,
+the TCP nodes, the Ethereum backend) starts from these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..attacks.holders import make_holder_attack
+from ..config import TrainConfig
+from ..data import load_dataset, partition_indices
+from ..errors import ConfigError
+from ..holder import DataHolder
+from ..models import initial_vector, model_spec
+from ..privacy.accounting import calibrate_noise_multiplier, calibrate_round_epsilon
+from ..privacy.secure import SecureRandom
+from ..protocol.block import Block
+from ..protocol.params import ProtocolParams
+from ..protocol.quantize import max_exact_messages
+from ..protocol.transition import make_genesis
+
+__all__ = ["GENESIS_TIME_MS", "ChainSetup", "Parties", "apply_target_epsilon", "build_chain_setup", "build_params",
+           "build_parties", "resolve_noise_multiplier"]
+
+#: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
+GENESIS_TIME_MS = 1_700_000_000_000
+
+
+def resolve_noise_multiplier(cfg: TrainConfig, *, batch_size: int, smallest_holder: int) -> float:
+    """The gaussian mechanism's z: as configured, or the smallest that keeps the
+    holder with the fewest examples within (epsilon, delta) over the T rounds
+    according to the RDP accountant (privacy/accounting.py)."""
+    if cfg.no_dp or cfg.mechanism != "gaussian":
+        return 0.0
+    if cfg.noise_multiplier is not None:
+        return float(cfg.noise_multiplier)
+    return calibrate_noise_multiplier(epsilon=float(cfg.epsilon), delta=float(cfg.delta), rounds=int(cfg.rounds),
+                                      examples=int(smallest_holder), batch_size=int(batch_size),
+                                      sampling=cfg.sampling, clip_mode=cfg.clip_mode)
+
+
+def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
+    """A resolved config with ``target_epsilon`` turned into the budget the chain
+    uses: the l2-laplace schedule's epsilon for which the T rounds spend at most
+    the target by the tight accountant at ``delta``; for the gaussian mechanism
+    the target is the whole run's epsilon its noise multiplier is calibrated to."""
+    if cfg.target_epsilon is None or cfg.no_dp:
+        return cfg
+    target = float(cfg.target_epsilon)
+    if cfg.mechanism == "gaussian":
+        return replace(cfg, epsilon=target)
+    eps = calibrate_round_epsilon(target_epsilon=target, delta=float(cfg.delta), schedule=cfg.schedule,
+                                  rounds=int(cfg.rounds))
+    return replace(cfg, epsilon=eps)
+
+
+def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0,
+                 noise_multiplier: float = 0.0) -> ProtocolParams:
+    """The protocol parameters genesis fixes, from the config."""
+    options = dict(cfg.aggregator_options)
+    if cfg.l is not None:
+        options["l"] = cfg.l
+    bits, tol = 20, 10
+    max_messages = min(max_exact_messages(bits, tol), max(1024, 4 * (cfg.holders + extra_messages)))
+    return ProtocolParams(
+        model=spec,
+        dim=dim,
+        lr=float(cfg.lr),
+        lam=float(cfg.lam),
+        batch_size=batch_size,
+        holders=cfg.holders,
+        aggregator=cfg.aggregator,
+        aggregator_options=options,
+        min_messages=1,
+        max_messages=max_messages,
+        clip=float(cfg.clip),
+        clip_mode=cfg.clip_mode,
+        mechanism="none" if cfg.no_dp else cfg.mechanism,
+        epsilon=0.0 if cfg.no_dp else float(cfg.epsilon),
+        delta=float(cfg.delta) if (cfg.mechanism == "gaussian" and not cfg.no_dp) else 0.0,
+        noise_multiplier=float(noise_multiplier),
+        schedule=cfg.schedule,
+        rounds=cfg.rounds,
+        quant_bits=bits,
+        norm_tol_bits=tol,
+        consensus="pow",
+        difficulty=cfg.difficulty,
+        rewards=dict(cfg.rewards),
+        meta={"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition},
+    )
+
+
+@dataclass
+class ChainSetup:
+    """What every party derives from the config alone: the same on every machine."""
+
+    dataset: object
+    spec: dict
+    params: ProtocolParams
+    genesis: Block
+    parts: list  # index array of each holder's shard (D_k)
+    rng: np.random.Generator  # the config's generator, after the partition drew from it
+
+
+@dataclass
+class Parties:
+    """The parties of one run, shared by every driver: the chain's genesis, the K
+    holders and the attacks of the Byzantine ones (holder index -> attack)."""
+
+    dataset: object
+    spec: dict
+    params: ProtocolParams
+    genesis: Block
+    holders: list
+    attacks: dict
+    byzantine_holders: list
+
+
+def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[ProtocolParams], ProtocolParams]] = None,
+                      genesis_time_ms: int = GENESIS_TIME_MS) -> ChainSetup:
+    """Data set, holder shards, protocol parameters and genesis: a pure function of
+    the config and its seed, so separate processes given one config build the same
+    genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
+    cfg = apply_target_epsilon(cfg.resolved())
+    rng = np.random.default_rng(cfg.seed)
+    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
+    if cfg.holders > len(dataset.y_train):
+        raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
+    parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition)
+    options = {"hidden": list(cfg.hidden)} if cfg.model == "mlp" else {}
+    spec = model_spec(cfg.model, dataset.features, dataset.classes, **options)
+    w0 = initial_vector(spec, cfg.seed)
+    batch_size = cfg.batch_size or max(len(p) for p in parts)
+    if cfg.attack == "sybil" and cfg.byzantine:
+        identities = int(cfg.attack_options.get("identities", 10)) if isinstance(cfg.attack_options, dict) else 10
+        extra = cfg.byzantine * max(0, identities - 1)
+    else:
+        extra = 0
+    z = resolve_noise_multiplier(cfg, batch_size=batch_size, smallest_holder=min(len(p) for p in parts))
+    params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size, extra_messages=extra,
+                          noise_multiplier=z)
+    if params_hook is not None:
+        params = params_hook(params)
+    genesis = make_genesis(params, w0, timestamp=genesis_time_ms)
+    return ChainSetup(dataset, spec, params, genesis, parts, rng)
+
+
+def build_parties(cfg: TrainConfig) -> Parties:
+    """Data, model, protocol parameters, genesis and holders (shared by every backend)."""
+    setup = build_chain_setup(cfg)
+    dataset, params, rng = setup.dataset, setup.params, setup.rng
+    byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
+    attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
+    secure = cfg.secure_rng is True  # in-process runs stay reproducible from --seed unless asked
+    holders = [DataHolder(k, dataset.x_train[idx], dataset.y_train[idx], params,
+                          rng=SecureRandom() if secure else np.random.default_rng([cfg.seed, 1, k]),
+                          fresh_identity=cfg.fresh_identities, sampling=cfg.sampling)
+               for k, idx in enumerate(setup.parts)]
+    return Parties(dataset, setup.spec, params, setup.genesis, holders, attacks, byz)

@@ -1,0 +1,81 @@
+"""The holders' side of a round: every holder's messages in holder order, and
+each head answered once, under every driver."""
+
+import numpy as np
+import pytest
+
+from learningchain.attacks.miners import make_miner_strategy
+from learningchain.config import TrainConfig
+from learningchain.network.simulation import InProcessNetwork
+from learningchain.node import Node
+from learningchain.parties import AnswerOnce, Miner, build_parties, collect_messages
+
+
+def test_answer_once_claims_a_key_the_first_time_only():
+    once = AnswerOnce()
+    assert once.claim(b"head-1") and b"head-1" in once
+    assert not once.claim(b"head-1")
+    assert once.claim(b"head-2") and not once.claim(b"head-2")
+
+
+def test_answer_once_starts_from_the_heads_already_answered_and_reports_new_ones():
+    told = []
+    once = AnswerOnce([3, 4], on_claim=told.append)
+    assert not once.claim(3) and not once.claim(4)
+    assert once.claim(5)
+    assert told == [5]
+
+
+def test_answer_once_remembers_only_the_last_heads():
+    once = AnswerOnce(remember=2)
+    for key in (1, 2, 3):
+        assert once.claim(key)
+    assert 1 not in once and 2 in once and 3 in once
+    with pytest.raises(ValueError):
+        AnswerOnce(remember=0)
+
+
+def _parties(**kw):
+    cfg = TrainConfig(dataset="synthetic", holders=6, rounds=3, epsilon=1.0, progress=False, **kw)
+    return build_parties(cfg)
+
+
+def test_collect_messages_is_in_holder_order_with_each_byzantine_holders_messages_together():
+    parties = _parties(byzantine=2, attack="sybil", attack_options={"identities": 3})
+    byz_identities: set = set()
+    msgs = collect_messages(parties.holders, parties.attacks, parties.genesis, byz_identities)
+    per_holder = [3 if h.index in parties.attacks else 1 for h in parties.holders]
+    assert len(msgs) == sum(per_holder)
+    at = 0
+    for holder, count in zip(parties.holders, per_holder):
+        group = msgs[at:at + count]
+        assert group[0].identity == holder.identities[0]  # each holder's own identity opens its group
+        byzantine = holder.index in parties.attacks
+        assert all((m.identity in byz_identities) == byzantine for m in group)
+        at += count
+    assert len(byz_identities) == 2 * 3
+    assert all(m.round == 0 and m.base == parties.genesis.hash for m in msgs)
+
+
+def test_collect_messages_gives_the_same_identities_in_the_same_order_with_or_without_batching():
+    a, b = _parties(byzantine=1), _parties(byzantine=1)
+    batched = collect_messages(a.holders, a.attacks, a.genesis, set(), batch=True)
+    one_by_one = collect_messages(b.holders, b.attacks, b.genesis, set(), batch=False)
+    assert [m.identity for m in batched] == [m.identity for m in one_by_one]
+
+
+def test_the_simulation_sends_the_holders_messages_once_for_a_head_that_does_not_move():
+    parties = _parties()
+    honest = Node(parties.genesis, name="honest")
+    attacker = Node(parties.genesis, name="attacker", validation="header")
+    # the attacker always wins and writes blocks honest nodes refuse: the head stays genesis
+    miners = [Miner(honest, 0.0), Miner(attacker, 1.0, make_miner_strategy("wrong-model"))]
+    net = InProcessNetwork(parties.genesis, parties.holders, miners, rng=np.random.default_rng(0))
+    sent = []
+    real = net.holder_messages
+    net.holder_messages = lambda base: sent.append(base.hash) or real(base)
+    for _ in range(3):
+        res = net.step()
+        assert not res.head_changed and res.rejections
+    assert sent == [parties.genesis.hash]
+    assert len(honest.mempool.for_base(parties.genesis.hash)) == len(parties.holders)
