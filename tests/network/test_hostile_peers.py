@@ -202,7 +202,7 @@ def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_withi
     conf = small_conf(rounds=3, stop_height=0, max_misbehaviour=10 ** 9, rate_frames=10_000.0, burst_frames=10_000)
 
     def reparent(block, parent, *, solve):
-        header = dataclasses.replace(block.header, parent=parent, _cache={})
+        header = dataclasses.replace(block.header, parent=parent)
         if solve:
             header = solve_pow(dataclasses.replace(header, seal=b""))
         return Block(header, block.messages, block.selection, block.model)

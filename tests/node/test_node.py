@@ -104,7 +104,7 @@ def test_an_invalid_fork_never_wins_whatever_its_length(world):
 
     from learningchain.protocol import model_hash
 
-    header = dataclasses.replace(bad1.header, model_hash=model_hash(model), seal=b"", _cache={})
+    header = dataclasses.replace(bad1.header, model_hash=model_hash(model), seal=b"")
     bad1 = Block(solve_pow(header), bad1.messages, bad1.selection, model)
     helper = Node(genesis)  # a node that would build on it anyway
     bad2 = grow(helper, bad1, 6)
@@ -347,7 +347,7 @@ def test_a_block_whose_body_matches_its_header_but_breaks_a_rule_is_refused_for_
 
     from learningchain.protocol.block import model_hash
 
-    header = solve_pow(dataclasses.replace(b1.header, model_hash=model_hash(model), seal=b"", _cache={}))
+    header = solve_pow(dataclasses.replace(b1.header, model_hash=model_hash(model), seal=b""))
     bad = Block(header, b1.messages, b1.selection, model)
     with pytest.raises(InvalidBlock, match="bad-model"):
         node.on_block(bad)
@@ -362,7 +362,7 @@ def _unsealed_child(node, parent, seed, **over):
     import dataclasses
 
     blk = grow(node, parent, seed)
-    header = dataclasses.replace(blk.header, _cache={}, **over)
+    header = dataclasses.replace(blk.header, **over)
     return Block(header, blk.messages, blk.selection, blk.model)
 
 
@@ -394,7 +394,7 @@ def test_an_orphan_enters_the_pool_only_with_its_proof_of_work_and_its_committed
 def dataclasses_replace(header, **over):
     import dataclasses
 
-    return dataclasses.replace(header, seal=b"", _cache={}, **over)
+    return dataclasses.replace(header, seal=b"", **over)
 
 
 def test_the_orphan_pool_is_bounded_in_bytes(world):

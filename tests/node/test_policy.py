@@ -168,7 +168,7 @@ def test_a_block_whose_body_matches_but_breaks_a_rule_is_refused_for_good(genesi
     msgs = [message_for(k, params, genesis, v) for k, v in zip(keys, honest_vectors(params, 6, rng))]
     blk = build_block(genesis, msgs, params, genesis_hash=node.genesis_hash, miner=b"\x00" * 20,
                       timestamp=genesis.header.timestamp + 1000, difficulty=node.next_difficulty(genesis.header))
-    wrong = dataclasses.replace(blk.header, timestamp=genesis.header.timestamp - 1, _cache={})
+    wrong = dataclasses.replace(blk.header, timestamp=genesis.header.timestamp - 1)
     bad = Block(solve_pow(wrong), blk.messages, blk.selection, blk.model)
     (refused,) = node.policy.on_block(bad, "p", 0)
     assert refused.final and refused.penalise and node.policy.knows_block(bad.hash)
@@ -225,7 +225,7 @@ def test_each_source_keeps_only_its_share_of_the_orphan_pool(genesis):
     size = block_size(template)
 
     def orphan():
-        header = dataclasses.replace(template.header, parent=os.urandom(32), seal=b"", _cache={})
+        header = dataclasses.replace(template.header, parent=os.urandom(32), seal=b"")
         return Block(solve_pow(header), template.messages, template.selection, template.model)
 
     node = network_node(genesis)

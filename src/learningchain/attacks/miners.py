@@ -42,6 +42,7 @@ from ..crypto import PrivateKey
 from ..errors import ConfigError, InvalidMessage
 from ..holder import encode_vector
 from ..protocol.block import Block, model_hash, selection_hash
+from ..protocol.forkchoice import block_work, chain_work
 from ..protocol.message import sign_message
 
 __all__ = ["MINER_ATTACKS", "make_miner_strategy", "miner_strategy_factory", "tamper", "mint_messages", "Cartel",
@@ -70,8 +71,7 @@ def tamper(block: Block, *, model: Optional[np.ndarray] = None, selection: Optio
     """
     sel = block.selection if selection is None else tuple(selection)
     new_model = block.model if model is None else np.asarray(model, np.float64)
-    header = replace(block.header, selection_hash=selection_hash(sel), model_hash=model_hash(new_model), seal=b"",
-                     _cache={})
+    header = replace(block.header, selection_hash=selection_hash(sel), model_hash=model_hash(new_model), seal=b"")
     return Block(header, block.messages, sel, new_model)
 
 
@@ -253,9 +253,9 @@ class Withhold(ByzantineMiner):
             self.cartel.abandoned += 1
             return []
         head = view.head
-        private_work = base_work + sum(1 << b.header.difficulty for b in private)
+        private_work = chain_work(base_work, (b.header for b in private), view.params)
         public_work = view.work(head.hash)
-        one_block = 1 << private[-1].header.difficulty
+        one_block = block_work(private[-1].header, view.params)
         lead = private_work - public_work
         if (0 <= lead <= one_block and head.hash != private[0].parent) or lead >= self.max_lead * one_block:
             self.cartel.private = []

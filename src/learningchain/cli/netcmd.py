@@ -120,11 +120,12 @@ def status_address(listen: tuple, http: Optional[str]) -> Optional[tuple]:
 
 
 def cmd_network_up(args) -> int:
+    from ..experiments.train import run_training
     from ..network.launcher import describe, network_up
 
     conf = _load(args)
     summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
-                         quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force,
+                         quiet=args.quiet, compare=run_training if args.compare else None, verbose=args.verbose, force=args.force,
                          permissioned=args.permissioned)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

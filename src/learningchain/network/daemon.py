@@ -33,6 +33,7 @@ from typing import Optional
 from ..errors import ConfigError, LearningChainError, StoreError
 from ..node import NETWORK_RULES, Node, SQLiteStore, VerdictCache
 from ..node.policy import MAX_ORPHAN_BYTES
+from ..parties import GENESIS_TIME_MS, build_chain_setup
 from ..types import hexstr
 from .config import NetConfigFile, parse_address
 from .gossip import GossipRole, now_ms
@@ -57,8 +58,6 @@ def network_setup(conf: NetConfigFile):
     A pure function of the config (the seed included), so each process, on any
     machine, builds the same genesis from the same file.
     """
-    from ..experiments.train import build_chain_setup
-
     net = conf.network
     consensus = net.consensus or conf.train.consensus
 
@@ -81,8 +80,6 @@ def network_setup(conf: NetConfigFile):
             auths = tuple("0x" + parse_address(a).hex() for a in net.authorities)
             return params.replace(consensus="poa", authorities=auths, difficulty=0, retarget={})
         return params.replace(consensus="pow", retarget=net.retarget())
-
-    from ..experiments.train import GENESIS_TIME_MS
 
     when = GENESIS_TIME_MS if net.genesis_time_ms is None else net.genesis_time_ms
     return build_chain_setup(conf.train, params_hook=hook, genesis_time_ms=when)
@@ -117,7 +114,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         self.http_addr = http
         self.mines = role in ("both", "miner") and (
             self.params.consensus == "pow"
-            or ("0x" + self.key.address.hex()) in self.params.authorities)
+            or self.params.is_authority(self.key.address))
         # gossip and sync state (the pools of waiting blocks and messages are the policy's)
         self.policy = self.node.policy
         self.sync: Optional[SyncState] = None
@@ -128,7 +125,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         # rounds
         self.head_since = time.monotonic()
         self.ready_at: dict[bytes, float] = {}
-        self.held: set = self._load_held()  # heads the hosted holders already sent messages for
+        self.held = self._load_held()  # heads the hosted holders already sent messages for
         self.ever_ready = self.net.min_peers == 0
         self.blocks_mined = 0
         self.messages_sent = 0

@@ -14,46 +14,51 @@ import logging
 import os
 import secrets
 import time
+from fractions import Fraction
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..holder import DataHolder, holders_within_budget, make_messages
+from ..parties import AnswerOnce
+from ..privacy.secure import SecureRandom
 from .node_files import load_or_create_key
 
 __all__ = ["HolderRole"]
 
 log = logging.getLogger("learningchain.net")
 
+#: Heads whose answer is remembered (in memory and in the node's ``held`` file): a
+#: head, once left, never comes back as the head, since the heaviest chain only gains work.
+HELD_REMEMBERED = 64
+
 
 class HolderRole:
     """The hosted holders of a :class:`~.daemon.NodeDaemon` (a part of it)."""
 
-    def _load_held(self) -> set:
+    def _load_held(self) -> AnswerOnce:
         """Heads this node's holders answered before a restart: a holder sends at most one
         message per head, even across a crash (a second one would spend privacy again)."""
-        self._held_log: list = []
+        answered = []
         try:
             text = (self.data_dir / "held").read_text()
         except OSError:
-            return set()
+            text = ""
         for line in text.split():
             try:
-                bytes.fromhex(line)
+                answered.append(bytes.fromhex(line))
             except ValueError:
                 continue
-            self._held_log.append(line)
-        return {bytes.fromhex(line) for line in self._held_log}
+        return AnswerOnce(answered, remember=HELD_REMEMBERED, on_claim=self._save_held)
 
     def _save_held(self, head: bytes) -> None:
+        """Write the heads answered (the last HELD_REMEMBERED) before the messages leave."""
         path = self.data_dir / "held"
-        self._held_log = (self._held_log + [head.hex()])[-64:]
         tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(self._held_log) + "\n")
+        tmp.write_text("\n".join(h.hex() for h in self.held.answered) + "\n")
         os.replace(tmp, path)
 
     def _make_holders(self, cfg) -> list:
-        from ..holder import DataHolder
-
         ds = self.setup.dataset
         holders = []
         for k in self.holder_indices:
@@ -64,8 +69,6 @@ class HolderRole:
             if cfg.secure_rng is False:
                 rng = np.random.default_rng(secrets.randbits(128))
             else:
-                from ..privacy.secure import SecureRandom
-
                 rng = SecureRandom()
             h = DataHolder(k, ds.x_train[idx], ds.y_train[idx], self.params, rng=rng,
                            fresh_identity=cfg.fresh_identities, sampling=cfg.sampling)
@@ -84,8 +87,6 @@ class HolderRole:
     def _load_spent(self, holders: list) -> None:
         """What the hosted holders released before a restart, against the chain's budget
         (messages that never reached a block were still seen by the network)."""
-        from fractions import Fraction
-
         try:
             saved = json.loads((self.data_dir / "spent.json").read_text())
         except (OSError, ValueError):
@@ -104,8 +105,6 @@ class HolderRole:
         os.replace(tmp, path)
 
     async def _holder_loop(self) -> None:
-        from ..holder import holders_within_budget, make_messages
-
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             await self._sleep_or_wake(self._wake_holders, 0.2)
@@ -118,8 +117,7 @@ class HolderRole:
             if settle > 0:  # let a fork at this height resolve before spending privacy on it
                 await asyncio.sleep(settle)
                 continue
-            self.held.add(head.hash)
-            self._save_held(head.hash)
+            self.held.claim(head.hash)  # saved before the messages leave
             sending = holders_within_budget(self.holders, head, self.node.spend_at(head.hash))
             if not sending:
                 continue

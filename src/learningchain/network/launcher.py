@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError, LearningChainError
+from ..protocol.forkchoice import head_key
 from .config import NetConfigFile
 
 __all__ = ["LocalNetwork", "network_up", "free_ports", "assign_holders"]
@@ -53,9 +54,8 @@ def assign_holders(holders: int, nodes: int) -> list[list[int]]:
 
 
 def _src_path() -> str:
-    import learningchain
-
-    return str(Path(learningchain.__file__).resolve().parent.parent)
+    """The directory holding this ``learningchain`` package (put on the nodes' PYTHONPATH)."""
+    return str(Path(__file__).resolve().parents[2])
 
 
 @dataclass
@@ -245,7 +245,7 @@ def converged(sts: list, height: int) -> bool:
 def _progress_line(sts: list, rounds: int, started: float) -> str:
     heights = [s["height"] if s else "-" for s in sts]
     live = [s for s in sts if s]
-    best = max(live, key=lambda s: (s["work"], s["head"])) if live else None
+    best = max(live, key=lambda s: head_key(s["work"], bytes.fromhex(s["head"][2:]))) if live else None
     agree = sum(1 for s in live if best and s["head"] == best["head"])
     err = best.get("test_error") if best else None
     peers = [len(s["peers"]) if s else "-" for s in sts]
@@ -255,9 +255,13 @@ def _progress_line(sts: list, rounds: int, started: float) -> str:
 
 
 def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, quiet: bool = False,
-               compare: bool = False, verbose: bool = False, force: bool = False, permissioned: bool = False,
-               on_progress: Optional[Callable[[str], None]] = None) -> dict:
-    """Run N nodes to the chain's last round; returns the summary (also in out/summary.json)."""
+               compare: Optional[Callable] = None, verbose: bool = False, force: bool = False,
+               permissioned: bool = False, on_progress: Optional[Callable[[str], None]] = None) -> dict:
+    """Run N nodes to the chain's last round; returns the summary (also in out/summary.json).
+
+    ``compare``: a function that runs the same config in process (``learningchain
+    train``'s ``run_training``), whose results the summary adds beside the network's.
+    """
     from ..node.verify import verify_chain
 
     out = Path(out)
@@ -350,10 +354,8 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
         "out": str(out),
         "node_details": summary_nodes,
     }
-    if compare:
-        from ..experiments.train import run_training
-
-        inproc = run_training(replace(cfg, out=str(out / "inprocess"), force=True, progress=False))
+    if compare is not None:
+        inproc = compare(replace(cfg, out=str(out / "inprocess"), force=True, progress=False))
         summary["inprocess_test_error"] = inproc["test_error"]
         summary["inprocess_seconds_per_round"] = inproc["seconds_per_round"]
         summary["baseline_test_error"] = inproc["baseline_test_error"]

@@ -13,7 +13,7 @@ import secrets
 import time
 
 from ..protocol.block import Block
-from ..protocol.consensus import in_turn_authority
+from ..protocol.consensus import authority_rank
 
 __all__ = ["MinerRole", "SYNC_HOLD_S"]
 
@@ -76,11 +76,7 @@ class MinerRole:
         self.handle_block(sealed, None)
 
     def _seal_authority(self, base: Block, ready_at: float) -> None:
-        auths = [bytes.fromhex(a.removeprefix("0x")) for a in self.params.authorities]
-        height = base.height + 1
-        in_turn = in_turn_authority(self.params, height)
-        me = self.key.address
-        rank = (auths.index(me) - auths.index(in_turn)) % len(auths)
+        rank = authority_rank(self.params, self.key.address, base.height + 1)
         if time.monotonic() < ready_at + rank * self.net.poa_backoff_ms / 1000:
             return
         if self.node.head_hash != base.hash:

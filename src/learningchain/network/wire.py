@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ..crypto import keccak256
 from ..errors import DecodeError
-from ..protocol.codec import Reader, Writer
+from ..protocol.codec import HEADER_MAX, Reader, Writer
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -64,7 +64,6 @@ MAX_WORK_BYTES = 64
 MAX_AGENT = 64
 MAX_ERROR = 512
 MAX_BATCH = 4096  # messages in one MESSAGES frame
-_HEADER_MAX = 512  # as in protocol.block
 
 
 class Kind(enum.IntEnum):
@@ -267,5 +266,5 @@ def message_hash_of(raw: bytes) -> bytes:
 def block_hash_of(raw: bytes) -> bytes:
     """The hash of an encoded block, read from its header without decoding the body."""
     r = Reader(raw, "block")
-    header = r.var(_HEADER_MAX, "header")
+    header = r.var(HEADER_MAX, "header")
     return keccak256(header)

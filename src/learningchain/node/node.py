@@ -20,9 +20,9 @@ from ..crypto import PrivateKey
 from ..errors import DecodeError, InvalidBlock, InvalidMessage, StoreError
 from ..protocol.block import Block, Header, decode_block
 from ..protocol.budget import charge, over_budget
-from ..protocol.consensus import (block_work, check_authority, check_pow, expected_difficulty, in_turn_authority,
+from ..protocol.consensus import (authority_weight, check_authority, check_pow, difficulty_range, expected_difficulty,
                                   seal_authority, solve_pow)
-from ..protocol.forkchoice import is_heavier
+from ..protocol.forkchoice import block_work, choose_head, is_heavier
 from ..protocol.message import Message, decode_message, validate_message
 from ..protocol.transition import build_block, params_of_genesis, validate_block, validate_header_link
 from ..types import ZERO_ADDRESS, Address, hexstr
@@ -112,7 +112,7 @@ class Node:
                 self._spend[header.hash] = self._spend_after(header)
         head = self.store.head_hash()
         self.head_hash = head if head in self.headers else self.genesis_hash
-        best = max(self.headers, key=lambda h: (self.work[h], [-b for b in h]))
+        best = choose_head((self.work[h], h) for h in self.headers)
         if best != self.head_hash:
             self.head_hash = best
             self.store.set_head(best)
@@ -318,9 +318,7 @@ class Node:
                 raise InvalidBlock("wrong-params", "block commits to other protocol parameters",
                                    height=header.height)
             if p.consensus == "pow":
-                lo = hi = p.difficulty
-                if p.retarget:
-                    lo, hi = min(lo, p.retarget["min_bits"]), max(hi, p.retarget["max_bits"])
+                lo, hi = difficulty_range(p)
                 if not lo <= header.difficulty <= hi:
                     raise InvalidBlock("bad-difficulty", f"difficulty {header.difficulty} is outside the chain's "
                                        f"range {lo}..{hi}", height=header.height)
@@ -469,7 +467,7 @@ class Node:
         parent = parent or self.headers[self.head_hash]
         if self.params.consensus == "pow":
             return expected_difficulty(self.params, parent, self.header)
-        return 2 if in_turn_authority(self.params, parent.height + 1) == self.miner else 1
+        return authority_weight(self.params, self.miner, parent.height + 1)
 
     def template(self, *, timestamp: int, messages=None, parent: Optional[Block] = None) -> Block:
         """An unsealed block on the head (or ``parent``) from the mempool's messages."""

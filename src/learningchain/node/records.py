@@ -5,17 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..protocol.block import Block
+from ..protocol.block import Block, encoded_size
 
 __all__ = ["BlockOutcome", "VerdictCache", "block_size"]
 
 
 def block_size(block: Block) -> int:
     """The encoded size of ``block`` in bytes, from its parts (without encoding it)."""
-    per_message = 1 + 20 + 8 + 32 + 8 + 4 + 65 + 4  # the fields and the length prefix
-    size = 4 + len(block.header.encode()) + 4 + 4 * len(block.selection) + 4 + 8 * block.model.size
-    size += sum(per_message + 4 * m.q.size for m in block.messages) + 4 + len(block.params)
-    return size + 4
+    return encoded_size(block)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Optional
 from ..errors import DecodeError, InvalidBlock, LearningChainError, StoreError
 from ..protocol.block import Header, decode_header
 from ..protocol.budget import charge
-from ..protocol.consensus import block_work
+from ..protocol.forkchoice import block_work
 from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
 from .body import body_mismatch

@@ -23,6 +23,7 @@ from ..models import initial_vector, model_spec
 from ..privacy.accounting import calibrate_noise_multiplier, calibrate_round_epsilon
 from ..privacy.secure import SecureRandom
 from ..protocol.block import Block
+from ..protocol.codec import NORM_TOL_BITS, QUANT_BITS
 from ..protocol.params import ProtocolParams
 from ..protocol.quantize import max_exact_messages
 from ..protocol.transition import make_genesis
@@ -68,7 +69,7 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
     options = dict(cfg.aggregator_options)
     if cfg.l is not None:
         options["l"] = cfg.l
-    bits, tol = 20, 10
+    bits, tol = QUANT_BITS, NORM_TOL_BITS
     max_messages = min(max_exact_messages(bits, tol), max(1024, 4 * (cfg.holders + extra_messages)))
     return ProtocolParams(
         model=spec,

@@ -50,6 +50,11 @@ class AnswerOnce:
         while len(self._answered) > self.remember:
             self._answered.popitem(last=False)
 
+    @property
+    def answered(self) -> list:
+        """The keys remembered, oldest first."""
+        return list(self._answered)
+
     def claim(self, key: Hashable) -> bool:
         """True (and ``key`` is recorded) when no answer to ``key`` was sent yet."""
         if key in self._answered:

@@ -17,7 +17,7 @@ proof of work and a 65-byte signature under proof of authority.
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -76,13 +76,6 @@ class Header:
     difficulty: int
     seal: bytes = b""
     version: int = BLOCK_VERSION
-    # Accepted and ignored, so that ``dataclasses.replace(header, _cache={})`` in
-    # older tests keeps working; a header holds no cache but its cached properties.
-    _cache: InitVar[object] = None
-
-    def __post_init__(self, _cache: object) -> None:
-        pass
-
     def unsealed_bytes(self) -> bytes:
         return (
             Writer()
