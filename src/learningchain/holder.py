@@ -127,6 +127,23 @@ class DataHolder:
             log.warning("%s", self.stopped)
         return False
 
+    # -- checkpoints (a resumed run continues exactly where it stopped) -------------
+    def checkpoint_state(self) -> dict:
+        """What this holder carries from round to round, as JSON: its generator's state
+        (None for an OS generator, whose draws cannot be replayed), its current key, and
+        what it has released."""
+        bitgen = getattr(self.rng, "bit_generator", None)
+        return {"rng": bitgen.state if bitgen is not None else None, "key": self.key.secret.hex(),
+                "sent": self.sent, "spent": str(self.spent), "stopped": self.stopped}
+
+    def restore_state(self, state: dict) -> None:
+        """Continue from :meth:`checkpoint_state`; raises ValueError on a malformed state."""
+        if state["rng"] is not None and getattr(self.rng, "bit_generator", None) is not None:
+            self.rng.bit_generator.state = state["rng"]
+        self.key = PrivateKey(bytes.fromhex(state["key"]))
+        self.identities = [self.key.address]
+        self.sent, self.spent, self.stopped = int(state["sent"]), Fraction(state["spent"]), state["stopped"]
+
     @property
     def examples(self) -> int:
         return int(self.x.shape[0])

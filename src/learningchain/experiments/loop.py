@@ -5,6 +5,7 @@ accepted: nothing bypasses the chain."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -16,14 +17,18 @@ __all__ = ["run_backend", "run_rounds"]
 
 
 def run_rounds(cfg: TrainConfig, backend: Backend, evaluate: Evaluator, *, progress: Optional[bool] = None,
-               on_round: Optional[Callable[[dict], None]] = None) -> tuple[list, str]:
+               on_round: Optional[Callable[[dict], None]] = None, rows: Optional[list] = None,
+               checkpoint: Optional[Callable] = None) -> tuple[list, str]:
     """Step ``backend`` round by round; returns (metrics rows, why it stopped:
-    ``rounds``, ``target-error`` or ``interrupted`` after Ctrl-C)."""
-    rows = []
+    ``rounds``, ``target-error`` or ``interrupted`` after Ctrl-C). ``rows``: the rows
+    of the rounds a resumed run already played (it goes on from the next one);
+    ``checkpoint(backend, rows, seconds)`` is called after every round."""
+    rows = list(rows or [])
     stopped_by = "rounds"
-    bar = progress_bar(cfg, progress, backend.label, backend.unit)
+    started = time.perf_counter()
+    bar = progress_bar(cfg, progress, backend.label, backend.unit, initial=len(rows))
     try:
-        for t in range(1, cfg.rounds + 1):
+        for t in range(len(rows) + 1, cfg.rounds + 1):
             res = backend.step()
             err, loss = (None, None)
             if t % cfg.eval_every == 0 or t == cfg.rounds:
@@ -41,6 +46,8 @@ def run_rounds(cfg: TrainConfig, backend: Backend, evaluate: Evaluator, *, progr
                 "seconds": round(res.seconds, 6),
             }
             rows.append(row)
+            if checkpoint is not None:
+                checkpoint(backend, rows, time.perf_counter() - started)
             if on_round:
                 on_round(row)
             bar.update(1)
@@ -61,11 +68,14 @@ def run_rounds(cfg: TrainConfig, backend: Backend, evaluate: Evaluator, *, progr
 
 
 def run_backend(cfg: TrainConfig, parties: Parties, backend: Backend, out: Path, started: float,
-                progress: Optional[bool], on_round: Optional[Callable[[dict], None]]) -> dict:
-    """The whole run on ``backend``, written into ``out``; returns the summary."""
+                progress: Optional[bool], on_round: Optional[Callable[[dict], None]], *,
+                rows: Optional[list] = None, checkpoint: Optional[Callable] = None) -> dict:
+    """The whole run on ``backend``, written into ``out``; returns the summary.
+    ``rows`` and ``checkpoint``: see :func:`run_rounds`."""
     try:
         evaluate = Evaluator(parties.spec, parties.dataset)
-        rows, stopped_by = run_rounds(cfg, backend, evaluate, progress=progress, on_round=on_round)
+        rows, stopped_by = run_rounds(cfg, backend, evaluate, progress=progress, on_round=on_round, rows=rows,
+                                      checkpoint=checkpoint)
         say = status_printer(cfg, progress)
         backend.finish(stopped_by, say)
         head = backend.head

@@ -58,6 +58,26 @@ class NativeBackend:
                             byzantine_winner=self.miners[res.winner].byzantine,
                             rejected=sum(res.rejections.values()) > 0, seconds=res.seconds)
 
+    # -- checkpoints (experiments/checkpoint.py) -----------------------------------
+    @property
+    def checkpointable(self) -> bool:
+        """A run resumes from its stored chain: it needs one, and no Byzantine miner (whose
+        withheld blocks and plans are not on the chain)."""
+        return self.cfg.keep_chain and not self.n_byz_miners
+
+    def checkpoint_state(self) -> tuple[dict, list]:
+        state, pending = self.net.checkpoint_state()
+        state["selected_byzantine_total"] = self.selected_byzantine_total
+        return state, pending
+
+    def restore(self, state: dict, pending: list) -> None:
+        """Continue from a checkpoint whose head the store was cut back to: every node
+        validates the stored chain again (the archive node already holds it)."""
+        store = self.archive.store
+        chain = (store.get(store.canonical_hash(h)) for h in range(1, self.archive.height + 1))
+        self.net.restore_state(state, chain, pending)
+        self.selected_byzantine_total = int(state["selected_byzantine_total"])
+
     def abort(self) -> None:
         pass
 

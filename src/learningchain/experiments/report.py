@@ -136,10 +136,12 @@ def write_curve(path: Path, rows: list, baseline_curve: list, title: str) -> Non
     fig.savefig(path, dpi=120)
 
 
-def progress_bar(cfg: TrainConfig, progress: Optional[bool], desc: str, unit: str):
-    """The run's progress bar (shown when ``progress``, else as the config says)."""
+def progress_bar(cfg: TrainConfig, progress: Optional[bool], desc: str, unit: str, *, initial: int = 0):
+    """The run's progress bar (shown when ``progress``, else as the config says);
+    ``initial``: rounds a resumed run already played."""
     show = cfg.progress if progress is None else progress
-    return tqdm(total=cfg.rounds, disable=None if show else True, desc=desc, unit=unit, mininterval=0.5)
+    return tqdm(total=cfg.rounds, initial=initial, disable=None if show else True, desc=desc, unit=unit,
+                mininterval=0.5)
 
 
 def status_printer(cfg: TrainConfig, progress: Optional[bool]) -> Callable[[str], None]:

@@ -113,6 +113,26 @@ class RunDir:
             raise ConfigError(f"--out {self.target}: cannot create the run directory: "
                               f"{exc.strerror or exc}") from None
 
+    source: Optional[Path] = None  # where an adopted run came from (see adopt)
+
+    @classmethod
+    def adopt(cls, source: Path, target: Path) -> "RunDir":
+        """Take over the directory of an interrupted run (``--resume``): it becomes this
+        process's temporary directory, moved to ``target`` when the run ends, and back
+        to ``source`` if the resumed run fails, so nothing it holds is ever lost."""
+        self = cls.__new__(cls)
+        self.target = Path(target)
+        self._abs = Path(os.path.abspath(self.target))
+        self._made = []
+        self.source = Path(os.path.abspath(source))
+        self.path = self._abs.parent / f".{self._abs.name}.new-{os.getpid()}"
+        try:
+            os.rename(self.source, self.path)
+        except OSError as exc:
+            raise ConfigError(f"cannot take over {source}: {exc.strerror or exc}") from None
+        self.replaces = holds_run(self._abs)
+        return self
+
     def commit(self) -> Path:
         """Move the finished run to ``target``; returns ``target``."""
         target = self._abs
@@ -150,6 +170,9 @@ class RunDir:
         return self.target.parent / name if self.target.name == self._abs.name else self._abs.parent / name
 
     def discard(self) -> None:
+        if self.source is not None:  # an adopted run goes back where it was, as it was left
+            os.rename(self.path, self.source)
+            return
         shutil.rmtree(self.path, ignore_errors=True)
         self._remove_parents()
 
@@ -162,11 +185,12 @@ class RunDir:
         self._made = []
 
 
-def in_run_dir(target: Path, run: Callable[[Path], dict]) -> dict:
+def in_run_dir(target: Path, run: Callable[[Path], dict], *, rundir: Optional[RunDir] = None) -> dict:
     """``run(path)`` writes a run into a temporary directory and returns its summary;
     the directory is then moved to ``target`` (see the module's docstring). Raises
-    :class:`RunInterrupted` when the summary says ``interrupted``."""
-    rundir = RunDir(target)
+    :class:`RunInterrupted` when the summary says ``interrupted``. ``rundir``: an
+    adopted directory (:meth:`RunDir.adopt`) instead of a new one."""
+    rundir = RunDir(target) if rundir is None else rundir
     try:
         summary = run(rundir.path)
     except BaseException:

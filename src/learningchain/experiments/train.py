@@ -19,16 +19,19 @@ from typing import Callable, Optional
 import torch
 
 from ..config import TrainConfig
+from ..errors import ConfigError, LearningChainError
+from ..node import SQLiteStore
 from ..parties import (GENESIS_TIME_MS, ChainSetup, Parties, apply_target_epsilon, build_chain_setup, build_miners,
                        build_params, build_parties, check_miners, resolve_noise_multiplier)
 from .loop import run_backend
 from .native import ATTACKER_CHAIN, NativeBackend
 from .report import Evaluator, common_summary, curve_figure, curve_title, progress_bar, status_printer, write_curve
-from .rundir import check_out_dir, in_run_dir
+from .checkpoint import Checkpointer, find_resumable, read_checkpoint
+from .rundir import RunDir, check_out_dir, in_run_dir
 
 # The builders moved to ``learningchain.parties`` and the report to ``.report``; the
 # names other code imports from here stay importable.
-__all__ = ["run_training", "run_training_ethereum", "build_params", "build_chain_setup", "build_parties",
+__all__ = ["run_training", "resume_training", "run_training_ethereum", "build_params", "build_chain_setup", "build_parties",
            "build_miners", "check_miners", "apply_target_epsilon", "resolve_noise_multiplier", "ChainSetup",
            "Parties", "check_out_dir", "write_curve", "curve_figure", "curve_title", "Evaluator", "common_summary",
            "progress_bar", "status_printer", "GENESIS_TIME_MS", "ATTACKER_CHAIN"]
@@ -47,9 +50,44 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
     check_miners(cfg)
 
     def run(out: Path) -> dict:
-        return run_backend(cfg, parties, NativeBackend(cfg, parties, out), out, started, progress, on_round)
+        backend = NativeBackend(cfg, parties, out)
+        ckpt = Checkpointer(out, cfg, parties.genesis.hash) if backend.checkpointable else None
+        return run_backend(cfg, parties, backend, out, started, progress, on_round, checkpoint=ckpt)
 
     return in_run_dir(target, run)
+
+
+def resume_training(path, *, progress: Optional[bool] = None,
+                    on_round: Optional[Callable[[dict], None]] = None) -> dict:
+    """Continue the interrupted native run at ``path`` (``train --resume``) from its
+    chain and checkpoint (experiments/checkpoint.py); returns the summary."""
+    source, target = find_resumable(Path(path))
+    doc, pending = read_checkpoint(source)
+    cfg = Checkpointer.config_of(doc)
+    if cfg.backend != "native":
+        raise ConfigError(f"{source}: only native runs resume from a checkpoint")
+    torch.set_num_threads(cfg.threads)
+    parties = build_parties(cfg)
+    if parties.genesis.hash.hex() != doc.get("genesis"):
+        raise LearningChainError(f"{source}: its config builds genesis 0x{parties.genesis.hash.hex()}, the checkpoint "
+                                 f"names 0x{doc.get('genesis')} (another version or other data?)")
+    head = bytes.fromhex(doc["state"]["head"])
+    store = SQLiteStore(source / "chain.sqlite", create=False)
+    try:
+        store.truncate_to(head)  # a block stored after the last checkpoint is made again
+    finally:
+        store.close()
+    rundir = RunDir.adopt(source, target)
+    started = time.perf_counter() - float(doc["elapsed"])
+
+    def run(out: Path) -> dict:
+        backend = NativeBackend(cfg, parties, out)
+        backend.restore(doc["state"], pending)
+        ckpt = Checkpointer(out, cfg, parties.genesis.hash, elapsed=float(doc["elapsed"]))
+        return run_backend(cfg, parties, backend, out, started, progress, on_round, rows=doc["rows"],
+                           checkpoint=ckpt)
+
+    return in_run_dir(target, run, rundir=rundir)
 
 
 def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,

@@ -30,6 +30,7 @@ import numpy as np
 from ..attacks.holders import HolderAttack
 from ..errors import InvalidBlock, InvalidMessage, LearningChainError
 from ..node import Node
+from ..node.actions import MessageRefused, Refused
 from ..parties import AnswerOnce, HonestMiner, Miner, MinerStrategy, MinerView, collect_messages
 from ..protocol.block import Block
 
@@ -111,8 +112,6 @@ class InProcessNetwork:
 
     def broadcast_message(self, msg) -> list:
         """Every node hears ``msg`` through its own policy; returns each node's actions."""
-        from ..node.actions import MessageRefused
-
         decided = []
         for miner in self.miners:
             actions = miner.node.policy.on_messages([(msg, None)], "in-process", self.timestamp())
@@ -126,8 +125,6 @@ class InProcessNetwork:
     def broadcast_block(self, block: Block, rejections: Counter) -> list:
         """Every node hears ``block`` through the same policy entry point as a network
         node (``NodePolicy.on_block``); returns each node's actions."""
-        from ..node.actions import Refused
-
         try:
             self.observer.on_block(block)
         except InvalidBlock:
@@ -173,6 +170,56 @@ class InProcessNetwork:
         return RoundResult(self.round, winner, proposed, new_head, new_head.hash != base.hash, rejections,
                            Counter(self.messages_rejected), self.mining_tries - tries_before,
                            time.perf_counter() - start)
+
+    # -- checkpoints ----------------------------------------------------------------
+    def checkpoint_state(self) -> tuple[dict, list]:
+        """(JSON state, messages waiting on the head) at the end of a round: what a run
+        resumed from its stored chain needs besides the chain to go on exactly as it
+        would have. Byzantine miners keep state off the chain (withheld blocks, the
+        cartel's plans), so a network with any cannot be checkpointed."""
+        if any(m.byzantine for m in self.miners):
+            raise LearningChainError("a network with Byzantine miners cannot be checkpointed: their withheld "
+                                     "blocks and plans are not on the chain")
+        head = self.head.hash
+        pending = self.reference.mempool.for_base(head) if head in self.answered else []
+        state = {"round": self.round, "head": head.hex(), "rng": self.rng.bit_generator.state,
+                 "mining_tries": self.mining_tries,
+                 "answered": [h.hex() for h in self.answered.answered],
+                 "rejected_blocks": {h.hex(): r for h, r in self.rejected_blocks.items()},
+                 "rejected_by_node": {str(i): n for i, n in self.rejected_by_node.items()},
+                 "byzantine_identities": sorted(a.hex() for a in self.byzantine_identities),
+                 "messages_rejected": dict(self.messages_rejected),
+                 "holders": [h.checkpoint_state() for h in self.holders]}
+        return state, pending
+
+    def restore_state(self, state: dict, chain: list, pending: list) -> None:
+        """Continue from :meth:`checkpoint_state`: ``chain`` is the stored canonical chain
+        above genesis up to the checkpoint's head, which every node (and the light
+        client) validates again as if it had just heard it; ``pending`` are the messages
+        that waited on the head, heard again by every node. The counters are the
+        checkpoint's: hearing it all again counts nothing new."""
+        if len(state["holders"]) != len(self.holders):
+            raise LearningChainError(f"the checkpoint has {len(state['holders'])} holders, the run {len(self.holders)}")
+        self.round = int(state["round"])  # the nodes hear the chain at the checkpoint's time
+        for block in chain:  # as first heard: its messages, then the block
+            for msg in block.messages:
+                self.broadcast_message(msg)
+            self.broadcast_block(block, Counter())
+        if self.head.hash.hex() != state["head"]:
+            raise LearningChainError(f"the stored chain ends at 0x{self.head.hash.hex()}, the checkpoint at "
+                                     f"0x{state['head']}")
+        self.round, self.mining_tries = int(state["round"]), int(state["mining_tries"])
+        self.rng.bit_generator.state = state["rng"]
+        self.answered = AnswerOnce(bytes.fromhex(h) for h in state["answered"])
+        self.rejected_blocks = {bytes.fromhex(h): r for h, r in state["rejected_blocks"].items()}
+        self.rejected_by_node = Counter({int(i): n for i, n in state["rejected_by_node"].items()})
+        self.byzantine_identities = {bytes.fromhex(a) for a in state["byzantine_identities"]}
+        self.messages_rejected = Counter(state["messages_rejected"])
+        for holder, saved in zip(self.holders, state["holders"]):
+            holder.restore_state(saved)
+        for msg in pending:
+            self.broadcast_message(msg)
+        self.messages_rejected = Counter(state["messages_rejected"])
 
     def byzantine_selected(self, block: Block) -> int:
         return sum(1 for i in block.selection if block.messages[i].identity in self.byzantine_identities)

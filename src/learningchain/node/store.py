@@ -337,6 +337,25 @@ class SQLiteStore(BlockStore):
             h = parent
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (block_hash,))
 
+    def truncate_to(self, block_hash: bytes) -> None:
+        """Make ``block_hash`` the head and forget every block above its height, in one
+        transaction. For a run resuming from its checkpoint: the store is its own and
+        nobody else writes it (a node never forgets a valid block)."""
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self._db.execute("SELECT height FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+            if row is None:
+                raise StoreError(f"{self.path} has no block 0x{block_hash.hex()}")
+            self._db.execute("DELETE FROM blocks WHERE height > ?", (row[0],))
+            self._move_head(block_hash)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._cache.clear()
+
     def set_head(self, block_hash: bytes) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
