@@ -4,7 +4,7 @@ environment activated, as a newcomer would paste them.
 A fenced block right after the line ``<!-- readme-test: short -->`` holds
 commands that the README says take under a minute. They run in order, in one
 scratch directory (so ``runs/`` stays out of the checkout; ``src``, ``scripts``,
-``benchmarks`` and ``node_modules`` are linked in), each in a fresh
+``examples``, ``benchmarks`` and ``node_modules`` are linked in), each in a fresh
 ``bash -c 'source .venv/bin/activate && ...'``. A command must exit 0, or the
 code its ``# exit N`` comment states.
 """
@@ -74,7 +74,7 @@ def test_the_marker_finds_the_short_commands():
 @pytest.mark.slow
 def test_every_short_readme_command_runs_as_written(tmp_path):
     activate = _activate()
-    for name in ("src", "scripts", "benchmarks", "node_modules", "pyproject.toml"):
+    for name in ("src", "scripts", "benchmarks", "examples", "node_modules", "pyproject.toml"):
         if (ROOT / name).exists():
             (tmp_path / name).symlink_to(ROOT / name)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
