@@ -296,7 +296,7 @@ _EXTENSIONS: list = []
 def _load_extensions() -> None:
     import importlib
 
-    for name in ("reproduce", "grid", "netcmd", "balances", "security", "privacy"):
+    for name in ("reproduce", "grid", "netcmd", "balances", "security", "privacy", "explore"):
         try:
             mod = importlib.import_module(f"{__package__}.{name}")
         except ModuleNotFoundError as exc:

@@ -1,6 +1,7 @@
-"""The node's status API: ``GET /status`` as JSON, and nothing else.
+"""The node's read-only HTTP endpoint: ``GET /status`` as JSON, and whatever else
+``routes`` serves (the chain explorer, Prometheus metrics), all read-only.
 
-It is a read-only endpoint for operators, so it is built to survive anyone who
+It is built to survive anyone who
 can reach it: it binds to loopback unless told otherwise, gives a client a few
 seconds to send its request head (slow-loris connections are closed, not kept
 open for ever), reads at most 8 KiB of head, serves one request per connection,
@@ -24,19 +25,24 @@ __all__ = ["StatusServer", "RateLimitedExceptionHandler"]
 log = logging.getLogger("learningchain.status")
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+            408: "Request Timeout", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 class StatusServer:
-    """A minimal HTTP/1.1 responder for one JSON document.
+    """A minimal HTTP/1.1 responder: one request per connection, GET and HEAD only.
 
-    ``status(evaluate)`` returns the document; ``evaluate`` is False when the
-    query says ``eval=0`` (skip the test-error evaluation).
+    ``status(evaluate)`` returns the /status document (``evaluate`` is False when
+    the query says ``eval=0``: skip the test-error evaluation); None serves no
+    /status. ``routes(path, query)`` answers any other path with ``(code,
+    content type, body bytes)``, or None for a path it does not serve.
     """
 
-    def __init__(self, status: Callable[[bool], dict], *, host: str = "127.0.0.1", port: int = 0,
-                 header_timeout: float = 5.0, max_head_bytes: int = 8192, max_connections: int = 32):
+    def __init__(self, status: Optional[Callable[[bool], dict]], *, host: str = "127.0.0.1", port: int = 0,
+                 header_timeout: float = 5.0, max_head_bytes: int = 8192, max_connections: int = 32,
+                 routes: Optional[Callable[[str, dict], Optional[tuple]]] = None):
         self._status = status
+        self._routes = routes
         self.host = host
         self.port = port
         self.header_timeout = header_timeout
@@ -98,8 +104,8 @@ class StatusServer:
                 return
             finally:
                 self._waiting.pop(writer, None)
-            code, body = self._answer(head)
-            await self._reply(writer, code, body)
+            method, response = self._answer(head)
+            await self._send(writer, *response, head_only=method == "HEAD")
         except (ConnectionError, OSError):
             pass
         finally:
@@ -113,35 +119,49 @@ class StatusServer:
         self._counted.discard(writer)
 
     def _answer(self, head: bytes) -> tuple:
+        """(method, (code, content type, body bytes))."""
         try:
             line = head.split(b"\r\n", 1)[0].decode("ascii")
             method, target, version = line.split(" ")
         except (UnicodeDecodeError, ValueError):
-            return 400, {"error": "malformed request line"}
+            return "GET", _json(400, {"error": "malformed request line"})
         if not version.startswith("HTTP/1."):
-            return 400, {"error": "HTTP/1.x only"}
+            return method, _json(400, {"error": "HTTP/1.x only"})
         if method not in ("GET", "HEAD"):
-            return 405, {"error": "only GET /status"}
+            return method, _json(405, {"error": "read-only: GET and HEAD only"})
         parts = urlsplit(target)
-        if parts.path not in ("/", "/status"):
-            return 404, {"error": "only GET /status"}
         query = parse_qs(parts.query)
-        evaluate = query.get("eval", ["1"])[-1] not in ("0", "false", "no")
         try:
-            return 200, self._status(evaluate)
+            if parts.path == "/status" or (parts.path == "/" and self._routes is None):
+                if self._status is None:
+                    return method, _json(404, {"error": "no /status here"})
+                evaluate = query.get("eval", ["1"])[-1] not in ("0", "false", "no")
+                return method, _json(200, self._status(evaluate))
+            answer = self._routes(parts.path, query) if self._routes is not None else None
         except Exception as exc:  # the node's state is its own concern; the API answers anyway
-            log.warning("status API: %s", exc)
-            return 500, {"error": "status unavailable"}
+            log.warning("status API: %s: %s", type(exc).__name__, exc)
+            return method, _json(500, {"error": "unavailable"})
+        if answer is None:
+            return method, _json(404, {"error": f"nothing at {parts.path[:60]}"})
+        return method, answer
 
     async def _reply(self, writer: asyncio.StreamWriter, code: int, body: dict) -> None:
-        data = (json.dumps(body, default=str) + "\n").encode()
-        head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n").encode()
-        writer.write(head + data)
+        await self._send(writer, *_json(code, body))
+
+    async def _send(self, writer: asyncio.StreamWriter, code: int, ctype: str, data: bytes, *,
+                    head_only: bool = False) -> None:
+        head = (f"HTTP/1.1 {code} {_REASONS.get(code, '')}\r\nContent-Type: {ctype}\r\n"
+                f"Content-Length: {len(data)}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                f"Connection: close\r\n\r\n").encode()
+        writer.write(head if head_only else head + data)
         try:
             await asyncio.wait_for(writer.drain(), timeout=self.header_timeout)
         except (asyncio.TimeoutError, ConnectionError, OSError):
             pass
+
+
+def _json(code: int, body) -> tuple:
+    return code, "application/json", (json.dumps(body, default=str) + "\n").encode()
 
 
 class RateLimitedExceptionHandler:
