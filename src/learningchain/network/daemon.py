@@ -129,6 +129,8 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         self.ever_ready = self.net.min_peers == 0
         self.blocks_mined = 0
         self.messages_sent = 0
+        self.blocks_received = 0  # block frames from peers, gossiped or synced
+        self.messages_received = 0  # messages from peers
         self.mining = False
         self.started = time.time()
         self._eval_cache: tuple = (b"", None)

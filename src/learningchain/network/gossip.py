@@ -94,6 +94,7 @@ class GossipRole:
 
     # -- messages ---------------------------------------------------------------------------
     def _on_message_frames(self, peer: Peer, payloads: list) -> None:
+        self.messages_received += len(payloads)
         items: list = []
         for payload in payloads:
             h = message_hash_of(payload)
@@ -122,6 +123,7 @@ class GossipRole:
 
     # -- blocks ------------------------------------------------------------------------------
     def _on_block_frame(self, peer: Peer, raw: bytes, *, synced: bool) -> None:
+        self.blocks_received += 1
         try:
             h = block_hash_of(raw)
         except DecodeError as exc:

@@ -8,8 +8,11 @@ from typing import Optional
 
 import numpy as np
 
+from ..explorer import ChainView, ExplorerApp
 from ..privacy.secure import generator_of
 from ..types import hexstr
+from .metrics import metrics_response
+from .status_http import StatusServer
 
 __all__ = ["StatusRole"]
 
@@ -74,6 +77,9 @@ class StatusRole:
             "mining": self.mining,
             "blocks_mined": self.blocks_mined,
             "messages_sent": self.messages_sent,
+            "blocks_received": self.blocks_received,
+            "messages_received": self.messages_received,
+            "seconds_per_round": self.seconds_per_round(),
             "syncing": self.sync is not None,
             "last_sync": self.last_sync,
             "rejected_blocks": dict(node.rejected_by_reason),
@@ -88,15 +94,35 @@ class StatusRole:
             "uptime_s": round(time.time() - self.started, 3),
         }
 
+    def seconds_per_round(self, window: int = 10) -> Optional[float]:
+        """Mean time between the last ``window`` blocks of the canonical chain, from their timestamps."""
+        top = self.node.headers[self.node.head_hash]
+        low = top
+        while low.height > max(1, top.height - window):  # walk back through the head's ancestry
+            low = self.node.headers[low.parent]
+        if low.height >= top.height:
+            return None
+        return round((top.timestamp - low.timestamp) / 1000 / (top.height - low.height), 6)
+
     def privacy_status(self) -> dict:
         """How the hosted holders draw their noise and batches (``privacy.generator``, ``privacy.sampling``)."""
         return {"mechanism": self.params.mechanism, "sampling": self.train_cfg.sampling,
                 "generator": generator_of(self.train_cfg.secure_rng, in_process=False) if self.holder_indices else None}
 
-    async def _start_http(self) -> None:
-        from .status_http import StatusServer
+    def _http_routes(self):
+        """/metrics (Prometheus text) and the chain explorer, beside /status."""
+        explorer = ExplorerApp(ChainView(self.data_dir, node_status=lambda: self.status(evaluate=True)))
 
+        def routes(path: str, query: dict):
+            if path == "/metrics":
+                return metrics_response(lambda: self.status(evaluate=False))
+            return explorer.handle(path, query)
+
+        return routes
+
+    async def _start_http(self) -> None:
         host, port = self.http_addr
-        server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port)
+        server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port,
+                              routes=self._http_routes())
         self.http_addr = await server.start()
         self._http_runner = server

@@ -104,7 +104,7 @@ class StatusServer:
                 return
             finally:
                 self._waiting.pop(writer, None)
-            method, response = self._answer(head)
+            method, response = await self._answer(head)
             await self._send(writer, *response, head_only=method == "HEAD")
         except (ConnectionError, OSError):
             pass
@@ -118,8 +118,9 @@ class StatusServer:
     def _release(self, writer) -> None:
         self._counted.discard(writer)
 
-    def _answer(self, head: bytes) -> tuple:
-        """(method, (code, content type, body bytes))."""
+    async def _answer(self, head: bytes) -> tuple:
+        """(method, (code, content type, body bytes)). ``routes`` runs in a worker
+        thread, so that reading a large block never holds up the node's event loop."""
         try:
             line = head.split(b"\r\n", 1)[0].decode("ascii")
             method, target, version = line.split(" ")
@@ -137,7 +138,9 @@ class StatusServer:
                     return method, _json(404, {"error": "no /status here"})
                 evaluate = query.get("eval", ["1"])[-1] not in ("0", "false", "no")
                 return method, _json(200, self._status(evaluate))
-            answer = self._routes(parts.path, query) if self._routes is not None else None
+            answer = None
+            if self._routes is not None:
+                answer = await asyncio.get_running_loop().run_in_executor(None, self._routes, parts.path, query)
         except Exception as exc:  # the node's state is its own concern; the API answers anyway
             log.warning("status API: %s: %s", type(exc).__name__, exc)
             return method, _json(500, {"error": "unavailable"})
