@@ -368,8 +368,8 @@ def test_every_option_of_every_subcommand_has_a_help_line_and_key_defaults_are_s
 
 
 def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, capsys):
-    assert _train_config(["--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
-    assert _train_config(["--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
+    assert _train_config(["--dataset", "mnist", "--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
+    assert _train_config(["--dataset", "mnist", "--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
     with pytest.raises(SystemExit) as info:
         main(["train", "--data-dir", str(tmp_path)])
     assert info.value.code == 2 and "unrecognized arguments: --data-dir" in capsys.readouterr().err

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
-from .names import check_name, check_rewards
+from .names import HIDDEN_MODELS, IDX_DATASETS, check_name, check_rewards, make_holder_attack, rule_options
 
 __all__ = ["check_train"]
 
@@ -18,6 +18,10 @@ _NAMED = ("dataset", "partition", "model", "attack", "miner_attack", "aggregator
 def _need(cond, what: str) -> None:
     if not cond:
         raise ConfigError(what)
+
+
+def _default(cfg, name: str):
+    return type(cfg).__dataclass_fields__[name].default
 
 
 def _is_int(v) -> bool:
@@ -32,9 +36,26 @@ def check_train(cfg) -> None:
     for name in _NAMED:
         check_name(name, getattr(cfg, name))
     _check_parties(cfg)
+    _check_applies(cfg)
     _check_learning(cfg)
     _check_privacy(cfg)
     _check_chain_and_run(cfg)
+
+
+def _check_applies(cfg) -> None:
+    """A key that only some data sets, models or rules read is refused with the others."""
+    _need(cfg.idx_dir is None or cfg.dataset in IDX_DATASETS,
+          f"idx_dir applies to the data sets read from IDX files ({', '.join(IDX_DATASETS)}), not {cfg.dataset!r}")
+    _need(cfg.hidden == _default(cfg, "hidden") or cfg.model in HIDDEN_MODELS,
+          f"hidden applies to the models with hidden layers ({', '.join(HIDDEN_MODELS)}), not {cfg.model!r}")
+    options = rule_options(cfg.aggregator)
+    _need(cfg.l is None or "l" in options,
+          f"l applies to the rules with an l option, not {cfg.aggregator!r} (its options: {', '.join(options) or 'none'})")
+    for name in cfg.aggregator_options:
+        _need(name in options, f"aggregator {cfg.aggregator!r} has no option {name!r}; its options: "
+                               f"{', '.join(options) or 'none'}")
+    if cfg.byzantine or cfg.attack_options:
+        make_holder_attack(cfg.attack, **cfg.attack_options)
 
 
 def _check_parties(cfg) -> None:

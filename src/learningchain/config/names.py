@@ -3,22 +3,36 @@ them, so that a name is checked when the config is read, before any data loads."
 
 from __future__ import annotations
 
-from ..attacks.holders import HOLDER_ATTACKS
+import inspect
+
+from ..attacks.holders import HOLDER_ATTACKS, make_holder_attack
 from ..attacks.miners import MINER_ATTACKS
 from ..data import DATASETS
 from ..data.partition import PARTITIONS
 from ..errors import ConfigError
 from ..models import MODEL_KINDS
 from ..privacy.accounting import SAMPLING_SCHEMES
-from ..protocol.aggregation import RULES
+from ..protocol.aggregation import RULES, get_rule
 from ..protocol.params import CLIP_MODES, CONSENSUS, MECHANISMS, PRIVACY_SCHEDULES
 from ..protocol.rewards import check_rewards
 
-__all__ = ["KNOWN", "check_name", "check_rewards", "known_names", "BACKENDS", "UNSEEN_POLICIES"]
+__all__ = ["KNOWN", "check_name", "check_rewards", "known_names", "BACKENDS", "UNSEEN_POLICIES", "IDX_DATASETS",
+           "HIDDEN_MODELS", "rule_options", "make_holder_attack"]
 
 BACKENDS = ("native", "ethereum")
 #: What a node does with a gossiped block holding messages never broadcast to it.
 UNSEEN_POLICIES = ("accept", "wait")
+
+#: The data sets read from a directory of IDX files (their loader takes ``data_dir``).
+IDX_DATASETS = tuple(name for name, load in DATASETS.items() if "data_dir" in inspect.signature(load).parameters)
+#: The models whose hidden widths the config sets (the run passes ``hidden`` to the mlp only).
+HIDDEN_MODELS = ("mlp",)
+
+
+def rule_options(aggregator: str) -> tuple:
+    """The options aggregation rule ``aggregator`` takes."""
+    return tuple(sorted(get_rule(aggregator).options))
+
 
 #: Every name-valued key and the names it takes (in the registry's order).
 KNOWN: dict[str, tuple] = {
