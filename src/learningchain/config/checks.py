@@ -73,6 +73,8 @@ def _check_parties(cfg) -> None:
         _need(cfg.byzantine_miners > 0, "byzantine_power > 0 needs byzantine_miners >= 1")
     _need(0 <= cfg.min_inclusion <= 1, f"min_inclusion must be in [0, 1], got {cfg.min_inclusion!r}")
     _need(cfg.verify_last >= 1, "verify_last must be >= 1")
+    _need(cfg.verify_last == _default(cfg, "verify_last") or cfg.byzantine_miners > 0,
+          "verify_last is the final check of the honest and the attackers' chains: it needs byzantine_miners >= 1")
     _need(not cfg.keep_attacker_chain or cfg.byzantine_miners > 0,
           "keep_attacker_chain needs Byzantine miners (--byzantine-miners N): without them there is no "
           "attacker's chain to keep")
