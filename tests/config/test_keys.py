@@ -9,11 +9,16 @@ from typing import get_type_hints
 import pytest
 
 from learningchain.cli.main import _load_extensions, build_parser, train_config_from_args
+from learningchain.cli.netcmd import _load
 from learningchain.cli.options import option_name
-from learningchain.config import NetworkConfig, TrainConfig
+from learningchain.config import NetworkConfig, TrainConfig, load_net_config
 from learningchain.config.files import _toml_value
 from learningchain.config.tables import FigureTable, GridTable, PanelTable
 from learningchain.errors import ConfigError
+from learningchain.experiments import reproduce
+from learningchain.experiments.grid import grid_cells, load_grid
+from learningchain.network import daemon, launcher, peer, tcp
+from learningchain.network.daemon import network_setup
 
 from ..test_config_types import _wrong_values
 from .keys import FIGURE, GRID, NETWORK, PANEL, TRAIN
@@ -84,8 +89,6 @@ def test_train_refuses_a_value_of_the_wrong_type_naming_the_key(name, tmp_path):
 
 # -- node and network up ----------------------------------------------------------------------
 def _net_load(argv):
-    from learningchain.cli.netcmd import _load
-
     return _load(_parse(argv))
 
 
@@ -123,10 +126,6 @@ def test_a_network_key_of_the_wrong_type_is_refused_naming_it(name, tmp_path):
 
 def test_every_network_key_changes_the_genesis_or_is_read_by_the_node_processes():
     """Consensus keys change the genesis every node builds; policy keys are read by the drivers."""
-    from learningchain.network import daemon, launcher, peer, tcp
-    from learningchain.network.daemon import network_setup
-    from learningchain.config import load_net_config
-
     sources = "".join(inspect.getsource(m) for m in (daemon, launcher, peer, tcp))
     small = {"dataset": "breast-cancer", "holders": 4, "rounds": 2}
     base = network_setup(load_net_config(None, train_overrides=small)).genesis.hash
@@ -158,8 +157,6 @@ def _grid_file(tmp_path, grid: dict, train: str = GRID_TRAIN):
 
 @pytest.mark.parametrize("name", sorted(GRID))
 def test_every_grid_key_is_taken_changes_the_grid_and_a_wrong_type_is_refused(name, tmp_path):
-    from learningchain.experiments.grid import grid_cells, load_grid
-
     value, extra = GRID[name]
     base = load_grid(_grid_file(tmp_path, {**GRID_BASE, **extra}))
     spec = load_grid(_grid_file(tmp_path, {**GRID_BASE, **extra, name: value}))
@@ -172,8 +169,6 @@ def test_every_grid_key_is_taken_changes_the_grid_and_a_wrong_type_is_refused(na
 
 
 def test_every_train_key_of_a_grid_reaches_its_cells_or_is_refused(tmp_path):
-    from learningchain.experiments.grid import grid_cells, load_grid
-
     small = {"dataset": "breast-cancer", "holders": 4, "rounds": 2}
     set_by_grid = {"byzantine", "attack", "aggregator", "attack_options", "aggregator_options", "seed", "out", "force"}
     for name, (value, extra) in TRAIN.items():
@@ -202,8 +197,6 @@ def _figure(**changes):
 @pytest.mark.parametrize("cls,table", [(FigureTable, FIGURE), (PanelTable, PANEL)], ids=["figure", "panel"])
 def test_every_figure_and_panel_key_is_taken_changes_the_runs_or_the_plot_and_a_wrong_type_is_refused(
         cls, table, tmp_path):
-    from learningchain.experiments import reproduce
-
     plotted = inspect.getsource(reproduce.plot_figure)
     for name, (value, _) in table.items():
         if cls is FigureTable:
@@ -225,8 +218,6 @@ def test_every_figure_and_panel_key_is_taken_changes_the_runs_or_the_plot_and_a_
 
 
 def test_a_figure_refuses_a_train_key_train_would_ignore(tmp_path):
-    from learningchain.experiments import reproduce
-
     spec = _figure(defaults={"consensus": "poa"})
     with pytest.raises(ConfigError, match="consensus = 'poa' is not used by this run"):
         reproduce.figure_jobs(FigureTable.check(spec, "test"), quick=False, out=tmp_path)

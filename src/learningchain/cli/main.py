@@ -7,15 +7,14 @@ import json
 import sys
 from typing import Optional
 
+from ..config import TrainConfig, check_honoured, load_toml, parse_set
 from ..errors import ConfigError, LearningChainError
+from .options import add_config_options, config_values, option_group
 
 __all__ = ["main", "build_parser"]
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    from ..config import TrainConfig
-    from .options import add_config_options, option_group
-
     add_config_options(p, TrainConfig, "train")
     g = option_group(p, "run")
     g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
@@ -25,12 +24,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def train_config_from_args(args) -> "TrainConfig":
+def train_config_from_args(args) -> TrainConfig:
     """The run's config: the --config file, then the options, then --set; checked
     whole (types, names, cross-key rules, and that `train` honours every key given)."""
-    from ..config import TrainConfig, check_honoured, load_toml, parse_set
-    from .options import config_values
-
     data: dict = {}
     if args.config:
         data.update(load_toml(args.config))

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from ..config import NetworkConfig, TrainConfig, load_net_config, parse_set
+from .options import add_config_options, config_values, option_group
+
 __all__ = ["register"]
 
 _CHAIN_TITLE = "the chain (every node of one network must agree)"
@@ -14,9 +17,6 @@ _CHAIN_TITLE = "the chain (every node of one network must agree)"
 
 def _add_chain_options(p: argparse.ArgumentParser, *, node: bool = False) -> None:
     """The config keys `node` and `network up` take as options (the rest via --config / --set)."""
-    from ..config import NetworkConfig, TrainConfig
-    from .options import add_config_options, option_group
-
     g = option_group(p, _CHAIN_TITLE)
     g.add_argument("--config", metavar="FILE", help="TOML with a [train] table (the learning problem, as for "
                                                      "`learningchain train`) and a [network] table")
@@ -29,9 +29,6 @@ def _add_chain_options(p: argparse.ArgumentParser, *, node: bool = False) -> Non
 
 
 def _load(args):
-    from ..config import NetworkConfig, TrainConfig, load_net_config, parse_set
-    from .options import config_values
-
     train = config_values(args, TrainConfig, "chain")
     network = {**config_values(args, NetworkConfig, "chain"), **config_values(args, NetworkConfig, "node")}
     for name, value in parse_set(args.set).items():

@@ -3,7 +3,7 @@ two-table file of a network (``[train]``, ``[network]``)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
 
@@ -60,6 +60,7 @@ class NetConfigFile:
     network: NetworkConfig = field(default_factory=NetworkConfig)
 
     def to_toml(self) -> str:
+        """The file every node of this network reads: the [train] keys nodes honour, and [network]."""
         return _toml_table("train", _train_items(self.train)) + "\n" + _toml_table("network", self.network.to_dict(minimal=True))
 
     def check_node(self) -> None:
@@ -78,12 +79,14 @@ class NetConfigFile:
 
 
 _TRAIN_DEFAULTS = asdict(TrainConfig())
+#: The [train] keys node processes honour; the file a node reads holds only these.
+_NETWORK_KEYS = {f.name for f in fields(TrainConfig) if "network" in f.metadata["honoured_by"]}
 
 
 def _train_items(cfg: TrainConfig) -> dict:
     out = {}
     for name, value in cfg.to_dict().items():
-        if value is None or name in ("out", "force", "progress"):
+        if value is None or name not in _NETWORK_KEYS:
             continue
         default = _TRAIN_DEFAULTS.get(name)
         if name == "hidden":

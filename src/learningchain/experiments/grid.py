@@ -46,9 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..attacks.holders import make_holder_attack
 from ..config import DATASET_DEFAULTS, TrainConfig, check_honoured, check_name, read_toml
 from ..config.tables import GRID_MAX_WORKERS, GridTable, check_train_keys
 from ..errors import ConfigError, LearningChainError
+from ..protocol.params import ProtocolParams
 
 __all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "heatmap_figure", "read_results",
            "MAX_WORKERS", "RESULT_FIELDS"]
@@ -135,9 +137,6 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
 
 def _check_cells(spec: GridSpec) -> None:
     """Every cell's config, its attack's and its rule's options, before anything runs."""
-    from ..attacks.holders import make_holder_attack
-    from ..protocol.params import ProtocolParams
-
     for cell in grid_cells(spec):
         cfg = TrainConfig.from_dict(cell.config)
         check_honoured(cfg, "train")
