@@ -223,3 +223,20 @@ def test_a_figure_refuses_a_train_key_train_would_ignore(tmp_path):
         reproduce.figure_jobs(FigureTable.check(spec, "test"), quick=False, out=tmp_path)
     with pytest.raises(ConfigError, match="unknown option 'speed'"):
         FigureTable.check(_figure(defaults={"speed": 1}), "test")
+
+
+@pytest.mark.parametrize("name", sorted(TRAIN))
+def test_on_the_ethereum_backend_train_takes_the_keys_it_honours_and_refuses_the_others(name, tmp_path):
+    value, extra = TRAIN[name]
+    value = str(tmp_path / "o") if value == "OUT" else value
+    values = {"backend": "ethereum", **extra, name: value}
+    argv = ["train", *_sets(values)]
+    ignored = [k for k in values if "ethereum" not in _field(TrainConfig, k).metadata["honoured_by"]]
+    if name == "aggregator":
+        with pytest.raises(ConfigError, match="the Ethereum backend implements l-nearest only"):
+            train_config_from_args(_parse(argv))
+    elif ignored:
+        with pytest.raises(ConfigError, match=f"^({'|'.join(ignored)}) = .* is not used by this run: on the Ethereum"):
+            train_config_from_args(_parse(argv))
+    else:
+        assert _plain(getattr(train_config_from_args(_parse(argv)), name)) == value

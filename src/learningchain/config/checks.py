@@ -115,5 +115,8 @@ def _check_chain_and_run(cfg) -> None:
     _need(0 <= cfg.difficulty <= 40, f"difficulty must be an integer number of bits in 0..40, got {cfg.difficulty!r}")
     _need(cfg.eval_every >= 1, "eval_every must be >= 1")
     _need(cfg.target_error is None or 0 <= cfg.target_error <= 1, "target_error must be in [0, 1]")
+    # the contract (ethereum/contracts/learningchain.vy) implements the paper's rule only
+    _need(cfg.backend != "ethereum" or cfg.aggregator == "l-nearest",
+          f"the Ethereum backend implements l-nearest only, not {cfg.aggregator!r}")
     _need(cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}")
     _need(cfg.keep_bodies is None or cfg.keep_bodies >= 0, f"keep_bodies must be >= 0, got {cfg.keep_bodies}")

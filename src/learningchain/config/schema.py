@@ -34,7 +34,7 @@ SECTIONS = {
 
 def key(default: Any = MISSING, *, help: str, section: str, group: Optional[str] = None,
         factory: Any = MISSING, option: tuple = (), flag: Optional[str] = None, metavar: Optional[str] = None,
-        default_help: Optional[str] = None, honoured_by: tuple = ("train", "network")):
+        default_help: Optional[str] = None, honoured_by: tuple = ("train", "ethereum", "network")):
     """A configuration field.
 
     ``help`` is the key's one help line (without its default, which is derived);
@@ -44,7 +44,8 @@ def key(default: Any = MISSING, *, help: str, section: str, group: Optional[str]
     TOML; ``flag`` a bare switch's name (``--no-keep-chain`` sets the opposite of the
     default); ``default_help`` the default in words where the literal says nothing
     (``None`` meaning "per data set"); ``honoured_by`` the runs that use the key
-    (``train``: the in-process run, ``network``: node processes); a run refuses a
+    (``train``: the in-process native run, ``ethereum``: a run on the Ethereum
+    backend, ``network``: node processes); a run refuses a
     key it would ignore when it is given another value than its default."""
     if section not in SECTIONS:  # pragma: no cover - a declaration error
         raise ValueError(f"unknown section {section!r}")

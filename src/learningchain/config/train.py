@@ -27,7 +27,9 @@ RENAMED = {"data_dir": ("idx_dir", "the directory with IDX files (--idx-dir on t
                                    "--data-dir is a node's own directory")}
 
 _TRAIN_CHAIN = ("train", "chain")
-_ONLY_TRAIN = ("train",)
+_ONLY_TRAIN = ("train",)  # as an option: train only; as honoured_by: the native in-process run only
+_ONE_RUN = ("train", "ethereum")  # one run of `learningchain train`, on either backend, not node processes
+_ON_CHAIN = ("train", "network")  # the native chain (the Ethereum contract has no proof of work or block reward)
 _DATA, _PARTIES, _LEARN, _PRIV, _CHAIN, _RUN = "data and model", "parties", "learning", "privacy", "chain", "run"
 
 
@@ -45,14 +47,14 @@ class TrainConfig:
     holders: Optional[int] = key(None, section="problem", group=_PARTIES, option=_TRAIN_CHAIN, metavar="K",
                                  help="data holders")
     miners: Optional[int] = key(None, section="problem", group=_PARTIES, option=_ONLY_TRAIN, metavar="M",
-                                honoured_by=_ONLY_TRAIN, help="computing nodes",
+                                honoured_by=_ONE_RUN, help="computing nodes",
                                 default_help="K, every holder mines")
     byzantine: int = key(0, section="problem", group=_PARTIES, option=_ONLY_TRAIN, metavar="B",
-                         honoured_by=_ONLY_TRAIN, help="Byzantine data holders")
+                         honoured_by=_ONE_RUN, help="Byzantine data holders")
     attack: str = key("gaussian", section="problem", group=_PARTIES, option=_ONLY_TRAIN, metavar="NAME",
-                      honoured_by=_ONLY_TRAIN, help="what Byzantine holders send (gaussian: N(0, 200^2 I); "
+                      honoured_by=_ONE_RUN, help="what Byzantine holders send (gaussian: N(0, 200^2 I); "
                                                     "options with --set attack_options={...})")
-    attack_options: dict = key(section="problem", group=_PARTIES, factory=dict, honoured_by=_ONLY_TRAIN,
+    attack_options: dict = key(section="problem", group=_PARTIES, factory=dict, honoured_by=_ONE_RUN,
                                help="options of the holders' attack")
     fresh_identities: bool = key(False, section="problem", group=_PARTIES, option=_ONLY_TRAIN,
                                  help="a new pseudo-identity for every holder in every round")
@@ -96,7 +98,7 @@ class TrainConfig:
                         help="how a batch of --batch-size M is drawn: fixed (M examples without replacement) "
                              "or poisson (each example with probability M/N_k; accounted with amplification)")
     target_error: Optional[float] = key(None, section="run", group=_LEARN, option=_ONLY_TRAIN, metavar="E",
-                                        honoured_by=_ONLY_TRAIN, help="stop once the head model's test error <= E",
+                                        honoured_by=_ONE_RUN, help="stop once the head model's test error <= E",
                                         default_help="run every round")
     # -- privacy -------------------------------------------------------------------------
     epsilon: float = key(0.1, section="problem", group=_PRIV, option=_TRAIN_CHAIN, metavar="EPS",
@@ -130,27 +132,28 @@ class TrainConfig:
     consensus: str = key("pow", section="chain", group=_CHAIN, honoured_by=("network",),
                          help="proof of work or proof of authority (node processes; a network's [network] "
                               "consensus wins)")
-    difficulty: int = key(8, section="chain", group=_CHAIN, option=_TRAIN_CHAIN, metavar="BITS",
+    difficulty: int = key(8, section="chain", group=_CHAIN, option=_TRAIN_CHAIN, metavar="BITS", honoured_by=_ON_CHAIN,
                           help="proof-of-work difficulty in bits (the genesis difficulty)")
-    rewards: dict = key(section="chain", group=_CHAIN, factory=lambda: {"mode": "split", "block_reward": 1_000_000},
+    rewards: dict = key(section="chain", group=_CHAIN, honoured_by=_ON_CHAIN,
+                        factory=lambda: {"mode": "split", "block_reward": 1_000_000},
                         help="what a block pays: {mode = \"split\", block_reward = N} or "
                              "{mode = \"fee\", fee_per_message = N}")
     # -- the backend ---------------------------------------------------------------------
-    backend: str = key("native", section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONLY_TRAIN,
+    backend: str = key("native", section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
                        help="where the chain runs")
-    rpc_url: Optional[str] = key(None, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONLY_TRAIN,
+    rpc_url: Optional[str] = key(None, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
                                  help="JSON-RPC endpoint for --backend ethereum; the faucet is "
                                       "$LEARNINGCHAIN_FAUCET_KEY or the node's funded development account",
                                  default_help="in-process EVM")
     # -- one run -------------------------------------------------------------------------
     seed: int = key(0, section="problem", group=_RUN, option=_TRAIN_CHAIN, metavar="S", help="random seed")
     out: Optional[str] = key(None, section="run", group=_RUN, option=_ONLY_TRAIN, metavar="DIR",
-                             honoured_by=_ONLY_TRAIN, help="run directory", default_help="runs/<dataset>-<time>")
-    force: bool = key(False, section="run", group=_RUN, option=_ONLY_TRAIN, honoured_by=_ONLY_TRAIN,
+                             honoured_by=_ONE_RUN, help="run directory", default_help="runs/<dataset>-<time>")
+    force: bool = key(False, section="run", group=_RUN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
                       help="replace a run already in --out")
-    eval_every: int = key(1, section="run", group=_RUN, option=_ONLY_TRAIN, metavar="N", honoured_by=_ONLY_TRAIN,
+    eval_every: int = key(1, section="run", group=_RUN, option=_ONLY_TRAIN, metavar="N", honoured_by=_ONE_RUN,
                           help="evaluate the head model every N rounds")
-    progress: bool = key(True, section="run", group=_RUN, honoured_by=_ONLY_TRAIN,
+    progress: bool = key(True, section="run", group=_RUN, honoured_by=_ONE_RUN,
                          help="a progress bar (--quiet on the command line)")
     threads: int = key(1, section="run", group=_RUN, honoured_by=_ONLY_TRAIN,
                        help="torch threads for the holders' gradients (the simulation is mostly small ops)")
@@ -197,11 +200,6 @@ class TrainConfig:
             raise ConfigError(f"miner_attack {self.miner_attack!r} needs byzantine_miners >= 1 "
                               "(--byzantine-miners N): no Byzantine computing node would run it")
 
-    def check_honoured(self, run: str) -> None:
-        """Refuse a key that ``run`` (``train`` or ``network``) would ignore, when it is
-        set to another value than its default."""
-        check_honoured(self, run)
-
     def to_dict(self) -> dict:
         out = asdict(self)
         out["hidden"] = list(self.hidden)
@@ -221,11 +219,16 @@ _WHY_NOT = {
              "other [network] keys are for node processes (`learningchain network up --set consensus=poa`)",
     "network": "node processes run honest holders and computing nodes and keep no run directory; this key is "
                "for `learningchain train`",
+    "ethereum": "on the Ethereum backend every node re-executes the contract: there are no simulated Byzantine "
+                "computing nodes, no proof of work, no block reward and no chain.sqlite (use --backend native)",
 }
 
 
 def check_honoured(cfg, run: str) -> None:
-    """Refuse a key of ``cfg`` that ``run`` would ignore, set to another value than its default."""
+    """Refuse a key of ``cfg`` that ``run`` would ignore, set to another value than its default.
+    ``run`` is ``train`` (a run of `learningchain train`, on the config's backend) or ``network``."""
+    if run == "train" and cfg.backend == "ethereum":
+        run = "ethereum"
     for f in fields(cfg):
         if run in f.metadata["honoured_by"]:
             continue
