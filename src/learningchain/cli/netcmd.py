@@ -93,7 +93,7 @@ def cmd_network_up(args) -> int:
     from ..network.launcher import describe, network_up
 
     conf = _load(args)
-    summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
+    summary = network_up(conf, nodes=args.nodes, out=args.out, timeout=args.timeout,
                          quiet=args.quiet, compare=args.compare, verbose=args.verbose, force=args.force,
                          permissioned=args.permissioned)
     if args.json:
@@ -114,7 +114,7 @@ def register(sub, csub) -> None:
                                                        "--holder-index, each holder's (for [network] members), "
                                                        "and exit")
     p.add_argument("--listen", default="127.0.0.1:30333", metavar="HOST:PORT",
-                   help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
+                   help="where peers connect (default %(default)s; 0.0.0.0:PORT for other machines)")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
     p.add_argument("--peers", metavar="LIST", help="bootstrap peers, HOST:PORT[,HOST:PORT...]")
     p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default 127.0.0.1 and the listen port + 1, "
@@ -133,8 +133,9 @@ def register(sub, csub) -> None:
     p = nsub.add_parser("up", allow_abbrev=False,
                         help="start N node processes on loopback, run R rounds, stop them cleanly")
     p.add_argument("--nodes", type=int, required=True, metavar="N", help="node processes")
-    p.add_argument("--out", metavar="DIR", help="where each node's directory is left (default runs/network)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default 600)")
+    p.add_argument("--out", metavar="DIR", default="runs/network",
+                   help="where each node's directory is left (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default %(default)g)")
     p.add_argument("--compare", action="store_true", help="also run the in-process network with the same settings")
     p.add_argument("--force", action="store_true", help="replace a network run already in --out")
     p.add_argument("--permissioned", action="store_true",
