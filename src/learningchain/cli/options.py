@@ -75,10 +75,12 @@ def _add_option(group, cls, f) -> None:
     if tp is bool:
         default = f.default
         kwargs.update(action="store_const", const=not default if f.metadata["flag"] else True)
-    else:
+    elif tp in (int, float, str):
         kwargs.update(type=tp)
         if f.metadata["metavar"]:
             kwargs["metavar"] = f.metadata["metavar"]
+    else:  # pragma: no cover - a declaration error: tables and lists are set with --set or TOML
+        raise TypeError(f"{f.name}: a {tp!r} key cannot be a command-line option")
     group.add_argument(option_name(f), **kwargs)
 
 

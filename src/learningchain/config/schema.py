@@ -87,7 +87,8 @@ def _expected(tp) -> tuple[str, Any]:
         args = get_args(tp)
         if args and args[-1] is Ellipsis:
             what, ok = _expected(args[0])
-            plural = {"an integer": "integers", "a string": "strings", "a number": "numbers"}.get(what, what)
+            plural = {"an integer": "integers", "a string": "strings", "a number": "numbers",
+                      "a table": "tables"}.get(what, what)
             return f"a list of {plural}", lambda v: isinstance(v, (list, tuple)) and all(ok(x) for x in v)
         return "a list", lambda v: isinstance(v, (list, tuple))
     if tp is object:
