@@ -14,7 +14,8 @@ from .keys import TRAIN, TRAIN_TESTED_ELSEWHERE
 
 SMALL = {"dataset": "breast-cancer", "holders": 4, "rounds": 2, "difficulty": 2}
 _SUMMARY = ("head_hash", "genesis_hash", "height", "miners", "byzantine_holders", "stopped_by", "rejected_by_reason",
-            "rejected_blocks", "epsilon_total", "delta_tight", "heaviest_chain_accepted_by_honest", "rewards", "final_check")
+            "rejected_blocks", "epsilon_total", "delta_tight", "heaviest_chain_accepted_by_honest", "rewards",
+            "final_check")
 
 
 def _run(tmp_path, tag: str, values: dict, capfd) -> dict:
@@ -28,13 +29,21 @@ def _run(tmp_path, tag: str, values: dict, capfd) -> dict:
         metrics = list(csv.DictReader(fh))
     seen = {k: str(summary.get(k)) for k in _SUMMARY}
     return {**seen, "generator": summary["privacy"].get("generator"), "files": sorted(p.name for p in out.iterdir()),
-            "in_harness_dir": out == tmp_path / tag, "evaluated": sum(1 for r in metrics if r["test_error"]), "threads": torch.get_num_threads(),
+            "in_harness_dir": out == tmp_path / tag, "evaluated": sum(1 for r in metrics if r["test_error"]),
+            "threads": torch.get_num_threads(),
             "printed": bool(capfd.readouterr().err)}
 
 
 def _genesis(values: dict, without: str = ""):
     small = {k: v for k, v in SMALL.items() if k != without}  # the key's own default, for a key SMALL sets
     return build_chain_setup(TrainConfig(**{**small, **values})).genesis.hash
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """A run sets torch's thread count (the threads key); later tests get the conftest's one back."""
+    yield
+    torch.set_num_threads(1)
 
 
 HONOURED = sorted(k for k in TRAIN if "train" in TrainConfig.__dataclass_fields__[k].metadata["honoured_by"]

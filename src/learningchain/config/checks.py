@@ -50,7 +50,8 @@ def _check_applies(cfg) -> None:
           f"hidden applies to the models with hidden layers ({', '.join(HIDDEN_MODELS)}), not {cfg.model!r}")
     options = rule_options(cfg.aggregator)
     _need(cfg.l is None or "l" in options,
-          f"l applies to the rules with an l option, not {cfg.aggregator!r} (its options: {', '.join(options) or 'none'})")
+          f"l applies to the rules with an l option, not {cfg.aggregator!r} "
+          f"(its options: {', '.join(options) or 'none'})")
     for name in cfg.aggregator_options:
         _need(name in options, f"aggregator {cfg.aggregator!r} has no option {name!r}; its options: "
                                f"{', '.join(options) or 'none'}")

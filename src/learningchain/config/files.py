@@ -61,7 +61,8 @@ class NetConfigFile:
 
     def to_toml(self) -> str:
         """The file every node of this network reads: the [train] keys nodes honour, and [network]."""
-        return _toml_table("train", _train_items(self.train)) + "\n" + _toml_table("network", self.network.to_dict(minimal=True))
+        return (_toml_table("train", _train_items(self.train)) + "\n"
+                + _toml_table("network", self.network.to_dict(minimal=True)))
 
     def check_node(self) -> None:
         """The rules a node process needs from the file alone, checked before any data loads."""

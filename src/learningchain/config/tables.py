@@ -119,7 +119,8 @@ def _typed(cls, data: dict, where: str) -> None:
     unknown = sorted(set(data) - {f.name for f in fields(cls)})
     if unknown:
         raise ConfigError(f"{where}unknown keys {unknown}; known: {', '.join(f.name for f in fields(cls))}")
-    missing = [f.name for f in fields(cls) if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+    missing = [f.name for f in fields(cls)
+               if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
     if missing:
         raise ConfigError(f"{where}missing {', '.join(missing)}")
     check_types(cls, data, where=where)
