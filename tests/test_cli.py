@@ -306,6 +306,11 @@ def test_an_option_prefix_is_never_taken_for_another_option(capsys):
     (["train", "--miner-attack", "withhold"], "miner_attack 'withhold' needs byzantine_miners >= 1"),
     (["train", "--rpc-url", "http://127.0.0.1:8545"], "applies to backend ethereum only"),
     (["train", "--holders", "4", "--byzantine", "4"], "byzantine (4) must be below holders (4)"),
+    (["train", "--set", "consensus=poa"], "consensus = 'poa' is not used by this run"),
+    (["train", "--partition", "striped"], "unknown partition 'striped'; known: iid"),
+    (["train", "--schedule", "fast"], "schedule must be constant, uniform or decay"),
+    (["train", "--set", "rewards={mode=\"gift\"}"], "rewards mode must be one of"),
+    (["train", "--backend", "ethereum", "--aggregator", "mean"], "the Ethereum backend implements l-nearest only"),
     (["train", "--holders", "4", "--byzantine", "9"], "byzantine (9) must be below holders (4)"),
     (["reproduce", "fig7", "--quick", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["reproduce", "fig7", "--quick", "--workers", "-2"], "--workers must be at least 1, got -2"),
@@ -368,8 +373,8 @@ def test_every_option_of_every_subcommand_has_a_help_line_and_key_defaults_are_s
 
 
 def test_idx_dir_is_trains_name_for_idx_files_and_the_old_key_says_so(tmp_path, capsys):
-    assert _train_config(["--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
-    assert _train_config(["--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
+    assert _train_config(["--dataset", "mnist", "--idx-dir", str(tmp_path)]).idx_dir == str(tmp_path)
+    assert _train_config(["--dataset", "mnist", "--set", f"idx_dir={tmp_path}"]).idx_dir == str(tmp_path)
     with pytest.raises(SystemExit) as info:
         main(["train", "--data-dir", str(tmp_path)])
     assert info.value.code == 2 and "unrecognized arguments: --data-dir" in capsys.readouterr().err
@@ -487,3 +492,20 @@ def test_target_epsilon_refuses_options_it_would_contradict(tmp_path, capsys, ex
     err = capsys.readouterr().err
     assert err.startswith("learningchain: error:") and message in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_a_node_refuses_what_it_cannot_run_before_loading_data(tmp_path, capsys, monkeypatch):
+    import learningchain.experiments.train as train
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data set was loaded")
+
+    monkeypatch.setattr(train, "load_dataset", never)
+    node = ["node", "--data-dir", str(tmp_path / "n"), "--quiet"]
+    for extra, message in ((["--consensus", "poa"], "needs authorities"),
+                           (["--set", "byzantine_miners=1"], "[train] byzantine_miners = 1 is not used by this run"),
+                           (["--set", "network.budget=2.0"], "budget needs enrolled holders"),
+                           (["--model", "tree"], "unknown model 'tree'")):
+        assert main(node + extra) == 2
+        assert message in capsys.readouterr().err, extra
+    assert not (tmp_path / "n").exists()

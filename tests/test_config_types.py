@@ -53,7 +53,7 @@ def test_the_message_names_key_value_and_type():
 
 
 def test_right_types_pass_and_a_float_key_takes_an_integer():
-    cfg = TrainConfig.from_dict({"epsilon": 1, "lr": 2, "holders": 4, "no_dp": False, "hidden": [8, 4],
+    cfg = TrainConfig.from_dict({"epsilon": 1, "lr": 2, "holders": 4, "no_dp": False, "hidden": [8, 4], "model": "mlp",
                                  "attack_options": {}, "rpc_url": None})
     assert cfg.epsilon == 1 and cfg.hidden == (8, 4)
     assert NetworkConfig.from_dict({"ban_seconds": 5, "peer_exchange": False}).ban_seconds == 5.0

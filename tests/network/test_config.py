@@ -89,3 +89,27 @@ def test_holder_indices_and_their_assignment_to_nodes():
     shares = assign_holders(10, 4)
     assert sorted(k for s in shares for k in s) == list(range(10))
     assert [len(s) for s in shares] == [3, 3, 2, 2]
+
+
+def test_the_written_file_holds_only_the_train_keys_nodes_honour_and_a_file_with_others_is_refused(tmp_path):
+    from learningchain.config import TrainConfig
+
+    cfg = TrainConfig(dataset="breast-cancer", holders=4, miners=3, out=str(tmp_path / "run"), eval_every=2,
+                      byzantine_miners=1, verify_last=2, epsilon=0.5)
+    text = NetConfigFile(cfg, NetworkConfig(interval_ms=0)).to_toml()
+    assert "epsilon = 0.5" in text and "holders = 4" in text
+    for ignored in ("miners", "out", "eval_every", "byzantine_miners", "verify_last"):
+        assert f"{ignored} =" not in text, ignored
+    assert load_net_config(write(tmp_path, text)).train.epsilon == 0.5
+    with pytest.raises(ConfigError, match=r"^\[train\] eval_every = 2 is not used by this run: node processes"):
+        load_net_config(write(tmp_path, "[train]\neval_every = 2\n"))
+
+
+def test_consensus_keys_are_the_chain_section_of_the_network_table():
+    from dataclasses import fields
+
+    from learningchain.network.config import CONSENSUS_KEYS
+
+    chain = {f.name for f in fields(NetworkConfig) if f.metadata["section"] == "chain"}
+    assert set(CONSENSUS_KEYS) == chain == {"consensus", "authorities", "members", "interval_ms", "window",
+                                            "min_bits", "max_bits", "genesis_time_ms", "budget"}

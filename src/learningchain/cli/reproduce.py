@@ -43,7 +43,7 @@ def register(sub, csub) -> None:
     p = sub.add_parser("reproduce", allow_abbrev=False, help="reproduce the paper's figures 5-7 through the chain")
     p.add_argument("figure", choices=["fig5", "fig6", "fig7", "all"], help="which figure (all: 5, 6 and 7)")
     p.add_argument("--quick", action="store_true", help="a reduced version that finishes in minutes")
-    p.add_argument("--out", default="runs/reproduce", help="output directory (default runs/reproduce)")
+    p.add_argument("--out", default="runs/reproduce", help="output directory (default %(default)s)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs in parallel (default: up to 2)")
     p.add_argument("--quiet", action="store_true", help="no line per finished run")

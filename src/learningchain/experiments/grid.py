@@ -46,13 +46,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..config import DATASET_DEFAULTS, TrainConfig
+from ..attacks.holders import make_holder_attack
+from ..config import DATASET_DEFAULTS, TrainConfig, check_honoured, check_name, read_toml
+from ..config.tables import GRID_MAX_WORKERS, GridTable, check_train_keys
 from ..errors import ConfigError, LearningChainError
+from ..protocol.params import ProtocolParams
 
 __all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "heatmap_figure", "read_results",
            "MAX_WORKERS", "RESULT_FIELDS"]
 
-MAX_WORKERS = 2
+MAX_WORKERS = GRID_MAX_WORKERS
 CLEAN = "none"  # the attack column of runs without Byzantine holders
 RESULT_FIELDS = ["cell", "dataset", "attack", "aggregator", "fraction", "byzantine", "holders", "seed", "status",
                  "test_error", "baseline_test_error", "train_loss", "rounds", "height", "selected_byzantine_total",
@@ -93,89 +96,55 @@ class Cell:
         return f"{self.attack}__{self.aggregator}__b{self.byzantine}__s{self.seed}"
 
 
-_GRID_KEYS = {"name", "attacks", "aggregators", "fractions", "seeds", "workers", "clean", "f", "keep_chains"}
-
-
 def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec:
-    """Read and check a grid config (unknown keys and bad values are refused)."""
-    from ..attacks.holders import HOLDER_ATTACKS
-    from ..protocol.aggregation import RULES
-
-    from ..config import read_toml
-
+    """Read and check a grid config (unknown keys and bad values are refused):
+    the [grid] table and the option tables through the config package, then
+    every cell's train config, all before anything runs."""
     path = Path(path)
     data = read_toml(path, "grid config")
     unknown = sorted(set(data) - {"grid", "train", "attack_options", "aggregator_options"})
     if unknown:
         raise ConfigError(f"grid config {path}: unknown table(s) {unknown}; known: grid, train, attack_options, "
                           "aggregator_options")
-    grid = data.get("grid")
-    if not isinstance(grid, dict):
+    if not isinstance(data.get("grid"), dict):
         raise ConfigError(f"grid config {path} needs a [grid] table")
-    bad = sorted(set(grid) - _GRID_KEYS)
-    if bad:
-        raise ConfigError(f"[grid] has unknown key(s) {bad}; known: {sorted(_GRID_KEYS)}")
-    from ..config import check_types
-
-    check_types(GridSpec, {k: grid[k] for k in ("name", "clean", "keep_chains") if k in grid}, where="[grid] ")
+    try:
+        grid = GridTable.from_dict(data["grid"])
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("unknown [grid] option", "[grid] has unknown key")) from None
+    check_train_keys(data.get("train", {}), "[train] ")
     base = dict(data.get("train", {}))
     base.update(overrides or {})
     for key in ("byzantine", "attack", "aggregator", "attack_options", "aggregator_options", "seed", "out",
                 "force"):
         if key in base:
             raise ConfigError(f"[train] must not set {key!r}: the grid sets it for every cell")
-
-    def names(key, known, what):
-        value = grid.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"[grid] {key} must be a non-empty list of {what} names")
-        for v in value:
-            if v not in known:
-                raise ConfigError(f"[grid] unknown {what} {v!r}; known: {', '.join(sorted(known))}")
-        return tuple(value)
-
-    attacks = names("attacks", HOLDER_ATTACKS, "attack")
-    aggregators = names("aggregators", RULES, "aggregator")
-    fractions = grid.get("fractions")
-    if (not isinstance(fractions, list) or not fractions
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1 for x in fractions)):
-        raise ConfigError("[grid] fractions must be a non-empty list of numbers in (0, 1)")
-    seeds = grid.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
-                                                           for s in seeds):
-        raise ConfigError("[grid] seeds must be a non-empty list of integers")
-    workers = grid.get("workers", MAX_WORKERS)
-    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= MAX_WORKERS:
-        raise ConfigError(f"[grid] workers must be an integer from 1 to {MAX_WORKERS} (the cap on grid "
-                          f"processes), got {workers!r}")
-    f = grid.get("f", "byzantine")
-    if not (f in ("byzantine", "default") or (isinstance(f, int) and not isinstance(f, bool) and f >= 0)):
-        raise ConfigError(f"[grid] f must be \"byzantine\", \"default\" or an integer >= 0, got {f!r}")
     options = {}
-    for table, known in (("attack_options", HOLDER_ATTACKS), ("aggregator_options", RULES)):
+    for table, what in (("attack_options", "attack"), ("aggregator_options", "aggregator")):
         opts = data.get(table, {})
         for name, value in opts.items():
-            if name not in known:
-                raise ConfigError(f"[{table}.{name}]: unknown name; known: {', '.join(sorted(known))}")
+            check_name(what, name, where=f"[{table}.{name}]: ")
             if not isinstance(value, dict):
                 raise ConfigError(f"[{table}.{name}] must be a table of options")
         options[table] = {k: dict(v) for k, v in opts.items()}
-    spec = GridSpec(name=str(grid.get("name", path.stem)), attacks=attacks, aggregators=aggregators,
-                    fractions=tuple(float(x) for x in fractions), base=base, seeds=tuple(seeds),
-                    workers=min(workers, MAX_WORKERS), clean=bool(grid.get("clean", True)), f=f,
-                    keep_chains=bool(grid.get("keep_chains", False)),
+    spec = GridSpec(name=grid.name or path.stem, attacks=grid.attacks, aggregators=grid.aggregators,
+                    fractions=tuple(float(x) for x in grid.fractions), base=base, seeds=grid.seeds,
+                    workers=grid.workers, clean=grid.clean, f=grid.f, keep_chains=grid.keep_chains,
                     attack_options=options["attack_options"], aggregator_options=options["aggregator_options"])
-    from ..attacks.holders import make_holder_attack
-    from ..protocol.params import ProtocolParams
+    _check_cells(spec)
+    return spec
 
-    for cell in grid_cells(spec):  # every cell's config is checked before anything runs
+
+def _check_cells(spec: GridSpec) -> None:
+    """Every cell's config, its attack's and its rule's options, before anything runs."""
+    for cell in grid_cells(spec):
         cfg = TrainConfig.from_dict(cell.config)
+        check_honoured(cfg, "train")
         if cell.byzantine:
             make_holder_attack(cfg.attack, **cfg.attack_options)
         # the rule's options, on stand-in parameters (the run builds the real ones)
         ProtocolParams(dim=1, holders=spec.holders, aggregator=cfg.aggregator,
                        aggregator_options=dict(cfg.aggregator_options), mechanism="none", epsilon=0.0)
-    return spec
 
 
 def byzantine_count(fraction: float, holders: int) -> int:

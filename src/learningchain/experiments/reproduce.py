@@ -16,7 +16,6 @@ import csv
 import json
 import os
 import re
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
@@ -24,19 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from ..config import TrainConfig
+from ..config import TrainConfig, check_honoured
+from ..config.schema import parse_toml_text
+from ..config.tables import FigureTable
 from ..errors import ConfigError
 
 __all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job", "collect_results"]
 
 FIGURES = ("fig5", "fig6", "fig7")
-_FIGURE_KEYS = {"name", "title", "rows", "cols", "defaults", "quick", "panels"}
-_PANEL_KEYS = {"id", "title", "config", "quick", "curves"}
 _VOLATILE = {"out", "force", "progress"}
 
 
@@ -60,20 +54,7 @@ def load_figure(name_or_path: str) -> dict:
         if not path.exists():
             raise ConfigError(f"unknown figure {name_or_path!r}; known: {', '.join(FIGURES)} (or a TOML path)")
         text, source = path.read_text(), str(path)
-    try:
-        spec = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
-    unknown = set(spec) - _FIGURE_KEYS
-    if unknown:
-        raise ConfigError(f"{source}: unknown keys {sorted(unknown)}")
-    for panel in spec.get("panels", []):
-        extra = set(panel) - _PANEL_KEYS
-        if extra:
-            raise ConfigError(f"{source}: panel {panel.get('id')}: unknown keys {sorted(extra)}")
-        if not panel.get("curves"):
-            raise ConfigError(f"{source}: panel {panel.get('id')} has no curves")
-    return spec
+    return FigureTable.check(parse_toml_text(text, source), source)
 
 
 def _slug(text: str) -> str:
@@ -99,6 +80,7 @@ def figure_jobs(spec: dict, *, quick: bool, out: Path) -> list:
                 data.update(out=None, force=True, progress=False, seed=seed)
                 try:
                     cfg = TrainConfig.from_dict(data)
+                    check_honoured(cfg, "train")
                 except ConfigError as exc:
                     raise ConfigError(f"{where}: {exc}") from None
                 label = _fill(curve["label"], cfg, where)
