@@ -495,12 +495,12 @@ def test_target_epsilon_refuses_options_it_would_contradict(tmp_path, capsys, ex
 
 
 def test_a_node_refuses_what_it_cannot_run_before_loading_data(tmp_path, capsys, monkeypatch):
-    import learningchain.experiments.train as train
+    import learningchain.parties.genesis as genesis
 
     def never(*args, **kwargs):
         raise AssertionError("the data set was loaded")
 
-    monkeypatch.setattr(train, "load_dataset", never)
+    monkeypatch.setattr(genesis, "load_dataset", never)
     node = ["node", "--data-dir", str(tmp_path / "n"), "--quiet"]
     for extra, message in ((["--consensus", "poa"], "needs authorities"),
                            (["--set", "byzantine_miners=1"], "[train] byzantine_miners = 1 is not used by this run"),

@@ -3,8 +3,8 @@
 A refactoring must leave every hash here as it is. A deliberate protocol change
 updates the pin in its own commit and says why (docs/ARCHITECTURE.md, section 2).
 The runs cover each stage of the data flow: holders (DP mechanisms, schedules,
-fresh identities, Byzantine attacks), the rules, proof of work and authority, and
-Byzantine miners.
+fresh identities, Byzantine attacks), the rules, proof of work, and Byzantine
+miners; the genesis pins cover a network's consensus keys.
 """
 
 import pytest
@@ -31,8 +31,8 @@ RUNS = {
         dict(dataset="synthetic", rounds=6, epsilon=0.5, holders=8, byzantine_miners=1, byzantine_power=0.3,
              miner_attack="wrong-model"),
         "0xdb8901292aab307be58ca0b6dc8298ef8f4fb591191115c0f466fd018fec7500"),
-    "synthetic-poa": (
-        dict(dataset="synthetic", rounds=5, epsilon=0.5, holders=6, consensus="poa"),
+    "synthetic-six-holders": (
+        dict(dataset="synthetic", rounds=5, epsilon=0.5, holders=6),
         "0xab03087da63771f2fe5971a7980af654f0c28c04fb261cf14a73391d4d1a1f3d"),
     "synthetic-ex-decay-centered": (
         dict(dataset="synthetic", rounds=5, epsilon=2.0, schedule="decay", aggregator="centered-clipping",

@@ -2,7 +2,9 @@
 accepted with a valid value, refused with a value of the wrong type, and either
 changes what runs or is refused by the command that would ignore it."""
 
+import importlib
 import inspect
+import pkgutil
 from dataclasses import MISSING, fields
 from typing import get_type_hints
 
@@ -17,8 +19,8 @@ from learningchain.config.tables import FigureTable, GridTable, PanelTable
 from learningchain.errors import ConfigError
 from learningchain.experiments import reproduce
 from learningchain.experiments.grid import grid_cells, load_grid
-from learningchain.network import daemon, launcher, peer, tcp
-from learningchain.network.daemon import network_setup
+import learningchain.network
+from learningchain.parties import network_setup
 
 from ..test_config_types import _wrong_values
 from .keys import FIGURE, GRID, NETWORK, PANEL, TRAIN
@@ -126,7 +128,8 @@ def test_a_network_key_of_the_wrong_type_is_refused_naming_it(name, tmp_path):
 
 def test_every_network_key_changes_the_genesis_or_is_read_by_the_node_processes():
     """Consensus keys change the genesis every node builds; policy keys are read by the drivers."""
-    sources = "".join(inspect.getsource(m) for m in (daemon, launcher, peer, tcp))
+    sources = "".join(inspect.getsource(importlib.import_module(f"learningchain.network.{m.name}"))
+                      for m in pkgutil.iter_modules(learningchain.network.__path__))
     small = {"dataset": "breast-cancer", "holders": 4, "rounds": 2}
     base = network_setup(load_net_config(None, train_overrides=small)).genesis.hash
     for name, (value, extra) in NETWORK.items():

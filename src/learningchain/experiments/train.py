@@ -18,7 +18,7 @@ from typing import Callable, Optional
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, check_honoured
 from ..errors import ConfigError, LearningChainError
 from ..node import SQLiteStore
 from ..parties import (GENESIS_TIME_MS, ChainSetup, Parties, apply_target_epsilon, build_chain_setup, build_miners,
@@ -41,6 +41,7 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
                  on_round: Optional[Callable[[dict], None]] = None) -> dict:
     """Run ``cfg`` on its backend and return the summary (also written to ``summary.json``)."""
     cfg = cfg.resolved()
+    check_honoured(cfg, "train")  # a key this run would ignore is refused, never silently dropped
     if cfg.backend == "ethereum":
         return run_training_ethereum(cfg, progress=progress, on_round=on_round)
     started = time.perf_counter()

@@ -33,9 +33,9 @@ from typing import Optional
 from ..errors import ConfigError, LearningChainError, StoreError
 from ..node import NETWORK_RULES, Node, SQLiteStore, VerdictCache
 from ..node.policy import MAX_ORPHAN_BYTES
-from ..parties import GENESIS_TIME_MS, build_chain_setup
+from ..parties import network_setup
 from ..types import hexstr
-from .config import NetConfigFile, parse_address
+from .config import NetConfigFile
 from .gossip import GossipRole, now_ms
 from .holding import HolderRole
 from .mining import MinerRole
@@ -50,39 +50,6 @@ __all__ = ["NodeDaemon", "network_setup", "load_or_create_key", "ROLES", "run_no
 log = logging.getLogger("learningchain.net")
 
 ROLES = ("both", "holder", "miner", "relay")
-
-
-def network_setup(conf: NetConfigFile):
-    """The chain every node of this config joins: data, shards, parameters, genesis.
-
-    A pure function of the config (the seed included), so each process, on any
-    machine, builds the same genesis from the same file.
-    """
-    net = conf.network
-    consensus = net.consensus or conf.train.consensus
-
-    members = tuple("0x" + parse_address(a).hex() for a in net.members)
-    if members and conf.train.fresh_identities:
-        raise ConfigError("[network] members (enrolled holders) and fresh_identities exclude each other: an "
-                          "enrolled holder sends every message under its one enrolled key")
-    if net.budget is not None and not members:
-        raise ConfigError("[network] budget needs enrolled holders: list them in [network] members "
-                          "(`learningchain network up --permissioned` does it)")
-
-    def hook(params):
-        if members:
-            # one message per enrolled holder per round: no more can be valid
-            params = params.replace(members=members, max_messages=len(members), budget=net.budget)
-        if consensus == "poa":
-            if not net.authorities:
-                raise ConfigError("[network] consensus = \"poa\" needs authorities = [\"0x...\", ...] "
-                                  "(the addresses printed by `learningchain node --init`)")
-            auths = tuple("0x" + parse_address(a).hex() for a in net.authorities)
-            return params.replace(consensus="poa", authorities=auths, difficulty=0, retarget={})
-        return params.replace(consensus="pow", retarget=net.retarget())
-
-    when = GENESIS_TIME_MS if net.genesis_time_ms is None else net.genesis_time_ms
-    return build_chain_setup(conf.train, params_hook=hook, genesis_time_ms=when)
 
 
 class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):

@@ -13,10 +13,11 @@ none of them builds its own.
 
 from .backend import Backend, RoundOutcome
 from .genesis import (GENESIS_TIME_MS, ChainSetup, Parties, apply_target_epsilon, build_chain_setup, build_params,
-                      build_parties, resolve_noise_multiplier)
+                      build_parties, network_setup, resolve_noise_multiplier)
 from .miners import HonestMiner, Miner, MinerStrategy, MinerView, build_miners, check_miners
 from .round import AnswerOnce, collect_messages
 
 __all__ = ["GENESIS_TIME_MS", "AnswerOnce", "Backend", "ChainSetup", "HonestMiner", "Miner", "MinerStrategy",
            "MinerView", "Parties", "RoundOutcome", "apply_target_epsilon", "build_chain_setup", "build_miners",
-           "build_params", "build_parties", "check_miners", "collect_messages", "resolve_noise_multiplier"]
+           "build_params", "build_parties", "check_miners", "collect_messages", "network_setup",
+           "resolve_noise_multiplier"]

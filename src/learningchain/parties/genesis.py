@@ -15,7 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..attacks.holders import make_holder_attack
-from ..config import TrainConfig
+from ..config import NetConfigFile, TrainConfig
 from ..data import load_dataset, partition_indices
 from ..errors import ConfigError
 from ..holder import DataHolder
@@ -24,12 +24,12 @@ from ..privacy.accounting import calibrate_noise_multiplier, calibrate_round_eps
 from ..privacy.secure import SecureRandom
 from ..protocol.block import Block
 from ..protocol.codec import NORM_TOL_BITS, QUANT_BITS
-from ..protocol.params import ProtocolParams
+from ..protocol.params import ProtocolParams, parse_address
 from ..protocol.quantize import max_exact_messages
 from ..protocol.transition import make_genesis
 
 __all__ = ["GENESIS_TIME_MS", "ChainSetup", "Parties", "apply_target_epsilon", "build_chain_setup", "build_params",
-           "build_parties", "resolve_noise_multiplier"]
+           "build_parties", "network_setup", "resolve_noise_multiplier"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -166,3 +166,29 @@ def build_parties(cfg: TrainConfig) -> Parties:
                           fresh_identity=cfg.fresh_identities, sampling=cfg.sampling)
                for k, idx in enumerate(setup.parts)]
     return Parties(dataset, setup.spec, params, setup.genesis, holders, attacks, byz)
+
+
+def network_setup(conf: NetConfigFile) -> ChainSetup:
+    """The chain every node of a network config joins: data, shards, parameters, genesis.
+
+    A pure function of the config (the seed included), so each process, on any
+    machine, builds the same genesis from the same file: the ``[train]`` keys, and
+    the consensus keys of ``[network]`` (proof of work and its retarget, or
+    authorities; enrolled members, one message each a round, and their budget).
+    """
+    conf.check_node()
+    net = conf.network
+    consensus = net.consensus or conf.train.consensus
+    members = tuple("0x" + parse_address(a).hex() for a in net.members)
+
+    def hook(params):
+        if members:
+            # one message per enrolled holder per round: no more can be valid
+            params = params.replace(members=members, max_messages=len(members), budget=net.budget)
+        if consensus == "poa":
+            auths = tuple("0x" + parse_address(a).hex() for a in net.authorities)
+            return params.replace(consensus="poa", authorities=auths, difficulty=0, retarget={})
+        return params.replace(consensus="pow", retarget=net.retarget())
+
+    when = GENESIS_TIME_MS if net.genesis_time_ms is None else net.genesis_time_ms
+    return build_chain_setup(conf.train, params_hook=hook, genesis_time_ms=when)
