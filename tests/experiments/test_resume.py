@@ -138,3 +138,45 @@ def test_messages_waiting_on_the_head_are_carried_by_the_checkpoint():
     assert b.head.hash == head.hash and head.hash in b.answered
     assert Counter(m.hash for m in b.reference.mempool.for_base(head.hash)) == Counter(m.hash for m in pending)
     assert a.step().head.hash == b.step().head.hash  # and they go on alike
+
+
+@pytest.mark.slow
+def test_train_killed_with_sigkill_halfway_resumes_to_the_uninterrupted_head(tmp_path):
+    """The issue's done-when: `learningchain train ... --out DIR` killed with SIGKILL
+    halfway, then `learningchain train --resume DIR`, ends on the uninterrupted run's head."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    options = ["--dataset", "synthetic", "--rounds", "120", "--epsilon", "0.5", "--byzantine", "4"]
+    full = run_training(TrainConfig(out=str(tmp_path / "full"), dataset="synthetic", rounds=120, epsilon=0.5,
+                                    byzantine=4, progress=False))
+    cmd = [sys.executable, "-m", "learningchain", "train", *options, "--out", str(tmp_path / "run"), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    reached = 0
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for ck in tmp_path.glob(".run.new-*/" + CHECKPOINT):
+                try:
+                    reached = json.loads(ck.read_text())["round"]
+                except (OSError, ValueError, KeyError):
+                    pass
+            if reached >= 40:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None and reached >= 40, f"the run never reached round 40 ({reached})"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "run").exists()
+    out = subprocess.run([sys.executable, "-m", "learningchain", "train", "--resume", str(tmp_path / "run"),
+                          "--quiet", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    resumed = json.loads(out.stdout)
+    assert resumed["head_hash"] == full["head_hash"] and resumed["rounds"] == 120
+    assert metrics(tmp_path / "run") == metrics(tmp_path / "full")
+    refused = subprocess.run([sys.executable, "-m", "learningchain", "train", "--resume", str(tmp_path / "run"),
+                              "--rounds", "5"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "drop --rounds" in refused.stderr

@@ -20,6 +20,9 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="TOML file with the same keys (a [train] table or top level)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key (repeatable), e.g. --set attack_options={sigma=50}")
+    g.add_argument("--resume", metavar="DIR",
+                   help="continue the interrupted run DIR (Ctrl-C, or killed: found beside DIR) from its chain and "
+                        "checkpoint, with its own config; native backend")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -121,11 +124,18 @@ def print_summary_table(summary: dict) -> None:
 
 def cmd_train(args) -> int:
     from ..experiments.rundir import RunInterrupted
-    from ..experiments.train import run_training
+    from ..experiments.train import resume_training, run_training
 
-    cfg = train_config_from_args(args)
     try:
-        summary = run_training(cfg, progress=not args.quiet)
+        if args.resume is not None:
+            given = sorted(config_values(args, TrainConfig, "train"))
+            if given or args.config or args.set:
+                raise ConfigError("--resume continues a run with its own config: drop "
+                                  + ", ".join(["--" + g.replace("_", "-") for g in given]
+                                              + (["--config"] if args.config else []) + (["--set"] if args.set else [])))
+            summary = resume_training(args.resume, progress=not args.quiet)
+        else:
+            summary = run_training(train_config_from_args(args), progress=not args.quiet)
     except RunInterrupted as stop:
         summary = stop.summary
         if args.json:
@@ -133,8 +143,10 @@ def cmd_train(args) -> int:
         else:
             print_summary_table(summary)
         kept = f"; the old run stays in {stop.kept}" if stop.kept is not None else ""
-        print(f"learningchain: interrupted after {summary['rounds']} of {cfg.rounds} rounds: the partial run "
-              f"(marked interrupted) is in {summary['out']}{kept}", file=sys.stderr)
+        total = summary.get("config", {}).get("rounds", "?")
+        print(f"learningchain: interrupted after {summary['rounds']} of {total} rounds: the partial run "
+              f"(marked interrupted) is in {summary['out']}{kept}; `learningchain train --resume {summary['out']}` "
+              "continues it", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

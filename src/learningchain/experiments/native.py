@@ -94,6 +94,8 @@ class NativeBackend:
             "rejected_by_node": {self.miners[i].node.name: n for i, n in sorted(net.rejected_by_node.items())},
             "rejected_messages": dict(net.messages_rejected),
             "selected_byzantine_total": self.selected_byzantine_total,
+            # the pseudo-identities Byzantine holders used: the explorer marks their messages
+            "byzantine_identities": sorted("0x" + a.hex() for a in net.byzantine_identities),
             "delta_total": common["privacy"].get("delta_total"),
             "difficulty_bits": cfg.difficulty,
             "mining_tries": net.mining_tries,

@@ -135,7 +135,8 @@ class ChainView:
         return doc
 
     def metrics(self) -> dict:
-        """Per-round test error and training loss (metrics.csv) and the baseline curve."""
+        """Per-round test error and training loss and the baseline curve: metrics.csv of a
+        finished run, or the rows a running one checkpoints after every round."""
         directory, live = self.data_dir()
         rows = []
         try:
@@ -143,7 +144,8 @@ class ChainView:
                 for row in csv.DictReader(fh):
                     rows.append({k: _number(v) for k, v in row.items()})
         except OSError:
-            pass
+            checkpoint = _read_json(directory / "checkpoint.json") or {}
+            rows = [r for r in checkpoint.get("rows") or [] if isinstance(r, dict)]
         summary = _read_json(directory / "summary.json") or {}
         return {"rows": rows, "baseline": summary.get("baseline_curve") or [],
                 "baseline_test_error": summary.get("baseline_test_error")}
