@@ -199,9 +199,8 @@ class DataHolder:
         """Eq. 10-13 on a clipped gradient: noise, normalise, quantise, sign."""
         noisy = self.privatize(grad, base)
         report = HolderReport(self.sign(noisy, base), noisy, clipped, examples)
-        if self.params.budget is not None:
-            self.sent += 1
-            self.spent += message_cost(self.params, base.height)
+        self.sent += 1
+        self.spent += message_cost(self.params, base.height)
         return report
 
     def make_message(self, base: Block) -> HolderReport:

@@ -127,12 +127,14 @@ class ChainView:
         doc = {"path": str(self.path), "live": live, "head": self.head(), "summary": _public_summary(summary)}
         doc["genesis"] = read_or_none(self._read, _genesis_info)
         if self.node_status is not None:
-            try:
-                status = self.node_status()
-            except Exception as exc:  # the node's state is its own concern; the page shows what it can
-                status = {"error": str(exc)}
-            doc["node"] = status
+            doc["node"] = self._node_doc()
         return doc
+
+    def _node_doc(self) -> dict:
+        try:
+            return self.node_status()
+        except Exception as exc:  # the node's state is its own concern; the page shows what it can
+            return {"error": str(exc)}
 
     def metrics(self) -> dict:
         """Per-round test error and training loss and the baseline curve: metrics.csv of a
@@ -146,6 +148,9 @@ class ChainView:
         except OSError:
             checkpoint = _read_json(directory / "checkpoint.json") or {}
             rows = [r for r in checkpoint.get("rows") or [] if isinstance(r, dict)]
+        if not rows and self.node_status is not None:  # a node: the heads it evaluated
+            history = self._node_doc().get("test_error_history") or []
+            rows = [{"round": int(h), "test_error": e} for h, e in history]
         summary = _read_json(directory / "summary.json") or {}
         return {"rows": rows, "baseline": summary.get("baseline_curve") or [],
                 "baseline_test_error": summary.get("baseline_test_error")}

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional
@@ -96,6 +97,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         self.ever_ready = self.net.min_peers == 0
         self.blocks_mined = 0
         self.messages_sent = 0
+        self.error_history: deque = deque(maxlen=2048)  # (height, test error) of the heads evaluated
         self.blocks_received = 0  # block frames from peers, gossiped or synced
         self.messages_received = 0  # messages from peers
         self.mining = False

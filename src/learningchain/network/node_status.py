@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Optional
@@ -46,6 +47,8 @@ class StatusRole:
             log.debug("evaluation failed: %s", exc)
             err = None
         self._eval_cache = (head, err)
+        if err is not None:  # what the explorer plots: the test error of each head evaluated
+            self.error_history.append((self.node.headers[head].height, err))
         return err
 
     def status(self, *, evaluate: bool = True) -> dict:
@@ -91,6 +94,7 @@ class StatusRole:
             "deferred_bytes": self.deferred_bytes,
             "test_error": self.test_error() if evaluate else None,
             "privacy": self.privacy_status(),
+            "test_error_history": [list(x) for x in self.error_history],
             "uptime_s": round(time.time() - self.started, 3),
         }
 
@@ -106,16 +110,28 @@ class StatusRole:
 
     def privacy_status(self) -> dict:
         """How the hosted holders draw their noise and batches (``privacy.generator``, ``privacy.sampling``)."""
+        spent = max((float(h.spent) for h in self.holders), default=None)
         return {"mechanism": self.params.mechanism, "sampling": self.train_cfg.sampling,
-                "generator": generator_of(self.train_cfg.secure_rng, in_process=False) if self.holder_indices else None}
+                "generator": generator_of(self.train_cfg.secure_rng, in_process=False) if self.holder_indices else None,
+                # basic composition over the messages each hosted holder released; the largest
+                "epsilon_spent": spent if self.params.mechanism != "none" else None,
+                "messages_per_holder": max((h.sent for h in self.holders), default=0)}
 
-    def _http_routes(self):
-        """/metrics (Prometheus text) and the chain explorer, beside /status."""
-        explorer = ExplorerApp(ChainView(self.data_dir, node_status=lambda: self.status(evaluate=True)))
+    def _http_routes(self, loop: asyncio.AbstractEventLoop):
+        """/metrics (Prometheus text) and the chain explorer, beside /status. They are
+        answered in a worker thread; the node's state is read on its own event loop."""
+
+        def on_loop(evaluate: bool) -> dict:
+            async def snapshot():
+                return self.status(evaluate=evaluate)
+
+            return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(timeout=30)
+
+        explorer = ExplorerApp(ChainView(self.data_dir, node_status=lambda: on_loop(True)))
 
         def routes(path: str, query: dict):
             if path == "/metrics":
-                return metrics_response(lambda: self.status(evaluate=False))
+                return metrics_response(lambda: on_loop(False))
             return explorer.handle(path, query)
 
         return routes
@@ -123,6 +139,6 @@ class StatusRole:
     async def _start_http(self) -> None:
         host, port = self.http_addr
         server = StatusServer(lambda evaluate: self.status(evaluate=evaluate), host=host, port=port,
-                              routes=self._http_routes())
+                              routes=self._http_routes(asyncio.get_running_loop()))
         self.http_addr = await server.start()
         self._http_runner = server

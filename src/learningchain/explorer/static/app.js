@@ -75,6 +75,11 @@ function renderNode(status) {
     body.append(el("tr", { class: "peer" }, el("td", {}, "peer " + p.direction), el("td", { class: "mono" }, `${p.id} ${p.address || ""}`)));
   }
   if (status.test_error !== undefined && status.test_error !== null) $("test-error").textContent = fmt(status.test_error);
+  const privacy = status.privacy || {};
+  if (privacy.epsilon_spent !== undefined && privacy.epsilon_spent !== null) {
+    $("epsilon").textContent = fmt(privacy.epsilon_spent, 3);
+    $("epsilon-detail").textContent = `per hosted holder, basic composition (${privacy.messages_per_holder} messages)`;
+  }
   $("rejected").textContent = Object.values(reasons).reduce((a, b) => a + b, 0);
   $("rejected-reasons").textContent = Object.entries(reasons).map(([k, v]) => `${k}: ${v}`).join(", ");
 }
@@ -91,11 +96,12 @@ function renderChart(doc) {
   ];
   if (doc.baseline && doc.baseline.length) {
     series.push({ name: "baseline test error", color: "#6b7385", dash: "5,4",
-      pts: doc.baseline.map((e, i) => Array.isArray(e) ? [e[0], e[1]] : [i + 1, e]).filter(p => p[0] <= Math.max(...rounds)) });
+      pts: doc.baseline.map((e, i) => Array.isArray(e) ? [e[0], e[1]] : [i + 1, e])
+        .filter(p => p[0] >= Math.min(...rounds) && p[0] <= Math.max(...rounds)) });
   }
   const ys = series.flatMap(s => s.pts.map(p => p[1])).filter(y => typeof y === "number" && isFinite(y));
-  const xmax = Math.max(...rounds, 1), ymax = Math.max(...ys, 1e-9) * 1.05;
-  const x = r => L + (W - L - R) * (r - 1) / Math.max(1, xmax - 1);
+  const xmin = Math.min(...rounds), xmax = Math.max(...rounds, xmin + 1), ymax = Math.max(...ys, 1e-9) * 1.05;
+  const x = r => L + (W - L - R) * (r - xmin) / Math.max(1, xmax - xmin);
   const y = v => T + (H - T - B) * (1 - v / ymax);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -113,7 +119,7 @@ function renderChart(doc) {
     add("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end", "font-size": 11 }, v.toFixed(2));
   }
   add("text", { x: (L + W - R) / 2, y: H - 8, "text-anchor": "middle", "font-size": 12 }, "round");
-  add("text", { x: L, y: H - B + 15, "font-size": 11 }, "1");
+  add("text", { x: L, y: H - B + 15, "font-size": 11 }, String(xmin));
   add("text", { x: W - R, y: H - B + 15, "text-anchor": "end", "font-size": 11 }, String(xmax));
   series.forEach((s, i) => {
     const pts = s.pts.filter(p => typeof p[1] === "number" && isFinite(p[1]));
