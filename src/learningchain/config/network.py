@@ -91,7 +91,7 @@ class NetworkConfig:
             if v is None or field_type(type(self), f.name) not in (int, float):
                 continue
             if field_type(type(self), f.name) is float:
-                _need(math.isfinite(v) and v > 0, f"{f.name} must be a number > 0, got {v!r}")
+                _need(math.isfinite(v) and v > 0, f"{f.name} must be a finite number > 0, got {v!r}")
             else:
                 _need(v >= 0, f"{f.name} must be a non-negative integer, got {v!r}")
         _need(self.window >= 1, "window must be >= 1")
