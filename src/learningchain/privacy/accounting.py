@@ -31,21 +31,9 @@ rate and spend more, so the report gives each distinct data-set size.
 
 The paper's l2-Laplace releases are pure eps_t-DP. Beside basic composition
 (the sum of the eps_t, the headline ``epsilon_total``), the report gives the
-tight (epsilon, delta) of their composition (:mod:`.composition`, re-exported here):
-
-* ``tight_epsilon`` composes privacy-loss distributions (dp-accounting's PLD,
-  pessimistic discretisation, so an upper bound). Each release is given the
-  PLD of binary randomised response at eps_t, which dominates every eps_t-DP
-  mechanism (Kairouz, Oh and Viswanathan, ICML 2015): the figure holds for any
-  pure eps_t-DP release, whatever its output space, and heterogeneous budgets
-  (the LearningChainEx decay schedule) compose release by release. Where the
-  RDP figure below is lower (budgets far below the PLD grid's step) it is
-  used: both bound the same composition;
-* ``optimal_epsilon`` is the closed form of the same optimal composition for
-  k releases at one eps (Kairouz et al., Thm. 3.3, as the exact hockey-stick
-  divergence of k-fold randomised response), without dp-accounting;
-* ``rdp_pure_epsilon``: Renyi DP of the same randomised response, composed and
-  converted by dp-accounting's ``RdpAccountant``, for comparison.
+tight (epsilon, delta) of their composition: ``tight_epsilon``,
+``optimal_epsilon`` and ``rdp_pure_epsilon`` of :mod:`.composition` (re-exported
+here), whose docstring says how each is computed.
 """
 
 from __future__ import annotations
