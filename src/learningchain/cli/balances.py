@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
+
+from ..errors import DecodeError, StoreError
+from ..node.store import open_readonly
+from ..protocol.rewards import balances_of
+from ..protocol.transition import params_of_genesis
 
 
 def chain_balances(path):
-    import sqlite3
-
-    from ..errors import DecodeError, StoreError
-    from ..node.store import open_readonly
-    from ..protocol.rewards import balances_of
-    from ..protocol.transition import params_of_genesis
-
     store = open_readonly(path)
     try:
         blocks = store.canonical_blocks(0)
@@ -29,8 +29,6 @@ def chain_balances(path):
 
 
 def cmd_balances(args) -> int:
-    import json
-
     params, b = chain_balances(args.path)
     miners = sorted(b.mined, key=lambda a: (-b.mined[a], a))
     holders = [a for a, v in b.balances.items() if v < 0]

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from ..config import parse_set
+from ..errors import ConfigError
+from ..experiments.grid import MAX_WORKERS, grid_cells, load_grid, plot_heatmap, read_results, run_grid
+from .progress import Progress
 
 __all__ = ["register", "cmd_grid"]
 
 
 def cmd_grid(args) -> int:
-    from ..errors import ConfigError
-    from ..experiments.grid import MAX_WORKERS, load_grid, plot_heatmap, read_results, run_grid
-
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be 1 to {MAX_WORKERS} (the cap on grid processes), got {args.workers}")
 
     if args.plot_only:
-        from pathlib import Path
-
         out = Path(args.out)
         if not (out / "results.csv").is_file():
             raise ConfigError(f"--plot-only: {out} holds no results.csv (run the grid into it first)")
@@ -32,9 +31,6 @@ def cmd_grid(args) -> int:
         return 0
     spec = load_grid(args.config, overrides=parse_set(args.set))
     out = args.out or f"runs/grid-{spec.name}"
-
-    from ..experiments.grid import grid_cells
-    from .progress import Progress
 
     bar = Progress(len(grid_cells(spec)), quiet=args.quiet)
     if not args.quiet:
@@ -56,8 +52,6 @@ def cmd_grid(args) -> int:
 
 
 def register(sub, csub) -> None:
-    from ..experiments.grid import MAX_WORKERS
-
     p = sub.add_parser("grid", allow_abbrev=False, help="attack x aggregator x fraction-Byzantine grid (CSV + heatmap)")
     p.add_argument("config", nargs="?", help="grid TOML: [grid] attacks, aggregators, fractions...; [train] options")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/grid-<name>)")
@@ -71,8 +65,6 @@ def register(sub, csub) -> None:
 
 
 def _dispatch(args) -> int:
-    from ..errors import ConfigError
-
     if not args.plot_only and not args.config:
         raise ConfigError("grid needs a CONFIG file (or --plot-only --out DIR)")
     if args.plot_only and not args.out:

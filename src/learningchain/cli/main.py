@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from typing import Optional
 
+from .. import __version__
 from ..config import TrainConfig, check_honoured, load_toml, parse_set
 from ..errors import ConfigError, LearningChainError
+from ..experiments.rundir import RunInterrupted
+from ..experiments.train import resume_training, run_training
+from ..node.verify import chain_head, verify_chain
 from .options import add_config_options, config_values, option_group
 
 __all__ = ["main", "build_parser"]
@@ -123,9 +128,6 @@ def print_summary_table(summary: dict) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..experiments.rundir import RunInterrupted
-    from ..experiments.train import resume_training, run_training
-
     try:
         if args.resume is not None:
             given = sorted(config_values(args, TrainConfig, "train"))
@@ -156,8 +158,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_chain_verify(args) -> int:
-    from ..node.verify import verify_chain
-
     if args.last is not None and args.last < 1:
         raise ConfigError(f"--last must be at least 1 block, got {args.last}")
     report = verify_chain(args.path, last=args.last)
@@ -166,8 +166,6 @@ def cmd_chain_verify(args) -> int:
 
 
 def cmd_chain_head(args) -> int:
-    from ..node.verify import chain_head
-
     height, head = chain_head(args.path)
     print(f"{height} 0x{head.hex()}")
     return 0
@@ -201,8 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from .. import __version__
-
     return f"learningchain {__version__}"
 
 
@@ -211,8 +207,6 @@ _EXTENSIONS: list = []
 
 
 def _load_extensions() -> None:
-    import importlib
-
     for name in ("reproduce", "grid", "netcmd", "balances", "security", "privacy", "explore"):
         try:
             mod = importlib.import_module(f"{__package__}.{name}")

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import NetworkConfig, TrainConfig, load_net_config, parse_set
+from ..experiments.train import run_training
+from ..network.daemon import NodeDaemon, load_or_create_key, parse_indices, run_node
+from ..network.launcher import describe, network_up
+from ..network.tcp import parse_hostport
 from .options import add_config_options, config_values, option_group
 
 __all__ = ["register"]
@@ -45,9 +49,6 @@ def _load(args):
 
 
 def cmd_node(args) -> int:
-    from ..network.daemon import NodeDaemon, load_or_create_key, parse_indices, run_node
-    from ..network.tcp import parse_hostport
-
     data_dir = Path(args.data_dir_node)
     if args.init:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -84,15 +85,10 @@ def status_address(listen: tuple, http: Optional[str]) -> Optional[tuple]:
         return ("127.0.0.1", listen[1] + 1) if listen[1] else ("127.0.0.1", 0)
     if http == "off":
         return None
-    from ..network.tcp import parse_hostport
-
     return parse_hostport(http, what="--http")
 
 
 def cmd_network_up(args) -> int:
-    from ..experiments.train import run_training
-    from ..network.launcher import describe, network_up
-
     conf = _load(args)
     summary = network_up(conf, nodes=args.nodes, out=args.out, timeout=args.timeout, quiet=args.quiet,
                          compare=run_training if args.compare else None, verbose=args.verbose, force=args.force,

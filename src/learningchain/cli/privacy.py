@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from fractions import Fraction
+
+from ..errors import DecodeError, StoreError
+from ..node.store import open_readonly
+from ..protocol.budget import charge, exact_decimal
+from ..protocol.transition import params_of_genesis
 
 
 def chain_privacy(path):
     """(params, blocks, {identity: (messages, exact epsilon)}) over the canonical chain
     stored at ``path``, opened read-only. Members that never sent are listed at zero."""
-    import sqlite3
-
-    from ..errors import DecodeError, StoreError
-    from ..node.store import open_readonly
-    from ..protocol.budget import charge
-    from ..protocol.transition import params_of_genesis
-
     store = open_readonly(path)
     try:
         blocks = store.canonical_blocks(0)
@@ -50,10 +50,6 @@ def _rule(params) -> tuple[bool, str]:
 
 
 def cmd_privacy(args) -> int:
-    import json
-
-    from ..protocol.budget import exact_decimal
-
     params, blocks, spend = chain_privacy(args.path)
     fixed, rule = _rule(params)
     budget = None if params.budget is None else exact_decimal(params.budget)

@@ -6,16 +6,16 @@ import os
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..experiments import reproduce as runs  # the module: its functions are looked up when the command runs
+from ..experiments.claims import write_claims
+from .progress import Progress
+
 
 def cmd_reproduce(args) -> int:
-    from ..errors import ConfigError
-    from ..experiments.claims import write_claims
-    from ..experiments.reproduce import FIGURES, reproduce
-    from .progress import Progress
-
     if args.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
-    names = list(FIGURES) if args.figure == "all" else [args.figure]
+    names = list(runs.FIGURES) if args.figure == "all" else [args.figure]
     bar = Progress(0, quiet=args.quiet, stream=sys.stdout)
 
     def report(res, done, total):
@@ -30,11 +30,9 @@ def cmd_reproduce(args) -> int:
         bar.step(f"{res['job'].figure} {res['job'].panel} {res['job'].curve}: test error {s['test_error']:.4f} "
                  f"(baseline {s['baseline_test_error']:.4f}, {tag})", reused=res["cached"])
 
-    from ..experiments.reproduce import collect_results
-
-    reproduce(names, out=Path(args.out), quick=args.quick, workers=args.workers, progress=report)
+    runs.reproduce(names, out=Path(args.out), quick=args.quick, workers=args.workers, progress=report)
     # the claims table covers every figure finished in this directory, not only this call's
-    path = write_claims(collect_results(Path(args.out), quick=args.quick), Path(args.out), quick=args.quick)
+    path = write_claims(runs.collect_results(Path(args.out), quick=args.quick), Path(args.out), quick=args.quick)
     print(f"figures and CSVs in {args.out}/<figure>/; claims in {path}")
     return 0
 

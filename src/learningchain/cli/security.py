@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..experiments.security import attack_table, plot_sweep, sweep, write_csv
+from .progress import Progress
 
 
 def _values(text: str, option: str, kind: type, *, low, high=None) -> list:
@@ -42,9 +46,6 @@ def _out_dir(text: str) -> Path:
 
 
 def cmd_security_sweep(args) -> int:
-    from ..experiments.security import plot_sweep, sweep, write_csv
-    from .progress import Progress
-
     powers = _values(args.powers, "--powers", float, low=0.0, high=1.0)
     s_values = _values(args.s, "--s", int, low=1)
     _at_least(args.trials, "--trials")
@@ -64,12 +65,6 @@ def cmd_security_sweep(args) -> int:
 
 
 def cmd_security_attacks(args) -> int:
-    import shutil
-    import tempfile
-
-    from ..experiments.security import attack_table, write_csv
-    from .progress import Progress
-
     _at_least(args.rounds, "--rounds")
     out = _out_dir(args.out)
     work = Path(tempfile.mkdtemp())

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
+from sklearn.datasets import load_breast_cancer as _load_breast_cancer
 
 from ..errors import DataError
 
@@ -84,11 +85,7 @@ def load_synthetic(*, seed: int = 0, train: int = 30000, test: int = 30000, dim:
 
 
 def load_breast_cancer(*, seed: int = 0, train: int = 420, **_) -> Dataset:
-    try:
-        from sklearn.datasets import load_breast_cancer as _load
-    except ImportError as exc:  # pragma: no cover - sklearn is a dependency
-        raise DataError(f"the breast-cancer data ships with scikit-learn, which is not importable ({exc})")
-    raw = _load()
+    raw = _load_breast_cancer()
     x = raw.data.astype(np.float64)
     y = (raw.target == 0).astype(np.int64)  # sklearn: 0 = malignant; we use 1 = malignant
     rng = np.random.default_rng([seed, 0xBC])

@@ -40,17 +40,25 @@ from __future__ import annotations
 import csv
 import json
 import math
+import multiprocessing
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
 from ..attacks.holders import make_holder_attack
 from ..config import DATASET_DEFAULTS, TrainConfig, check_honoured, check_name, read_toml
 from ..config.tables import GRID_MAX_WORKERS, GridTable, check_train_keys
 from ..errors import ConfigError, LearningChainError
+from ..protocol.aggregation import get_rule
 from ..protocol.params import ProtocolParams
+from .train import run_training
 
 __all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "heatmap_figure", "read_results",
            "MAX_WORKERS", "RESULT_FIELDS"]
@@ -153,8 +161,6 @@ def byzantine_count(fraction: float, holders: int) -> int:
 
 
 def _aggregator_options(spec: GridSpec, aggregator: str, byzantine: int) -> dict:
-    from ..protocol.aggregation import get_rule
-
     options = dict(spec.aggregator_options.get(aggregator, {}))
     if "f" in get_rule(aggregator).options and "f" not in options:
         if spec.f == "byzantine":
@@ -188,14 +194,8 @@ def grid_cells(spec: GridSpec) -> list:
 
 def _run_cell(cell: Cell, run_dir: str, keep_chains: bool) -> dict:
     """Worker: one full training run; returns its CSV row (never raises)."""
-    import os
-
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
     torch.set_num_threads(1)
-    from .train import run_training
-
     row = _row_base(cell)
     started = time.perf_counter()
     try:
@@ -270,8 +270,6 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
                 if on_result:
                     on_result(rows[cell.id], len(rows), total, False)
         else:
-            import multiprocessing
-
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
                 futures = {pool.submit(_run_cell, cell, str(out / "runs" / cell.id), spec.keep_chains): cell
@@ -312,8 +310,6 @@ def read_results(path: str | Path) -> list:
 
 
 def _table(rows: list, fraction: float, attacks: list, rules: list):
-    import numpy as np
-
     grid = np.full((len(attacks), len(rules)), np.nan)
     for i, attack in enumerate(attacks):
         for j, rule in enumerate(rules):
@@ -329,8 +325,6 @@ def heatmap_figure(rows: list, *, title: str = ""):
     """Final test error, attacks (rows) x rules (columns), one panel per fraction,
     as ByzFL draws its benchmark heatmaps (mean over seeds when there are several),
     as a matplotlib Figure laid out so that no label is cut off."""
-    from matplotlib.figure import Figure
-
     rules = list(dict.fromkeys(r["aggregator"] for r in rows))
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     if CLEAN in attacks:

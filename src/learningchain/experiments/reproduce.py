@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing
 import os
 import re
 import time
@@ -23,10 +24,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Optional
 
+from matplotlib.figure import Figure
+
 from ..config import TrainConfig, check_honoured
 from ..config.schema import parse_toml_text
 from ..config.tables import FigureTable
 from ..errors import ConfigError
+from .train import run_training
 
 __all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job", "collect_results"]
 
@@ -163,8 +167,6 @@ def run_job(job: Job) -> dict:
     summary = _cached(job)
     cached = summary is not None
     if summary is None:
-        from .train import run_training
-
         summary = run_training(job.config)
     with open(Path(job.config.out) / "metrics.csv") as fh:
         rows = [(int(r["round"]), float(r["test_error"])) for r in csv.DictReader(fh) if r["test_error"]]
@@ -192,8 +194,6 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
             if progress:
                 progress(res, done, len(all_jobs))
     else:
-        import multiprocessing
-
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = [pool.submit(run_job, job) for job in all_jobs]
@@ -253,13 +253,9 @@ def write_figure(spec: dict, results: list, out: Path, *, quick: bool) -> None:
 
 
 def plot_figure(spec: dict, results: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows, cols = spec.get("rows", 1), spec.get("cols", len(spec["panels"]))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     by_panel: dict = {}
     for r in results:
         by_panel.setdefault(r["job"].panel, []).append(r)
@@ -287,7 +283,6 @@ def plot_figure(spec: dict, results: list, path: Path) -> None:
     fig.suptitle(spec.get("title", spec["name"]), fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def collect_results(out: Path, *, quick: bool = False) -> dict:

@@ -21,12 +21,15 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..config import TrainConfig
 from ..network.simulation import InProcessNetwork
 from ..node.verify import replay_last
 from ..parties import build_miners, build_parties
+from .train import run_training
 
 __all__ = ["run_trial", "sweep", "plot_sweep"]
 
@@ -94,14 +97,10 @@ def write_csv(rows, path: Path) -> None:
 
 
 def plot_sweep(rows, path: Path, *, rounds: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     s_values = sorted({r["s"] for r in rows})
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for s, color in zip(s_values, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
+    for s, color in zip(s_values, matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]):
         pts = sorted((r for r in rows if r["s"] == s), key=lambda r: r["byzantine_power"])
         q = [r["byzantine_power"] for r in pts]
         axes[0].plot(q, [r["survival_rate"] for r in pts], "o-", color=color, label=f"measured, s={s}")
@@ -120,14 +119,11 @@ def plot_sweep(rows, path: Path, *, rounds: int) -> None:
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def attack_table(*, powers=(0.3, 0.6), rounds: int = 100, seed: int = 0, out: Path, progress=None) -> list:
     """Every miner attack at each power, with the paper's mempool check on and off
     (and the omission policy for drop-honest): what reached the honest chain."""
-    from .train import run_training
-
     base = dict(dataset="synthetic", rounds=rounds, epsilon=0.3, byzantine_miners=6, seed=seed, progress=False,
                 force=True)
     variants = [("none", {}, 0.0)]

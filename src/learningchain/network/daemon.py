@@ -21,6 +21,7 @@ hosted holder, ``node.log`` and, after a clean stop, ``status.json``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ from .holding import HolderRole
 from .mining import MinerRole
 from .node_files import load_or_create_key, parse_indices
 from .node_status import StatusRole
+from .status_http import RateLimitedExceptionHandler
 from .sync import SyncRole, SyncState
 from .tcp import Transport
 from .wire import PROTOCOL_VERSION, Hello
@@ -144,8 +146,6 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
                                    name=self.name)
 
     def _lock(self):
-        import fcntl
-
         fd = os.open(self.data_dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -261,8 +261,6 @@ def run_node(daemon_factory, *, log_file: Optional[Path] = None, verbose: bool =
         root.addHandler(h)
 
     async def main():
-        from .status_http import RateLimitedExceptionHandler
-
         asyncio.get_running_loop().set_exception_handler(RateLimitedExceptionHandler(root))
         daemon = daemon_factory()
         await daemon.run_until_signalled()

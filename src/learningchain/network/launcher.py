@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ConfigError, LearningChainError
+from ..node.store import open_readonly
+from ..node.verify import verify_chain
 from ..protocol.forkchoice import head_key
 from .config import NetConfigFile
+from .node_files import load_or_create_key
 
 __all__ = ["LocalNetwork", "network_up", "free_ports", "assign_holders"]
 
@@ -114,8 +118,6 @@ class LocalNetwork:
             self.conf = replace(self.conf, network=self.conf.network.replace(genesis_time_ms=int(time.time() * 1000)))
         consensus = self.conf.network.consensus or self.conf.train.consensus
         if consensus == "poa" and not self.conf.network.authorities:
-            from .daemon import load_or_create_key
-
             auths = []
             for node in self.nodes:
                 node.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -123,8 +125,6 @@ class LocalNetwork:
             self.conf = replace(self.conf, network=self.conf.network.replace(consensus="poa",
                                                                               authorities=tuple(auths)))
         if self.permissioned and not self.conf.network.members:
-            from .daemon import load_or_create_key
-
             members = {}
             for node in self.nodes:
                 node.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -262,8 +262,6 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
     ``compare``: a function that runs the same config in process (``learningchain
     train``'s ``run_training``), whose results the summary adds beside the network's.
     """
-    from ..node.verify import verify_chain
-
     out = Path(out)
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout!r}")
@@ -272,19 +270,58 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
     cfg = conf.train.resolved()
     rounds = conf.network.stop_height if conf.network.stop_height is not None else cfg.rounds
     net = LocalNetwork(out, conf, nodes, verbose=verbose, permissioned=permissioned)  # refuses a bad --nodes first
+    _prepare_out(net, out, force=force)
+    started = time.monotonic()
+    codes, final = _run_to_round(net, rounds, timeout, started, quiet=quiet, on_progress=on_progress)
+    wall = time.monotonic() - started
+    summary_nodes = [_node_summary(node, final[i] if final else None, codes.get(node.name))
+                     for i, node in enumerate(net.nodes)]
+    heads = {n["head"] for n in summary_nodes}
+    seconds_per_round = _seconds_per_round(net.nodes[0].dir)
+    summary = {
+        "nodes": nodes,
+        "rounds": rounds,
+        "holders": cfg.holders,
+        "dataset": cfg.dataset,
+        "consensus": net.conf.network.consensus or cfg.consensus,
+        "same_head": len(heads) == 1,
+        "head": summary_nodes[0]["head"] if len(heads) == 1 else None,
+        "all_verified": all(n["verify"] == "OK" for n in summary_nodes),
+        "test_error": summary_nodes[0]["test_error"],
+        "seconds_per_round": seconds_per_round,
+        "wall_seconds": round(wall, 3),
+        "out": str(out),
+        "node_details": summary_nodes,
+    }
+    if compare is not None:
+        inproc = compare(replace(cfg, out=str(out / "inprocess"), force=True, progress=False))
+        summary["inprocess_test_error"] = inproc["test_error"]
+        summary["inprocess_seconds_per_round"] = inproc["seconds_per_round"]
+        summary["baseline_test_error"] = inproc["baseline_test_error"]
+    with open(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+        fh.write("\n")
+    return summary
+
+
+def _prepare_out(net: LocalNetwork, out: Path, *, force: bool) -> None:
+    """Replace an earlier network run in ``out`` (only with ``force``) and create the nodes' directories."""
     if out.exists() and any(out.glob("node-*/chain.sqlite")):
         if not force:
             raise ConfigError(f"{out} already holds a network run; pass --force to replace it or choose another --out")
-        import shutil
-
         for d in out.glob("node-*"):
             shutil.rmtree(d)
     try:
         net.prepare()
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot create the network's directories: {exc.strerror or exc}") from None
+
+
+def _run_to_round(net: LocalNetwork, rounds: int, timeout: float, started: float, *, quiet: bool,
+                  on_progress: Optional[Callable[[str], None]]) -> tuple[dict, list]:
+    """Start the nodes, wait until they all reach ``rounds`` (showing progress) and stop
+    them; returns (each node's exit code by name, their last polled statuses)."""
     say = on_progress or (lambda line: print(line, flush=True))
-    started = time.monotonic()
     tty = sys.stdout.isatty() and on_progress is None
     last = [0.0]
 
@@ -319,56 +356,29 @@ def network_up(conf: NetConfigFile, *, nodes: int, out, timeout: float = 600.0, 
             sys.stdout.write("\n")
     finally:
         codes = net.stop()
-    wall = time.monotonic() - started
-    summary_nodes = []
-    for i, node in enumerate(net.nodes):
-        st = final[i] if final else None
-        try:
-            st_file = json.loads((node.dir / "status.json").read_text())
-        except (OSError, ValueError):
-            st_file = None
-        st = st_file or st or {}
-        report = verify_chain(node.dir)
-        summary_nodes.append({
-            "name": node.name, "dir": str(node.dir), "holders": node.holders, "exit_code": codes.get(node.name),
-            "height": st.get("height"), "head": st.get("head"), "test_error": st.get("test_error"),
-            "blocks_mined": st.get("blocks_mined"), "messages_sent": st.get("messages_sent"),
-            "rejected_blocks": st.get("rejected_blocks"), "refused": st.get("refused"),
-            "verify": "OK" if report.ok else f"INVALID at {report.first_bad_height}: {report.error}",
-            "verified_blocks": report.checked,
-        })
-    heads = {n["head"] for n in summary_nodes}
-    seconds_per_round = _seconds_per_round(net.nodes[0].dir)
-    summary = {
-        "nodes": nodes,
-        "rounds": rounds,
-        "holders": cfg.holders,
-        "dataset": cfg.dataset,
-        "consensus": net.conf.network.consensus or cfg.consensus,
-        "same_head": len(heads) == 1,
-        "head": summary_nodes[0]["head"] if len(heads) == 1 else None,
-        "all_verified": all(n["verify"] == "OK" for n in summary_nodes),
-        "test_error": summary_nodes[0]["test_error"],
-        "seconds_per_round": seconds_per_round,
-        "wall_seconds": round(wall, 3),
-        "out": str(out),
-        "node_details": summary_nodes,
+    return codes, final
+
+
+def _node_summary(node: NodeProc, polled: Optional[dict], exit_code) -> dict:
+    """One node's line of the summary: its status (the file it left, else the last poll) and its chain verified."""
+    try:
+        st_file = json.loads((node.dir / "status.json").read_text())
+    except (OSError, ValueError):
+        st_file = None
+    st = st_file or polled or {}
+    report = verify_chain(node.dir)
+    return {
+        "name": node.name, "dir": str(node.dir), "holders": node.holders, "exit_code": exit_code,
+        "height": st.get("height"), "head": st.get("head"), "test_error": st.get("test_error"),
+        "blocks_mined": st.get("blocks_mined"), "messages_sent": st.get("messages_sent"),
+        "rejected_blocks": st.get("rejected_blocks"), "refused": st.get("refused"),
+        "verify": "OK" if report.ok else f"INVALID at {report.first_bad_height}: {report.error}",
+        "verified_blocks": report.checked,
     }
-    if compare is not None:
-        inproc = compare(replace(cfg, out=str(out / "inprocess"), force=True, progress=False))
-        summary["inprocess_test_error"] = inproc["test_error"]
-        summary["inprocess_seconds_per_round"] = inproc["seconds_per_round"]
-        summary["baseline_test_error"] = inproc["baseline_test_error"]
-    with open(out / "summary.json", "w") as fh:
-        json.dump(summary, fh, indent=2, default=str)
-        fh.write("\n")
-    return summary
 
 
 def _seconds_per_round(node_dir: Path) -> Optional[float]:
     """Mean time between blocks 1 and the head, from the chain's own timestamps."""
-    from ..node.store import open_readonly
-
     try:
         store = open_readonly(node_dir / "chain.sqlite")
     except LearningChainError:

@@ -8,8 +8,10 @@ import time
 from typing import Optional
 
 import numpy as np
+import torch
 
 from ..explorer import ChainView, ExplorerApp
+from ..models import build_model, error_rate, set_flat
 from ..privacy.secure import generator_of
 from ..types import hexstr
 from .metrics import metrics_response
@@ -28,10 +30,6 @@ class StatusRole:
         if self._eval_cache[0] == head:
             return self._eval_cache[1]
         try:
-            import torch
-
-            from ..models import build_model, error_rate, set_flat
-
             if self._evaluator is None:
                 ds = self.setup.dataset
                 self._evaluator = (build_model(self.setup.spec), torch.as_tensor(ds.x_test),

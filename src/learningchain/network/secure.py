@@ -27,8 +27,15 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import os
 import ssl
+import tempfile
 from typing import Optional
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ..crypto import PrivateKey, keccak256, recover_address
 from ..errors import InvalidMessage
@@ -43,11 +50,6 @@ class TLSContexts:
     """A server and a client context sharing one fresh self-signed certificate."""
 
     def __init__(self) -> None:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "learningchain node")])
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -65,9 +67,6 @@ class TLSContexts:
         self.server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server.minimum_version = ssl.TLSVersion.TLSv1_3
         # load_cert_chain takes files only; a memory file keeps the key off the disk where possible
-        import os
-        import tempfile
-
         fd, path = tempfile.mkstemp(prefix="lc-tls-", suffix=".pem")
         try:
             with os.fdopen(fd, "wb") as fh:

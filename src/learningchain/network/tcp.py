@@ -29,7 +29,7 @@ import secrets
 import time
 from typing import Optional, Protocol
 
-from ..errors import DecodeError, LearningChainError
+from ..errors import ConfigError, DecodeError, LearningChainError
 from .config import NetworkConfig
 from .peer import FrameError, Peer, PeerClosed
 from .admission import Admission, KnownAddress
@@ -63,8 +63,6 @@ class Penalty:
 
 
 def parse_hostport(text: str, *, what: str = "address") -> tuple[str, int]:
-    from ..errors import ConfigError
-
     text = text.strip()
     if text.startswith("["):  # [ipv6]:port
         host, _, rest = text[1:].partition("]")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ..crypto import keccak256
 from ..errors import DecodeError
 from ..protocol.codec import HEADER_MAX, Reader, Writer
+from ..protocol.message import message_id_of
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -258,8 +259,6 @@ def decode_messages(payload: bytes) -> list[bytes]:
 
 def message_hash_of(raw: bytes) -> bytes:
     """The id of a holder's message (``Message.hash``), computed from its bytes."""
-    from ..protocol.message import message_id_of
-
     return message_id_of(raw)
 
 

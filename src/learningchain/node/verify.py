@@ -153,6 +153,30 @@ def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
 
 
 def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list) -> None:
+    top = _check_head(store, report, at)
+    headers: dict[bytes, Header] = {}
+
+    def ancestor(h: bytes) -> Header:
+        if h not in headers:
+            raise InvalidBlock("missing-block", f"ancestor {hexstr(h)[:14]} is not on the checked chain")
+        return headers[h]
+
+    at[0] = 0
+    genesis, params = _check_genesis(store, report)
+    headers[genesis.hash] = genesis.header
+    work = {genesis.hash: 0}
+    start = 1 if last is None else max(1, top - last + 1)
+    report.from_height = start
+    spent = _check_below_window(store, params, genesis, start, headers, work, ancestor, at)
+    parent = _window_parent(store, report, params, genesis, start, at)
+    _replay_window(store, report, params, genesis, parent, range(start, top + 1), headers, work, spent,
+                   ancestor, at)
+    _check_side_blocks(store, params, genesis.hash, work, at)
+    report.ok = True
+
+
+def _check_head(store: SQLiteStore, report: VerifyReport, at: list) -> int:
+    """The recorded head is the top of the canonical chain; returns its height."""
     n = store.canonical_length()
     top = n - 1
     at[0] = top
@@ -164,14 +188,11 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     if _canonical(store, top) != head:
         raise InvalidBlock("head-mismatch", "the recorded head is not the top of the canonical chain", height=top)
     report.head_hash = head
-    headers: dict[bytes, Header] = {}
+    return top
 
-    def ancestor(h: bytes) -> Header:
-        if h not in headers:
-            raise InvalidBlock("missing-block", f"ancestor {hexstr(h)[:14]} is not on the checked chain")
-        return headers[h]
 
-    at[0] = 0
+def _check_genesis(store: SQLiteStore, report: VerifyReport):
+    """(genesis block, its parameters), the stored genesis checked."""
     genesis, (g_parent, g_height, g_work) = _load(store, 0, None)
     try:
         params = params_of_genesis(genesis)
@@ -180,13 +201,15 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     if g_height != 0 or g_work != 0:
         raise InvalidBlock("bad-genesis", "the genesis block's stored height or work is not 0", height=0)
     report.genesis_hash = genesis.hash
-    headers[genesis.hash] = genesis.header
-    work = {genesis.hash: 0}
-    start = 1 if last is None else max(1, top - last + 1)
-    report.from_height = start
-    # Below the window: headers, links, proof of work, the stored columns, and each
-    # body against its header's commitments (hashes only: nothing is recomputed).
-    # The budget rule needs every member's spend below the window: it is counted here.
+    return genesis, params
+
+
+def _check_below_window(store: SQLiteStore, params, genesis, start: int, headers: dict, work: dict, ancestor,
+                        at: list) -> Optional[dict]:
+    """Below the window: headers, links, proof of work, the stored columns, and each
+    body against its header's commitments (hashes only: nothing is recomputed).
+    The budget rule needs every member's spend below the window: it is counted here
+    and returned (None without a budget)."""
     spent = {} if params.budget is not None else None
     parent_header = genesis.header
     for height in range(1, start):
@@ -203,20 +226,30 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
             spent = charge(spent, below.messages, params)
         headers[header.hash] = header
         parent_header = header
+    return spent
+
+
+def _window_parent(store: SQLiteStore, report: VerifyReport, params, genesis, start: int, at: list):
+    """The block the replayed window starts from (genesis without a window)."""
     if start == 1:
-        parent = genesis
-    else:
-        # The window starts from this block's model: it must be the one its header commits to.
-        at[0] = start - 1
-        parent, _ = _load(store, start - 1, None)
-        bad = body_mismatch(parent, params.dim)
-        if bad is not None:
-            raise bad
-        report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work, "
-                               f"stored work and bodies against their headers' commitments were checked; their "
-                               f"updates were not recomputed")
+        return genesis
+    # The window starts from this block's model: it must be the one its header commits to.
+    at[0] = start - 1
+    parent, _ = _load(store, start - 1, None)
+    bad = body_mismatch(parent, params.dim)
+    if bad is not None:
+        raise bad
+    report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work, "
+                           f"stored work and bodies against their headers' commitments were checked; their "
+                           f"updates were not recomputed")
+    return parent
+
+
+def _replay_window(store: SQLiteStore, report: VerifyReport, params, genesis, parent, heights: range,
+                   headers: dict, work: dict, spent: Optional[dict], ancestor, at: list) -> None:
+    """Every block of the window validated by recomputation, its stored columns checked."""
     verified: set = set()
-    for height in range(start, top + 1):
+    for height in heights:
         at[0] = height
         block, cols = _load(store, height, parent.hash)
         validate_block(block, parent, params, genesis_hash=genesis.hash, ancestor=ancestor, verified=verified,
@@ -231,8 +264,6 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
         headers[block.hash] = block.header
         parent = block
         report.checked += 1
-    _check_side_blocks(store, params, genesis.hash, work, at)
-    report.ok = True
 
 
 def _check_side_blocks(store: SQLiteStore, params, genesis_hash: bytes, work: dict, at: list) -> None:

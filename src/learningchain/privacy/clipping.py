@@ -23,6 +23,7 @@ import weakref
 import numpy as np
 import torch
 from torch import nn
+from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from ..errors import ConfigError
@@ -187,8 +188,6 @@ def clipped_gradient_sum(model: nn.Module, loss, x: torch.Tensor, y: torch.Tenso
 
 
 def _functorch_clip(model, loss, x, y, clip):
-    from torch.func import functional_call, grad, vmap
-
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def one(p, xi, yi):

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+import numpy as np
+
 from ..errors import ConfigError
 from .schedules import epsilon_for_round
 
@@ -157,7 +159,6 @@ def rdp_pure_epsilon(epsilons: Sequence[float], delta: float) -> float:
         return min(float(accountant.get_epsilon(delta)), math.fsum(eps))
     # many budgets: the same RDP of binary randomised response, vectorised over the
     # accountant's orders (its own event costs tens of ms each), converted by dp-accounting
-    import numpy as np
     from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
 
     orders = np.asarray(DEFAULT_RDP_ORDERS, dtype=np.float64)[:, None]

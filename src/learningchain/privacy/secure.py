@@ -28,6 +28,7 @@ import os
 import secrets
 
 import numpy as np
+from scipy.special import gammaincinv
 
 __all__ = ["SecureRandom", "EXACT_GAMMA_SHAPE", "GENERATOR_SEEDED", "GENERATOR_OS_SEEDED", "GENERATOR_SECURE", "generator_of"]
 
@@ -103,8 +104,6 @@ class SecureRandom:
                 hi = min(n, lo + chunk)
                 out[lo:hi] = -np.log(self._uniform_open((hi - lo) * k)).reshape(hi - lo, k).sum(axis=1)
         else:
-            from scipy.special import gammaincinv
-
             u = self._bits53(n) * 2.0 ** -53
             u = np.clip(u, 2.0 ** -54, 1.0 - 2.0 ** -53)
             out = gammaincinv(shape, u)

@@ -15,8 +15,12 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..types import Address
+from .aggregation import check_rule
+from .budget import check_budget_params
 from .codec import ADDRESS_SIZE, NORM_TOL_BITS, QUANT_BITS
+from .consensus import check_retarget_options
 from .quantize import max_exact_messages
+from .rewards import check_rewards
 
 __all__ = ["ProtocolParams", "canonical_json", "parse_address", "PRIVACY_SCHEDULES", "MECHANISMS", "CLIP_MODES"]
 
@@ -144,13 +148,6 @@ class ProtocolParams:
             enrolled.add(raw)
         need(len(enrolled) <= self.max_messages,
              f"members: {len(enrolled)} enrolled holders exceed max_messages ({self.max_messages})")
-        from .aggregation import check_rule
-        from .consensus import check_retarget_options
-
-        from .rewards import check_rewards
-
-        from .budget import check_budget_params
-
         check_budget_params(self)
         check_retarget_options(self.retarget)
         check_rewards(self.rewards)

@@ -16,6 +16,7 @@ from typing import Callable, Collection, Iterable, Mapping, Optional
 
 import numpy as np
 
+from ..crypto import keccak256
 from ..errors import InvalidBlock, InvalidMessage
 from ..types import Address, Hash32, hexstr
 from .aggregation import Aggregate, Batch, aggregate
@@ -62,16 +63,12 @@ def make_genesis(params: ProtocolParams, model: np.ndarray, *, timestamp: int = 
     if model.shape != (params.dim,):
         raise ValueError(f"initial model has shape {model.shape}, params say ({params.dim},)")
     raw = params.encode()
-    from ..crypto import keccak256
-
     header = genesis_header(params_hash=keccak256(raw), model=model, timestamp=timestamp,
                             difficulty=params.difficulty if params.consensus == "pow" else 0)
     return Block(header, (), (), model, raw)
 
 
 def params_of_genesis(genesis: Block) -> ProtocolParams:
-    from ..crypto import keccak256
-
     if genesis.height != 0:
         raise InvalidBlock("not-genesis", f"block at height {genesis.height} is not a genesis block")
     if keccak256(genesis.params) != genesis.header.params_hash:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Callable, Optional
 
 import numpy as np
+from scipy.linalg.blas import dsyrk
 
 from ...errors import ConfigError
 
@@ -56,10 +57,6 @@ class Batch:
     def gram(self) -> np.ndarray:
         """G[a, b] = q_a . q_b, exact (see :func:`compute_gram`)."""
         qf = self.qf
-        try:
-            from scipy.linalg.blas import dsyrk
-        except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-            return qf @ qf.T
         # half the work of a full matmul: the upper triangle, mirrored (exact either way)
         upper = np.triu(dsyrk(1.0, qf.T, trans=1))
         return upper + np.triu(upper, 1).T

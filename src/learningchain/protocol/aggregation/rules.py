@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ...errors import ConfigError
+from ...privacy.schedules import epsilon_for_round
 from .core import Aggregate, Batch, register_rule
 from .exact import (
     _krum_neighbours,
@@ -57,8 +58,6 @@ def norm_bound(params, t: int, *, tail: float = 20.0) -> float:
     Only +, *, / and sqrt appear (each correctly rounded), in this fixed order,
     so every validator computes the same bound bit for bit.
     """
-    from ...privacy.schedules import epsilon_for_round
-
     g = float(params.clip)
     if params.clip_mode == "none":
         raise ConfigError("no norm bound without clipping")
