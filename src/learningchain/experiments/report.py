@@ -32,8 +32,8 @@ from ..privacy.secure import generator_of
 from ..types import hexstr
 from .baseline import train_centralized
 
-__all__ = ["Evaluator", "backdoor_attack", "common_summary", "count_reasons", "curve_figure", "curve_title", "progress_bar",
-           "status_printer", "write_curve", "write_outputs"]
+__all__ = ["Evaluator", "backdoor_attack", "common_summary", "count_reasons", "curve_figure", "curve_title",
+           "progress_bar", "status_printer", "write_curve", "write_outputs"]
 
 
 class Evaluator:
