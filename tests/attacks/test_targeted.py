@@ -130,3 +130,13 @@ def test_backdoor_run_reports_its_attack_success_rate(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert "attack_success_rate" in rows[0] and rows[-1]["attack_success_rate"] != ""
     assert float(rows[-1]["attack_success_rate"]) == pytest.approx(summary["attack_success_rate"])
+
+
+def test_the_evaluator_scores_the_backdoor_of_a_sybil_attacker_too():
+    from types import SimpleNamespace
+
+    from learningchain.experiments.report import backdoor_attack
+
+    sybil = make_holder_attack("sybil", identities=2, inner="backdoor", inner_options={"target": 3})
+    assert backdoor_attack(SimpleNamespace(attacks={4: sybil})).target == 3
+    assert backdoor_attack(SimpleNamespace(attacks={4: make_holder_attack("sign-flip")})) is None

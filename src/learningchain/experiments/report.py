@@ -231,8 +231,9 @@ def _backdoor_of(evaluate) -> bool:
 
 
 def backdoor_attack(parties: Parties):
-    """The run's backdoor attack (the one the evaluator scores), or None."""
-    return next((a for a in parties.attacks.values() if getattr(a, "backdoor", False)), None)
+    """The run's backdoor attack (the one the evaluator scores; a Sybil attacker's inner one), or None."""
+    inner = (getattr(a, "inner", a) for a in parties.attacks.values())
+    return next((a for a in inner if getattr(a, "backdoor", False)), None)
 
 
 def count_reasons(rejected: dict) -> dict:
