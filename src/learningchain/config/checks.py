@@ -7,7 +7,8 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
-from .names import HIDDEN_MODELS, IDX_DATASETS, check_name, check_rewards, make_holder_attack, rule_options
+from .names import (HIDDEN_MODELS, IDX_DATASETS, IMAGE_DATASETS, check_name, check_rewards, make_holder_attack,
+                    rule_options)
 
 __all__ = ["check_train"]
 
@@ -56,7 +57,10 @@ def _check_applies(cfg) -> None:
         _need(name in options, f"aggregator {cfg.aggregator!r} has no option {name!r}; its options: "
                                f"{', '.join(options) or 'none'}")
     if cfg.byzantine or cfg.attack_options:
-        make_holder_attack(cfg.attack, **cfg.attack_options)
+        attack = make_holder_attack(cfg.attack, **cfg.attack_options)
+        _need(not attack.needs_images or cfg.dataset in IMAGE_DATASETS,
+              f"the {cfg.attack} attack stamps a trigger on images: it needs an image data set "
+              f"({', '.join(IMAGE_DATASETS)}), not {cfg.dataset!r}")
 
 
 def _check_parties(cfg) -> None:

@@ -17,7 +17,7 @@ from ..protocol.params import CLIP_MODES, CONSENSUS, MECHANISMS, PRIVACY_SCHEDUL
 from ..protocol.rewards import check_rewards
 
 __all__ = ["KNOWN", "check_name", "check_rewards", "known_names", "BACKENDS", "UNSEEN_POLICIES", "IDX_DATASETS",
-           "HIDDEN_MODELS", "rule_options", "make_holder_attack"]
+           "IMAGE_DATASETS", "HIDDEN_MODELS", "rule_options", "make_holder_attack"]
 
 BACKENDS = ("native", "ethereum")
 #: What a node does with a gossiped block holding messages never broadcast to it.
@@ -25,6 +25,9 @@ UNSEEN_POLICIES = ("accept", "wait")
 
 #: The data sets read from a directory of IDX files (their loader takes ``data_dir``).
 IDX_DATASETS = tuple(name for name, load in DATASETS.items() if "data_dir" in inspect.signature(load).parameters)
+#: The data sets whose examples are square grey-scale images, flattened row by row
+#: (what an attack that stamps a trigger, ``needs_images``, works on).
+IMAGE_DATASETS = tuple(name for name in DATASETS if name in ("mnist", "fashion-mnist"))
 #: The models whose hidden widths the config sets (the run passes ``hidden`` to the mlp only).
 HIDDEN_MODELS = ("mlp",)
 

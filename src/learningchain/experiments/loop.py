@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 from ..config import TrainConfig
 from ..parties import Backend, Parties
-from .report import Evaluator, common_summary, progress_bar, status_printer, write_outputs
+from .report import Evaluator, backdoor_attack, common_summary, progress_bar, status_printer, write_outputs
 
 __all__ = ["run_backend", "run_rounds"]
 
@@ -27,16 +27,21 @@ def run_rounds(cfg: TrainConfig, backend: Backend, evaluate: Evaluator, *, progr
     stopped_by = "rounds"
     started = time.perf_counter()
     bar = progress_bar(cfg, progress, backend.label, backend.unit, initial=len(rows))
+    has_backdoor = getattr(evaluate, "backdoor", None) is not None
     try:
         for t in range(len(rows) + 1, cfg.rounds + 1):
             res = backend.step()
             err, loss = (None, None)
+            backdoor = {"attack_success_rate": None} if has_backdoor else {}
             if t % cfg.eval_every == 0 or t == cfg.rounds:
                 err, loss = evaluate(res.model)
+                if has_backdoor:
+                    backdoor["attack_success_rate"] = evaluate.attack_success(res.model)
             row = {
                 "round": t,
                 "height": res.height,
                 "test_error": err,
+                **backdoor,
                 "train_loss": loss,
                 "selected_byzantine": res.selected_byzantine,
                 "winner": res.winner,
@@ -73,7 +78,7 @@ def run_backend(cfg: TrainConfig, parties: Parties, backend: Backend, out: Path,
     """The whole run on ``backend``, written into ``out``; returns the summary.
     ``rows`` and ``checkpoint``: see :func:`run_rounds`."""
     try:
-        evaluate = Evaluator(parties.spec, parties.dataset)
+        evaluate = Evaluator(parties.spec, parties.dataset, backdoor=backdoor_attack(parties))
         rows, stopped_by = run_rounds(cfg, backend, evaluate, progress=progress, on_round=on_round, rows=rows,
                                       checkpoint=checkpoint)
         say = status_printer(cfg, progress)

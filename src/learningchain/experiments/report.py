@@ -32,20 +32,38 @@ from ..privacy.secure import generator_of
 from ..types import hexstr
 from .baseline import train_centralized
 
-__all__ = ["Evaluator", "common_summary", "count_reasons", "curve_figure", "curve_title", "progress_bar",
-           "status_printer", "write_curve", "write_outputs"]
+__all__ = ["Evaluator", "backdoor_attack", "common_summary", "count_reasons", "curve_figure", "curve_title",
+           "progress_bar", "status_printer", "write_curve", "write_outputs"]
 
 
 class Evaluator:
-    """Test error and training loss of a flat model vector (observer, not consensus)."""
+    """Test error and training loss of a flat model vector (observer, not consensus).
 
-    def __init__(self, spec, dataset):
+    With a ``backdoor`` attack (one with ``stamp`` and ``target``), also its
+    attack success rate: the share of the test images not of the target class
+    that, with the trigger stamped, the model classifies as the target."""
+
+    def __init__(self, spec, dataset, backdoor=None):
         self.spec = spec
         self.model = build_model(spec)
         self.xe = torch.as_tensor(dataset.x_test)
         self.ye = torch.as_tensor(dataset.y_test)
         self.xt = torch.as_tensor(dataset.x_train)
         self.yt = torch.as_tensor(dataset.y_train)
+        self.backdoor = backdoor
+        if backdoor is not None:
+            keep = self.ye != backdoor.target
+            self.xb = backdoor.stamp(self.xe[keep])
+            self.yb = torch.full((int(keep.sum()),), backdoor.target, dtype=self.ye.dtype)
+
+    def attack_success(self, w: np.ndarray) -> Optional[float]:
+        """The backdoor's attack success rate on ``w`` (None without a backdoor)."""
+        if self.backdoor is None:
+            return None
+        if not np.all(np.isfinite(w)):
+            return 0.0
+        set_flat(self.model, w)
+        return 1.0 - error_rate(self.model, self.spec, self.xb, self.yb)
 
     def __call__(self, w: np.ndarray) -> tuple[float, float]:
         if not np.all(np.isfinite(w)):
@@ -187,6 +205,7 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         "attack": cfg.attack if cfg.byzantine else None,
         "aggregator": cfg.aggregator,
         "test_error": final_err,
+        **({"attack_success_rate": evaluate.attack_success(head.model)} if _backdoor_of(evaluate) else {}),
         "train_loss": final_loss,
         "baseline_test_error": baseline["test_error"],
         "baseline_train_loss": baseline["train_loss"],
@@ -205,6 +224,16 @@ def common_summary(cfg, parties, rows, head, evaluate, stopped_by, started: floa
         "seconds_per_round": round(sum(r["seconds"] for r in rows) / max(1, len(rows)), 6),
         "config": cfg.to_dict(),
     }, baseline
+
+
+def _backdoor_of(evaluate) -> bool:
+    return getattr(evaluate, "backdoor", None) is not None
+
+
+def backdoor_attack(parties: Parties):
+    """The run's backdoor attack (the one the evaluator scores; a Sybil attacker's inner one), or None."""
+    inner = (getattr(a, "inner", a) for a in parties.attacks.values())
+    return next((a for a in inner if getattr(a, "backdoor", False)), None)
 
 
 def count_reasons(rejected: dict) -> dict:

@@ -1,79 +1,22 @@
-"""Byzantine data holders (paper Section III-B and VI-B).
-
-A Byzantine holder may send anything it can sign. Its attack returns the raw
-gradient vectors it wants to send this round (one message each, the first
-under its own pseudo-identity, any further ones under fresh identities); the
-holder then normalises, quantises and signs them like an honest one, because a
-message that breaks the format would simply be refused.
-"""
+"""The classic Byzantine holder attacks: the paper's Gaussian attacker, sign
+flipping, the paper's "optimal" opposite attack, ALIE, IPM, label flipping,
+norm inflation and Sybil identities."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..models import set_flat
-from ..privacy.clipping import clipped_gradient_sum
+from ...errors import ConfigError
+from ...models import set_flat
+from ...privacy.clipping import clipped_gradient_sum
+from .base import AttackContext, HolderAttack, check_positive, honest_matrix, make_holder_attack, register_attack
 
-__all__ = ["AttackContext", "HolderAttack", "HOLDER_ATTACKS", "register_attack", "make_holder_attack",
-           "GaussianAttack", "SignFlipAttack", "OppositeAttack", "ALIEAttack", "IPMAttack", "LabelFlipAttack",
+__all__ = ["GaussianAttack", "SignFlipAttack", "OppositeAttack", "ALIEAttack", "IPMAttack", "LabelFlipAttack",
            "NormInflationAttack", "SybilAttack", "alie_z", "flipped_labels"]
-
-
-@dataclass
-class AttackContext:
-    round: int  # t, the height of the block the gradients are computed at
-    dim: int
-    rng: np.random.Generator
-    own_gradient: Callable[[], np.ndarray]  # the attacker's honest (clipped, noised) gradient, on demand
-    honest: Optional[list] = None  # honest holders' vectors this round (omniscient attacks only)
-    byzantine_count: int = 1
-    holders: int = 1
-    holder: object = None  # the attacker's DataHolder (its data, model, keys)
-    base: object = None  # the block the round builds on
-    extra: dict = field(default_factory=dict)
-
-
-class HolderAttack:
-    name = "base"
-    #: True when the attack needs this round's honest vectors (ALIE, IPM, ...).
-    omniscient = False
-
-    def __call__(self, ctx: AttackContext) -> list:
-        raise NotImplementedError
-
-    def describe(self) -> str:
-        return self.name
-
-
-HOLDER_ATTACKS: dict[str, type] = {}
-
-
-def register_attack(name: str):
-    def deco(cls):
-        if name in HOLDER_ATTACKS:
-            raise ValueError(f"holder attack {name!r} registered twice")
-        cls.name = name
-        HOLDER_ATTACKS[name] = cls
-        return cls
-
-    return deco
-
-
-def make_holder_attack(name: str, **options) -> HolderAttack:
-    try:
-        cls = HOLDER_ATTACKS[name]
-    except KeyError:
-        raise ConfigError(f"unknown attack {name!r}; known: {', '.join(sorted(HOLDER_ATTACKS))}") from None
-    try:
-        return cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"bad options for attack {name!r}: {exc}") from None
 
 
 @register_attack("gaussian")
@@ -89,24 +32,12 @@ class GaussianAttack(HolderAttack):
         return [ctx.rng.normal(0.0, self.sigma, size=ctx.dim)]
 
 
-def _honest_matrix(ctx: AttackContext, name: str) -> np.ndarray:
-    if not ctx.honest:
-        raise ConfigError(f"the {name} attack needs at least one honest holder's gradient this round")
-    return np.stack([np.asarray(v, dtype=np.float64) for v in ctx.honest])
-
-
-def _check_positive(name: str, key: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or not value > 0:
-        raise ConfigError(f"{name} attack needs {key} > 0, got {value!r}")
-    return float(value)
-
-
 @register_attack("sign-flip")
 class SignFlipAttack(HolderAttack):
     """Its own (clipped, noised) gradient, negated and scaled: -scale * g_k."""
 
     def __init__(self, scale: float = 1.0):
-        self.scale = _check_positive("sign-flip", "scale", scale)
+        self.scale = check_positive("sign-flip", "scale", scale)
 
     def __call__(self, ctx: AttackContext) -> list:
         return [-self.scale * ctx.own_gradient()]
@@ -121,10 +52,10 @@ class OppositeAttack(HolderAttack):
     omniscient = True
 
     def __init__(self, scale: float = 2.0):
-        self.scale = _check_positive("opposite", "scale", scale)
+        self.scale = check_positive("opposite", "scale", scale)
 
     def __call__(self, ctx: AttackContext) -> list:
-        honest_sum = _honest_matrix(ctx, "opposite").sum(axis=0)
+        honest_sum = honest_matrix(ctx, "opposite").sum(axis=0)
         return [-self.scale * honest_sum / max(1, ctx.byzantine_count)]
 
 
@@ -152,7 +83,7 @@ class ALIEAttack(HolderAttack):
         self.z = None if z is None else float(z)
 
     def __call__(self, ctx: AttackContext) -> list:
-        honest = _honest_matrix(ctx, "alie")
+        honest = honest_matrix(ctx, "alie")
         z = self.z if self.z is not None else alie_z(ctx.holders, ctx.byzantine_count)
         mu = honest.mean(axis=0)
         sigma = honest.std(axis=0, ddof=1) if len(honest) > 1 else np.zeros_like(mu)
@@ -167,10 +98,10 @@ class IPMAttack(HolderAttack):
     omniscient = True
 
     def __init__(self, epsilon: float = 0.1):
-        self.epsilon = _check_positive("ipm", "epsilon", epsilon)
+        self.epsilon = check_positive("ipm", "epsilon", epsilon)
 
     def __call__(self, ctx: AttackContext) -> list:
-        return [-self.epsilon * _honest_matrix(ctx, "ipm").mean(axis=0)]
+        return [-self.epsilon * honest_matrix(ctx, "ipm").mean(axis=0)]
 
 
 def flipped_labels(y, classes: int):
@@ -212,7 +143,7 @@ class NormInflationAttack(HolderAttack):
     """
 
     def __init__(self, factor: float = 1000.0, tilt: float = 45.0, seed: int = 0):
-        self.factor = _check_positive("norm-inflation", "factor", factor)
+        self.factor = check_positive("norm-inflation", "factor", factor)
         if isinstance(tilt, bool) or not isinstance(tilt, (int, float)) or not 0 <= tilt < 90:
             raise ConfigError(f"norm-inflation attack needs 0 <= tilt < 90 (degrees), got {tilt!r}")
         self.tilt = math.radians(float(tilt))
@@ -246,6 +177,7 @@ class SybilAttack(HolderAttack):
         self.identities = identities
         self.inner = make_holder_attack(inner, **(inner_options or {}))
         self.omniscient = self.inner.omniscient
+        self.needs_images = self.inner.needs_images
 
     def __call__(self, ctx: AttackContext) -> list:
         out = []
