@@ -93,8 +93,9 @@ def _mda_check(params):
     count, limit = mda_subsets(n, f), _mda_limit(params.aggregator_options)
     if count > limit:
         return (f"a block of up to max_messages = {n} messages with f = {f} has C({n}, {min(f, (n - 1) // 2)}) = "
-                f"{count:.3g} candidate subsets, above max_subsets = {limit}; lower max_messages (at most "
-                f"{_mda_message_cap(params.aggregator_options, params.holders)} for this f) or f, or raise max_subsets")
+                f"{count:.3g} candidate subsets, above max_subsets = {limit}; lower f (aggregator_options={{f=...}}), "
+                f"the holders or max_messages (at most {_mda_message_cap(params.aggregator_options, params.holders)} "
+                f"for this f), or raise max_subsets")
     return None
 
 
