@@ -122,6 +122,18 @@ def test_mda_matches_the_exhaustive_definition(seed):
     np.testing.assert_allclose(grad(agg), mean, rtol=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_mda_search_with_many_ties_is_the_exhaustive_one(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 9))
+    # few distinct points on a small grid: equal diameters everywhere
+    batch = make_batch([np.array([3.0, 0.0, 0.0]) + rng.integers(-1, 2, size=3) for _ in range(n)], rng=rng)
+    f = int(rng.integers(0, (n - 1) // 2 + 1))
+    agg = aggregate(batch, params_for(batch, "mda", f=f))
+    kept, _ = ref_mda(xs(batch), batch.keys, f)
+    assert agg.selection == tuple(sorted(kept))
+
+
 def test_mda_ties_go_to_the_lower_hashes():
     v = np.array([1.0, 2.0, 3.0])
     keys = [b"\x09" * 32, b"\x01" * 32, b"\x05" * 32, b"\x02" * 32]

@@ -31,7 +31,7 @@ message: each mixed vector is made of n - f of them).
   Gram matrix; members are unchanged.
 
 Means of NNM and bucketing add their members' vectors x_j = s_j u_j in
-ascending index order (one rounding per addition) and divide once by the
+ascending message-hash order (one rounding per addition) and divide once by the
 count; the result goes on as a :class:`.vectors.VectorBatch`. Names join with
 '+' and apply left to right ("arc+nnm": clip, then mix). f for NNM and ARC is
 the option ``pre_f``, else the rule's ``f``, else ceil(K/2) - 1, clamped to
@@ -69,7 +69,8 @@ def _order(batch: Batch) -> list:
 
 
 def _means(batch: Batch, groups: list) -> np.ndarray:
-    """Row g: the members' vectors added in ascending index order, divided by their count."""
+    """Row g: the members' vectors added in the group's order (ascending message
+    hash), divided by their count."""
     x = coordinate_values(batch)
     out = np.zeros((len(groups), batch.dim), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -88,7 +89,7 @@ def nnm(batch: Batch, f: int) -> tuple:
     groups = []
     for i in range(n):
         others = sorted((j for j in range(n) if j != i), key=lambda j: (float(dist[i, j]), int(ranks[j])))
-        groups.append(tuple(sorted([i] + others[: n - f - 1])))
+        groups.append(tuple(sorted([i] + others[: n - f - 1], key=batch.keys.__getitem__)))
     return vector_batch(_means(batch, groups), batch.keys, batch.round), groups
 
 

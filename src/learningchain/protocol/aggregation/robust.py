@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
@@ -101,18 +100,38 @@ def _mda_check(params):
 
 def _mda_selection(dist: np.ndarray, keys: tuple, f: int) -> tuple:
     """The n - f messages of least diameter, ties to the lexicographically least
-    list of hash ranks (kept sets are enumerated in that order; a later set only
-    wins with a strictly smaller diameter)."""
+    list of hash ranks.
+
+    A depth-first search over the kept sets in that lexicographic order (hash
+    rank by hash rank); a set replaces the best one only with a strictly smaller
+    diameter, and a branch is cut as soon as its partial diameter reaches the
+    best one (no set in it could then replace the best). So the result is the
+    exhaustive search's, and the leaves visited are at most C(n, f).
+    """
     n = dist.shape[0]
     ranks = _hash_ranks(keys)
     by_hash = sorted(range(n), key=lambda i: int(ranks[i]))
-    best, best_diam = None, math.inf
-    for kept in itertools.combinations(by_hash, n - f):
-        sub = dist[np.ix_(kept, kept)]
-        diam = float(sub.max()) if len(kept) > 1 else 0.0
-        if best is None or diam < best_diam:
-            best, best_diam = kept, diam
-    return tuple(sorted(best))
+    rows = [[float(v) for v in dist[i]] for i in range(n)]
+    size = n - f
+    best = {"kept": None, "diam": math.inf}
+    kept: list = []
+
+    def search(start: int, diam: float) -> None:
+        if len(kept) == size:
+            best["kept"], best["diam"] = tuple(kept), diam
+            return
+        for pos in range(start, n - (size - len(kept)) + 1):
+            c = by_hash[pos]
+            row = rows[c]
+            d = max([diam] + [row[j] for j in kept])
+            if best["kept"] is not None and not d < best["diam"]:
+                continue
+            kept.append(c)
+            search(pos + 1, d)
+            kept.pop()
+
+    search(0, 0.0)
+    return tuple(sorted(best["kept"]))
 
 
 @register_rule("mda", options={"f": (int, _non_negative), "max_subsets": (int, _positive_upto_max)},
