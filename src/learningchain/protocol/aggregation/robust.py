@@ -140,8 +140,8 @@ def aggregate_mda(batch: Batch, params) -> Aggregate:
     """mda: the mean of the n - f messages of least diameter (El Mhamdi et al. 2018).
 
     The diameter of a set is its largest squared distance (the exact-Gram
-    distances of compute_squared_distances; squaring keeps the order). Every
-    subset of n - f messages is examined, C(n, f) of them: genesis refuses
+    distances of compute_squared_distances; squaring keeps the order). The
+    search (:func:`_mda_selection`) may visit C(n, f) subsets: genesis refuses
     params whose largest block (max_messages) would need more than
     ``max_subsets`` (200,000). f defaults to ceil(K/2) - 1, clamped to
     (n - 1) // 2. Ties go to the subset whose message hashes, in ascending
