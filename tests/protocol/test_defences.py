@@ -278,3 +278,16 @@ def test_gaussian_attackers_leave_the_honest_mean_nearly_unchanged(rule, options
     agg = aggregate(batch, params_for(batch, rule, batch_size=1, **options))
     honest_mean = np.mean(honest, axis=0)
     assert np.linalg.norm(agg.gradient - honest_mean) < 0.5 * np.linalg.norm(honest_mean)
+
+
+def test_float_vector_batches_keep_their_vectors_and_distances():
+    from learningchain.protocol.aggregation import compute_squared_distances, coordinate_values, vector_batch
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(7, 11)) * 10.0 ** rng.integers(-3, 3, size=(7, 1))
+    batch = vector_batch(x, tuple(bytes([i]) * 32 for i in range(7)))
+    np.testing.assert_allclose(coordinate_values(batch), x, rtol=1e-14)
+    dist = compute_squared_distances(batch)
+    assert np.array_equal(dist, dist.T) and not dist.diagonal().any()
+    want = [[sum((a - b) ** 2 for a, b in zip(x[i], x[j])) for j in range(7)] for i in range(7)]
+    np.testing.assert_allclose(dist, want, rtol=1e-12)

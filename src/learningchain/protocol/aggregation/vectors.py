@@ -83,13 +83,13 @@ def float_squared_distances(batch: Batch, norms=None) -> np.ndarray:
 
     x = coordinate_values(batch, norms=norms)
     n = batch.n
-    d = np.empty((n, n), dtype=np.float64)
+    d = np.zeros((n, n), dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        for a in range(n):
-            diff = x - x[a]
-            d[a] = _tree_rows(diff * diff)
+        for a in range(n - 1):  # the upper triangle, mirrored: (x_b - x_a)^2 is (x_a - x_b)^2 bit for bit
+            diff = x[a + 1:] - x[a]
+            d[a, a + 1:] = _tree_rows(diff * diff)
+    d += d.T
     d[np.isnan(d)] = np.inf
-    np.fill_diagonal(d, 0.0)
     return d
 
 
