@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learningchain.crypto import keccak256
 from learningchain.errors import ConfigError
@@ -291,3 +293,29 @@ def test_float_vector_batches_keep_their_vectors_and_distances():
     assert np.array_equal(dist, dist.T) and not dist.diagonal().any()
     want = [[sum((a - b) ** 2 for a, b in zip(x[i], x[j])) for j in range(7)] for i in range(7)]
     np.testing.assert_allclose(dist, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+@pytest.mark.parametrize("pre", ["nnm", "bucketing", "arc", "arc+nnm", "nnm+bucketing"])
+def test_every_rule_takes_every_pre_aggregation(rule, pre):
+    for n in (1, 2, 9):
+        batch = scenario(n, n=n, d=4) if n > 2 else make_batch([np.array([1.0, 2.0, 3.0, 4.0]) * (k + 1)
+                                                                 for k in range(n)])
+        agg = aggregate(batch, params_for(batch, rule, batch_size=1, pre=pre))
+        assert agg.selection and list(agg.selection) == sorted(set(agg.selection))
+        assert all(0 <= i < n for i in agg.selection) and np.all(np.isfinite(agg.gradient))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10**6), which=st.integers(0, len(NEW) - 1))
+def test_order_and_repeat_property(seed, which):
+    rule, options = NEW[which]
+    batch = _canonical(scenario(seed, n=9, d=5))
+    params = params_for(batch, rule, **options)
+    perm = np.random.default_rng(seed).permutation(batch.n)
+    shuffled = Batch(batch.q[perm], batch.norms[perm], tuple(batch.keys[i] for i in perm), batch.bits)
+    a, again = aggregate(batch, params), aggregate(_canonical(scenario(seed, n=9, d=5)), params)
+    assert a.selection == again.selection and a.gradient.tobytes() == again.gradient.tobytes()
+    b = aggregate(shuffled, params)  # rows out of canonical order: the same messages, sums in another order
+    assert {batch.keys[i] for i in a.selection} == {shuffled.keys[i] for i in b.selection}
+    np.testing.assert_allclose(a.gradient, b.gradient, rtol=1e-9, atol=1e-12)

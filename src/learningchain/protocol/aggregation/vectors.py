@@ -94,9 +94,10 @@ def float_squared_distances(batch: Batch, norms=None) -> np.ndarray:
 
 
 def float_cosine_terms(batch: Batch) -> tuple:
-    """(a_k, n_k) = (v . u_k, ||u_k||^2) with v = sum_k u_k added in canonical order."""
+    """(a_k, n_k) = (v . u_k, ||u_k||^2) with v = sum_k u_k added in canonical
+    order (ascending key, whatever the rows' order)."""
     u = batch.q
     v = np.zeros(batch.dim, dtype=np.float64)
-    for k in range(batch.n):
+    for k in sorted(range(batch.n), key=batch.keys.__getitem__):
         v += u[k]
     return tree_dots(u, v), tree_dots(u, u)
