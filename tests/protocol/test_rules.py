@@ -42,8 +42,10 @@ def make_batch(vectors, keys=None, rng=None, round_=0):
 
 def params_for(batch, aggregator, batch_size=3, **opts):
     d = batch.dim
+    # a rule whose work grows fast with n (mda) is given the block's own size as its limit
+    max_messages = batch.n if RULES[aggregator].message_cap else 1024
     return small_params(dim=d, holders=batch.n, batch_size=batch_size, aggregator=aggregator,
-                        aggregator_options=opts, max_messages=1024,
+                        aggregator_options=opts, max_messages=max_messages,
                         model={"kind": "logistic", "inputs": d - 1, "classes": 2})
 
 

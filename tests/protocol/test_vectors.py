@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from learningchain.protocol.aggregation import Batch, aggregate
+from learningchain.protocol.aggregation import RULES, Batch, aggregate
 
 from ..helpers import small_params
 
@@ -14,8 +14,6 @@ VECTORS = json.loads((Path(__file__).resolve().parents[1] / "vectors" / "aggrega
 
 
 def test_vectors_cover_every_rule():
-    from learningchain.protocol.aggregation import RULES
-
     assert {c["rule"] for c in VECTORS["cases"]} == set(RULES)
 
 
@@ -27,7 +25,8 @@ def test_rule_reproduces_the_vector_exactly(entry):
     batch = Batch(q, norms, keys, entry["bits"], entry["round"])
     d = q.shape[1]
     params = small_params(dim=d, holders=entry["holders"], batch_size=entry["batch_size"], aggregator=entry["rule"],
-                          aggregator_options=entry["options"], max_messages=1024,
+                          aggregator_options=entry["options"],
+                          max_messages=entry["holders"] if RULES[entry["rule"]].message_cap else 1024,
                           model={"kind": "logistic", "inputs": d - 1, "classes": 2})
     agg = aggregate(batch, params)
     assert list(agg.selection) == entry["selection"]

@@ -15,12 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from learningchain.protocol.aggregation import Batch, aggregate
+from learningchain.protocol.aggregation import RULES, Batch, aggregate
 from learningchain.protocol.quantize import quantize_unit
 from tests.helpers import small_params
 
 BITS = 20
 OUT = Path(__file__).with_name("aggregation.json")
+
+
+def max_messages(rule, n):
+    """1024, or the block's own size for a rule that bounds its blocks (mda)."""
+    return n if RULES[rule].message_cap else 1024
 
 
 def case(name, rule, vectors, options=None, batch_size=3, keys=None, round_=0):
@@ -31,7 +36,7 @@ def case(name, rule, vectors, options=None, batch_size=3, keys=None, round_=0):
     batch = Batch(q, norms, tuple(keys), BITS, round_)
     d = q.shape[1]
     params = small_params(dim=d, holders=len(vectors), batch_size=batch_size, aggregator=rule,
-                          aggregator_options=options or {}, max_messages=1024,
+                          aggregator_options=options or {}, max_messages=max_messages(rule, len(vectors)),
                           model={"kind": "logistic", "inputs": d - 1, "classes": 2})
     agg = aggregate(batch, params)
     return batch, params, {
@@ -63,6 +68,13 @@ def cases():
         case("bulyan f=1", "bulyan", mixed + [honest[2] * 1.1, honest[3] * 0.9, honest[4]], {"f": 1}),
         case("bulyan with duplicate vectors", "bulyan", [honest[0]] * 4 + honest[1:4] + [byz[0]], {"f": 1}),
         case("centered clipping tau=2", "centered-clipping", mixed, {"tau": 2.0, "iterations": 3}),
+        case("geometric median", "geometric-median", mixed),
+        case("geometric median, 3 iterations, nu=0.5", "geometric-median", mixed, {"iterations": 3, "nu": 0.5}),
+        case("mda f=2", "mda", mixed, {"f": 2}),
+        case("nnm then multi-krum f=2", "multi-krum", mixed, {"pre": "nnm", "f": 2}),
+        case("bucketing s=3 then median", "median", mixed, {"pre": "bucketing", "bucket": 3}),
+        case("arc f=2 then mean", "mean", mixed, {"pre": "arc", "pre_f": 2}),
+        case("arc then nnm then krum f=2", "krum", mixed, {"pre": "arc+nnm", "f": 2}),
     ]
     return out
 
@@ -70,6 +82,8 @@ def cases():
 def check(batch, params, entry):
     from tests.protocol import test_rules as ref
 
+    if "pre" in params.aggregator_options:  # pre-aggregations: see tests/protocol/test_defences.py
+        return
     x = ref.xs(batch)
     rule, m = entry["rule"], params.batch_size
     grad = np.array([float.fromhex(g) for g in entry["gradient"]])
@@ -83,6 +97,17 @@ def check(batch, params, entry):
         sel, want = ref.ref_bulyan(x, batch.keys, params.aggregator_options["f"])
         assert tuple(entry["selection"]) == sel
         assert np.allclose(grad, np.array(want) / m, rtol=1e-12)
+    elif rule == "geometric-median":
+        from tests.protocol.test_defences import ref_geometric_median
+
+        opts = params.aggregator_options
+        want = ref_geometric_median(x, opts.get("iterations", 8), opts.get("nu", 1e-6))
+        assert np.allclose(grad, want / m, rtol=1e-10)
+    elif rule == "mda":
+        from tests.protocol.test_defences import ref_mda
+
+        kept, want = ref_mda(x, batch.keys, params.aggregator_options["f"])
+        assert tuple(entry["selection"]) == tuple(sorted(kept)) and np.allclose(grad, want / m, rtol=1e-12)
     elif rule == "centered-clipping":
         opts = params.aggregator_options
         assert np.allclose(grad, ref.ref_centered_clipping(x, opts["tau"], opts["iterations"]) / m, rtol=1e-10)

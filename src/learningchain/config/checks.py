@@ -123,5 +123,7 @@ def _check_chain_and_run(cfg) -> None:
     # the contract (ethereum/contracts/learningchain.vy) implements the paper's rule only
     _need(cfg.backend != "ethereum" or cfg.aggregator == "l-nearest",
           f"the Ethereum backend implements l-nearest only, not {cfg.aggregator!r}")
+    _need(cfg.backend != "ethereum" or not cfg.aggregator_options.get("pre"),
+          "the Ethereum backend implements l-nearest only, without a pre-aggregation (aggregator_options.pre)")
     _need(cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}")
     _need(cfg.keep_bodies is None or cfg.keep_bodies >= 0, f"keep_bodies must be >= 0, got {cfg.keep_bodies}")

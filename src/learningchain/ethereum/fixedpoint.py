@@ -259,6 +259,8 @@ class FixedRule:
     def from_params(cls, params) -> "FixedRule":
         if params.aggregator != "l-nearest":
             raise ConfigError(f"the Ethereum backend implements l-nearest only, not {params.aggregator!r}")
+        if params.aggregator_options.get("pre"):
+            raise ConfigError("the Ethereum backend implements l-nearest only, without a pre-aggregation")
         if params.dim > MAX_DIM:
             raise ConfigError(f"the contract supports d <= {MAX_DIM}, the model has {params.dim} parameters")
         return cls(params.dim, params.quant_bits, params.norm_tol_bits, params.l, params.batch_size,

@@ -22,6 +22,7 @@ from ..holder import DataHolder
 from ..models import initial_vector, model_spec
 from ..privacy.accounting import calibrate_noise_multiplier, calibrate_round_epsilon
 from ..privacy.secure import SecureRandom
+from ..protocol.aggregation import get_rule
 from ..protocol.block import Block
 from ..protocol.codec import NORM_TOL_BITS, QUANT_BITS
 from ..protocol.params import ProtocolParams, parse_address
@@ -71,6 +72,9 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         options["l"] = cfg.l
     bits, tol = QUANT_BITS, NORM_TOL_BITS
     max_messages = min(max_exact_messages(bits, tol), max(1024, 4 * (cfg.holders + extra_messages)))
+    cap = get_rule(cfg.aggregator).message_cap
+    if cap is not None:  # a rule whose work grows fast with n (mda) sizes the block limit itself
+        max_messages = min(max_messages, max(cfg.holders + extra_messages, cap(options, cfg.holders)))
     return ProtocolParams(
         model=spec,
         dim=dim,

@@ -34,10 +34,25 @@ Sybil-inflated block never makes a rule undefined.
 The package is split by what each part is: :mod:`.core` (the Batch and
 Aggregate records and the rule registry), :mod:`.exact` (the exact building
 blocks: Gram matrices, rankings, fixed-order sums) and :mod:`.rules` (the
-registered rules and their options).
+registered rules and their options), :mod:`.robust` (the geometric median and
+minimum-diameter averaging), :mod:`.pre` (the pre-aggregations every rule
+accepts: NNM, bucketing, ARC) and :mod:`.vectors` (the float-vector batches
+a pre-aggregation hands on, with their fixed-order distances).
 """
 
-from .core import RULES, Aggregate, Batch, RuleSpec, aggregate, check_rule, get_rule, register_rule
+from .core import (
+    PRE_AGGREGATIONS,
+    PRE_OPTIONS,
+    RULES,
+    Aggregate,
+    Batch,
+    RuleSpec,
+    aggregate,
+    check_rule,
+    get_rule,
+    parse_pre,
+    register_rule,
+)
 from .exact import (
     compute_cosine_ranking,
     compute_gram,
@@ -66,6 +81,9 @@ from .rules import (
     default_l,
     norm_bound,
 )
+from .robust import aggregate_geometric_median, aggregate_mda, mda_subsets
+from .pre import aggregate_with_pre, arc, bucket_permutation, bucketing, nnm, pre_aggregate
+from .vectors import VectorBatch, vector_batch
 
 __all__ = [
     "Batch",
@@ -100,4 +118,18 @@ __all__ = [
     "aggregate_multi_krum",
     "aggregate_bulyan",
     "aggregate_centered_clipping",
+    "aggregate_geometric_median",
+    "aggregate_mda",
+    "mda_subsets",
+    "PRE_AGGREGATIONS",
+    "PRE_OPTIONS",
+    "parse_pre",
+    "aggregate_with_pre",
+    "pre_aggregate",
+    "nnm",
+    "bucketing",
+    "bucket_permutation",
+    "arc",
+    "VectorBatch",
+    "vector_batch",
 ]

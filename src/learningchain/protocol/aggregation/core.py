@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Optional
+from typing import Callable, ClassVar, Optional
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
 
 from ...errors import ConfigError
 
-__all__ = ["Batch", "Aggregate", "RuleSpec", "RULES", "register_rule", "get_rule", "check_rule", "aggregate"]
+__all__ = ["Batch", "Aggregate", "RuleSpec", "RULES", "PRE_AGGREGATIONS", "PRE_OPTIONS", "parse_pre", "register_rule",
+           "get_rule", "check_rule", "aggregate"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class Batch:
     #: exact ||q_k||^2 as integer-valued float64, when message validation has
     #: computed them (the unit check does); computed here otherwise
     sq_norms: Optional[np.ndarray] = None
+    #: the q's are fixed-point integers (a pre-aggregated batch of float vectors
+    #: says False, see :mod:`.vectors`)
+    integer_valued: ClassVar[bool] = True
 
     @property
     def n(self) -> int:
@@ -75,18 +79,64 @@ class RuleSpec:
     options: dict  # option name -> (type, check(value, params) -> error text or None)
     doc: str
     check: Optional[Callable] = None  # check(params) -> error text or None, for the rule as a whole
+    #: the largest block the rule affords, ``message_cap(options, holders) -> int | None``
+    #: (None: any); genesis builders size max_messages by it
+    message_cap: Optional[Callable] = None
+
+
+#: The pre-aggregations every rule accepts (option ``pre``, e.g. "nnm", "arc+nnm"), see :mod:`.pre`.
+PRE_AGGREGATIONS = ("nnm", "bucketing", "arc")
+
+
+def parse_pre(value) -> tuple:
+    """The pre-aggregation names of a ``pre`` option, in the order they apply."""
+    return tuple(value.split("+")) if value else ()
+
+
+def _check_pre(value, params):
+    names = parse_pre(value)
+    unknown = [n for n in names if n not in PRE_AGGREGATIONS]
+    if not names or unknown:
+        return f"must name pre-aggregations among {', '.join(PRE_AGGREGATIONS)}, joined by '+' (e.g. 'arc+nnm')"
+    return None
+
+
+def _check_at_least_one(value, params):
+    return None if value >= 1 else "must be >= 1"
+
+
+def _check_non_negative(value, params):
+    return None if value >= 0 else "must be >= 0"
+
+
+#: Options every rule accepts: the pre-aggregation, bucketing's bucket size s and the f
+#: that NNM and ARC assume (default: the rule's own f option, else ceil(K/2) - 1).
+PRE_OPTIONS = {"pre": (str, _check_pre), "bucket": (int, _check_at_least_one),
+               "pre_f": (int, _check_non_negative)}
+
+
+def _check_pre_options(params) -> Optional[str]:
+    opts = params.aggregator_options
+    names = parse_pre(opts.get("pre", ""))
+    if "bucket" in opts and "bucketing" not in names:
+        return "option 'bucket' needs pre = 'bucketing'"
+    if "pre_f" in opts and not {"nnm", "arc"} & set(names):
+        return "option 'pre_f' needs a pre-aggregation that uses f ('nnm' or 'arc')"
+    return None
 
 
 RULES: dict[str, RuleSpec] = {}
 
 
-def register_rule(name: str, *, options: dict | None = None, check: Optional[Callable] = None):
-    """Register ``fn(batch, params) -> Aggregate`` under ``name``."""
+def register_rule(name: str, *, options: dict | None = None, check: Optional[Callable] = None,
+                  message_cap: Optional[Callable] = None):
+    """Register ``fn(batch, params) -> Aggregate`` under ``name`` (it also takes :data:`PRE_OPTIONS`)."""
 
     def deco(fn):
         if name in RULES:
             raise ValueError(f"aggregation rule {name!r} registered twice")
-        RULES[name] = RuleSpec(name, fn, options or {}, (fn.__doc__ or "").strip().splitlines()[0], check)
+        RULES[name] = RuleSpec(name, fn, {**(options or {}), **PRE_OPTIONS},
+                               (fn.__doc__ or "").strip().splitlines()[0], check, message_cap)
         return fn
 
     return deco
@@ -121,8 +171,8 @@ def check_rule(params) -> None:
         problem = check(value, params)
         if problem:
             raise ConfigError(f"aggregator option {key}={value!r}: {problem}")
-    if spec.check is not None:
-        problem = spec.check(params)
+    for rule_check in (_check_pre_options, spec.check):
+        problem = rule_check(params) if rule_check is not None else None
         if problem:
             raise ConfigError(f"aggregator {spec.name!r}: {problem}")
 
@@ -131,4 +181,9 @@ def aggregate(batch: Batch, params) -> Aggregate:
     """Run the chain's rule on a batch (the single entry point validators use)."""
     if batch.n == 0:
         raise ConfigError("cannot aggregate an empty batch")
-    return get_rule(params.aggregator).fn(batch, params)
+    spec = get_rule(params.aggregator)
+    if params.aggregator_options.get("pre"):
+        from .pre import aggregate_with_pre
+
+        return aggregate_with_pre(spec.fn, batch, params)
+    return spec.fn(batch, params)

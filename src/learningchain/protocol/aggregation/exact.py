@@ -131,6 +131,13 @@ def compute_cosine_ranking(batch: Batch) -> list[int]:
     compared exactly as the rational sign(a_k) a_k^2 / n_k. Ties go to the lower
     message hash.
     """
+    if not batch.integer_valued:  # pre-aggregated float vectors: see .vectors
+        from .vectors import float_cosine_terms
+
+        a, n2 = float_cosine_terms(batch)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            keys = np.where(n2 > 0, (a * np.abs(a)) / np.where(n2 > 0, n2, 1.0), 0.0)
+        return np.lexsort((_hash_ranks(batch.keys), -keys)).tolist()
     a, n2 = _cosine_terms(batch)
     return _rank_cosine_keys(a, np.asarray(n2, dtype=np.float64), batch.keys)
 
@@ -263,8 +270,13 @@ def compute_squared_distances(batch: Batch, norms=None) -> np.ndarray:
     ``p_a^2 G_aa + p_b^2 G_bb - (2 p_a) p_b G_ab`` with ``p = s 2**-bits``; the
     formula is symmetric operation by operation, so D is exactly symmetric.
     Rounding can make a tiny distance negative: it is raised to 0. A distance
-    that overflows (absurd norms) is +inf, never NaN.
+    that overflows (absurd norms) is +inf, never NaN. A batch of pre-aggregated
+    float vectors computes each distance by the fixed tree instead (see .vectors).
     """
+    if not batch.integer_valued:
+        from .vectors import float_squared_distances
+
+        return float_squared_distances(batch, norms)
     g = compute_gram(batch)
     norms = batch.norms if norms is None else np.asarray(norms, dtype=np.float64)
     p = norms * batch.scale
