@@ -40,7 +40,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     """A one-CPU Ray head on 127.0.0.1, stopped at the end. ``ray start --block``
     runs in its own process group, which is stopped by its id: ``ray stop`` would
@@ -82,9 +82,9 @@ def ray_head(tmp_path_factory):
 
 def _cells(out: Path) -> dict:
     rows = {}
-    for path in sorted((out / "runs").glob("*/summary.json")):
+    for path in sorted(out.rglob("summary.json")):
         s = json.loads(path.read_text())
-        rows[path.parent.name] = (s["head_hash"], s["test_error"], s["train_loss"], s["height"],
+        rows[str(path.parent.relative_to(out))] = (s["head_hash"], s["test_error"], s["train_loss"], s["height"],
                                   s["selected_byzantine_total"])
     return rows
 
@@ -126,3 +126,33 @@ def test_ray_missing_is_named_and_nothing_imports_it_otherwise(tmp_path, monkeyp
             f"rc = main(['grid', {str(config)!r}, '--out', {str(tmp_path / 'local')!r}, '--quiet']); "
             "assert rc == 0 and 'ray' not in sys.modules, sorted(m for m in sys.modules if 'ray' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ), timeout=300)
+
+
+FIGURE = """
+name = "figray"
+[defaults]
+dataset = "synthetic"
+holders = 8
+rounds = 2
+seeds = [0, 1]
+[[panels]]
+id = "a"
+title = "(a)"
+curves = [{ label = "clean", byzantine = 0 }, { label = "attacked", byzantine = 2, attack = "sign-flip" }]
+"""
+
+
+@pytest.mark.slow
+def test_reproduce_on_a_ray_cluster_equals_the_local_run(tmp_path, ray_head):
+    from learningchain.experiments.reproduce import reproduce
+
+    figure = tmp_path / "figray.toml"
+    figure.write_text(FIGURE)
+    reproduce([str(figure)], out=tmp_path / "local", workers=1)
+    first = reproduce([str(figure)], out=tmp_path / "ray", ray=ray_head)
+    assert not any(r["cached"] for r in first["figray"])
+    assert _cells(tmp_path / "ray") == _cells(tmp_path / "local") and len(_cells(tmp_path / "local")) == 4
+    again = reproduce([str(figure)], out=tmp_path / "ray", ray=ray_head)  # every run is reused
+    assert all(r["cached"] for r in again["figray"])
+    assert (tmp_path / "ray" / "figray" / "curves.csv").read_text() == \
+        (tmp_path / "local" / "figray" / "curves.csv").read_text()

@@ -178,7 +178,7 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2, ray: O
     before the first run starts, then as each run finishes. With ``ray`` (an
     address) the runs not finished in ``out`` are tasks of that Ray cluster."""
     out = Path(out)
-    specs = {name: load_figure(name) for name in names}
+    specs = {spec["name"]: spec for spec in map(load_figure, names)}  # a TOML path is keyed by its name
     all_jobs = [job for spec in specs.values() for job in figure_jobs(spec, quick=quick, out=out)]
     results: dict = {name: [] for name in specs}
     started = time.perf_counter()
