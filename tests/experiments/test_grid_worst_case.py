@@ -122,3 +122,13 @@ def test_failed_cells_are_counted_and_the_clean_run_is_no_attack():
     assert line["worst_test_error_std"] == pytest.approx(0.1) and line["missing"] == 1
     assert line["clean_test_error"] == pytest.approx(0.9) and line["alpha"] is None
     assert "0.300 ± 0.100 (alie), 1 failed" in worst_case_markdown([line])
+
+
+@pytest.mark.parametrize("name", ["worst-case-synthetic", "worst-case-mnist"])
+def test_the_worst_case_grids_cover_every_rule_and_attack(name):
+    from learningchain.config.names import KNOWN
+
+    spec = load_grid(Path(__file__).resolve().parents[2] / f"src/learningchain/experiments/grids/{name}.toml")
+    assert sorted(spec.aggregators) == sorted(KNOWN["aggregator"]) and sorted(spec.attacks) == sorted(KNOWN["attack"])
+    assert len(spec.fractions) == 3 and spec.alphas == (0.1, 1.0) and spec.seeds == (0, 1, 2)
+    assert len(grid_cells(spec)) == 3 * 2 * 9 * (1 + 3 * 8)
