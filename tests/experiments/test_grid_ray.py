@@ -53,7 +53,9 @@ def ray_head(tmp_path_factory):
            "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats",
            f"--temp-dir={temp}"]
     log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
-    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    # without PYTHONPATH: the workers must get this checkout's package from the driver (py_modules)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    head = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=temp.parent)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -113,6 +115,27 @@ def test_a_grid_on_a_ray_cluster_equals_the_local_run_and_resumes(tmp_path, ray_
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
     assert [r["test_error"] for r in again] == [r["test_error"] for r in local]
     assert _cells(tmp_path / "ray") == _cells(tmp_path / "local")
+
+
+def _worker_package(_) -> tuple:
+    import learningchain
+
+    root = Path(learningchain.__file__).parent
+    return str(root), (root / "experiments" / "grid.py").read_text()
+
+
+@pytest.mark.slow
+def test_the_workers_import_the_drivers_package(ray_head):
+    import learningchain
+    from learningchain.experiments.cluster import connect
+
+    ray = connect(ray_head)
+    try:
+        root, text = ray.get(ray.remote(_worker_package).remote(0))
+    finally:
+        ray.shutdown()
+    assert text == (Path(learningchain.__file__).parent / "experiments" / "grid.py").read_text()
+    assert "py_modules" in root
 
 
 def test_ray_missing_is_named_and_nothing_imports_it_otherwise(tmp_path, monkeypatch):
