@@ -42,9 +42,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A one-CPU Ray head on 127.0.0.1, stopped at the end. ``ray start --block``
-    runs in its own process group, which is stopped by its id: ``ray stop`` would
-    stop every Ray process of the user on the machine, other clusters included."""
+    """A one-CPU Ray head reached at 127.0.0.1, stopped at the end. ``ray start
+    --block`` runs in its own process group, which is stopped by its id: ``ray
+    stop`` would stop every Ray process of the user on the machine, other
+    clusters included. Ray 2.x replaces a loopback --node-ip-address with the
+    machine's address (services.resolve_ip_for_localhost) and its gRPC servers
+    listen on every interface; the head lives only as long as this module's tests."""
     pytest.importorskip("ray", reason="the ray package is not installed (pip install -e '.[ray]')")
     ray_bin = Path(sys.executable).with_name("ray")
     port = _free_port()
