@@ -182,3 +182,58 @@ def test_reproduce_on_a_ray_cluster_equals_the_local_run(tmp_path, ray_head):
     assert all(r["cached"] for r in again["figray"])
     assert (tmp_path / "ray" / "figray" / "curves.csv").read_text() == \
         (tmp_path / "local" / "figray" / "curves.csv").read_text()
+
+
+class _FakeRay:
+    """Enough of ray's API to run tasks in this process; the task of ``fail`` dies."""
+
+    def __init__(self, fail):
+        self.fail, self.calls = fail, []
+
+    def remote(self, **options):
+        def wrap(fn):
+            class Task:
+                @staticmethod
+                def remote(item):
+                    self.calls.append((fn, item))
+                    return len(self.calls) - 1  # the ref: an index into calls
+            return Task
+        return wrap
+
+    def wait(self, refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    def get(self, ref):
+        fn, item = self.calls[ref]
+        if self.fail(item):
+            raise RuntimeError("The worker died unexpectedly\nSIGKILL")
+        return fn(item)
+
+    def shutdown(self):
+        pass
+
+
+def test_a_failed_ray_task_is_an_error_row_and_is_run_again_on_resume(tmp_path, monkeypatch):
+    import learningchain.experiments.cluster as cluster
+
+    config = tmp_path / "grid.toml"
+    config.write_text(GRID)
+    spec = load_grid(config)
+    fake = _FakeRay(lambda item: item[0].aggregator == "median" and item[0].byzantine)
+    monkeypatch.setattr(cluster, "connect", lambda address: fake)
+    rows = run_grid(spec, tmp_path / "out", ray="fake:1")
+    failed = [r for r in rows if r["status"] != "ok"]
+    assert len(rows) == 4 and [r["cell"] for r in failed] == ["sign-flip__median__b2__s3"]
+    assert failed[0]["error"] == "Ray task: RuntimeError: SIGKILL"
+    assert _cells(tmp_path / "out") == {k: v for k, v in _cells(_local(spec, tmp_path)).items()
+                                        if k != "runs/sign-flip__median__b2__s3"}
+    fake.fail, fake.calls = (lambda item: False), []
+    again = run_grid(spec, tmp_path / "out", ray="fake:1")
+    assert [item[0].id for _, item in fake.calls] == ["sign-flip__median__b2__s3"]
+    assert all(r["status"] == "ok" for r in again)
+    assert _cells(tmp_path / "out") == _cells(tmp_path / "local")
+
+
+def _local(spec, tmp_path):
+    run_grid(spec, tmp_path / "local")
+    return tmp_path / "local"

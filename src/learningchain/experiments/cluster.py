@@ -64,13 +64,20 @@ def connect(address: str):
 
 
 def ray_map(ray, fn: Callable, items: list, *, num_cpus: float = 1) -> Iterator:
-    """Run ``fn(item)`` as one Ray task per item; yields ``(item, result)`` as tasks finish."""
+    """Run ``fn(item)`` as one Ray task per item; yields ``(item, result)`` as tasks
+    finish, the result being the exception when a task failed (a worker that died,
+    say), so that the caller decides whether one failure stops the rest."""
     task = ray.remote(num_cpus=num_cpus, max_retries=0)(fn)
     pending = {task.remote(item): item for item in items}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         for ref in done:
-            yield pending.pop(ref), ray.get(ref)
+            item = pending.pop(ref)
+            try:
+                result = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                result = exc
+            yield item, result
 
 
 def _pack(directory: Path) -> dict:

@@ -304,7 +304,13 @@ def _execute(todo: list, out: Path, keep_chains: bool, n_workers: int, ray: Opti
 
         ray_module = connect(ray)
         try:
-            for (cell, _), (row, files) in ray_map(ray_module, run_cell_packed, [(c, keep_chains) for c in todo]):
+            for (cell, _), result in ray_map(ray_module, run_cell_packed, [(c, keep_chains) for c in todo]):
+                if isinstance(result, Exception):  # the task itself failed: the CSV says why, as for a run
+                    row = dict(_row_base(cell), status="error", error=f"Ray task: {type(result).__name__}: "
+                               f"{str(result).strip().splitlines()[-1] if str(result).strip() else ''}")
+                    yield cell, row
+                    continue
+                row, files = result
                 shutil.rmtree(out / "runs" / cell.id, ignore_errors=True)
                 unpack(files, out / "runs" / cell.id)
                 yield cell, row

@@ -235,6 +235,8 @@ def _execute_on_ray(jobs: list, address: str):
     ray = connect(address)
     try:
         for job, files in ray_map(ray, _run_job_packed, todo):
+            if isinstance(files, Exception):  # as a failed run stops a local reproduce
+                raise files
             unpack(files, job.config.out)
             yield dict(run_job(job), cached=False)
     finally:
