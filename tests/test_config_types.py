@@ -26,7 +26,8 @@ def _wrong_values(tp):
         return ["{}", [1], 3]
     if get_origin(tp) is tuple:
         (elem, _) = get_args(tp)
-        return ["100", 100, [True] if elem is int else [1]]
+        # a float takes an integer (alphas = [1, 10] is fine): a boolean is never a number
+        return ["100", 100, [True] if elem in (int, float) else [1]]
     raise AssertionError(f"no wrong values for {tp!r}")
 
 

@@ -72,7 +72,7 @@ def test_grid_prints_totals_and_eta(tmp_path, capsys):
 def test_reproduce_prints_totals_and_eta(tmp_path, capsys, monkeypatch):
     import learningchain.experiments.reproduce as rep
 
-    def fake_reproduce(names, *, out, quick, workers, progress):
+    def fake_reproduce(names, *, out, quick, workers, progress, ray=None):
         jobs = rep.figure_jobs(rep.load_figure("fig6"), quick=True, out=Path(out))
         progress(None, 0, len(jobs))
         for i, job in enumerate(jobs, start=1):

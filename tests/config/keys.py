@@ -7,6 +7,7 @@ TRAIN = {  # key: (value, companions)
     "dataset": ("breast-cancer", {}),
     "idx_dir": ("/nowhere", {"dataset": "mnist"}),
     "partition": ("label-sorted", {}),
+    "dirichlet_alpha": (0.1, {"partition": "dirichlet"}),
     "model": ("svm", {}),
     "hidden": ([8], {"model": "mlp"}),
     "holders": (5, {}),
@@ -116,6 +117,7 @@ GRID = {
     "clean": (False, {}),
     "f": (1, {}),
     "keep_chains": (True, {}),
+    "alphas": ([0.1, 1.0], {}),
 }
 
 FIGURE = {

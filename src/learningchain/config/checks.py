@@ -90,6 +90,10 @@ def _check_learning(cfg) -> None:
         _need(_finite(getattr(cfg, name)) and getattr(cfg, name) >= 0, f"{name} must be a finite number >= 0")
     _need(cfg.lr is None or (_finite(cfg.lr) and cfg.lr > 0), f"lr must be > 0, got {cfg.lr!r}")
     _need(not cfg.hidden or all(h >= 1 for h in cfg.hidden), f"hidden widths must be >= 1, got {list(cfg.hidden)}")
+    a = cfg.dirichlet_alpha
+    _need(_finite(a) and a > 0, f"dirichlet_alpha must be a finite number > 0, got {a!r}")
+    _need(a == _default(cfg, "dirichlet_alpha") or cfg.partition == "dirichlet",
+          f"dirichlet_alpha applies to partition = \"dirichlet\", not {cfg.partition!r}")
 
 
 def _check_privacy(cfg) -> None:

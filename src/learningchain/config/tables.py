@@ -38,6 +38,10 @@ class GridTable:
                     help="the f option of rules that have one: \"byzantine\" (the true count), \"default\" or an "
                          "integer")
     keep_chains: bool = key(False, section="run", group=_G, help="keep every cell's chain.sqlite")
+    alphas: tuple[float, ...] = key((), section="run", group=_G,
+                                    help="Dirichlet alphas of a non-IID axis: every cell once per alpha, with "
+                                         "partition = \"dirichlet\" and dirichlet_alpha = alpha (see "
+                                         "data/partition.py)", default_help="no axis: the [train] partition")
 
     def __post_init__(self) -> None:
         check_types(type(self), {f.name: getattr(self, f.name) for f in fields(self)}, where="[grid] ")
@@ -48,6 +52,8 @@ class GridTable:
                 check_name(what, name, where="[grid] ")
         if not self.fractions or not all(0 < x < 1 for x in self.fractions):
             raise ConfigError("[grid] fractions must be a non-empty list of numbers in (0, 1)")
+        if not all(0 < x < float("inf") for x in self.alphas) or len(set(self.alphas)) != len(self.alphas):
+            raise ConfigError("[grid] alphas must be a list of distinct numbers > 0")
         if not self.seeds:
             raise ConfigError("[grid] seeds must be a non-empty list of integers")
         if isinstance(self.workers, bool) or not 1 <= self.workers <= GRID_MAX_WORKERS:

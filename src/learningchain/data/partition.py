@@ -17,8 +17,11 @@ def partition_indices(labels: np.ndarray, holders: int, rng: np.random.Generator
 
     ``iid``: a random permutation cut into K near-equal parts (the paper's
     setting). ``label-sorted``: sorted by label then cut (the hardest non-IID
-    case). ``dirichlet``: each class spread over holders with Dirichlet(alpha)
-    proportions.
+    case). ``dirichlet``: the examples of each class are spread over the K
+    holders with proportions drawn from the symmetric Dirichlet(alpha * 1_K)
+    (one draw per class, as Hsu et al. 2019 and ByzFL do): alpha -> 0 gives
+    each holder few classes, alpha -> infinity the IID split; the config key
+    is ``dirichlet_alpha`` (default 0.5).
     """
     n = len(labels)
     if not 1 <= holders <= n:

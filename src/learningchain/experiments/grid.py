@@ -11,6 +11,8 @@ One TOML file describes a grid the way ByzFL's benchmark configs do::
     workers = 2                    # processes (at most 2)
     clean = true                   # also run every rule without attackers
     f = "byzantine"                # the f option of rules that have one
+    alphas = [0.1, 1.0]            # optional non-IID axis: partition = "dirichlet",
+                                   # dirichlet_alpha = each of these
 
     [train]                        # any `learningchain train` option
     dataset = "synthetic"
@@ -31,8 +33,11 @@ and an integer sets it. Results go to ``results.csv`` (one row per cell and
 seed) and ``heatmap.png`` (final test error, attacks x rules, one panel per
 fraction); each cell's ``summary.json`` and ``metrics.csv`` stay under
 ``runs/``, while its chain database is deleted unless ``keep_chains = true``
-(an MNIST cell's chain is over 100 MB). Cells already finished with the same
-configuration are not run again, so an interrupted grid resumes.
+(an MNIST cell's chain is over 100 MB). ``worst_case.csv``, ``WORST_CASE.md``
+and ``worst_case.png`` score every rule by its worst attack (see
+:mod:`.worstcase`). Cells already finished with the same configuration are not
+run again, so an interrupted grid resumes; ``--ray ADDRESS`` runs the others as
+tasks of a Ray cluster (see :mod:`.cluster`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -58,14 +65,16 @@ from ..config.tables import GRID_MAX_WORKERS, GridTable, check_train_keys
 from ..errors import ConfigError, LearningChainError
 from ..protocol.aggregation import get_rule
 from ..protocol.params import ProtocolParams
+from . import cluster  # the module: tests stand in for its Ray connection
 from .train import run_training
+from .gridplot import CLEAN, heatmap_figure, plot_heatmap
+from .worstcase import write_worst_case
 
 __all__ = ["GridSpec", "Cell", "load_grid", "grid_cells", "run_grid", "plot_heatmap", "heatmap_figure", "read_results",
            "MAX_WORKERS", "RESULT_FIELDS"]
 
 MAX_WORKERS = GRID_MAX_WORKERS
-CLEAN = "none"  # the attack column of runs without Byzantine holders
-RESULT_FIELDS = ["cell", "dataset", "attack", "aggregator", "fraction", "byzantine", "holders", "seed", "status",
+RESULT_FIELDS = ["cell", "dataset", "attack", "aggregator", "fraction", "alpha", "byzantine", "holders", "seed", "status",
                  "test_error", "baseline_test_error", "train_loss", "rounds", "height", "selected_byzantine_total",
                  "rejected_blocks", "wall_seconds", "error"]
 
@@ -84,6 +93,7 @@ class GridSpec:
     keep_chains: bool = False
     attack_options: dict = field(default_factory=dict)
     aggregator_options: dict = field(default_factory=dict)
+    alphas: tuple = ()
 
     @property
     def holders(self) -> int:
@@ -98,10 +108,12 @@ class Cell:
     byzantine: int
     seed: int
     config: dict  # TrainConfig fields
+    alpha: Optional[float] = None  # the Dirichlet alpha of a grid with an alphas axis
 
     @property
     def id(self) -> str:
-        return f"{self.attack}__{self.aggregator}__b{self.byzantine}__s{self.seed}"
+        tail = "" if self.alpha is None else f"__a{self.alpha:g}"
+        return f"{self.attack}__{self.aggregator}__b{self.byzantine}__s{self.seed}{tail}"
 
 
 def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec:
@@ -127,6 +139,9 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
                 "force"):
         if key in base:
             raise ConfigError(f"[train] must not set {key!r}: the grid sets it for every cell")
+    if grid.alphas and ("dirichlet_alpha" in base or base.get("partition", "dirichlet") != "dirichlet"):
+        raise ConfigError("[grid] alphas sets partition = \"dirichlet\" and dirichlet_alpha for every cell: "
+                          "[train] must not set them otherwise")
     options = {}
     for table, what in (("attack_options", "attack"), ("aggregator_options", "aggregator")):
         opts = data.get(table, {})
@@ -138,7 +153,8 @@ def load_grid(path: str | Path, *, overrides: Optional[dict] = None) -> GridSpec
     spec = GridSpec(name=grid.name or path.stem, attacks=grid.attacks, aggregators=grid.aggregators,
                     fractions=tuple(float(x) for x in grid.fractions), base=base, seeds=grid.seeds,
                     workers=grid.workers, clean=grid.clean, f=grid.f, keep_chains=grid.keep_chains,
-                    attack_options=options["attack_options"], aggregator_options=options["aggregator_options"])
+                    attack_options=options["attack_options"], aggregator_options=options["aggregator_options"],
+                    alphas=tuple(float(a) for a in grid.alphas))
     _check_cells(spec)
     return spec
 
@@ -171,24 +187,29 @@ def _aggregator_options(spec: GridSpec, aggregator: str, byzantine: int) -> dict
 
 
 def grid_cells(spec: GridSpec) -> list:
+    """Every cell: per seed (and per alpha of an alphas axis), every rule without
+    attackers (``clean``), then fraction x attack x rule."""
     holders = spec.holders
     cells = []
     for seed in spec.seeds:
-        if spec.clean:
-            for agg in spec.aggregators:
-                cfg = dict(spec.base, byzantine=0, aggregator=agg, seed=seed,
-                           aggregator_options=_aggregator_options(spec, agg, 0))
-                cells.append(Cell(CLEAN, agg, 0.0, 0, seed, cfg))
-        for fraction in spec.fractions:
-            b = byzantine_count(fraction, holders)
-            if b < 1:
-                raise ConfigError(f"fraction {fraction} of {holders} holders is no Byzantine holder")
-            for attack in spec.attacks:
+        for alpha in spec.alphas or (None,):
+            base = dict(spec.base, seed=seed)
+            if alpha is not None:
+                base.update(partition="dirichlet", dirichlet_alpha=alpha)
+            if spec.clean:
                 for agg in spec.aggregators:
-                    cfg = dict(spec.base, byzantine=b, attack=attack, seed=seed,
-                               attack_options=dict(spec.attack_options.get(attack, {})), aggregator=agg,
-                               aggregator_options=_aggregator_options(spec, agg, b))
-                    cells.append(Cell(attack, agg, fraction, b, seed, cfg))
+                    cfg = dict(base, byzantine=0, aggregator=agg, aggregator_options=_aggregator_options(spec, agg, 0))
+                    cells.append(Cell(CLEAN, agg, 0.0, 0, seed, cfg, alpha))
+            for fraction in spec.fractions:
+                b = byzantine_count(fraction, holders)
+                if b < 1:
+                    raise ConfigError(f"fraction {fraction} of {holders} holders is no Byzantine holder")
+                for attack in spec.attacks:
+                    for agg in spec.aggregators:
+                        cfg = dict(base, byzantine=b, attack=attack,
+                                   attack_options=dict(spec.attack_options.get(attack, {})), aggregator=agg,
+                                   aggregator_options=_aggregator_options(spec, agg, b))
+                        cells.append(Cell(attack, agg, fraction, b, seed, cfg, alpha))
     return cells
 
 
@@ -218,10 +239,19 @@ def _run_cell(cell: Cell, run_dir: str, keep_chains: bool) -> dict:
     return row
 
 
+def run_cell_packed(args: tuple) -> tuple:
+    """Ray task: one grid cell in a temporary directory; returns (its CSV row, its files)."""
+    cell, keep_chains = args
+    with tempfile.TemporaryDirectory(prefix="learningchain-cell-") as tmp:
+        run_dir = Path(tmp) / cell.id
+        row = _run_cell(cell, str(run_dir), keep_chains)
+        return row, cluster.pack(run_dir) if run_dir.is_dir() else {}
+
+
 def _row_base(cell: Cell) -> dict:
     row = {k: None for k in RESULT_FIELDS}
     row.update(cell=cell.id, attack=cell.attack, aggregator=cell.aggregator, fraction=cell.fraction,
-               byzantine=cell.byzantine, seed=cell.seed, dataset=cell.config.get("dataset", "synthetic"),
+               alpha=cell.alpha, byzantine=cell.byzantine, seed=cell.seed, dataset=cell.config.get("dataset", "synthetic"),
                holders=cell.config.get("holders") or DATASET_DEFAULTS[cell.config.get("dataset", "synthetic")]
                ["holders"])
     return row
@@ -241,15 +271,15 @@ def _finished(cell: Cell, run_dir: Path) -> Optional[dict]:
     return data.get("row")
 
 
-def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
+def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None, ray: Optional[str] = None,
              on_result: Optional[Callable[[dict, int, int, bool], None]] = None) -> list:
-    """Run every cell (in at most two processes), write results.csv and heatmap.png.
+    """Run every cell (in at most two processes, or as tasks of the Ray cluster at
+    address ``ray``), write results.csv, heatmap.png and the worst-case table.
     ``on_result(row, done, total, reused)`` is called for each cell, first for those
     a previous run of the grid finished (``reused``)."""
     out = Path(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     cells = grid_cells(spec)
-    n_workers = max(1, min(workers or spec.workers, MAX_WORKERS))
     rows: dict = {}
     todo = []
     for cell in cells:
@@ -262,27 +292,48 @@ def run_grid(spec: GridSpec, out: str | Path, *, workers: Optional[int] = None,
     if on_result:
         for row in rows.values():
             on_result(row, len(rows), total, True)
-    if todo:
-        if n_workers == 1:
-            for cell in todo:
-                rows[cell.id] = _run_cell(cell, str(out / "runs" / cell.id), spec.keep_chains)
-                _write_results(out, cells, rows)
-                if on_result:
-                    on_result(rows[cell.id], len(rows), total, False)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_run_cell, cell, str(out / "runs" / cell.id), spec.keep_chains): cell
-                           for cell in todo}
-                for fut in as_completed(futures):
-                    cell = futures[fut]
-                    rows[cell.id] = fut.result()
-                    _write_results(out, cells, rows)
-                    if on_result:
-                        on_result(rows[cell.id], len(rows), total, False)
+    n_workers = max(1, min(workers or spec.workers, MAX_WORKERS))
+    for cell, row in _execute(todo, out, spec.keep_chains, n_workers, ray):
+        rows[cell.id] = row
+        _write_results(out, cells, rows)
+        if on_result:
+            on_result(row, len(rows), total, False)
     ordered = _write_results(out, cells, rows)
     plot_heatmap(ordered, out / "heatmap.png", title=spec.name)
+    write_worst_case(ordered, out, title=spec.name)
     return ordered
+
+
+def _execute(todo: list, out: Path, keep_chains: bool, n_workers: int, ray: Optional[str]):
+    """Yield ``(cell, row)`` as cells finish: in this process, in a process pool,
+    or on a Ray cluster (the driver writes each cell's files into ``out/runs``)."""
+    if not todo:
+        return
+    if ray is not None:
+        ray_module = cluster.connect(ray)
+        try:
+            for (cell, _), result in cluster.ray_map(ray_module, run_cell_packed, [(c, keep_chains) for c in todo]):
+                if isinstance(result, Exception):  # the task itself failed: the CSV says why, as for a run
+                    row = dict(_row_base(cell), status="error", error=f"Ray task: {type(result).__name__}: "
+                               f"{str(result).strip().splitlines()[-1] if str(result).strip() else ''}")
+                    yield cell, row
+                    continue
+                row, files = result
+                shutil.rmtree(out / "runs" / cell.id, ignore_errors=True)
+                cluster.unpack(files, out / "runs" / cell.id)
+                yield cell, row
+        finally:
+            ray_module.shutdown()
+    elif n_workers == 1:
+        for cell in todo:
+            yield cell, _run_cell(cell, str(out / "runs" / cell.id), keep_chains)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=n_workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_run_cell, cell, str(out / "runs" / cell.id), keep_chains): cell
+                       for cell in todo}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
 
 
 def _write_results(out: Path, cells: list, rows: dict) -> list:
@@ -301,69 +352,9 @@ def read_results(path: str | Path) -> list:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     for row in rows:
-        for key in ("fraction", "test_error", "baseline_test_error", "train_loss", "wall_seconds"):
+        for key in ("fraction", "alpha", "test_error", "baseline_test_error", "train_loss", "wall_seconds"):
             row[key] = float(row[key]) if row.get(key) not in (None, "") else None
         for key in ("byzantine", "holders", "seed", "rounds", "height", "selected_byzantine_total",
                     "rejected_blocks"):
             row[key] = int(float(row[key])) if row.get(key) not in (None, "") else None
     return rows
-
-
-def _table(rows: list, fraction: float, attacks: list, rules: list):
-    grid = np.full((len(attacks), len(rules)), np.nan)
-    for i, attack in enumerate(attacks):
-        for j, rule in enumerate(rules):
-            errs = [r["test_error"] for r in rows if r["attack"] == attack and r["aggregator"] == rule
-                    and r.get("status") == "ok" and r["test_error"] is not None
-                    and (attack == CLEAN or abs(float(r["fraction"]) - fraction) < 1e-9)]
-            if errs:
-                grid[i, j] = float(np.mean(errs))
-    return grid
-
-
-def heatmap_figure(rows: list, *, title: str = ""):
-    """Final test error, attacks (rows) x rules (columns), one panel per fraction,
-    as ByzFL draws its benchmark heatmaps (mean over seeds when there are several),
-    as a matplotlib Figure laid out so that no label is cut off."""
-    rules = list(dict.fromkeys(r["aggregator"] for r in rows))
-    attacks = list(dict.fromkeys(r["attack"] for r in rows))
-    if CLEAN in attacks:
-        attacks = [CLEAN] + [a for a in attacks if a != CLEAN]
-    fractions = sorted({float(r["fraction"]) for r in rows if r["attack"] != CLEAN}) or [0.0]
-    fig = Figure(figsize=(0.75 * len(rules) * len(fractions) + 3.0, 0.45 * len(attacks) + 2.6),
-                 layout="constrained")
-    axes = fig.subplots(1, len(fractions), squeeze=False)
-    image = None
-    for ax, fraction in zip(axes[0], fractions):
-        table = _table(rows, fraction, attacks, rules)
-        image = ax.imshow(table, vmin=0.0, vmax=1.0, cmap="RdYlGn_r", aspect="auto")
-        ax.set_xticks(range(len(rules)))
-        ax.set_xticklabels(rules, rotation=60, ha="right", fontsize=8)
-        ax.set_yticks(range(len(attacks)))
-        ax.set_yticklabels(attacks if ax is axes[0][0] else [""] * len(attacks), fontsize=8)
-        ax.set_xlabel("aggregation rule", fontsize=8)
-        if ax is axes[0][0]:
-            ax.set_ylabel("attack", fontsize=8)
-        holders = next((r["holders"] for r in rows if r["attack"] != CLEAN
-                        and abs(float(r["fraction"]) - fraction) < 1e-9), None)
-        byz = next((r["byzantine"] for r in rows if r["attack"] != CLEAN
-                    and abs(float(r["fraction"]) - fraction) < 1e-9), None)
-        ax.set_title(f"{fraction:.0%} Byzantine" + (f" ({byz} of {holders})" if holders else ""), fontsize=9)
-        for i in range(len(attacks)):
-            for j in range(len(rules)):
-                v = table[i, j]
-                if v == v:
-                    ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6.5,
-                            color="white" if v > 0.6 or v < 0.12 else "black")
-    if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="final test error")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def plot_heatmap(rows: list, path: str | Path, *, title: str = "") -> None:
-    """Write :func:`heatmap_figure` to ``path`` (nothing when there are no rows)."""
-    if not rows:
-        return
-    heatmap_figure(rows, title=title).savefig(path, dpi=130, bbox_inches="tight")

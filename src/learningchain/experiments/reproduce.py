@@ -30,6 +30,7 @@ from ..config import TrainConfig, check_honoured
 from ..config.schema import parse_toml_text
 from ..config.tables import FigureTable
 from ..errors import ConfigError
+from . import cluster  # the module: tests stand in for its Ray connection
 from .train import run_training
 
 __all__ = ["FIGURES", "load_figure", "figure_jobs", "reproduce", "Job", "collect_results"]
@@ -173,36 +174,23 @@ def run_job(job: Job) -> dict:
     return {"job": job, "summary": summary, "curve": rows, "cached": cached}
 
 
-def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
+def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2, ray: Optional[str] = None,
               progress: Optional[Callable[[dict, int, int], None]] = None) -> dict:
     """Run the figures; returns {figure: [result, ...]} and writes their files.
     ``progress(result, done, total)`` is called once with ``(None, 0, total)``
-    before the first run starts, then as each run finishes."""
+    before the first run starts, then as each run finishes. With ``ray`` (an
+    address) the runs not finished in ``out`` are tasks of that Ray cluster."""
     out = Path(out)
-    specs = {name: load_figure(name) for name in names}
+    specs = {spec["name"]: spec for spec in map(load_figure, names)}  # a TOML path is keyed by its name
     all_jobs = [job for spec in specs.values() for job in figure_jobs(spec, quick=quick, out=out)]
     results: dict = {name: [] for name in specs}
     started = time.perf_counter()
-    done = 0
     if progress:
         progress(None, 0, len(all_jobs))
-    if workers <= 1:
-        for job in all_jobs:
-            res = run_job(job)
-            results[job.figure].append(res)
-            done += 1
-            if progress:
-                progress(res, done, len(all_jobs))
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            futures = [pool.submit(run_job, job) for job in all_jobs]
-            for fut in as_completed(futures):
-                res = fut.result()
-                results[res["job"].figure].append(res)
-                done += 1
-                if progress:
-                    progress(res, done, len(all_jobs))
+    for done, res in enumerate(_execute(all_jobs, workers, ray), start=1):
+        results[res["job"].figure].append(res)
+        if progress:
+            progress(res, done, len(all_jobs))
     order = {}
     for i, j in enumerate(all_jobs):
         order.setdefault((j.figure, j.panel, j.curve), i)
@@ -216,6 +204,47 @@ def reproduce(names, *, out: Path, quick: bool = False, workers: int = 2,
     with open(out / ("timing-quick.json" if quick else "timing.json"), "w") as fh:
         json.dump(timing, fh, indent=2)
     return results
+
+
+def _execute(jobs: list, workers: int, ray: Optional[str]):
+    """Yield each job's result as it finishes: in this process, in a process pool or
+    on a Ray cluster (the driver writes the run directory a task sends back)."""
+    if ray is not None:
+        yield from _execute_on_ray(jobs, ray)
+    elif workers <= 1:
+        for job in jobs:
+            yield run_job(job)
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_job, job) for job in jobs]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+
+def _execute_on_ray(jobs: list, address: str):
+    todo = []
+    for job in jobs:
+        if _cached(job) is not None:
+            yield run_job(job)
+        else:
+            todo.append(job)
+    if not todo:
+        return
+    ray = cluster.connect(address)
+    try:
+        for job, files in cluster.ray_map(ray, _run_job_packed, todo):
+            if isinstance(files, Exception):  # as a failed run stops a local reproduce
+                raise files
+            cluster.unpack(files, job.config.out)
+            yield dict(run_job(job), cached=False)
+    finally:
+        ray.shutdown()
+
+
+def _run_job_packed(job: Job) -> dict:
+    """A Ray task: the job's run in a temporary directory on the worker; returns its files."""
+    return cluster.run_training_packed(job.config)
 
 
 def write_figure(spec: dict, results: list, out: Path, *, quick: bool) -> None:

@@ -99,8 +99,16 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         consensus="pow",
         difficulty=cfg.difficulty,
         rewards=dict(cfg.rewards),
-        meta={"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition},
+        meta=_meta(cfg),
     )
+
+
+def _meta(cfg: TrainConfig) -> dict:
+    """What genesis records of the data: the Dirichlet alpha only where the partition draws with it."""
+    meta = {"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition}
+    if cfg.partition == "dirichlet":
+        meta["dirichlet_alpha"] = float(cfg.dirichlet_alpha)
+    return meta
 
 
 @dataclass
@@ -139,7 +147,7 @@ def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[Proto
     dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
     if cfg.holders > len(dataset.y_train):
         raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
-    parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition)
+    parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition, alpha=cfg.dirichlet_alpha)
     options = {"hidden": list(cfg.hidden)} if cfg.model == "mlp" else {}
     spec = model_spec(cfg.model, dataset.features, dataset.classes, **options)
     w0 = initial_vector(spec, cfg.seed)
