@@ -176,6 +176,14 @@ class Chain:
                 raise EthereumError(f"the chain did not reach block {number} within {timeout:.0f} s")
             time.sleep(1.0)
 
+    def travel_to(self, timestamp: int) -> None:
+        """Development chains only (tests): mine a block at ``timestamp`` or later."""
+        if self.kind == "embedded":
+            self.w3.provider.ethereum_tester.time_travel(int(timestamp))
+        else:
+            self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(timestamp)])
+            self.w3.provider.make_request("evm_mine", [])
+
     # -- fees -----------------------------------------------------------------------------
     def fee_fields(self) -> dict:
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or GWEI)
