@@ -226,3 +226,36 @@ def test_a_seeded_generator_is_refused_on_a_reachable_chain(tmp_path, anvil):
                       holders=3, secure_rng=False, progress=False)
     with pytest.raises(ConfigError, match="secure_rng = false is for the in-process EVM only"):
         run_training_ethereum(cfg, chain=anvil)
+
+
+def test_the_chain_id_is_pinned_and_fees_are_capped(anvil_url, monkeypatch):
+    from learningchain.errors import ConfigError
+    from learningchain.ethereum import chain as chain_mod
+    from learningchain.ethereum.chain import GWEI, Chain, EthereumError
+
+    with pytest.raises(ConfigError, match="on chain 31337, not the pinned chain_id 1"):
+        Chain.connect(anvil_url, chain_id=1)
+    pinned = Chain.connect(anvil_url, chain_id=31337)
+    assert pinned.chain_id == 31337
+    monkeypatch.setattr(chain_mod, "DEV_CHAIN_IDS", frozenset())
+    with pytest.raises(ConfigError, match="pin it with --chain-id 31337"):
+        Chain.connect(anvil_url)
+    base = int(pinned.w3.eth.get_block("latest")["baseFeePerGas"])
+    capped = Chain.connect(anvil_url, chain_id=31337, max_fee_gwei=(base + GWEI // 10) / GWEI,
+                           priority_fee_gwei=0.1)
+    fees = capped.fee_fields()
+    assert fees["maxPriorityFeePerGas"] == GWEI // 10 and fees["maxFeePerGas"] == base + GWEI // 10
+    low = Chain.connect(anvil_url, chain_id=31337, max_fee_gwei=base / GWEI / 2)
+    with pytest.raises(EthereumError, match="exceeds max_fee_gwei"):
+        low.fee_fields()
+
+
+def test_train_refuses_a_chain_id_pin_on_the_in_process_evm(tmp_path):
+    from learningchain.config import TrainConfig
+    from learningchain.errors import ConfigError
+    from learningchain.experiments.train import run_training_ethereum
+
+    cfg = TrainConfig(out=str(tmp_path), force=True, backend="ethereum", dataset="breast-cancer", rounds=1,
+                      holders=3, chain_id=5, progress=False)
+    with pytest.raises(ConfigError, match="chain_id pins the chain of --rpc-url"):
+        run_training_ethereum(cfg)

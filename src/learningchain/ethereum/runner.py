@@ -56,7 +56,12 @@ DEPOSIT_FACTOR = 2
 
 
 def open_chain(cfg: TrainConfig) -> Chain:
-    return Chain.connect(cfg.rpc_url) if cfg.rpc_url else Chain.embedded()
+    caps = dict(max_fee_gwei=cfg.max_fee_gwei, priority_fee_gwei=cfg.priority_fee_gwei)
+    if cfg.rpc_url:
+        return Chain.connect(cfg.rpc_url, chain_id=cfg.chain_id, **caps)
+    if cfg.chain_id is not None:
+        raise ConfigError("chain_id pins the chain of --rpc-url: the in-process EVM has its own")
+    return Chain.embedded(**caps)
 
 
 def check_ethereum(cfg: TrainConfig, reward_wei: int) -> None:
