@@ -259,3 +259,19 @@ def test_train_refuses_a_chain_id_pin_on_the_in_process_evm(tmp_path):
                       holders=3, chain_id=5, progress=False)
     with pytest.raises(ConfigError, match="chain_id pins the chain of --rpc-url"):
         run_training_ethereum(cfg)
+
+
+def test_the_runners_computing_node_finishes_an_abandoned_attempt(embedded):
+    """The driver's side of finding 2: a node that finds chunk 0 of someone else's attempt
+    finishes it and the round is aggregated in that step."""
+    from learningchain.ethereum.network import EthereumNetwork
+
+    faucet = embedded.faucet()
+    dep, _, msgs, right = _round(embedded, faucet, seed=17)
+    attacker = fresh_account(embedded, faucet, 10**18)
+    _first_chunk(embedded, dep, attacker, msgs, right, BOND)
+    node = fresh_account(embedded, faucet, 10**18)
+    net = EthereumNetwork(dep, [], [node], faucet, rng=np.random.default_rng(0))
+    accepted, selection, gas, rejections = net._aggregate(node, dep.head(), msgs)
+    assert accepted and tuple(selection) == right and gas > 0 and not rejections
+    assert dep.current_round() == 1 and dep.contract.functions.aggregator_of(0).call() == node.address
