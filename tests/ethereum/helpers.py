@@ -23,12 +23,12 @@ def fresh_account(chain, funder, value=10**17) -> Account:
 
 
 def deploy(chain, owner, *, d, l, m=1, lr=0.5, lam=0.0, messages=16, rounds=100, reward=0, chunk_words=None,
-           w0=None, bits=20, tol=10, min_messages=1, quorum=None, window=0):
+           w0=None, bits=20, tol=10, min_messages=1, quorum=None, window=0, bond=0):
     rule = FixedRule(d, bits, tol, l, m, fp.encode_rate(lr), fp.encode_rate(lam))
     words = fp.words_for(d)
     most = max_chunk_words(messages)
     cw = min(words, most) if chunk_words is None else chunk_words
-    cparams = ContractParams(rule, min_messages, messages, cw, rounds, reward, quorum, window)
+    cparams = ContractParams(rule, min_messages, messages, cw, rounds, reward, quorum, window, bond)
     w0 = np.zeros(d) if w0 is None else np.asarray(w0, dtype=np.float64)
     return Deployment.deploy(chain, owner, cparams, w0)
 

@@ -121,7 +121,7 @@ def test_contract_parameters_refuse_rounds_beyond_the_protocols_exact_bound():
 
     ok = ContractParams.from_params(small_params(dim=11, holders=10), messages=10, rounds=3, reward=0, quorum=10,
                                     window=16)
-    assert ok.constructor_args()[-2:] == [10, 16]
+    assert ok.constructor_args()[-3:] == [10, 16, 0]  # quorum, window, bond
     with pytest.raises(ConfigError, match="exceeds the protocol's max_messages"):
         ContractParams.from_params(small_params(dim=11, holders=10, max_messages=8), messages=10, rounds=3, reward=0)
     with pytest.raises(ConfigError, match="quorum must be in"):

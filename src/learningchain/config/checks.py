@@ -121,6 +121,10 @@ def _check_chain_and_run(cfg) -> None:
     _need(cfg.rpc_url is None or cfg.backend == "ethereum",
           f"rpc_url ({cfg.rpc_url}) applies to backend ethereum only, not {cfg.backend!r}; "
           "add --backend ethereum or drop --rpc-url")
+    _need(cfg.chain_id is None or (cfg.backend == "ethereum" and cfg.chain_id > 0),
+          f"chain_id ({cfg.chain_id}) is a positive chain id for backend ethereum only")
+    _need(0 <= cfg.priority_fee_gwei <= cfg.max_fee_gwei,
+          f"priority_fee_gwei ({cfg.priority_fee_gwei}) must be in 0..max_fee_gwei ({cfg.max_fee_gwei})")
     _need(0 <= cfg.difficulty <= 40, f"difficulty must be an integer number of bits in 0..40, got {cfg.difficulty!r}")
     _need(cfg.eval_every >= 1, "eval_every must be >= 1")
     _need(cfg.target_error is None or 0 <= cfg.target_error <= 1, "target_error must be in [0, 1]")

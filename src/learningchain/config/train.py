@@ -149,6 +149,15 @@ class TrainConfig:
                                  help="JSON-RPC endpoint for --backend ethereum; the faucet is "
                                       "$LEARNINGCHAIN_FAUCET_KEY or the node's funded development account",
                                  default_help="in-process EVM")
+    chain_id: Optional[int] = key(None, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
+                                  metavar="ID", help="the chain id the --rpc-url node must report (refused on "
+                                                     "another; transactions are signed for it)",
+                                  default_help="any development chain (31337, 1337); required on any other")
+    max_fee_gwei: float = key(100.0, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
+                              metavar="GWEI", help="the most a transaction pays per gas on Ethereum (base fee and "
+                                                   "tip); a higher base fee stops the run")
+    priority_fee_gwei: float = key(1.0, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
+                                   metavar="GWEI", help="the tip per gas a transaction offers on Ethereum (at most)")
     # -- one run -------------------------------------------------------------------------
     seed: int = key(0, section="problem", group=_RUN, option=_TRAIN_CHAIN, metavar="S", help="random seed")
     out: Optional[str] = key(None, section="run", group=_RUN, option=_ONLY_TRAIN, metavar="DIR",

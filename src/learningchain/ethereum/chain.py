@@ -36,6 +36,10 @@ DEV_KEYS = {
 DEV_CHAIN_IDS = frozenset({131277322940537, 31337, 1337})
 
 
+def _wei(gwei: float) -> int:
+    return int(round(float(gwei) * GWEI))
+
+
 class EthereumError(LearningChainError):
     """The Ethereum chain refused or failed a request."""
 
@@ -97,10 +101,16 @@ class Chain:
     #: when set, a transaction without an explicit limit gets this one after a single
     #: call that reports any revert (no estimate); for tests on the in-process EVM
     fixed_gas: Optional[int] = None
+    #: the chain id every transaction is signed for (pinned at connection)
+    pinned_chain_id: Optional[int] = None
+    #: the most a transaction pays per gas, and the largest tip it offers (wei)
+    max_fee: int = 100 * GWEI
+    max_tip: int = GWEI
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def embedded(cls, *, gas_limit: Optional[int] = None) -> "Chain":
+    def embedded(cls, *, gas_limit: Optional[int] = None, max_fee_gwei: float = 100.0,
+                 priority_fee_gwei: float = 1.0) -> "Chain":
         """An in-process chain (eth-tester on py-evm, Prague) with funded dev accounts."""
         try:
             from eth_tester import EthereumTester, PyEVMBackend
@@ -111,10 +121,14 @@ class Chain:
         overrides = {"gas_limit": gas_limit} if gas_limit else None
         backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides=overrides))
         w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
-        return cls(w3, "embedded")
+        return cls(w3, "embedded", pinned_chain_id=int(w3.eth.chain_id), max_fee=_wei(max_fee_gwei),
+                   max_tip=_wei(priority_fee_gwei))
 
     @classmethod
-    def connect(cls, url: str, *, timeout: float = 120.0) -> "Chain":
+    def connect(cls, url: str, *, timeout: float = 120.0, chain_id: Optional[int] = None,
+                max_fee_gwei: float = 100.0, priority_fee_gwei: float = 1.0) -> "Chain":
+        """A node over JSON-RPC, on chain ``chain_id`` (refused on another; without it, only a
+        development chain is taken); transactions pay at most ``max_fee_gwei`` per gas."""
         from web3 import Web3
 
         if url.startswith(("http://", "https://")):
@@ -123,15 +137,23 @@ class Chain:
             raise ConfigError(f"--rpc-url must be an http(s) URL, got {url!r}")
         w3 = Web3(provider)
         try:
-            w3.eth.chain_id
+            node_id = int(w3.eth.chain_id)
         except Exception as exc:
             raise EthereumError(f"no Ethereum node answers at {url}: {exc}") from None
-        return cls(w3, "rpc", url=url)
+        if chain_id is not None and node_id != chain_id:
+            raise ConfigError(f"the node at {url} is on chain {node_id}, not the pinned chain_id {chain_id}")
+        if chain_id is None and node_id not in DEV_CHAIN_IDS:
+            raise ConfigError(f"the node at {url} is on chain {node_id}, not a development chain: pin it with "
+                              f"--chain-id {node_id} (transactions are signed for the pinned chain only)")
+        return cls(w3, "rpc", url=url, pinned_chain_id=node_id, max_fee=_wei(max_fee_gwei),
+                   max_tip=_wei(priority_fee_gwei))
 
     # -- facts --------------------------------------------------------------------------
     @property
     def chain_id(self) -> int:
-        return int(self.w3.eth.chain_id)
+        """The pinned chain id (a node that moves to another chain cannot replay our
+        transactions there: they are signed for this one)."""
+        return int(self.w3.eth.chain_id) if self.pinned_chain_id is None else self.pinned_chain_id
 
     def block_number(self) -> int:
         return int(self.w3.eth.block_number)
@@ -176,11 +198,24 @@ class Chain:
                 raise EthereumError(f"the chain did not reach block {number} within {timeout:.0f} s")
             time.sleep(1.0)
 
+    def travel_to(self, timestamp: int) -> None:
+        """Development chains only (tests): mine a block at ``timestamp`` or later."""
+        if self.kind == "embedded":
+            self.w3.provider.ethereum_tester.time_travel(int(timestamp))
+        else:
+            self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(timestamp)])
+            self.w3.provider.make_request("evm_mine", [])
+
     # -- fees -----------------------------------------------------------------------------
     def fee_fields(self) -> dict:
+        """EIP-1559 fees: twice the base fee plus the tip, within the user's caps; a base fee
+        that leaves no room for the tip under the cap stops the run."""
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas") or GWEI)
-        tip = GWEI
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+        tip = min(GWEI, self.max_tip)
+        if base + tip > self.max_fee:
+            raise EthereumError(f"the base fee is {base / GWEI:.3f} gwei: with a {tip / GWEI:.3f} gwei tip it "
+                                f"exceeds max_fee_gwei ({self.max_fee / GWEI:.3f}); raise it or wait")
+        return {"maxFeePerGas": min(2 * base + tip, self.max_fee), "maxPriorityFeePerGas": tip}
 
     # -- transactions ---------------------------------------------------------------------
     def _next_nonce(self, sender: Account) -> int:

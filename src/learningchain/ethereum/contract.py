@@ -120,11 +120,14 @@ class ContractParams:
     quorum: int | None = None
     #: blocks after which a round with min_messages may be aggregated short of the quorum
     window: int = 0
+    #: wei the first chunk of a multi-chunk aggregation carries (lost if its claim is wrong
+    #: or it is left unfinished)
+    bond: int = 0
 
     @classmethod
     def from_params(cls, params, *, messages: int, rounds: int, reward: int,
                     chunk_words: int | None = None, quorum: int | None = None,
-                    window: int = 0) -> "ContractParams":
+                    window: int = 0, bond: int = 0) -> "ContractParams":
         """``messages``: the most messages a round will carry (the K holders and any extra);
         ``quorum``: the messages that close a round at once (default: min_messages);
         ``window``: blocks after which min_messages suffice."""
@@ -146,7 +149,9 @@ class ContractParams:
             raise ConfigError(f"the quorum must be in {low}..{messages}, got {quorum}")
         if not 0 <= window < 2**32:
             raise ConfigError(f"the window must be in 0..2**32-1 blocks, got {window}")
-        return cls(rule, low, messages, cw, rounds, int(reward), quorum, int(window))
+        if bond < 0:
+            raise ConfigError(f"the bond must be >= 0 wei, got {bond}")
+        return cls(rule, low, messages, cw, rounds, int(reward), quorum, int(window), int(bond))
 
     @property
     def chunks(self) -> int:
@@ -156,7 +161,7 @@ class ContractParams:
         r = self.rule
         return [r.dim, r.quant_bits, r.norm_tol_bits, r.l, r.batch_size, r.lr, r.lam, self.min_messages,
                 self.max_messages, self.chunk_words, self.rounds, self.reward,
-                self.min_messages if self.quorum is None else self.quorum, self.window]
+                self.min_messages if self.quorum is None else self.quorum, self.window, self.bond]
 
 
 def _main(argv=None) -> int:

@@ -71,7 +71,7 @@ def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 10
     rule = fp.FixedRule(d, 20, 10, math.ceil(k / 2), batch_size, fp.encode_rate(0.5), fp.encode_rate(0.0))
     words = fp.words_for(d)
     cw = min(words, max_chunk_words(k))
-    cparams = ContractParams(rule, 1, k, cw, 10, reward)
+    cparams = ContractParams(rule, 1, k, cw, 10, reward, bond=reward)  # the runner bonds the reward
     dep = Deployment.deploy(chain, faucet, cparams, rng.normal(size=d) * 0.1)
     if reward:
         dep.deposit(faucet, 10 * reward)

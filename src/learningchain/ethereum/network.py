@@ -39,8 +39,9 @@ __all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account"
 LOAD_BATCH = 1024
 
 
-def new_account(rng: np.random.Generator, label: str = "") -> Account:
-    """A fresh secp256k1 account drawn from ``rng`` (reproducible from the run's seed)."""
+def new_account(rng: Optional[np.random.Generator] = None, label: str = "") -> Account:
+    """A fresh secp256k1 account: from the OS CSPRNG (``secrets``), or drawn from ``rng``
+    where one is given (reproducible from the run's seed: the in-process EVM only)."""
     return Account.from_secret(PrivateKey.generate(rng).secret, label)
 
 
@@ -152,14 +153,25 @@ class Deployment:
     def submit(self, sender: Account, rnd: int, norm: int, packed: bytes, *, fees: Optional[dict] = None):
         return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, packed, hint="submit", fees=fees)
 
-    def aggregate(self, sender: Account, messages: list[tuple], selection: tuple) -> tuple[bool, int, list]:
-        """Send every chunk of the round's aggregation; returns (accepted, gas used, receipts)."""
+    def attempt(self) -> Optional[tuple[int, int, int]]:
+        """(next chunk, claim mask, messages) of an unfinished multi-chunk aggregation, or None."""
+        f = self.contract.functions
+        nxt = int(f.agg_next().call())
+        return None if nxt == 0 else (nxt, int(f.agg_claim().call()), int(f.agg_n().call()))
+
+    def aggregate(self, sender: Account, messages: list[tuple], selection: tuple, *,
+                  start: int = 0) -> tuple[bool, int, list]:
+        """Send the chunks of the round's aggregation of ``messages`` (the round's first
+        len(messages)) from chunk ``start`` (past 0: continuing a running attempt);
+        returns (accepted, gas used, receipts). The first chunk of a multi-chunk one
+        carries the bond."""
         mask = fp.selection_mask(selection)
         gas, receipts = 0, []
         accepted = False
-        for chunk in range(self.cparams.chunks):
+        for chunk in range(start, self.cparams.chunks):
             data = fp.aggregation_data(messages, chunk, self.cparams.chunk_words)
-            r = self.chain.call_tx(sender, self.contract, "aggregate", chunk, mask, data,
+            bond = self.cparams.bond if chunk == 0 and self.cparams.chunks > 1 else 0
+            r = self.chain.call_tx(sender, self.contract, "aggregate", chunk, mask, data, value=bond,
                                    hint="aggregate")
             gas += int(r["gasUsed"])
             receipts.append(r)
@@ -193,7 +205,7 @@ class EthereumNetwork:
         self.nodes = nodes  # computing nodes' accounts
         self.faucet = faucet
         self.rng = rng
-        self.key_rng = key_rng if key_rng is not None else np.random.default_rng(rng.integers(2**63))
+        self.key_rng = key_rng  # None: the pseudo-identities' keys come from the OS CSPRNG
         self.claim_rewards = claim_rewards
         self.byzantine_identities: set = set()  # native identities of Byzantine messages
         self.byzantine_senders: set = set()  # their Ethereum accounts
@@ -246,6 +258,37 @@ class EthereumNetwork:
             gas.append(int(r["gasUsed"]))
         return gas, rejected
 
+    def _continue_attempt(self, node: Account, messages: list) -> tuple[bool, int, tuple]:
+        """Finish a multi-chunk aggregation someone else left running (anyone may, under its
+        claim): it is accepted, or rejected and the round reopens. (accepted, gas, its claim)."""
+        att = self.dep.attempt()
+        if att is None:
+            return False, 0, ()
+        nxt, claim, n = att
+        try:
+            accepted, gas, _ = self.dep.aggregate(node, messages[:n], fp.mask_selection(claim), start=nxt)
+        except Reverted:
+            return False, 0, ()  # finished or replaced meanwhile
+        return accepted, gas, fp.mask_selection(claim)
+
+    def _aggregate(self, node: Account, base: EthHead, messages: list) -> tuple[bool, tuple, int, Counter]:
+        """The computing node's aggregation of the round: (accepted, selection, gas, rejections)."""
+        q = np.stack([fp.unpack_q(m[2], self.dep.rule.dim) for m in messages])
+        keys = [fp.tie_key(base.height, m[0]) for m in messages]
+        selection = self.dep.rule.select(q, keys)
+        self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"]
+                           + self.dep.cparams.bond)
+        rejections: Counter = Counter()
+        accepted, gas, claimed = self._continue_attempt(node, messages)
+        if accepted:
+            return True, claimed, gas, rejections
+        try:
+            ok, more, _ = self.dep.aggregate(node, messages, selection)
+        except Reverted as exc:
+            ok, more = False, 0
+            rejections[exc.reason] += 1
+        return ok, selection, gas + more, rejections
+
     def step(self) -> EthRound:
         start = time.perf_counter()
         base = self._head
@@ -270,15 +313,7 @@ class EthereumNetwork:
         if len(messages) >= cp.min_messages:
             if len(messages) < (cp.min_messages if cp.quorum is None else cp.quorum):
                 self.chain.wait_until_block(self.dep.round_opened() + cp.window)
-            q = np.stack([fp.unpack_q(m[2], self.dep.rule.dim) for m in messages])
-            keys = [fp.tie_key(base.height, m[0]) for m in messages]
-            selection = self.dep.rule.select(q, keys)
-            self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"])
-            try:
-                accepted, gas_agg, _ = self.dep.aggregate(node, messages, selection)
-            except Reverted as exc:
-                accepted = False
-                rejections[exc.reason] += 1
+            accepted, selection, gas_agg, rejections = self._aggregate(node, base, messages)
             if not accepted:
                 self.rejected_aggregations += 1
             else:

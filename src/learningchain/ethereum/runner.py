@@ -24,6 +24,7 @@ model written is the one stored in the contract.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -39,7 +40,8 @@ from .chain import Chain
 from .contract import ContractParams
 from .network import Deployment, EthereumNetwork, EthHead, new_account
 
-__all__ = ["EthereumBackend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain"]
+__all__ = ["EthereumBackend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
+           "seeded_keys", "secure_config"]
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,19 @@ log = logging.getLogger(__name__)
 DEFAULT_REWARD_WEI = 10**15
 #: blocks a round stays open for messages when fewer than K holders have sent
 WINDOW_BLOCKS = 16
+KEYS_SEEDED = "numpy PCG64 seeded from --seed and the contract address (in-process EVM; not secret)"
+KEYS_SECURE = "secrets (the OS CSPRNG)"
 #: Holders deposit this multiple of the rewards a full run pays, so a refund is left.
 DEPOSIT_FACTOR = 2
 
 
 def open_chain(cfg: TrainConfig) -> Chain:
-    return Chain.connect(cfg.rpc_url) if cfg.rpc_url else Chain.embedded()
+    caps = dict(max_fee_gwei=cfg.max_fee_gwei, priority_fee_gwei=cfg.priority_fee_gwei)
+    if cfg.rpc_url:
+        return Chain.connect(cfg.rpc_url, chain_id=cfg.chain_id, **caps)
+    if cfg.chain_id is not None:
+        raise ConfigError("chain_id pins the chain of --rpc-url: the in-process EVM has its own")
+    return Chain.embedded(**caps)
 
 
 def check_ethereum(cfg: TrainConfig, reward_wei: int) -> None:
@@ -64,13 +73,30 @@ def check_ethereum(cfg: TrainConfig, reward_wei: int) -> None:
         raise ConfigError(f"reward_wei must be >= 0, got {reward_wei}")
 
 
+def seeded_keys(cfg: TrainConfig, chain: Chain) -> bool:
+    """Whether the run's keys and holders' randomness come from --seed: on the in-process
+    EVM unless secure_rng is asked for; on any other chain never (the OS CSPRNG)."""
+    return chain.kind == "embedded" and cfg.secure_rng is not True
+
+
+def secure_config(cfg: TrainConfig, chain: Chain) -> TrainConfig:
+    """``cfg`` with secure_rng on for a chain others can reach: holders' noise, batches and
+    keys from the OS CSPRNG (a seeded generator there is refused)."""
+    if chain.kind == "embedded":
+        return cfg
+    if cfg.secure_rng is False:
+        raise ConfigError("secure_rng = false is for the in-process EVM only: on a chain others can reach, "
+                          "keys and noise drawn from the public seed could be recomputed by anyone")
+    return dataclasses.replace(cfg, secure_rng=True)
+
+
 def contract_params(cfg: TrainConfig, parties: Parties, reward_wei: int) -> ContractParams:
     """The contract's genesis: the protocol parameters, sized for the run's messages."""
     extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
     # a round closes at once when all K holders have sent, else WINDOW_BLOCKS after it opened
     return ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
                                       reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
-                                      window=WINDOW_BLOCKS)
+                                      window=WINDOW_BLOCKS, bond=reward_wei)
 
 
 def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
@@ -104,10 +130,12 @@ class EthereumBackend:
         self.fees_before = chain.fees_paid
         self.start_balance = chain.balance(self.faucet.address)
         self.dep = Deployment.deploy(chain, self.faucet, cparams, parties.genesis.model)
-        # Accounts are drawn from the seed and the contract's address: reproducible on the
-        # same chain state, and fresh when the same seed runs again on the same node.
+        self.seeded = seeded_keys(cfg, chain)
+        # Keys come from the OS CSPRNG: the seed and the contract's address are public. Only
+        # the in-process EVM, which nobody else can reach, draws them from the seed (a
+        # reproducible run; fresh when the same seed runs again on the same chain).
         salt = int(self.dep.address, 16) % 2**63
-        rng = np.random.default_rng([cfg.seed, 5, salt])
+        rng = np.random.default_rng([cfg.seed, 5, salt]) if self.seeded else None
         self.wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
         self.nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
         used = [a.address for a in self.wallets + self.nodes if chain.balance(a.address) != 0]
@@ -121,7 +149,8 @@ class EthereumBackend:
                 self.dep.deposit(w, self.deposit)
         self.net = EthereumNetwork(self.dep, parties.holders, self.nodes, self.faucet,
                                    rng=np.random.default_rng([cfg.seed, 3]),
-                                   key_rng=np.random.default_rng([cfg.seed, 6, salt]), attacks=parties.attacks)
+                                   key_rng=np.random.default_rng([cfg.seed, 6, salt]) if self.seeded else None,
+                                   attacks=parties.attacks)
         self.gas_rounds: list = []  # (submit gas, submissions, aggregate gas, claim gas) per round
         self.selected_byzantine_total = 0
         self.refunds: list = []
@@ -184,6 +213,7 @@ class EthereumBackend:
             "rejected_messages": dict(net.messages_rejected),
             "selected_byzantine_total": self.selected_byzantine_total,
             "contract_address": dep.address,
+            "key_generator": KEYS_SEEDED if self.seeded else KEYS_SECURE,
             "chain_id": chain.chain_id,
             "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
             "gas_per_round": gas["round_mean"],

@@ -97,16 +97,18 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     """Run ``cfg`` on Ethereum (``chain``: the embedded EVM or ``--rpc-url`` unless given)
     and return the summary: the native keys plus the chain's."""
     # web3, eth-tester and vyper are the optional ``ethereum`` extra
-    from ..ethereum.runner import DEFAULT_REWARD_WEI, EthereumBackend, check_ethereum, contract_params, open_chain
+    from ..ethereum.runner import (DEFAULT_REWARD_WEI, EthereumBackend, check_ethereum, contract_params, open_chain,
+                                   secure_config)
 
     cfg = cfg.resolved()
     reward_wei = DEFAULT_REWARD_WEI if reward_wei is None else reward_wei
     check_ethereum(cfg, reward_wei)
     started = time.perf_counter()
+    chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
+    cfg = secure_config(cfg, chain)  # a reachable chain: noise, batches and keys from the OS CSPRNG
     target = check_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force)
     parties = build_parties(cfg)
     cparams = contract_params(cfg, parties, reward_wei)
-    chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
 
     def run(out: Path) -> dict:
         backend = EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei)

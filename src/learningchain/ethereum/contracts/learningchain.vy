@@ -53,9 +53,19 @@ MODEL_BIAS: constant(int256) = 2**127
 HALF_MASK: constant(uint256) = 2**128 - 1
 MAX_RATE: constant(uint256) = 2**48  # lr, lambda < 2**16 at scale 2**32
 
-#: An unfinished multi-chunk aggregation becomes stale (anyone may start over) once
-#: chunks + STALE_BLOCKS blocks have passed since its first chunk.
+#: An unfinished multi-chunk aggregation becomes stale (anyone may start over, and its
+#: bond goes to the refund pool) once chunks + STALE_BLOCKS blocks have passed since its
+#: first chunk. Until then anyone may continue it, under its claim.
 STALE_BLOCKS: public(constant(uint256)) = 64
+#: The most words of each message one aggregation transaction takes: with MAX_CALL_BYTES
+#: this keeps every aggregation transaction under 2**24 gas (EIP-7825), whatever the
+#: parameters (the largest measured, a first round writing fresh storage, is 13.1M).
+MAX_CHUNK_WORDS: public(constant(uint256)) = 96
+#: After finish(), rewards may be claimed for this many seconds (a week); then anyone
+#: may sweep what is unclaimed into the refund pool.
+CLAIM_SECONDS: public(constant(uint256)) = 604800
+#: gas forwarded with the return of a bond (a wallet that refuses it forfeits it)
+BOND_GAS: constant(uint256) = 50000
 
 # run status
 LOADING: constant(uint256) = 0
@@ -103,6 +113,9 @@ event Finished:
     round: uint256
     refund: uint256
 
+event Swept:
+    amount: uint256
+
 event Withdrawn:
     holder: indexed(address)
     amount: uint256
@@ -129,6 +142,9 @@ quorum: public(immutable(uint256))
 window: public(immutable(uint256))
 rounds: public(immutable(uint256))
 reward: public(immutable(uint256))
+# wei the first chunk of a multi-chunk aggregation carries; returned when the attempt
+# is accepted, added to the refund pool when it is rejected or goes stale
+bond: public(immutable(uint256))
 
 # -- state ------------------------------------------------------------------------------
 status: public(uint256)
@@ -144,28 +160,34 @@ last_round_of: HashMap[address, uint256]  # round + 1 of a sender's last message
 chunk_hash: HashMap[uint256, HashMap[uint256, bytes32]]  # message -> chunk -> keccak(header ++ words)
 
 # an aggregation in progress (agg_next > 0 only between the chunks of a multi-chunk one)
-agg_owner: public(address)
+agg_owner: public(address)  # who sent its first chunk and its bond
 agg_claim: public(uint256)
 agg_next: public(uint256)
+agg_n: public(uint256)  # the messages it aggregates: the round's first agg_n, fixed at its first chunk
 agg_start: uint256  # the block of the attempt's first chunk
 partial: HashMap[uint256, uint256]  # message -> a_k + 2**127 over the chunks so far
 
 # incentives
 aggregations: HashMap[uint256, uint256]  # round -> aggregator | paid << 160
 deposits: public(HashMap[address, uint256])
-withdrawn: public(HashMap[address, bool])
+refunded_to: public(HashMap[address, uint256])  # what each depositor has withdrawn so far
+withdrawn_in: HashMap[address, uint256]  # pool_epoch + 1 of a depositor's last withdrawal
+pool_epoch: public(uint256)  # sweeps so far: each lets every depositor withdraw again
 depositors: public(uint256)
 withdrawals: public(uint256)
 total_deposits: public(uint256)
 total_paid: public(uint256)
 refund_pool: public(uint256)
 refunded: public(uint256)
+forfeited: public(uint256)  # bonds of rejected and stale attempts, for the refund pool
+finished_at: public(uint256)  # the timestamp of finish()
+swept: public(uint256)
 
 
 @deploy
 def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: uint256, batch_size_: uint256,
              lr_: uint256, lam_: uint256, min_messages_: uint256, max_messages_: uint256, chunk_words_: uint256,
-             rounds_: uint256, reward_: uint256, quorum_: uint256, window_: uint256):
+             rounds_: uint256, reward_: uint256, quorum_: uint256, window_: uint256, bond_: uint256):
     assert dim_ >= 1 and dim_ <= MAX_DIM, "dim out of range"
     assert quant_bits_ >= 8 and quant_bits_ <= 26, "quant_bits out of range"
     assert norm_tol_bits_ >= 4 and norm_tol_bits_ <= quant_bits_, "norm_tol_bits out of range"
@@ -180,6 +202,7 @@ def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: u
     assert rounds_ >= 1, "rounds must be at least 1"
     w: uint256 = (dim_ + LANES - 1) // LANES
     assert chunk_words_ >= 1 and chunk_words_ <= w, "chunk_words out of range"
+    assert chunk_words_ <= MAX_CHUNK_WORDS, "an aggregation transaction could exceed 2**24 gas (EIP-7825)"
     assert max_messages_ * (chunk_words_ + 2) * 32 <= MAX_CALL_BYTES, "a chunk of every message exceeds one call"
     owner = msg.sender
     dim = dim_
@@ -200,6 +223,7 @@ def __init__(dim_: uint256, quant_bits_: uint256, norm_tol_bits_: uint256, l_: u
     window = window_
     rounds = rounds_
     reward = reward_
+    bond = bond_
 
 
 # -- model storage: two int128 per slot, offset by 2**127 ---------------------------------
@@ -293,13 +317,6 @@ def _attempt_running() -> bool:
     return self.agg_next != 0 and block.number <= self.agg_start + chunks + STALE_BLOCKS
 
 
-@internal
-def _cancel_stale_attempt():
-    if self.agg_next != 0:
-        assert not self._attempt_running(), "aggregation in progress"
-        self.agg_next = 0
-
-
 @external
 def submit(round: uint256, norm: uint256, q: Bytes[MAX_MESSAGE_BYTES]):
     """
@@ -311,7 +328,8 @@ def submit(round: uint256, norm: uint256, q: Bytes[MAX_MESSAGE_BYTES]):
     assert self.status == OPEN, "the run is not open"
     assert round == self.current_round, "wrong round"
     assert round < rounds, "the run is over"
-    self._cancel_stale_attempt()
+    # an aggregation in progress does not stop submissions: it covers the messages it
+    # covers (a later message of the round is not aggregated)
     assert len(q) == words * 32, "wrong length"
     assert norm > 0, "zero norm"
     assert norm < 2**64, "norm too large"
@@ -345,47 +363,64 @@ def submit(round: uint256, norm: uint256, q: Bytes[MAX_MESSAGE_BYTES]):
 
 # -- aggregation --------------------------------------------------------------------------
 
+@internal
+def _start(rnd: uint256, n: uint256, claim: uint256, paid: uint256):
+    """The checks of an aggregation's first chunk; a multi-chunk one records its attempt."""
+    assert rnd < rounds, "the run is over"
+    # anyone may continue a running attempt (under its claim), nobody may replace it
+    assert not self._attempt_running(), "aggregation in progress: continue it"
+    count: uint256 = 0
+    word: uint256 = self.round_count
+    if word >> 128 == rnd:
+        count = word & HALF_MASK
+    assert n <= count, "more messages than the round holds"
+    assert n >= min_messages, "too few messages"
+    assert n >= quorum or block.number >= self.round_opened + window, "the round is still taking messages"
+    assert self.total_deposits >= reward * (rnd + 1), "deposits do not cover the reward"
+    if chunks == 1:
+        assert paid == 0, "a one-transaction aggregation takes no bond"
+        return
+    assert paid == bond, "the first chunk must carry the bond"
+    if self.agg_next != 0:
+        self.forfeited += bond  # the stale attempt's
+    self.agg_owner = msg.sender
+    self.agg_claim = claim
+    self.agg_n = n
+    self.agg_start = block.number
+
+
 @external
+@payable
 def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bool:
     """
     @notice Aggregate the open round, one chunk of message words per call.
     @param chunk The chunk index, 0 .. chunks-1, in order.
     @param claim The selection the caller expects (bit k = message k); every chunk repeats it.
-    @param data For every message of the round, in submission order: its two header
-                words (sender | norm << 160, ||q||^2) then its words chunk*chunk_words ...
+    @param data For the round's first n messages (n >= quorum, or >= min_messages once the
+                window has passed; the first chunk fixes n), in submission order: its two
+                header words (sender | norm << 160, ||q||^2) then its words chunk*chunk_words ...
+                The first chunk of a multi-chunk aggregation carries the bond; anyone may
+                send the next chunks of a running attempt.
     @return True when the round was aggregated (the last chunk), False otherwise.
     """
     assert self.status == OPEN, "the run is not open"
     rnd: uint256 = self.current_round
-    n: uint256 = 0
-    word: uint256 = self.round_count
-    if word >> 128 == rnd:
-        n = word & HALF_MASK
     assert chunk < chunks, "no such chunk"
-    if chunk == 0:
-        assert rnd < rounds, "the run is over"
-        if self._attempt_running():
-            # its owner too must finish it or let it go stale: restarting would extend it
-            assert msg.sender == self.agg_owner, "aggregation in progress by another account"
-            raise "aggregation in progress: send its next chunk"
-        assert n >= min_messages, "too few messages"
-        assert n >= quorum or block.number >= self.round_opened + window, "the round is still taking messages"
-        assert self.total_deposits >= reward * (rnd + 1), "deposits do not cover the reward"
-        if chunks > 1:
-            self.agg_owner = msg.sender
-            self.agg_claim = claim
-            self.agg_start = block.number
-    else:
-        assert self.agg_next == chunk, "chunk out of order"
-        assert msg.sender == self.agg_owner, "aggregation in progress by another account"
-        assert claim == self.agg_claim, "claim differs from the first chunk's"
-    assert n == MAX_MESSAGES or claim >> n == 0, "claim names a message that does not exist"
-    keep: uint256 = min(l, n)
-
     w0: uint256 = chunk * chunk_words
     wc: uint256 = min(chunk_words, words - w0)
     stride: uint256 = 64 + wc * 32
-    assert len(data) == n * stride, "wrong data length"
+    assert len(data) % stride == 0, "wrong data length"
+    n: uint256 = len(data) // stride
+    if chunk == 0:
+        self._start(rnd, n, claim, msg.value)
+    else:
+        assert msg.value == 0, "only the first chunk carries the bond"
+        assert self.agg_next == chunk, "chunk out of order"
+        assert claim == self.agg_claim, "claim differs from the first chunk's"
+        assert n == self.agg_n, "wrong data length"
+    assert n == MAX_MESSAGES or claim >> n == 0, "claim names a message that does not exist"
+    keep: uint256 = min(l, n)
+
     norms: DynArray[uint256, MAX_MESSAGES] = []
     a: DynArray[int256, MAX_MESSAGES] = []
     n2: DynArray[int256, MAX_MESSAGES] = []
@@ -568,6 +603,7 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
     if not valid:
         if chunks == 1:
             raise "selection is not the l-nearest"
+        self.forfeited += bond  # a wrong claim loses its bond to the holders
         # the attempt's transactions are already on chain: record the right selection and
         # reopen the aggregation for anyone (the full ranking is paid by the wrong claimant)
         mask: uint256 = 0
@@ -591,6 +627,11 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
     self.round_opened = block.number
     log Aggregated(round=rnd, aggregator=msg.sender, messages=n, selection=claim)
     log RoundOpened(round=rnd + 1)
+    if chunks > 1 and bond > 0:
+        # the last step: the round is closed before the bond goes back; a wallet that
+        # refuses it cannot block the round, it forfeits the bond
+        if not raw_call(self.agg_owner, b"", value=bond, gas=BOND_GAS, revert_on_failure=False):
+            self.forfeited += bond
     return True
 
 
@@ -618,6 +659,8 @@ def claim_reward(round: uint256):
     assert record & (2**160 - 1) == convert(msg.sender, uint256), "not the aggregator of this round"
     assert record >> 160 == 0, "reward already paid"
     assert reward > 0, "the run pays no reward"
+    assert self.status != FINISHED or block.timestamp <= self.finished_at + CLAIM_SECONDS, \
+        "the claim deadline has passed"
     self.aggregations[round] = record | (1 << 160)
     self.total_paid += reward
     raw_call(msg.sender, b"", value=reward)  # full gas: smart-contract wallets can receive
@@ -630,10 +673,35 @@ def finish():
     assert self.status == OPEN, "the run is not open"
     assert msg.sender == owner or self.current_round >= rounds, "the run is not over"
     self.status = FINISHED
-    self.agg_next = 0
-    # every aggregated round's reward stays reserved for its aggregator
-    self.refund_pool = self.total_deposits - reward * self.current_round
+    self.finished_at = block.timestamp
+    if self.agg_next != 0:
+        self.forfeited += bond  # an attempt left unfinished
+        self.agg_next = 0
+    # every aggregated round's reward stays reserved for its aggregator until the deadline
+    self.refund_pool = self.total_deposits + self.forfeited - reward * self.current_round
     log Finished(round=self.current_round, refund=self.refund_pool)
+
+
+@external
+def sweep():
+    """@notice CLAIM_SECONDS after finish(), anyone moves the unclaimed rewards into the
+    refund pool; every depositor may then withdraw its share of them."""
+    assert self.status == FINISHED, "the run is not finished"
+    assert block.timestamp > self.finished_at + CLAIM_SECONDS, "rewards may still be claimed"
+    unclaimed: uint256 = reward * self.current_round - self.total_paid - self.swept
+    assert unclaimed > 0, "nothing to sweep"
+    self.swept += unclaimed
+    self.refund_pool += unclaimed
+    self.pool_epoch += 1
+    self.withdrawals = 0
+    log Swept(amount=unclaimed)
+
+
+@external
+@view
+def withdrawn(holder: address) -> bool:
+    """@notice Whether ``holder`` has withdrawn its share of the refund pool as it stands."""
+    return self.withdrawn_in[holder] == self.pool_epoch + 1
 
 
 @external
@@ -643,13 +711,19 @@ def withdraw():
     assert self.status == FINISHED, "the run is not finished"
     amount: uint256 = self.deposits[msg.sender]
     assert amount > 0, "nothing deposited"
-    assert not self.withdrawn[msg.sender], "already withdrawn"
-    self.withdrawn[msg.sender] = True
-    share: uint256 = self.refund_pool * amount // self.total_deposits
+    epoch: uint256 = self.pool_epoch + 1
+    assert self.withdrawn_in[msg.sender] != epoch, "already withdrawn"
+    self.withdrawn_in[msg.sender] = epoch
+    # its pro-rata share of the pool, less what it took before a sweep grew the pool
+    owed: uint256 = self.refund_pool * amount // self.total_deposits
+    share: uint256 = 0
+    if owed > self.refunded_to[msg.sender]:
+        share = owed - self.refunded_to[msg.sender]
     self.withdrawals += 1
     if self.withdrawals == self.depositors:
         share = self.refund_pool - self.refunded  # the last one takes the rounding dust
     self.refunded += share
+    self.refunded_to[msg.sender] += share
     if share > 0:
         raw_call(msg.sender, b"", value=share)
     log Withdrawn(holder=msg.sender, amount=share)
