@@ -47,8 +47,8 @@ from .core import (
     Aggregate,
     Batch,
     RuleSpec,
-    aggregate,
     check_rule,
+    default_f,
     get_rule,
     parse_pre,
     register_rule,
@@ -77,12 +77,11 @@ from .rules import (
     aggregate_multi_krum,
     aggregate_trimmed_mean,
     compute_bulyan_selection,
-    default_f,
     default_l,
     norm_bound,
 )
 from .robust import aggregate_geometric_median, aggregate_mda, mda_subsets
-from .pre import aggregate_with_pre, arc, bucket_permutation, bucketing, nnm, pre_aggregate
+from .pre import aggregate, aggregate_with_pre, arc, bucket_permutation, bucketing, nnm, pre_aggregate
 from .vectors import VectorBatch, vector_batch
 
 __all__ = [

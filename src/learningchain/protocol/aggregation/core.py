@@ -18,7 +18,7 @@ from scipy.linalg.blas import dsyrk
 from ...errors import ConfigError
 
 __all__ = ["Batch", "Aggregate", "RuleSpec", "RULES", "PRE_AGGREGATIONS", "PRE_OPTIONS", "parse_pre", "register_rule",
-           "get_rule", "check_rule", "aggregate"]
+           "get_rule", "check_rule", "default_f"]
 
 
 @dataclass(frozen=True)
@@ -177,13 +177,6 @@ def check_rule(params) -> None:
             raise ConfigError(f"aggregator {spec.name!r}: {problem}")
 
 
-def aggregate(batch: Batch, params) -> Aggregate:
-    """Run the chain's rule on a batch (the single entry point validators use)."""
-    if batch.n == 0:
-        raise ConfigError("cannot aggregate an empty batch")
-    spec = get_rule(params.aggregator)
-    if params.aggregator_options.get("pre"):
-        from .pre import aggregate_with_pre
-
-        return aggregate_with_pre(spec.fn, batch, params)
-    return spec.fn(batch, params)
+def default_f(holders: int) -> int:
+    """ceil(K/2) - 1: the paper's honest-majority assumption."""
+    return max(0, math.ceil(holders / 2) - 1)

@@ -131,9 +131,7 @@ def compute_cosine_ranking(batch: Batch) -> list[int]:
     compared exactly as the rational sign(a_k) a_k^2 / n_k. Ties go to the lower
     message hash.
     """
-    if not batch.integer_valued:  # pre-aggregated float vectors: see .vectors
-        from .vectors import float_cosine_terms
-
+    if not batch.integer_valued:  # pre-aggregated float vectors (see .vectors)
         a, n2 = float_cosine_terms(batch)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             keys = np.where(n2 > 0, (a * np.abs(a)) / np.where(n2 > 0, n2, 1.0), 0.0)
@@ -274,8 +272,6 @@ def compute_squared_distances(batch: Batch, norms=None) -> np.ndarray:
     float vectors computes each distance by the fixed tree instead (see .vectors).
     """
     if not batch.integer_valued:
-        from .vectors import float_squared_distances
-
         return float_squared_distances(batch, norms)
     g = compute_gram(batch)
     norms = batch.norms if norms is None else np.asarray(norms, dtype=np.float64)
@@ -318,3 +314,42 @@ def _rank(values, keys) -> list:
     """Indices by ascending value, ties to the lower message hash."""
     values = [float(v) for v in values]
     return sorted(range(len(values)), key=lambda i: (values[i], keys[i]))
+
+
+# -- pre-aggregated float vectors (see .vectors): the same fixed tree, no library reduction --
+
+
+def _tree_rows(products: np.ndarray) -> np.ndarray:
+    return fixed_order_row_sums(products)
+
+
+def tree_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row k: sum_i a[k, i] * b[k, i] (b may be one row), elementwise products
+    added by the fixed pairwise tree."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _tree_rows(np.multiply(a, b))
+
+
+def float_squared_distances(batch: Batch, norms=None) -> np.ndarray:
+    """D[a, b] = sum_i (x_a,i - x_b,i)^2 by the fixed tree, x = the batch's vectors
+    (with ``norms`` in place of its own); an overflow is +inf, never NaN."""
+    x = coordinate_values(batch, norms=norms)
+    n = batch.n
+    d = np.zeros((n, n), dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for a in range(n - 1):  # the upper triangle, mirrored: (x_b - x_a)^2 is (x_a - x_b)^2 bit for bit
+            diff = x[a + 1:] - x[a]
+            d[a, a + 1:] = _tree_rows(diff * diff)
+    d += d.T
+    d[np.isnan(d)] = np.inf
+    return d
+
+
+def float_cosine_terms(batch: Batch) -> tuple:
+    """(a_k, n_k) = (v . u_k, ||u_k||^2) with v = sum_k u_k added in canonical
+    order (ascending key, whatever the rows' order)."""
+    u = batch.q
+    v = np.zeros(batch.dim, dtype=np.float64)
+    for k in sorted(range(batch.n), key=batch.keys.__getitem__):
+        v += u[k]
+    return tree_dots(u, v), tree_dots(u, u)

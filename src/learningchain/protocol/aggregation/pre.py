@@ -45,19 +45,18 @@ from dataclasses import replace
 import numpy as np
 
 from ...crypto import keccak256
-from .core import Aggregate, Batch, parse_pre
+from ...errors import ConfigError
+from .core import Aggregate, Batch, default_f, get_rule, parse_pre
 from .exact import _hash_ranks, compute_squared_distances, coordinate_values
 from .vectors import vector_batch
 
-__all__ = ["aggregate_with_pre", "pre_aggregate", "nnm", "bucketing", "arc", "bucket_permutation",
+__all__ = ["aggregate", "aggregate_with_pre", "pre_aggregate", "nnm", "bucketing", "arc", "bucket_permutation",
            "arc_clip_count", "BUCKETING_TAG"]
 
 BUCKETING_TAG = b"learningchain/bucketing"
 
 
 def _pre_f(params, n: int) -> int:
-    from .rules import default_f
-
     opts = params.aggregator_options
     f = int(opts.get("pre_f", opts.get("f", default_f(params.holders))))
     return max(0, min(f, n - 1))
@@ -152,3 +151,13 @@ def aggregate_with_pre(rule, batch: Batch, params) -> Aggregate:
     agg = rule(inner, params)
     selection = tuple(sorted({m for i in agg.selection for m in groups[i]}))
     return Aggregate(selection, agg.gradient)
+
+
+def aggregate(batch: Batch, params) -> Aggregate:
+    """Run the chain's rule on a batch (the single entry point validators use)."""
+    if batch.n == 0:
+        raise ConfigError("cannot aggregate an empty batch")
+    spec = get_rule(params.aggregator)
+    if params.aggregator_options.get("pre"):
+        return aggregate_with_pre(spec.fn, batch, params)
+    return spec.fn(batch, params)

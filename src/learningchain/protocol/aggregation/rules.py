@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ...privacy.schedules import epsilon_for_round
-from .core import Aggregate, Batch, register_rule
+from .core import Aggregate, Batch, default_f, register_rule
 from .exact import (
     _krum_neighbours,
     _middle,
@@ -26,11 +26,6 @@ from .exact import (
     coordinate_values,
     weighted_unit_sum,
 )
-
-
-def default_f(holders: int) -> int:
-    """ceil(K/2) - 1: the paper's honest-majority assumption."""
-    return max(0, math.ceil(holders / 2) - 1)
 
 
 def _option_f(params) -> int:

@@ -30,21 +30,9 @@ from typing import ClassVar
 import numpy as np
 
 from .core import Batch
+from .exact import float_cosine_terms, float_squared_distances, tree_dots  # noqa: F401 - re-exported
 
 __all__ = ["VectorBatch", "vector_batch", "tree_dots", "float_squared_distances", "float_cosine_terms"]
-
-
-def _tree_rows(products: np.ndarray) -> np.ndarray:
-    from .exact import fixed_order_row_sums
-
-    return fixed_order_row_sums(products)
-
-
-def tree_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row k: sum_i a[k, i] * b[k, i] (b may be one row), elementwise products
-    added by the fixed pairwise tree."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _tree_rows(np.multiply(a, b))
 
 
 @dataclass(frozen=True)
@@ -74,30 +62,3 @@ def vector_batch(x: np.ndarray, keys: tuple, round_: int = 0) -> VectorBatch:
     u[~(r > 0)] = 0.0
     r = np.where(r > 0, r, 0.0)
     return VectorBatch(np.ascontiguousarray(u), r, tuple(keys), 0, round_)
-
-
-def float_squared_distances(batch: Batch, norms=None) -> np.ndarray:
-    """D[a, b] = sum_i (x_a,i - x_b,i)^2 by the fixed tree, x = the batch's vectors
-    (with ``norms`` in place of its own); an overflow is +inf, never NaN."""
-    from .exact import coordinate_values
-
-    x = coordinate_values(batch, norms=norms)
-    n = batch.n
-    d = np.zeros((n, n), dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for a in range(n - 1):  # the upper triangle, mirrored: (x_b - x_a)^2 is (x_a - x_b)^2 bit for bit
-            diff = x[a + 1:] - x[a]
-            d[a, a + 1:] = _tree_rows(diff * diff)
-    d += d.T
-    d[np.isnan(d)] = np.inf
-    return d
-
-
-def float_cosine_terms(batch: Batch) -> tuple:
-    """(a_k, n_k) = (v . u_k, ||u_k||^2) with v = sum_k u_k added in canonical
-    order (ascending key, whatever the rows' order)."""
-    u = batch.q
-    v = np.zeros(batch.dim, dtype=np.float64)
-    for k in sorted(range(batch.n), key=batch.keys.__getitem__):
-        v += u[k]
-    return tree_dots(u, v), tree_dots(u, u)
