@@ -17,9 +17,11 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_node_killed_with_sigkill_restarts_on_its_directory_and_catches_up(tmp_path):
-    conf = load_net_config(None, train_overrides={"dataset": "breast-cancer", "holders": 6, "rounds": 24,
+    rounds = 40  # room for the others to move on after the kill, however far the chain got before it
+    conf = load_net_config(None, train_overrides={"dataset": "breast-cancer", "holders": 6, "rounds": rounds,
                                                   "no_dp": True, "difficulty": 10},
-                           network_overrides={"interval_ms": 0, "collect_ms": 250, "reconnect_s": 0.25})
+                           network_overrides={"interval_ms": 0, "collect_ms": 250, "reconnect_s": 0.25,
+                                              "holder_delay_ms": 150})  # at least 6 s for the 40 rounds
     net = LocalNetwork(tmp_path, conf, 3)
     net.prepare()
     victim = net.nodes[2]
@@ -32,19 +34,20 @@ def test_a_node_killed_with_sigkill_restarts_on_its_directory_and_catches_up(tmp
         report = verify_chain(victim.dir)  # the chain it left behind is valid as it stands
         assert report.ok, report.error
         height_at_kill = report.height
-        net.wait_for(lambda s: s[0] and s[0]["height"] >= height_at_kill + 4, 120, what="the others to move on")
+        moved_on = min(height_at_kill + 4, rounds)
+        net.wait_for(lambda s: s[0] and s[0]["height"] >= moved_on, 120, what="the others to move on")
         net.restart(2)
-        final = net.wait_for(lambda s: converged(s, 24), 180, what="everyone at round 24")
+        final = net.wait_for(lambda s: converged(s, rounds), 180, what=f"everyone at round {rounds}")
         assert final[2]["last_sync"]["to_height"] > height_at_kill
     finally:
         codes = net.stop()
     assert all(c == 0 for c in codes.values()), codes
     assert stored <= all_stored(victim.dir / "chain.sqlite")  # no block lost
     chains = [canonical(n.dir / "chain.sqlite") for n in net.nodes]
-    assert chains[0] == chains[1] == chains[2] and len(chains[0]) == 25
+    assert chains[0] == chains[1] == chains[2] and len(chains[0]) == rounds + 1
     for n in net.nodes:
         assert verify_chain(n.dir).ok
-        assert json.loads((n.dir / "status.json").read_text())["height"] == 24
+        assert json.loads((n.dir / "status.json").read_text())["height"] == rounds
 
 
 def test_network_up_four_nodes_twenty_rounds(tmp_path, capsys):
