@@ -43,12 +43,13 @@ FORMAT = 1
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
+    """Write, then rename into place: a killed process leaves the old file or the new
+    one, never half of one. No fsync: like the chain store (WAL, synchronous=NORMAL),
+    a checkpoint survives the process, not a power cut, and it is written every round."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # holders' keys are in it
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 
