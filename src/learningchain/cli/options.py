@@ -8,6 +8,8 @@ import argparse
 from dataclasses import MISSING, fields
 
 from ..config import DATASET_DEFAULTS, KNOWN, field_type, known_names
+from ..config.schema import toml_scalar
+from ..errors import ConfigError
 
 __all__ = ["add_config_options", "config_values", "option_group", "option_name", "per_dataset", "help_line"]
 
@@ -79,6 +81,8 @@ def _add_option(group, cls, f) -> None:
         kwargs.update(type=tp)
         if f.metadata["metavar"]:
             kwargs["metavar"] = f.metadata["metavar"]
+    elif tp is dict and f.metadata["flag"]:  # a table set entry by entry: --model-arg KEY=VALUE, repeatable
+        kwargs.update(action="append", metavar="KEY=VALUE")
     else:  # pragma: no cover - a declaration error: tables and lists are set with --set or TOML
         raise TypeError(f"{f.name}: a {tp!r} key cannot be a command-line option")
     group.add_argument(option_name(f), **kwargs)
@@ -91,5 +95,19 @@ def config_values(args, cls, command: str) -> dict:
         if command in f.metadata["option"]:
             value = getattr(args, f.name, None)
             if value is not None:
-                out[f.name] = value
+                out[f.name] = _table(value, option_name(f)) if field_type(cls, f.name) is dict else value
     return out
+
+
+def _table(items: list, option: str) -> dict:
+    """``KEY=VALUE`` entries of a table option, each value a TOML scalar (bare words are strings)."""
+    table: dict = {}
+    for item in items:
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise ConfigError(f"{option} expects KEY=VALUE, got {item!r}")
+        if name in table:
+            raise ConfigError(f"{option} sets {name!r} twice")
+        table[name] = toml_scalar(raw)
+    return table

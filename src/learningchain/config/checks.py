@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
+from ..models.custom import check_factory_path, check_model_args, is_factory_path
 from .names import (HIDDEN_MODELS, IDX_DATASETS, IMAGE_DATASETS, check_name, check_rewards, make_holder_attack,
                     rule_options)
 
@@ -35,7 +36,11 @@ def _finite(v) -> bool:
 
 def check_train(cfg) -> None:
     for name in _NAMED:
+        if name == "model" and is_factory_path(cfg.model):
+            check_factory_path(cfg.model)  # a user's factory: imported when the run builds it
+            continue
         check_name(name, getattr(cfg, name))
+    _check_user_data(cfg)
     _check_parties(cfg)
     _check_applies(cfg)
     _check_learning(cfg)
@@ -61,6 +66,31 @@ def _check_applies(cfg) -> None:
         _need(not attack.needs_images or cfg.dataset in IMAGE_DATASETS,
               f"the {cfg.attack} attack stamps a trigger on images: it needs an image data set "
               f"({', '.join(IMAGE_DATASETS)}), not {cfg.dataset!r}")
+
+
+_DATA_SUFFIXES = (".npz", ".csv")
+
+
+def _check_user_data(cfg) -> None:
+    """The keys of a user's model and data: where they apply and what they take."""
+    if cfg.data is not None:
+        _need(cfg.dataset in (_default(cfg, "dataset"), "user"),
+              f"give dataset ({cfg.dataset!r}) or data ({cfg.data!r}), not both")
+        _need(cfg.data.strip() != "", "data must name a file or package.module:factory, got an empty string")
+        if not cfg.data.lower().endswith(_DATA_SUFFIXES):
+            if not is_factory_path(cfg.data):
+                raise ConfigError(f"data {cfg.data!r}: expected an .npz or .csv file or package.module:factory")
+            check_factory_path(cfg.data, "data")
+    _need(cfg.label_column is None or (cfg.data is not None and cfg.data.lower().endswith(".csv")),
+          "label_column applies to CSV data (--data FILE.csv)")
+    if cfg.classes is not None:
+        _need(cfg.data is not None or cfg.dataset == "user",
+              f"classes applies to your own data (--data), not dataset {cfg.dataset!r}")
+        _need(cfg.classes >= 2, f"classes must be an integer >= 2, got {cfg.classes!r}")
+    if cfg.model_args:
+        _need(is_factory_path(cfg.model),
+              f"model_args applies to a package.module:factory model, not {cfg.model!r}")
+        check_model_args(cfg.model_args, cfg.model)
 
 
 def _check_parties(cfg) -> None:

@@ -39,7 +39,7 @@ def rule_options(aggregator: str) -> tuple:
 
 #: Every name-valued key and the names it takes (in the registry's order).
 KNOWN: dict[str, tuple] = {
-    "dataset": tuple(DATASETS),
+    "dataset": tuple(DATASETS) + ("user",),  # user: a user's own data (data = PATH, or arrays from Python)
     "partition": tuple(PARTITIONS),
     "model": tuple(MODEL_KINDS),
     "attack": tuple(sorted(HOLDER_ATTACKS)),

@@ -20,6 +20,7 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "breast-cancer": {"holders": 10, "rounds": 300, "lr": 0.5},
     "mnist": {"holders": 100, "rounds": 300, "lr": 0.5},
     "fashion-mnist": {"holders": 100, "rounds": 300, "lr": 0.5},
+    "user": {"holders": 10, "rounds": 100, "lr": 0.5},  # a user's own data (--data, or arrays from Python)
 }
 
 #: Keys that were renamed: the old name is refused with the new one and why.
@@ -46,7 +47,20 @@ class TrainConfig:
                                  help="partition = \"dirichlet\": each class is spread over the K holders with "
                                       "proportions drawn from Dirichlet(A, ..., A) (small A: each holder sees few "
                                       "classes; large A: near IID)")
-    model: str = key("logistic", section="problem", group=_DATA, option=_TRAIN_CHAIN, help="the model")
+    data: Optional[str] = key(None, section="problem", group=_DATA, option=_ONLY_TRAIN, metavar="PATH",
+                              help="your own data set instead of --dataset: an .npz (x, y, optional x_test, y_test), "
+                                   "a .csv (label in the last column) or package.module:factory (see docs/CUSTOM.md)")
+    label_column: Optional[str] = key(None, section="problem", group=_DATA, option=_ONLY_TRAIN, metavar="COL",
+                                      help="--data CSV: the label column, by header name or 0-based index",
+                                      default_help="the last column")
+    classes: Optional[int] = key(None, section="problem", group=_DATA, option=_ONLY_TRAIN, metavar="C",
+                                 help="--data: the number of classes (labels 0..C-1)",
+                                 default_help="the largest label + 1, every class present")
+    model: str = key("logistic", section="problem", group=_DATA, option=_TRAIN_CHAIN,
+                     help="the model: a built-in one or package.module:factory, a function returning a "
+                          "torch.nn.Module (see docs/CUSTOM.md)")
+    model_args: dict = key(section="problem", group=_DATA, factory=dict, option=_ONLY_TRAIN, flag="--model-arg",
+                           help="keyword arguments of a package.module:factory model (repeatable KEY=VALUE)")
     hidden: tuple[int, ...] = key((100,), section="problem", group=_DATA, help="hidden layer widths of the mlp")
     holders: Optional[int] = key(None, section="problem", group=_PARTIES, option=_TRAIN_CHAIN, metavar="K",
                                  help="data holders")
@@ -187,10 +201,12 @@ class TrainConfig:
     # -- resolved views ------------------------------------------------------------
     def resolved(self) -> "TrainConfig":
         """The config with per-dataset defaults filled in."""
-        d = DATASET_DEFAULTS[self.dataset]
+        dataset = "user" if self.data is not None else self.dataset
+        d = DATASET_DEFAULTS[dataset]
         holders = self.holders or d["holders"]
         return replace(
             self,
+            dataset=dataset,
             holders=holders,
             miners=self.miners or holders,
             rounds=self.rounds or d["rounds"],

@@ -39,6 +39,8 @@ class Dataset:
     y_test: np.ndarray
     classes: int
     note: str = ""
+    #: the shape of one example before flattening (a user's data: what its model sees); None: flat
+    input_shape: Optional[tuple] = None
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
@@ -51,6 +53,9 @@ class Dataset:
                 raise DataError(f"{self.name}: {part} labels must be in 0..{self.classes - 1}")
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise DataError(f"{self.name}: train and test have different feature counts")
+        if self.input_shape is not None and int(np.prod(self.input_shape)) != self.x_train.shape[1]:
+            raise DataError(f"{self.name}: examples of shape {self.input_shape} do not flatten to "
+                            f"{self.x_train.shape[1]} features")
 
     @property
     def features(self) -> int:

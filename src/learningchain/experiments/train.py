@@ -38,16 +38,17 @@ __all__ = ["run_training", "resume_training", "run_training_ethereum", "build_pa
 
 
 def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
-                 on_round: Optional[Callable[[dict], None]] = None) -> dict:
-    """Run ``cfg`` on its backend and return the summary (also written to ``summary.json``)."""
+                 on_round: Optional[Callable[[dict], None]] = None, data=None) -> dict:
+    """Run ``cfg`` on its backend and return the summary (also written to ``summary.json``);
+    ``data``: a user's arrays or Dataset given from Python (``cfg.dataset`` = ``"user"``)."""
     cfg = cfg.resolved()
     check_honoured(cfg, "train")  # a key this run would ignore is refused, never silently dropped
     if cfg.backend == "ethereum":
-        return run_training_ethereum(cfg, progress=progress, on_round=on_round)
+        return run_training_ethereum(cfg, progress=progress, on_round=on_round, data=data)
     started = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     target = check_out_dir(cfg.out, cfg.dataset, force=cfg.force)
-    parties = build_parties(cfg)  # refuses a bad configuration before anything is written
+    parties = build_parties(cfg, data=data)  # refuses a bad configuration before anything is written
     check_miners(cfg)
 
     def run(out: Path) -> dict:
@@ -93,7 +94,7 @@ def resume_training(path, *, progress: Optional[bool] = None,
 
 def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
                           on_round: Optional[Callable[[dict], None]] = None, chain=None,
-                          reward_wei: Optional[int] = None) -> dict:
+                          reward_wei: Optional[int] = None, data=None) -> dict:
     """Run ``cfg`` on Ethereum (``chain``: the embedded EVM or ``--rpc-url`` unless given)
     and return the summary: the native keys plus the chain's."""
     # web3, eth-tester and vyper are the optional ``ethereum`` extra
@@ -107,7 +108,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
     cfg = secure_config(cfg, chain)  # a reachable chain: noise, batches and keys from the OS CSPRNG
     target = check_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force)
-    parties = build_parties(cfg)
+    parties = build_parties(cfg, data=data)
     cparams = contract_params(cfg, parties, reward_wei)
 
     def run(out: Path) -> dict:

@@ -18,10 +18,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from .custom import IMPORT_KIND, build_imported, imported_spec, is_factory_path
 
 __all__ = [
     "MODEL_KINDS",
+    "IMPORT_KIND",
     "build_model",
+    "imported_spec",
+    "is_binary",
+    "is_factory_path",
     "model_spec",
     "loss_fn",
     "get_flat",
@@ -113,6 +118,8 @@ def model_spec(kind: str, inputs: int, classes: int, **options) -> dict:
 
 
 def build_model(spec: dict, *, dtype=torch.float32) -> nn.Module:
+    if spec.get("kind") == IMPORT_KIND:  # a user's factory (models/custom.py)
+        return build_imported(spec).to(dtype)
     spec = dict(spec)
     kind = spec.pop("kind", None)
     if kind not in MODEL_KINDS:
@@ -124,9 +131,15 @@ def build_model(spec: dict, *, dtype=torch.float32) -> nn.Module:
     return model.to(dtype)
 
 
+def is_binary(spec: dict) -> bool:
+    """One logit and binary cross-entropy (two classes), or one logit per class.
+    The built-in models say so by their class count; a user's model by its ``loss``."""
+    return spec.get("loss", "binary" if spec["classes"] == 2 else "cross-entropy") == "binary"
+
+
 def loss_fn(spec: dict) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Per-example loss ``phi(h(w; x), y)`` (reduction='none'), labels as class indices."""
-    binary = spec["classes"] == 2
+    binary = is_binary(spec)
     if spec["kind"] == "svm":
         def smooth_hinge(out, y):
             z = out.squeeze(1) * (2.0 * y.to(out.dtype) - 1.0)
@@ -176,7 +189,7 @@ def initial_vector(spec: dict, seed: int) -> np.ndarray:
 def predict(model: nn.Module, spec: dict, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out = model(x)
-        if spec["classes"] == 2:
+        if is_binary(spec):
             return (out.squeeze(1) > 0).long()
         return out.argmax(1)
 

@@ -16,10 +16,11 @@ import numpy as np
 
 from ..attacks.holders import make_holder_attack
 from ..config import NetConfigFile, TrainConfig
-from ..data import load_dataset, partition_indices
-from ..errors import ConfigError
+from ..data import data_fingerprint, from_object, load_dataset, load_user_data, partition_indices
+from ..errors import ConfigError, DataError
 from ..holder import DataHolder
-from ..models import initial_vector, model_spec
+from ..models import imported_spec, initial_vector, is_factory_path, model_spec
+from ..models.custom import load_factory
 from ..privacy.accounting import calibrate_noise_multiplier, calibrate_round_epsilon
 from ..privacy.secure import SecureRandom
 from ..protocol.aggregation import get_rule
@@ -30,7 +31,7 @@ from ..protocol.quantize import max_exact_messages
 from ..protocol.transition import make_genesis
 
 __all__ = ["GENESIS_TIME_MS", "ChainSetup", "Parties", "apply_target_epsilon", "build_chain_setup", "build_params",
-           "build_parties", "network_setup", "resolve_noise_multiplier"]
+           "build_parties", "load_run_data", "network_setup", "resolve_noise_multiplier"]
 
 #: Genesis timestamp of simulated chains (fixed, so a seed reproduces a chain).
 GENESIS_TIME_MS = 1_700_000_000_000
@@ -65,7 +66,7 @@ def apply_target_epsilon(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, extra_messages: int = 0,
-                 noise_multiplier: float = 0.0) -> ProtocolParams:
+                 noise_multiplier: float = 0.0, data_record: Optional[dict] = None) -> ProtocolParams:
     """The protocol parameters genesis fixes, from the config."""
     options = dict(cfg.aggregator_options)
     if cfg.l is not None:
@@ -99,16 +100,58 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         consensus="pow",
         difficulty=cfg.difficulty,
         rewards=dict(cfg.rewards),
-        meta=_meta(cfg),
+        meta=_meta(cfg, data_record),
     )
 
 
-def _meta(cfg: TrainConfig) -> dict:
-    """What genesis records of the data: the Dirichlet alpha only where the partition draws with it."""
+def _meta(cfg: TrainConfig, data_record: Optional[dict] = None) -> dict:
+    """What genesis records of the data: the Dirichlet alpha only where the partition draws with it,
+    and, for a user's own data only, its source, sizes, shape and fingerprint."""
     meta = {"dataset": cfg.dataset, "seed": cfg.seed, "partition": cfg.partition}
     if cfg.partition == "dirichlet":
         meta["dirichlet_alpha"] = float(cfg.dirichlet_alpha)
+    if data_record is not None:
+        meta["data"] = data_record
     return meta
+
+
+def load_run_data(cfg: TrainConfig, given=None):
+    """The run's data set: ``given`` (arrays or a Dataset from Python), the user's
+    ``data`` (a file or a factory), or the named built-in data set."""
+    if given is not None:
+        return from_object(given, "arrays", seed=cfg.seed, classes=cfg.classes)
+    if cfg.data is not None:
+        if is_factory_path(cfg.data) and not cfg.data.lower().endswith((".npz", ".csv")):
+            fn = load_factory(cfg.data, "data")
+            try:
+                obj = fn()
+            except Exception as exc:  # the user's code: any failure is reported as a data error
+                raise DataError(f"data factory {cfg.data!r} raised {type(exc).__name__}: {exc}") from None
+            return from_object(obj, cfg.data, seed=cfg.seed, classes=cfg.classes)
+        return load_user_data(cfg.data, seed=cfg.seed, classes=cfg.classes, label_column=cfg.label_column)
+    if cfg.dataset == "user":
+        raise ConfigError("dataset 'user' needs your data: --data PATH (an .npz, a .csv or package.module:factory), "
+                          "or arrays passed to learningchain.run_training(data=...)")
+    return load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
+
+
+def _data_record(cfg: TrainConfig, dataset, given) -> Optional[dict]:
+    """Genesis's record of a user's data set (None for the built-in ones: their genesis is unchanged)."""
+    if cfg.dataset != "user":
+        return None
+    source = "arrays" if given is not None else (cfg.data if is_factory_path(cfg.data) and not
+                                                 cfg.data.lower().endswith((".npz", ".csv")) else dataset.name)
+    return {"source": source, "train": int(len(dataset.y_train)), "test": int(len(dataset.y_test)),
+            "input_shape": list(dataset.input_shape or (dataset.features,)), "classes": int(dataset.classes),
+            "sha256": data_fingerprint(dataset)}
+
+
+def _model_spec(cfg: TrainConfig, dataset) -> dict:
+    if is_factory_path(cfg.model):
+        return imported_spec(cfg.model, dict(cfg.model_args), input_shape=dataset.input_shape or (dataset.features,),
+                             classes=dataset.classes)
+    options = {"hidden": list(cfg.hidden)} if cfg.model == "mlp" else {}
+    return model_spec(cfg.model, dataset.features, dataset.classes, **options)
 
 
 @dataclass
@@ -138,18 +181,20 @@ class Parties:
 
 
 def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[ProtocolParams], ProtocolParams]] = None,
-                      genesis_time_ms: int = GENESIS_TIME_MS) -> ChainSetup:
+                      genesis_time_ms: int = GENESIS_TIME_MS, data=None) -> ChainSetup:
     """Data set, holder shards, protocol parameters and genesis: a pure function of
     the config and its seed, so separate processes given one config build the same
-    genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network)."""
+    genesis. ``params_hook`` adjusts the parameters (e.g. the consensus of a network);
+    ``data`` is a user's data given from Python (arrays or a Dataset, see data/user.py)."""
     cfg = apply_target_epsilon(cfg.resolved())
+    if data is not None and cfg.dataset != "user":
+        raise ConfigError(f"data given from Python needs dataset = 'user', not {cfg.dataset!r}")
     rng = np.random.default_rng(cfg.seed)
-    dataset = load_dataset(cfg.dataset, seed=cfg.seed, data_dir=cfg.idx_dir)
+    dataset = load_run_data(cfg, data)
     if cfg.holders > len(dataset.y_train):
         raise ConfigError(f"{cfg.holders} holders for {len(dataset.y_train)} training examples")
     parts = partition_indices(dataset.y_train, cfg.holders, rng, scheme=cfg.partition, alpha=cfg.dirichlet_alpha)
-    options = {"hidden": list(cfg.hidden)} if cfg.model == "mlp" else {}
-    spec = model_spec(cfg.model, dataset.features, dataset.classes, **options)
+    spec = _model_spec(cfg, dataset)
     w0 = initial_vector(spec, cfg.seed)
     batch_size = cfg.batch_size or max(len(p) for p in parts)
     if cfg.attack == "sybil" and cfg.byzantine:
@@ -159,16 +204,17 @@ def build_chain_setup(cfg: TrainConfig, *, params_hook: Optional[Callable[[Proto
         extra = 0
     z = resolve_noise_multiplier(cfg, batch_size=batch_size, smallest_holder=min(len(p) for p in parts))
     params = build_params(cfg, spec=spec, dim=int(w0.shape[0]), batch_size=batch_size, extra_messages=extra,
-                          noise_multiplier=z)
+                          noise_multiplier=z, data_record=_data_record(cfg, dataset, data))
     if params_hook is not None:
         params = params_hook(params)
     genesis = make_genesis(params, w0, timestamp=genesis_time_ms)
     return ChainSetup(dataset, spec, params, genesis, parts, rng)
 
 
-def build_parties(cfg: TrainConfig) -> Parties:
-    """Data, model, protocol parameters, genesis and holders (shared by every backend)."""
-    setup = build_chain_setup(cfg)
+def build_parties(cfg: TrainConfig, *, data=None) -> Parties:
+    """Data, model, protocol parameters, genesis and holders (shared by every backend);
+    ``data``: a user's arrays or Dataset given from Python."""
+    setup = build_chain_setup(cfg, data=data)
     dataset, params, rng = setup.dataset, setup.params, setup.rng
     byz = sorted(rng.choice(cfg.holders, size=cfg.byzantine, replace=False).tolist()) if cfg.byzantine else []
     attacks = {i: make_holder_attack(cfg.attack, **cfg.attack_options) for i in byz}
