@@ -9,6 +9,10 @@ TRAIN = {  # key: (value, companions)
     "partition": ("label-sorted", {}),
     "dirichlet_alpha": (0.1, {"partition": "dirichlet"}),
     "model": ("svm", {}),
+    "data": ("bars.npz", {"dataset": "user"}),
+    "label_column": ("label", {"dataset": "user", "data": "bars.csv"}),
+    "classes": (3, {"dataset": "user", "data": "bars.npz"}),
+    "model_args": ({"channels": 2}, {"model": "custom_cnn:make_cnn"}),
     "hidden": ([8], {"model": "mlp"}),
     "holders": (5, {}),
     "miners": (3, {}),
@@ -65,6 +69,10 @@ TRAIN = {  # key: (value, companions)
 #: Keys whose effect a small native run does not show, and the test that shows it.
 TRAIN_TESTED_ELSEWHERE = {
     "idx_dir": "tests/data/test_datasets.py::test_idx_directory_loads_like_mnist",
+    "data": "tests/experiments/test_custom_model.py::test_cli_trains_a_user_cnn_on_an_npz_and_verify_rebuilds_it",
+    "label_column": "tests/data/test_user_data.py::test_csv_with_a_header_and_a_named_label_column",
+    "classes": "tests/data/test_user_data.py::test_classes_given_accepts_labels_the_inference_refuses",
+    "model_args": "tests/experiments/test_custom_model.py::test_cli_trains_a_user_cnn_on_an_npz_and_verify_rebuilds_it",
     "backend": "tests/ethereum/test_runner.py::test_a_short_run_writes_the_run_directory_and_pays_each_aggregation",
     "rpc_url": "tests/ethereum/test_runner.py::test_same_test_error_as_the_native_chain_against_anvil",
     "chain_id": "tests/ethereum/test_security.py::test_the_chain_id_is_pinned_and_fees_are_capped",

@@ -76,6 +76,8 @@ def test_train_takes_every_key_it_honours_and_refuses_the_others(name, tmp_path)
     if "train" in f.metadata["option"]:  # the generated option sets the same key
         option = [option_name(f)] if get_type_hints(TrainConfig)[name] in (bool, "Optional[bool]") or isinstance(
             value, bool) else [option_name(f), str(value)]
+        if isinstance(value, dict):  # a table option takes its entries one by one: --model-arg KEY=VALUE
+            option = [a for k, v in value.items() for a in (option_name(f), f"{k}={_toml_value(v)}")]
         cfg = train_config_from_args(_parse(["train", *_sets(extra), *option]))
         assert _plain(getattr(cfg, name)) == value
 

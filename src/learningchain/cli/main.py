@@ -160,7 +160,7 @@ def cmd_train(args) -> int:
 def cmd_chain_verify(args) -> int:
     if args.last is not None and args.last < 1:
         raise ConfigError(f"--last must be at least 1 block, got {args.last}")
-    report = verify_chain(args.path, last=args.last)
+    report = verify_chain(args.path, last=args.last, trust_model_code=args.trust_model_code)
     print(report.describe())
     return 0 if report.ok else 1
 
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("verify", allow_abbrev=False, help="replay a stored chain and check every block")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.add_argument("--last", type=int, metavar="S", help="check only the last S blocks (the holders' final check)")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="rebuild a package.module:factory model named in genesis (imports and runs that code) "
+                        "and check its parameter count and shape hash")
     p.set_defaults(func=cmd_chain_verify)
     p = csub.add_parser("head", allow_abbrev=False, help="print the head height and hash")
     p.add_argument("path", help="chain.sqlite or a run directory")

@@ -35,7 +35,7 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["IMPORT_KIND", "ImportedModel", "build_imported", "check_factory_path", "check_model_args",
+__all__ = ["IMPORT_KIND", "ImportedModel", "build_imported", "check_factory_path", "check_recorded_model", "check_model_args",
            "factory_path_of", "imported_spec", "is_factory_path", "shapes_hash"]
 
 IMPORT_KIND = "import"
@@ -220,3 +220,24 @@ def imported_spec(path: str, args: dict, *, input_shape, classes: int) -> dict:
                           + (" or 1 (binary cross-entropy)" if classes == 2 else ""))
     spec.update(loss=loss, params=sum(p.numel() for p in model.parameters()), shapes=shapes_hash(model))
     return spec
+
+
+def check_recorded_model(spec: dict, dim: int, *, trust_code: bool) -> str:
+    """For ``chain verify``: rebuild the user model a genesis records and check it
+    has the chain's ``dim`` parameters and the recorded shape hash. Returns what was
+    left unchecked, in words ("" when nothing); a model that cannot be rebuilt, or
+    builds another shape, is a ConfigError. Built-in models need no code: "".
+    Importing a factory runs its module's code, so it is done only with ``trust_code``."""
+    if not isinstance(spec, dict) or spec.get("kind") != IMPORT_KIND:
+        return ""
+    path = spec.get("factory")
+    if not trust_code:
+        return (f"the model factory {path!r} named in genesis was not rebuilt (that imports and runs its code: "
+                "pass --trust-model-code if you trust it)")
+    if not isinstance(spec.get("params"), int) or not isinstance(spec.get("shapes"), str):
+        raise ConfigError(f"genesis names model factory {path!r} without its parameter count and shape hash")
+    model = build_imported(spec)
+    count = sum(p.numel() for p in model.parameters())
+    if count != dim:
+        raise ConfigError(f"model factory {path!r} builds {count} parameters, the chain's models have {dim}")
+    return ""

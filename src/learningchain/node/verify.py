@@ -14,7 +14,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ..errors import DecodeError, InvalidBlock, LearningChainError, StoreError
+from ..errors import ConfigError, DecodeError, InvalidBlock, LearningChainError, StoreError
+from ..models.custom import check_recorded_model
 from ..protocol.block import Header, decode_header
 from ..protocol.budget import charge
 from ..protocol.forkchoice import block_work
@@ -122,13 +123,15 @@ def _load(store: SQLiteStore, height: int, expect_parent: Optional[bytes], *,
     return block, (parent_col, height_col, work_col)
 
 
-def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
+def verify_chain(path, *, last: Optional[int] = None, trust_model_code: bool = False) -> VerifyReport:
     """Validate the canonical chain stored at ``path`` (a chain.sqlite or a run directory).
 
     The store is opened read-only. Every canonical block is replayed, or with
     ``last`` the last ``last`` of them; the blocks below such a window have their
     headers, links, proof of work and stored columns checked, not their bodies,
-    and the report says so. Any inconsistency is reported at its height.
+    and the report says so. Any inconsistency is reported at its height. A user
+    model named in genesis is rebuilt and checked with ``trust_model_code``
+    (models/custom.py); without it the report says it was not.
     """
     report = VerifyReport(ok=False, height=-1, checked=0)
     try:
@@ -138,7 +141,7 @@ def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
         return report
     at = [0]  # the height being checked, for errors the store itself raises
     try:
-        _verify(store, report, last, at)
+        _verify(store, report, last, at, trust_model_code)
     except InvalidBlock as exc:
         report.ok = False
         report.first_bad_height = exc.height if exc.height is not None else at[0]
@@ -152,7 +155,8 @@ def verify_chain(path, *, last: Optional[int] = None) -> VerifyReport:
     return report
 
 
-def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list) -> None:
+def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list,
+            trust_model_code: bool = False) -> None:
     top = _check_head(store, report, at)
     headers: dict[bytes, Header] = {}
 
@@ -163,6 +167,10 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
 
     at[0] = 0
     genesis, params = _check_genesis(store, report)
+    try:
+        model_note = check_recorded_model(params.model, params.dim, trust_code=trust_model_code)
+    except ConfigError as exc:
+        raise InvalidBlock("model-code", f"the model genesis records cannot be rebuilt: {exc}", height=0) from None
     headers[genesis.hash] = genesis.header
     work = {genesis.hash: 0}
     start = 1 if last is None else max(1, top - last + 1)
@@ -172,6 +180,7 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     _replay_window(store, report, params, genesis, parent, range(start, top + 1), headers, work, spent,
                    ancestor, at)
     _check_side_blocks(store, params, genesis.hash, work, at)
+    report.not_replayed = "; ".join(n for n in (report.not_replayed, model_note) if n)
     report.ok = True
 
 
