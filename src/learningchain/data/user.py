@@ -79,6 +79,9 @@ def _classes(y_train: np.ndarray, y_test: np.ndarray, classes: Optional[int], wh
     high = max(int(y_train.max()), int(y_test.max()) if y_test.size else 0)
     if low < 0:
         raise DataError(f"{what}: labels must be class indices >= 0, got {low}")
+    present = np.unique(y_train)
+    if len(present) < 2:
+        raise DataError(f"{what}: every training label is {int(present[0])}: a classifier needs at least two classes")
     if classes is not None:
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
             raise ConfigError(f"classes must be an integer >= 2, got {classes!r}")
@@ -86,9 +89,7 @@ def _classes(y_train: np.ndarray, y_test: np.ndarray, classes: Optional[int], wh
             raise DataError(f"{what}: label {high} is out of range for classes = {classes} (labels 0..{classes - 1})")
         return classes
     count = high + 1
-    if count < 2:
-        raise DataError(f"{what}: every label is {high}: a classifier needs at least two classes")
-    missing = sorted(set(range(count)) - set(np.unique(y_train).tolist()))
+    missing = sorted(set(range(count)) - set(present.tolist()))
     if missing:
         raise DataError(f"{what}: labels run to {high} but class(es) {missing[:5]} have no training example: "
                         "the class count is unclear; relabel the classes 0..C-1 or give classes = C")
@@ -142,6 +143,8 @@ def data_fingerprint(ds: Dataset) -> str:
 
 
 def _load_npz(path: Path, **kw) -> Dataset:
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not a readable .npz file (not a zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as z:
             keys = sorted(z.files)
