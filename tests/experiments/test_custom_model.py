@@ -199,3 +199,37 @@ def test_bad_model_names_and_arguments_are_refused_before_anything_loads(tmp_pat
     with pytest.raises(ConfigError, match="cannot be named by an import path"):
         learningchain.run_training(model=lambda: torch.nn.Linear(2, 2), data=(np.zeros((4, 2)), [0, 1, 0, 1]))
     assert main(["train", "--model-arg", "width", "--model", "m:f"]) == 2  # KEY=VALUE expected
+
+
+def _doc_blocks(kind: str) -> str:
+    """The fenced block after ``<!-- custom-doc-test: KIND -->`` in docs/CUSTOM.md."""
+    text = (EXAMPLES.parent / "docs" / "CUSTOM.md").read_text()
+    after = text.split(f"<!-- custom-doc-test: {kind} -->", 1)[1]
+    return after.split("```", 2)[1].split("\n", 1)[1]
+
+
+@pytest.mark.slow
+def test_the_commands_of_docs_custom_run_as_written(tmp_path, monkeypatch, capsys):
+    import runpy
+    import shlex
+
+    (tmp_path / "custom_cnn.py").write_text((EXAMPLES / "custom_cnn.py").read_text())  # the doc's copy
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("custom_cnn", None)
+    try:
+        for line in _doc_blocks("sh").strip().splitlines():
+            argv = shlex.split(line)
+            if argv[:2] == ["python", "custom_cnn.py"]:
+                monkeypatch.setattr(sys, "argv", argv[1:])
+                runpy.run_path("custom_cnn.py", run_name="__main__")
+            else:
+                assert argv[0] == "learningchain" and main(argv[1:]) == 0, line
+        printed = capsys.readouterr().out
+        assert "test error                    0.0917" in printed and "baseline test error           0.1000" in printed
+        assert "OK: 40 blocks verified from genesis to head 40" in printed
+        exec(compile(_doc_blocks("python"), "CUSTOM.md", "exec"), {})
+        assert capsys.readouterr().out.strip() == "0.09166666666666666 bars-py"
+        assert main(["chain", "verify", "bars-py", "--trust-model-code"]) == 0
+    finally:
+        sys.modules.pop("custom_cnn", None)

@@ -63,9 +63,10 @@ def _check_applies(cfg) -> None:
                                f"{', '.join(options) or 'none'}")
     if cfg.byzantine or cfg.attack_options:
         attack = make_holder_attack(cfg.attack, **cfg.attack_options)
-        _need(not attack.needs_images or cfg.dataset in IMAGE_DATASETS,
+        dataset = "user" if cfg.data is not None else cfg.dataset
+        _need(not attack.needs_images or dataset in IMAGE_DATASETS,
               f"the {cfg.attack} attack stamps a trigger on images: it needs an image data set "
-              f"({', '.join(IMAGE_DATASETS)}), not {cfg.dataset!r}")
+              f"({', '.join(IMAGE_DATASETS)}), not {dataset!r}")
 
 
 _DATA_SUFFIXES = (".npz", ".csv")
