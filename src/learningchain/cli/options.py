@@ -18,9 +18,12 @@ def per_dataset(key: str) -> str:
     """The per-dataset default of ``key`` for a help line: "default per dataset: 200 synthetic, 300 others"."""
     groups: dict = {}
     for name, values in DATASET_DEFAULTS.items():
-        groups.setdefault(values[key], []).append(name)
+        if name != "user":  # a user's own data (--data): said last
+            groups.setdefault(values[key], []).append(name)
     parts = [f"{v:g} {' and '.join(names)}" if i == 0 or len(groups) > 2 else f"{v:g} others"
              for i, (v, names) in enumerate(groups.items())]
+    if "user" in DATASET_DEFAULTS:
+        parts.append(f"{DATASET_DEFAULTS['user'][key]:g} with --data")
     return "default per dataset: " + ", ".join(parts)
 
 

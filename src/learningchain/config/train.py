@@ -60,7 +60,8 @@ class TrainConfig:
                      help="the model: a built-in one or package.module:factory, a function returning a "
                           "torch.nn.Module (see docs/CUSTOM.md)")
     model_args: dict = key(section="problem", group=_DATA, factory=dict, option=_ONLY_TRAIN, flag="--model-arg",
-                           help="keyword arguments of a package.module:factory model (repeatable KEY=VALUE)")
+                           help="a keyword argument of a package.module:factory model (repeatable; VALUE read "
+                                "as TOML, a bare word as a string)", default_help="none")
     hidden: tuple[int, ...] = key((100,), section="problem", group=_DATA, help="hidden layer widths of the mlp")
     holders: Optional[int] = key(None, section="problem", group=_PARTIES, option=_TRAIN_CHAIN, metavar="K",
                                  help="data holders")
