@@ -233,3 +233,25 @@ def test_the_commands_of_docs_custom_run_as_written(tmp_path, monkeypatch, capsy
         assert main(["chain", "verify", "bars-py", "--trust-model-code"]) == 0
     finally:
         sys.modules.pop("custom_cnn", None)
+
+
+def test_data_from_a_factory_is_the_same_as_its_arrays(examples_dir, tmp_path, monkeypatch):
+    from custom_cnn import make_arrays
+
+    setup = build_chain_setup(TrainConfig(data="custom_cnn:bars_dataset", model="custom_cnn:make_cnn", holders=3,
+                                          rounds=1, seed=4))
+    x, y = make_arrays()
+    order = np.random.default_rng([4, 0xDA7A]).permutation(len(y))  # the documented split
+    np.testing.assert_array_equal(setup.dataset.x_test, x[order[:120]].reshape(120, 64))
+    np.testing.assert_array_equal(setup.dataset.y_train, y[order[120:]])
+    assert setup.params.meta["data"]["source"] == "custom_cnn:bars_dataset"
+    _module(tmp_path, monkeypatch, "lc_bad_data", "def broken():\n    raise OSError('disk gone')\n"
+                                                   "def scalar():\n    return 7\n")
+    from learningchain.errors import DataError
+
+    with pytest.raises(DataError, match="data factory 'lc_bad_data:broken' raised OSError: disk gone"):
+        build_chain_setup(TrainConfig(data="lc_bad_data:broken", holders=2, rounds=1))
+    with pytest.raises(DataError, match="expected a torch.utils.data.Dataset"):
+        build_chain_setup(TrainConfig(data="lc_bad_data:scalar", holders=2, rounds=1))
+    with pytest.raises(ConfigError, match="data factory 'lc_bad_data:missing'.*has no attribute"):
+        build_chain_setup(TrainConfig(data="lc_bad_data:missing", holders=2, rounds=1))
