@@ -89,6 +89,11 @@ def test_cli_trains_a_user_cnn_on_an_npz_and_verify_rebuilds_it(examples_dir, tm
 
     cfg = TrainConfig.from_dict(load_toml(str(tmp_path / "run.toml")))
     assert build_chain_setup(cfg).genesis.hash.hex() == summary["genesis_hash"].removeprefix("0x")
+    # and from Python with the file's path: the same chain, block for block (a seeded run)
+    same = learningchain.run_training(TrainConfig(holders=3, rounds=4, no_dp=True, difficulty=2, progress=False),
+                                      model="custom_cnn:make_cnn", model_args={"channels": 3},
+                                      data=tmp_path / "bars.npz", out=str(tmp_path / "py"))
+    assert (same["genesis_hash"], same["head_hash"]) == (summary["genesis_hash"], summary["head_hash"])
 
 
 def test_verify_refuses_when_the_module_is_gone_or_builds_other_shapes(tmp_path, monkeypatch):
