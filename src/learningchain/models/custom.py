@@ -35,8 +35,9 @@ from torch import nn
 
 from ..errors import ConfigError
 
-__all__ = ["IMPORT_KIND", "ImportedModel", "build_imported", "check_factory_path", "check_recorded_model", "check_model_args",
-           "factory_path_of", "imported_spec", "is_factory_path", "shapes_hash"]
+__all__ = ["IMPORT_KIND", "ImportedModel", "build_imported", "check_factory_path", "check_model_args",
+           "check_recorded_model", "factory_path_of", "imported_spec", "is_factory_path", "load_factory",
+           "shapes_hash"]
 
 IMPORT_KIND = "import"
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
