@@ -28,11 +28,7 @@ SAMPLE = {
 }
 #: Published cells that no longer come out of their config, with what they give today
 #: (docs/BYZANTINE.md says so; strict: a change that brings one back must drop it here).
-ORPHANED = {
-    ("mnist-norm-inflation-pure.csv", "norm-inflation__l-nearest__b30__s0"):
-        "published 0.1335; the shipped config gives 0.1265 (0.1245 with per-example clipping), already at "
-        "commit 3111a66: the pure norm-inflation MNIST table is to be measured again",
-}
+ORPHANED: dict = {}
 CASES = [pytest.param(table, cell, marks=[pytest.mark.xfail(strict=True, reason=ORPHANED[(table, cell)])]
                       if (table, cell) in ORPHANED else [], id=f"{table}:{cell}")
          for table, (_, cells) in SAMPLE.items() for cell in cells]
