@@ -16,6 +16,17 @@ Honest nodes share one :class:`VerdictCache`: validation is deterministic, so
 the verdict of the first honest node on a block is every honest node's verdict.
 Nodes hold references to the same immutable blocks, so M nodes cost one copy of
 the chain; one honest node (the archive) keeps the chain in SQLite.
+
+Admission is shared the same way (``share_admission``): honest nodes configured
+alike hear the same messages and blocks in the same order, so their mempools go
+through the same operations and hold the same contents. Such nodes form an
+admission group that shares one :class:`Mempool`; a message is admitted once per
+group (by its first node, the lead) and every member gets the lead's decision, its
+refusals counted at every member as if each had refused it. A round then costs
+K + M, not K x M. Before each message is heard the members are checked to still
+follow the lead's chain (same head, same known blocks); one that does not leaves
+the group with a copy of the pool (``admission_splits`` counts these; it stays 0
+when all honest nodes hear the same events, as they do here).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from ..attacks.holders import HolderAttack
 from ..errors import InvalidBlock, InvalidMessage, LearningChainError
 from ..node import Node
 from ..node.actions import MessageRefused, Refused
+from ..node.policy import PolicyRules
 from ..parties import AnswerOnce, HonestMiner, Miner, MinerStrategy, MinerView, collect_messages
 from ..protocol.block import Block
 
@@ -59,11 +71,13 @@ class RoundResult:
 class InProcessNetwork:
     def __init__(self, genesis: Block, holders: list, miners: list, *, rng: np.random.Generator,
                  attacks: Optional[dict] = None, batch_holders: bool = True, keep_bodies: Optional[int] = 16,
-                 observer_store=None):
+                 observer_store=None, share_admission: bool = True):
         """``holders``: DataHolder objects; ``attacks``: holder index -> HolderAttack for the
         Byzantine ones; ``miners``: Miner objects (their powers are normalised);
         ``observer_store``: where the light client keeps the heaviest chain (default
-        in memory; a SQLiteStore keeps it, bodies included, for ``chain verify``)."""
+        in memory; a SQLiteStore keeps it, bodies included, for ``chain verify``);
+        ``share_admission``: honest nodes configured alike admit each message once
+        per group (see the module docstring); False gives every node its own pool."""
         self.genesis = genesis
         self.holders = holders
         self.batch_holders = batch_holders
@@ -90,6 +104,52 @@ class InProcessNetwork:
         self.byzantine_identities: set = set()
         self.messages_rejected: Counter = Counter()
         self.views = [self._view(m) for m in miners]  # what each miner's strategy sees
+        self.admission_splits = 0
+        self.groups = self._admission_groups(share_admission)
+        self._groups_checked = False
+
+    # -- shared admission -------------------------------------------------------------
+    def _admission_groups(self, share: bool) -> list:
+        """Lists of miner indices whose nodes admit messages together (the first is the lead)."""
+        groups: dict = {}
+        singles = []
+        for i, miner in enumerate(self.miners):
+            node = miner.node
+            rules = node.policy.rules
+            if (not share or miner.byzantine or node.verdicts is None or not node.mempool.empty()
+                    or rules.hold_messages or rules.park_unseen or rules != PolicyRules()):
+                singles.append([i])
+                continue
+            pool = node.mempool
+            key = (id(node.verdicts), node.genesis_hash, node.head_hash, len(node.headers), node.check_unseen,
+                   node.min_inclusion, node.validation, pool.max_per_base, pool.max_bases, pool.max_seen)
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            shared = self.miners[members[0]].node.mempool
+            for i in members[1:]:
+                self.miners[i].node.mempool = shared
+        return sorted(list(groups.values()) + singles)
+
+    def _coherent_groups(self) -> list:
+        """The admission groups, each member checked to follow its lead's chain."""
+        if self._groups_checked:
+            return self.groups
+        out = []
+        for members in self.groups:
+            lead = self.miners[members[0]].node
+            same = [members[0]]
+            for i in members[1:]:
+                node = self.miners[i].node
+                if node.head_hash == lead.head_hash and node.headers.keys() == lead.headers.keys():
+                    same.append(i)
+                else:  # cannot happen while every honest node hears the same events
+                    node.mempool = lead.mempool.copy()
+                    self.admission_splits += 1
+                    out.append([i])
+            out.append(same)
+        self.groups = sorted(out)
+        self._groups_checked = True
+        return self.groups
 
     # -- helpers --------------------------------------------------------------------
     @property
@@ -111,20 +171,35 @@ class InProcessNetwork:
         return self.genesis.header.timestamp + (self.round + 1) * BLOCK_INTERVAL_MS
 
     def broadcast_message(self, msg) -> list:
-        """Every node hears ``msg`` through its own policy; returns each node's actions."""
-        decided = []
-        for miner in self.miners:
-            actions = miner.node.policy.on_messages([(msg, None)], "in-process", self.timestamp())
-            decided.append(actions)
-            if not miner.byzantine:
-                for a in actions:
-                    if isinstance(a, MessageRefused):
-                        self.messages_rejected[a.reason] += 1
+        """Every node hears ``msg`` through its own policy (once per admission group);
+        returns each node's actions (the members of a group share one list)."""
+        decided: list = [None] * len(self.miners)
+        for members, actions in self._hear(msg):
+            for i in members:
+                decided[i] = actions
         return decided
+
+    def _hear(self, msg) -> list:
+        """(members, actions) of each admission group for ``msg``, refusals counted."""
+        now = self.timestamp()
+        out = []
+        for members in self._coherent_groups():
+            lead = self.miners[members[0]]
+            actions = lead.node.policy.on_messages([(msg, None)], "in-process", now)
+            out.append((members, actions))
+            for a in actions:
+                if not isinstance(a, MessageRefused):
+                    continue
+                for i in members[1:]:  # each member refused it, as its own pool would have
+                    self.miners[i].node.rejected_messages[a.reason] += 1
+                if not lead.byzantine:
+                    self.messages_rejected[a.reason] += len(members)
+        return out
 
     def broadcast_block(self, block: Block, rejections: Counter) -> list:
         """Every node hears ``block`` through the same policy entry point as a network
         node (``NodePolicy.on_block``); returns each node's actions."""
+        self._groups_checked = False
         try:
             self.observer.on_block(block)
         except InvalidBlock:
@@ -149,10 +224,11 @@ class InProcessNetwork:
 
     def step(self) -> RoundResult:
         start = time.perf_counter()
+        self._groups_checked = False  # the strategies may have acted on their nodes
         base = self.head
         if self.answered.claim(base.hash):
             for msg in self.holder_messages(base):
-                self.broadcast_message(msg)
+                self._hear(msg)
         winner = int(self.rng.choice(len(self.miners), p=self.power))
         ts = self.timestamp()
         rejections: Counter = Counter()

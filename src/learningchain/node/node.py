@@ -328,9 +328,16 @@ class Node:
         except InvalidBlock as exc:
             # properties of the header, but judged without the parent: not remembered
             raise self._reject(block, exc, final=False) from None
-        bad = body_mismatch(block, p.dim)
+        bad = self._body_mismatch(block)
         if bad is not None:
             raise self._reject(block, bad, final=False)
+
+    def _body_mismatch(self, block: Block):
+        """How the body differs from its header (None: it matches), shared through the
+        verdict cache between nodes handed the same block object."""
+        if self.verdicts is not None:
+            return self.verdicts.body_mismatch(block, self.params.dim)
+        return body_mismatch(block, self.params.dim)
 
     def _add_orphan(self, block: Block) -> None:
         """Keep an orphan; the oldest go first once the pool passes its count or bytes."""
@@ -365,7 +372,7 @@ class Node:
             # A body that is not the one its header commits to is a fault of this copy
             # (and of whoever sent it), not of the block: never remembered, so the real
             # block is accepted when it comes, and never cached as a verdict.
-            bad = body_mismatch(block, self.params.dim)
+            bad = self._body_mismatch(block)
             if bad is not None:
                 raise self._reject(block, bad, final=False)
         if self.validation != "full":
@@ -395,12 +402,12 @@ class Node:
                         f"block includes {kept} of the {len(had)} messages this node holds for its parent "
                         f"(policy: at least {self.min_inclusion:.0%})", height=block.height), final=False)
         if check_unseen:
-            for m in block.messages:
-                if m.hash not in self.mempool:
-                    raise self._reject(block, InvalidBlock(
-                        "unseen-message",
-                        f"message {hexstr(m.hash)[:14]} from {hexstr(m.identity)} was never broadcast to this node",
-                        height=block.height), final=False)
+            m = self.mempool.first_unseen(block)
+            if m is not None:
+                raise self._reject(block, InvalidBlock(
+                    "unseen-message",
+                    f"message {hexstr(m.hash)[:14]} from {hexstr(m.identity)} was never broadcast to this node",
+                    height=block.height), final=False)
         cache = self.verdicts
         if cache is not None and block.hash in cache.blocks:
             cache.hits += 1
@@ -429,8 +436,7 @@ class Node:
         self.work[h] = work
         if self.params.budget is not None:
             self._spend[h] = charge(self._spend[block.parent], block.messages, self.params)
-        for m in block.messages:
-            self.mempool.mark_seen(m.hash)
+        self.mempool.mark_block_seen(block)
         reorg = False
         if heavier:
             self.head_hash = h

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..errors import InvalidBlock
 from ..protocol.block import Block, encoded_size
+from .body import body_mismatch
 
 __all__ = ["BlockOutcome", "VerdictCache", "block_size"]
 
@@ -23,11 +25,30 @@ class VerdictCache:
     the block) and the chain's parameters, so nodes that received the same block
     may share one verdict instead of recomputing it each; the same holds for the
     signature and shape checks of a message, keyed by its hash.
+
+    Whether a block's body matches its header is a property of one copy, not of
+    the hash, so it is shared only between nodes handed the very same (immutable)
+    object: in a simulation every node hears one object, and the messages root
+    of a block with K messages is then computed once rather than at each node.
     """
 
     blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
     messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
     hits: int = 0
+    # id(block) -> (block, dim, verdict); the block is held, so its id is not reused while here
+    bodies: dict = field(default_factory=dict)
+    max_bodies: int = 64
+
+    def body_mismatch(self, block: Block, dim: Optional[int]) -> Optional[InvalidBlock]:
+        """``body_mismatch(block, dim)``, computed once per block object."""
+        entry = self.bodies.get(id(block))
+        if entry is not None and entry[0] is block and entry[1] == dim:
+            return entry[2]
+        verdict = body_mismatch(block, dim)
+        self.bodies[id(block)] = (block, dim, verdict)
+        while len(self.bodies) > self.max_bodies:
+            self.bodies.pop(next(iter(self.bodies)))
+        return verdict
 
 
 @dataclass(frozen=True)

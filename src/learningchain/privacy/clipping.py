@@ -7,9 +7,16 @@ linear layer with input a_i and output gradient d_i, the per-example gradient is
 ``d_i a_i^T``, whose norm is ``||d_i|| * ||a_i||``, and the clipped sum is
 ``(c * D)^T A`` with ``c_i = min(1, G / ||g_i||)`` (the "ghost clipping" idea).
 One forward pass and one backward pass to the layer outputs suffice, as for a
-plain gradient. Convolutions use per-example gradients from unfolded inputs
-(cheap for the small kernels used here); any other layer falls back to
-``torch.func`` per-example gradients.
+plain gradient. A convolution's per-example gradient norm comes the cheaper of
+two ways: where its output has few positions P against its kernel (2 P^2 <= K O,
+K = C k^2 inputs and O outputs per position) from the ghost norm
+``||g_i||^2 = sum_{p,p'} (a_ip . a_ip') (d_ip . d_ip')`` over unfolded inputs,
+without per-example gradients, its clipped sum then being a plain weight gradient
+of the rescaled output gradients; otherwise from per-example gradients computed
+as one grouped convolution of each example's input with its output gradient (the
+batch as groups), which is also what the small-kernel, large-map convolutions of
+the models here take. Any other layer falls back to ``torch.func`` per-example
+gradients.
 
 ``mode="total"`` is the literal Eq. 9: clip the summed gradient as a whole.
 """
@@ -104,19 +111,25 @@ class PerExampleClipper:
                 sq += (a * a).sum(1) * dd
                 if module.bias is not None:
                     sq += dd
+                continue
+            if _use_ghost(module, d):
+                per_conv[i] = None
+                sq += _conv_ghost_sq_norms(module, a, d)
             else:
                 pe = _conv_per_example(module, a, d)
                 per_conv[i] = pe
                 sq += (pe * pe).sum((1, 2))
-                if module.bias is not None:
-                    bsum = d.sum((2, 3))
-                    sq += (bsum * bsum).sum(1)
+            if module.bias is not None:
+                bsum = d.sum((2, 3))
+                sq += (bsum * bsum).sum(1)
         norms = sq.sqrt()
         coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
         scaled = []
         for i, ((module, a, _), d) in enumerate(zip(records, douts)):
             if isinstance(module, nn.Linear):
                 scaled.append((module, a, d * coef[:, None]))
+            elif per_conv[i] is None:  # ghost: the weight gradient of the rescaled output gradients
+                scaled.append((module, (a, d * coef[:, None, None, None]), d.sum((2, 3)) * coef[:, None]))
             else:
                 scaled.append((module, per_conv[i] * coef[:, None, None], d.sum((2, 3)) * coef[:, None]))
         out_grads = np.empty((len(spans), sum(p.numel() for p in self.params)), dtype=np.float64)
@@ -126,6 +139,9 @@ class PerExampleClipper:
             for module, first, second in scaled:
                 if isinstance(module, nn.Linear):
                     gw = second[lo:hi].t() @ first[lo:hi]
+                    gb = second[lo:hi].sum(0) if module.bias is not None else None
+                elif isinstance(first, tuple):
+                    gw = _conv_weight_grad(module, first[0][lo:hi], first[1][lo:hi])
                     gb = second[lo:hi].sum(0) if module.bias is not None else None
                 else:
                     gw = first[lo:hi].sum(0).reshape(module.weight.shape)
@@ -159,11 +175,65 @@ def _supported(model: nn.Module) -> bool:
     return all(id(p) in covered for p in model.parameters())
 
 
-def _conv_per_example(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    cols = F.unfold(a, module.kernel_size, dilation=module.dilation, padding=module.padding,
+def _plain_conv(module: nn.Conv2d) -> bool:
+    """A convolution of one group with zero (numeric) padding: what the fast paths handle."""
+    return module.groups == 1 and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+
+
+def _use_ghost(module: nn.Conv2d, d: torch.Tensor) -> bool:
+    """Whether the ghost norm costs less than per-example gradients: B P^2 (K + O)
+    against B O K P, i.e. (with opacus' rule of thumb) 2 P^2 <= K O."""
+    if not _plain_conv(module):
+        return False
+    positions = d.shape[2] * d.shape[3]
+    return 2 * positions * positions <= module.weight[0].numel() * module.out_channels
+
+
+def _unfold(module: nn.Conv2d, a: torch.Tensor) -> torch.Tensor:
+    return F.unfold(a, module.kernel_size, dilation=module.dilation, padding=module.padding,
                     stride=module.stride)  # (B, C*k*k, P)
+
+
+def _conv_ghost_sq_norms(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """||g_i||^2 of each example's weight gradient g_i = D_i A_i^T without forming it:
+    sum over positions p, p' of (A_i^T A_i)[p, p'] (D_i^T D_i)[p, p']."""
+    cols = _unfold(module, a)  # (B, K, P)
     d = d.reshape(d.shape[0], d.shape[1], -1)  # (B, O, P)
-    return torch.einsum("bop,bkp->bok", d, cols)  # (B, O, C*k*k)
+    return (torch.bmm(cols.transpose(1, 2), cols) * torch.bmm(d.transpose(1, 2), d)).sum((1, 2))
+
+
+def _conv_weight_grad(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """The weight gradient summed over the examples of ``a`` with output gradients ``d``."""
+    return torch.nn.grad.conv2d_weight(a, module.weight.shape, d, stride=module.stride, padding=module.padding,
+                                       dilation=module.dilation, groups=module.groups)
+
+
+def _conv_per_example(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Each example's weight gradient, (B, O, C*k*k)."""
+    if _plain_conv(module):
+        return _conv_per_example_grouped(module, a, d)
+    return _conv_per_example_unfold(module, a, d)
+
+
+def _conv_per_example_unfold(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    d = d.reshape(d.shape[0], d.shape[1], -1)  # (B, O, P)
+    return torch.einsum("bop,bkp->bok", d, _unfold(module, a))  # (B, O, C*k*k)
+
+
+def _conv_per_example_grouped(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """g_i[o, c, u, v] = sum_{p,q} d_i[o, p, q] a_i[c, s p + r u, s q + r v] (stride s,
+    dilation r, zero padding) for every example at once: a convolution of the inputs,
+    channels first and examples as groups, with each example's output gradient as its
+    kernel (stride and dilation trade places)."""
+    batch, channels = a.shape[0], a.shape[1]
+    out_ch = d.shape[1]
+    kh, kw = module.kernel_size
+    ph, pw = module.padding
+    x = F.pad(a, (pw, pw, ph, ph)).transpose(0, 1)  # (C, B, H + 2ph, W + 2pw)
+    w = d.reshape(batch * out_ch, 1, d.shape[2], d.shape[3])
+    g = F.conv2d(x, w, stride=module.dilation, dilation=module.stride, groups=batch)  # (C, B*O, >=kh, >=kw)
+    g = g[:, :, :kh, :kw].reshape(channels, batch, out_ch, kh * kw)
+    return g.permute(1, 2, 0, 3).reshape(batch, out_ch, channels * kh * kw)
 
 
 _CLIPPERS: "weakref.WeakKeyDictionary[nn.Module, PerExampleClipper]" = weakref.WeakKeyDictionary()

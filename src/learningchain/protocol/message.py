@@ -115,8 +115,14 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     if not math.isfinite(norm) or norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {norm!r}")
     body = _encode_body(key.address, round, base, norm, q)
-    signature = key.sign(keccak256(_DOMAIN + body))
-    return Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
+    digest = keccak256(_DOMAIN + body)
+    signature = key.sign(digest)
+    msg = Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
+    # The encoding and digest just computed are the cached properties' values (the
+    # body is a pure function of the fields): seed them instead of hashing the body twice.
+    msg.__dict__["encoding"] = body + signature
+    msg.__dict__["signing_digest"] = digest
+    return msg
 
 
 def message_id_of(raw: bytes) -> Hash32:

@@ -1,0 +1,142 @@
+"""Speed at scale: what the chain adds to learning, as ratios measured in this run.
+
+For each setting, one protocol round (every holder's clipped, noised, quantised and
+signed message, admission at every computing node, aggregation, proof of work,
+validation by every node, the archive's SQLite write) against the plain gradient
+work of the same holders (each holder's gradient of its summed loss with torch
+autograd at the same model, one after another), both timed in this run:
+
+- MNIST logistic regression, K = 100 holders (target <= 1.5x)
+- MNIST MLP 784-100-10, K = 100 holders (target <= 2x)
+- synthetic, K = 1,000 holders and M = 1,000 computing nodes (target <= 3x)
+
+and the clipped per-example gradient sum against the plain gradient of a batch of
+256 MNIST-sized inputs, for the CNN (target <= 1.5x) and the MLP (target <= 1.2x).
+
+If ``benchmarks/bench_scale_memory.py`` is present, its ``main()`` runs at the end
+(``--skip-memory`` leaves it out).
+
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scale.py [--rounds 5] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+from learningchain.config import TrainConfig  # noqa: E402
+from learningchain.experiments.train import build_miners, build_parties  # noqa: E402
+from learningchain.models import build_model, loss_fn, model_spec, set_flat  # noqa: E402
+from learningchain.network.simulation import InProcessNetwork  # noqa: E402
+from learningchain.privacy import clipped_gradient_sum, plain_gradient_sum  # noqa: E402
+
+ROUND_SETTINGS = [  # label, config, target
+    ("mnist logistic K=100", dict(dataset="mnist", model="logistic", holders=100), 1.5),
+    ("mnist mlp K=100", dict(dataset="mnist", model="mlp", holders=100), 2.0),
+    ("synthetic K=M=1000", dict(dataset="synthetic", holders=1000, miners=1000), 3.0),
+]
+CLIP_SETTINGS = [("cnn", {}, 1.5), ("mlp", {"hidden": [100]}, 1.2)]
+
+
+def plain_round(holders, base) -> None:
+    for h in holders:
+        set_flat(h.model, base.model)
+        x, y = h.batch()
+        plain_gradient_sum(h.model, h.loss, x, y)
+
+
+def measure_round(options: dict, rounds: int, warmup: int) -> tuple[float, float, int]:
+    """(seconds a protocol round, seconds the plain gradients, computing nodes)."""
+    cfg = TrainConfig(epsilon=0.1, rounds=rounds + warmup, progress=False, **options).resolved()
+    parties = build_parties(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        miners, _ = build_miners(cfg, parties.genesis, Path(tmp) / "chain.sqlite")
+        net = InProcessNetwork(parties.genesis, parties.holders, miners, rng=np.random.default_rng(0),
+                               attacks=parties.attacks)
+        for _ in range(warmup):
+            net.step()
+        proto = plain = 0.0
+        for _ in range(rounds):
+            base = net.head
+            t = time.perf_counter()
+            plain_round(parties.holders, base)
+            plain += time.perf_counter() - t
+            t = time.perf_counter()
+            net.step()
+            proto += time.perf_counter() - t
+        miners[0].node.store.close()
+    return proto / rounds, plain / rounds, len(miners)
+
+
+def best_time(fn, repeat: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        best = min(best, (time.perf_counter() - t) / repeat)
+    return best
+
+
+def measure_clipping(kind: str, opts: dict, batch: int, repeat: int) -> tuple[float, float]:
+    torch.manual_seed(0)
+    spec = model_spec(kind, 784, 10, **opts)
+    model = build_model(spec)
+    loss = loss_fn(spec)
+    x = torch.rand(batch, 784)
+    y = torch.randint(0, 10, (batch,))
+    plain = best_time(lambda: plain_gradient_sum(model, loss, x, y), repeat)
+    clipped = best_time(lambda: clipped_gradient_sum(model, loss, x, y, clip=1.0), repeat)
+    return clipped, plain
+
+
+def verdict(ratio: float, target: float) -> str:
+    return "met" if ratio <= target else "NOT met"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds per setting")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=256, help="batch of the clipping comparison")
+    ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--skip-memory", action="store_true", help="do not run bench_scale_memory.py")
+    args = ap.parse_args(argv)
+    print(f"{'round / plain gradients':<26}{'M':>6}{'round ms':>11}{'plain ms':>10}{'ratio':>8}{'target':>8}")
+    for label, options, target in ROUND_SETTINGS:
+        proto, plain, nodes = measure_round(options, args.rounds, args.warmup)
+        ratio = proto / plain
+        print(f"{label:<26}{nodes:>6}{proto * 1e3:>11.1f}{plain * 1e3:>10.1f}{ratio:>7.2f}x{target:>7.1f}x  "
+              f"{verdict(ratio, target)}", flush=True)
+    print(f"\n{'clipped / plain gradient':<26}{'batch':>6}{'clip ms':>11}{'plain ms':>10}{'ratio':>8}{'target':>8}")
+    for kind, opts, target in CLIP_SETTINGS:
+        clipped, plain = measure_clipping(kind, opts, args.batch, args.repeat)
+        ratio = clipped / plain
+        label = f"{kind} {opts.get('hidden', '')}".strip()
+        print(f"{label:<26}{args.batch:>6}{clipped * 1e3:>11.2f}{plain * 1e3:>10.2f}{ratio:>7.2f}x{target:>7.1f}x  "
+              f"{verdict(ratio, target)}", flush=True)
+    memory = Path(__file__).with_name("bench_scale_memory.py")
+    if memory.exists() and not args.skip_memory:
+        spec = importlib.util.spec_from_file_location("bench_scale_memory", memory)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        print(flush=True)
+        sys.argv = [str(memory)]
+        module.main()
+
+
+if __name__ == "__main__":
+    main()
