@@ -169,9 +169,7 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     work = {genesis.hash: 0}
     start = 1 if last is None else max(1, top - last + 1)
     report.pruned_to = _pruned_to(store)
-    if report.pruned_to and params.budget is not None:
-        raise InvalidBlock("pruned", "the chain has a per-member budget, which needs every message, but the "
-                           f"message bodies of blocks 1 to {report.pruned_to} were pruned", height=report.pruned_to)
+    _check_pruning(params, report.pruned_to, top)
     start = max(start, report.pruned_to + 1)
     report.from_height = start
     spent = _check_below_window(store, params, genesis, start, headers, work, ancestor, at)
@@ -187,6 +185,23 @@ def _pruned_to(store: SQLiteStore) -> int:
     row = store._db.execute("SELECT MAX(c.height) FROM canonical c JOIN blocks b ON b.hash = c.hash "
                             "WHERE substr(b.body, 1, 1) = ?", (bytes([_PRUNED]),)).fetchone()
     return int(row[0]) if row is not None and isinstance(row[0], int) else 0
+
+
+def _check_pruning(params, pruned_to: int, top: int) -> None:
+    """Bodies may be pruned only below the genesis's finality depth, and never on a
+    chain whose budget rule needs every message."""
+    if not pruned_to:
+        return
+    depth = params.finality_depth
+    if depth is None:
+        raise InvalidBlock("pruned", f"the message bodies of blocks up to {pruned_to} were pruned, but this "
+                           "chain's genesis fixes no finality depth", height=pruned_to)
+    if pruned_to >= top - depth:
+        raise InvalidBlock("pruned", f"the message bodies of block {pruned_to} were pruned {top - pruned_to} "
+                           f"blocks below the head; the chain's finality depth is {depth}", height=pruned_to)
+    if params.budget is not None:
+        raise InvalidBlock("pruned", "the chain has a per-member budget, which needs every message, but the "
+                           f"message bodies of blocks 1 to {pruned_to} were pruned", height=pruned_to)
 
 
 def _body_check(block, params, pruned: bool):
