@@ -18,7 +18,7 @@ from typing import Optional
 
 from ..node import SQLiteStore
 from ..node.actions import ContinueSync, FetchBlock, SyncDone, SyncFailed
-from ..node.store import decompress_body
+from ..node.store import decompress_body, is_pruned_body
 from .peer import Peer
 from .tcp import Penalty
 from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_sync_block
@@ -181,15 +181,20 @@ class SyncRole:
         task.add_done_callback(lambda t, k=id(peer): self.serving.pop(k, None) if self.serving.get(k) is t else None)
 
     def _wire_block(self, h: bytes) -> Optional[bytes]:
+        """The block's wire bytes, or None when this node lacks it or, pruned, its
+        messages (a body without them is not the block: a pruned node serves only the
+        blocks it holds whole, and peers catch up on the rest from an archival node)."""
         store = self.node.store
         if isinstance(store, SQLiteStore):
             raw = store.raw(h)
-            if raw is None:
+            if raw is None or is_pruned_body(raw[1]):
                 return None
             header, body = raw
             return len(header).to_bytes(4, "little") + header + decompress_body(body)
         block = store.get(h)
-        return None if block is None else block.encode()
+        if block is None or not store.has_body(h):
+            return None
+        return block.encode()
 
     async def _serve_blocks(self, peer: Peer, request: int, locator: list, limit: int) -> None:
         limit = max(0, min(limit, self.net.sync_batch))

@@ -18,18 +18,19 @@ from ..protocol.block import Block, merkle_root, model_hash, selection_hash
 __all__ = ["body_mismatch"]
 
 
-def body_mismatch(block: Block, dim: Optional[int] = None) -> Optional[InvalidBlock]:
+def body_mismatch(block: Block, dim: Optional[int] = None, *, messages: bool = True) -> Optional[InvalidBlock]:
     """The first way the body differs from its header's commitments, or None.
 
     Reasons are those of ``validate_block`` for the same checks. ``dim``, when
     given, is the chain's model size (a model of another shape cannot be the one
-    committed to by a valid block of this chain).
+    committed to by a valid block of this chain). ``messages=False`` skips the
+    messages root: for a body whose messages a pruned store dropped.
     """
     header = block.header
     h = header.height
     if h != 0 and block.params:
         return InvalidBlock("unexpected-params", "only the genesis block carries parameters", height=h)
-    if merkle_root([m.hash for m in block.messages]) != header.messages_root:
+    if messages and merkle_root([m.hash for m in block.messages]) != header.messages_root:
         return InvalidBlock("bad-messages-root", "messages do not match the header's messages root", height=h)
     if selection_hash(block.selection) != header.selection_hash:
         return InvalidBlock("bad-selection-hash", "selection does not match the header", height=h)

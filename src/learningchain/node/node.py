@@ -48,7 +48,7 @@ class Node:
                  verdicts: Optional[VerdictCache] = None, check_unseen: bool = False,
                  min_inclusion: float = 0.0, validation: str = "full",
                  keep_bodies: Optional[int] = None, max_orphans: int = 256,
-                 max_orphan_bytes: int = 64 << 20, rules: Optional[PolicyRules] = None):
+                 max_orphan_bytes: int = 64 << 20, rules: Optional[PolicyRules] = None, prune: bool = False):
         self.params = params_of_genesis(genesis)
         self.genesis = genesis
         self.genesis_hash = genesis.hash
@@ -83,6 +83,8 @@ class Node:
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
+        if prune:
+            self._enable_pruning()
         #: what to do with gossiped blocks, messages and sync answers (every driver asks it)
         self.policy = NodePolicy(self, rules if rules is not None else PolicyRules())
 
@@ -116,6 +118,16 @@ class Node:
         if best != self.head_hash:
             self.head_hash = best
             self.store.set_head(best)
+
+    def _enable_pruning(self) -> None:
+        """A pruned node: the store drops message bodies deeper than the genesis's finality depth."""
+        depth = self.params.finality_depth
+        if depth is None:
+            raise StoreError("this chain's genesis fixes no finality_depth: its nodes keep every block body")
+        if self.params.budget is not None:
+            raise StoreError("a chain with a per-member budget cannot be pruned: a node recounts every "
+                             "member's spend from the messages when it loads its store")
+        self.store.enable_pruning(depth)
 
     def _spend_after(self, header: Header) -> dict:
         if header.height == 0:

@@ -24,7 +24,7 @@ from ..protocol.codec import Reader
 from ..protocol.params import MAX_DIM
 
 __all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "open_readonly", "encode_stored_body",
-           "decode_stored", "compress_body", "decompress_body"]
+           "decode_stored", "compress_body", "decompress_body", "is_pruned_body", "prune_stored_body"]
 
 
 # A stored body is one format byte and the compressed canonical body bytes. The
@@ -33,6 +33,10 @@ __all__ = ["BlockStore", "MemoryStore", "SQLiteStore", "open_store", "open_reado
 # "shuffle" filter of blosc/HDF5) helps, and zstd is about ten times faster than
 # zlib at the same ratio on this data.
 _ZSTD_SHUFFLE = 2
+#: the same, of a pruned body: the canonical body with an empty message list (the
+#: selection, the model and the parameters as they were; the header still commits
+#: to the dropped messages through its messages root)
+_PRUNED = 3
 _MAX_BODY = 1 << 32
 
 
@@ -49,17 +53,49 @@ def _unshuffle4(raw: bytes, size: int) -> bytes:
     return a.reshape(4, -1).T.tobytes()[:size]
 
 
-def compress_body(body: bytes) -> bytes:
+def compress_body(body: bytes, *, fmt: int = _ZSTD_SHUFFLE) -> bytes:
     packed = zstandard.ZstdCompressor(level=1, write_checksum=True).compress(_shuffle4(body))
-    return bytes([_ZSTD_SHUFFLE]) + len(body).to_bytes(8, "little") + packed
+    return bytes([fmt]) + len(body).to_bytes(8, "little") + packed
 
 
 def encode_stored_body(block: Block) -> bytes:
     return compress_body(block.body_bytes())
 
 
-def decompress_body(body_raw: bytes, height: int = -1) -> bytes:
-    if len(body_raw) < 9 or body_raw[0] != _ZSTD_SHUFFLE:
+def is_pruned_body(body_raw: bytes) -> bool:
+    """Whether a stored body is a pruned one (its messages dropped)."""
+    return len(body_raw) > 0 and body_raw[0] == _PRUNED
+
+
+def _strip_messages(body: bytes, height: int) -> bytes:
+    """The canonical body bytes with the message list emptied (the rest kept byte for byte)."""
+    view = memoryview(body)
+    if len(view) < 4:
+        raise DecodeError(f"stored body of block at height {height} is truncated")
+    n = int.from_bytes(view[:4], "little")
+    pos = 4
+    for _ in range(n):
+        if pos + 4 > len(view):
+            raise DecodeError(f"stored body of block at height {height} is truncated")
+        pos += 4 + int.from_bytes(view[pos:pos + 4], "little")
+        if pos > len(view):
+            raise DecodeError(f"stored body of block at height {height} is truncated")
+    return bytes(4) + bytes(view[pos:])
+
+
+def prune_stored_body(body_raw: bytes, height: int = -1) -> bytes:
+    """A stored body with its messages dropped (unchanged when it is pruned already)."""
+    if is_pruned_body(body_raw):
+        return body_raw
+    return compress_body(_strip_messages(decompress_body(body_raw, height), height), fmt=_PRUNED)
+
+
+def decompress_body(body_raw: bytes, height: int = -1, *, pruned_ok: bool = False) -> bytes:
+    """The canonical body bytes of a stored body. A pruned body (no messages) is
+    refused unless ``pruned_ok``: it is not the body the block's header commits to."""
+    if len(body_raw) >= 1 and body_raw[0] == _PRUNED and not pruned_ok:
+        raise DecodeError(f"the message bodies of block at height {height} were pruned from this store")
+    if len(body_raw) < 9 or body_raw[0] not in (_ZSTD_SHUFFLE, _PRUNED):
         raise DecodeError(f"stored body of block at height {height} has an unknown format")
     size = int.from_bytes(body_raw[1:9], "little")
     if size > _MAX_BODY:
@@ -74,10 +110,11 @@ def decompress_body(body_raw: bytes, height: int = -1) -> bytes:
 
 
 def decode_stored(header_raw: bytes, body_raw: bytes, *, max_dim: int = MAX_DIM,
-                  max_messages: int = 1 << 16) -> Block:
-    """Decode a stored block; DecodeError if any stored byte is malformed."""
+                  max_messages: int = 1 << 16, pruned_ok: bool = False) -> Block:
+    """Decode a stored block; DecodeError if any stored byte is malformed. A pruned
+    body decodes (with ``pruned_ok``) to a block without messages."""
     header = decode_header(header_raw)
-    body = decompress_body(body_raw, header.height)
+    body = decompress_body(body_raw, header.height, pruned_ok=pruned_ok)
     r = Reader(body, "block body")
     block = decode_body(r, header, max_dim=max_dim, max_messages=max_messages)
     r.finish()
@@ -110,12 +147,31 @@ class BlockStore(ABC):
     def close(self) -> None:  # pragma: no cover - trivial
         pass
 
+    #: blocks below this height have had their message bodies dropped (0: none)
+    pruned_below: int = 0
+
+    def enable_pruning(self, depth: int) -> None:
+        """Drop, from now on, the message bodies of blocks more than ``depth`` blocks
+        below the head (the chain's finality depth); headers and models stay."""
+        raise StoreError(f"{type(self).__name__} cannot prune")
+
+    def has_body(self, block_hash: bytes) -> bool:
+        """Whether the store holds the block's messages (not pruned)."""
+        block = self.get(block_hash)
+        return block is not None and (block.height == 0 or bool(block.messages))
+
     def canonical_blocks(self, start: int = 0) -> Iterator[Block]:
+        """The canonical blocks from ``start``, messages included; StoreError at a block
+        whose messages were pruned (whoever reads them needs every message)."""
         height = start
         while True:
             h = self.canonical_hash(height)
             if h is None:
                 return
+            if 0 < height < self.pruned_below:
+                raise StoreError(f"the messages of block {height} were pruned from this store (a pruned node "
+                                 f"keeps the bodies of blocks {self.pruned_below} and later); read an archival "
+                                 "node's store")
             block = self.get(h)
             if block is None:
                 raise StoreError(f"canonical block at height {height} is missing from the store")
@@ -129,12 +185,27 @@ class MemoryStore(BlockStore):
         self._work: dict[bytes, int] = {}
         self._canonical: list[bytes] = []
         self._head: Optional[bytes] = None
+        self.prune_depth: Optional[int] = None
+        self.pruned_below = 0
+
+    def enable_pruning(self, depth: int) -> None:
+        self.prune_depth = int(depth)
+        if self._head is not None:
+            self._prune_for_head()
+
+    def _prune_for_head(self) -> None:
+        limit = self._blocks[self._head].height - self.prune_depth
+        if limit > self.pruned_below:
+            self.prune_bodies(limit)
+            self.pruned_below = limit
 
     def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
         self._blocks[block.hash] = block
         self._work[block.hash] = work
         if head is not None:
             self.set_head(head)
+            if self.prune_depth is not None:
+                self._prune_for_head()
 
     def get(self, block_hash: bytes) -> Optional[Block]:
         return self._blocks.get(block_hash)
@@ -269,7 +340,7 @@ class SQLiteStore(BlockStore):
     a chain store, and never creates or changes anything.
     """
 
-    def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 64,
+    def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 4,
                  readonly: bool = False):
         path = Path(path)
         if readonly:
@@ -291,9 +362,17 @@ class SQLiteStore(BlockStore):
                 raise StoreError(f"{path} is not a usable chain database ({exc})") from None
         self.readonly = readonly
         self.path = path
+        # a few recent blocks decoded (the head and its parent are what nodes read);
+        # every one holds its messages, so the cache is kept small
         self._cache: dict[bytes, Block] = {}
         self._cache_size = cache_blocks
         self._max_dim = MAX_DIM
+        self.prune_depth: Optional[int] = None
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key='pruned_below'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: the store cannot be read ({exc})") from None
+        self.pruned_below = _meta_int(row, "pruned_below", path)
 
     def set_limits(self, *, max_dim: int) -> None:
         self._max_dim = max_dim
@@ -304,21 +383,67 @@ class SQLiteStore(BlockStore):
             self._cache.pop(next(iter(self._cache)))
 
     def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
+        body = encode_stored_body(block)
+        if self.prune_depth is not None and 0 < block.height < self.pruned_below:
+            body = prune_stored_body(body, block.height)  # a side block below the final line
+        pruned: list = []
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT OR IGNORE INTO blocks(hash, parent, height, work, header, body) VALUES (?,?,?,?,?,?)",
-                (block.hash, block.parent, block.height, str(work), block.header.encode(),
-                 encode_stored_body(block)),
+                (block.hash, block.parent, block.height, str(work), block.header.encode(), body),
             )
             if head is not None:
                 self._move_head(head)
+                if self.prune_depth is not None:
+                    pruned = self._prune_for(head)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        self._remember(block)
+        for h in pruned:
+            self._cache.pop(h, None)
+        if block.height == 0 or block.height >= self.pruned_below:
+            self._remember(block)
+
+    def enable_pruning(self, depth: int) -> None:
+        """Prune from now on (and at once, down to ``depth`` below the head): one
+        transaction drops the message bodies of every block deeper than ``depth``."""
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+        self.prune_depth = int(depth)
+        head = self.head_hash()
+        if head is None:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            pruned = self._prune_for(head)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        for h in pruned:
+            self._cache.pop(h, None)
+
+    def _prune_for(self, head: bytes) -> list:
+        """Inside a transaction: prune every block more than ``prune_depth`` below
+        ``head`` not pruned yet, side blocks included; returns their hashes."""
+        (height,) = self._db.execute("SELECT height FROM blocks WHERE hash=?", (head,)).fetchone()
+        limit = height - self.prune_depth
+        if limit <= self.pruned_below:
+            return []
+        rows = self._db.execute("SELECT hash, height, body FROM blocks WHERE height >= ? AND height < ?",
+                                (max(1, self.pruned_below), limit)).fetchall()
+        for h, at, body in rows:
+            self._db.execute("UPDATE blocks SET body=? WHERE hash=?", (prune_stored_body(bytes(body), at), h))
+        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('pruned_below', ?)", (str(limit),))
+        self.pruned_below = limit
+        return [bytes(r[0]) for r in rows]
+
+    def has_body(self, block_hash: bytes) -> bool:
+        row = self._db.execute("SELECT substr(body, 1, 1) FROM blocks WHERE hash=?", (block_hash,)).fetchone()
+        return row is not None and not is_pruned_body(bytes(row[0]))
 
     def _move_head(self, block_hash: bytes) -> None:
         row = self._db.execute("SELECT height FROM blocks WHERE hash=?", (block_hash,)).fetchone()
@@ -372,7 +497,7 @@ class SQLiteStore(BlockStore):
         row = self._db.execute("SELECT header, body FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         if row is None:
             return None
-        block = decode_stored(row[0], row[1], max_dim=self._max_dim)
+        block = decode_stored(row[0], row[1], max_dim=self._max_dim, pruned_ok=True)
         self._remember(block)
         return block
 
@@ -412,6 +537,15 @@ class SQLiteStore(BlockStore):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _meta_int(row, key: str, path) -> int:
+    if row is None:
+        return 0
+    value = row[0].decode() if isinstance(row[0], bytes) else row[0]
+    if not isinstance(value, str) or not value.isdigit():
+        raise StoreError(f"{path}: the stored {key} is {row[0]!r}, not a decimal integer")
+    return int(value)
 
 
 def open_store(path: str | os.PathLike | None) -> BlockStore:

@@ -22,7 +22,7 @@ from ..protocol.forkchoice import block_work
 from ..protocol.transition import params_of_genesis, validate_block, validate_header_link
 from ..types import hexstr
 from .body import body_mismatch
-from .store import DamagedStore, SQLiteStore, decode_stored, open_readonly
+from .store import _PRUNED, DamagedStore, SQLiteStore, decode_stored, open_readonly
 
 __all__ = ["verify_chain", "VerifyReport", "chain_head"]
 
@@ -39,11 +39,12 @@ class VerifyReport:
     from_height: int = 0
     selected: dict = field(default_factory=dict)  # pseudo-identity -> times selected (audit)
     not_replayed: str = ""  # what a --last check left out, in words
+    pruned_to: int = 0  # blocks 1..pruned_to had their message bodies pruned (checked by header only)
 
     def describe(self) -> str:
         if self.ok:
             span = "from genesis" if self.from_height <= 1 else f"from height {self.from_height}"
-            text = (f"OK: {self.checked} blocks verified {span} to head {self.height} "
+            text = (f"OK: {self.checked} blocks verified by full replay {span} to head {self.height} "
                     f"({hexstr(self.head_hash)[:18]})")
             return text + (f"; {self.not_replayed}" if self.not_replayed else "")
         if self.first_bad_height is None:
@@ -103,12 +104,13 @@ def _check_columns(header: Header, parent_col: bytes, height_col: int, work_col:
 
 
 def _load(store: SQLiteStore, height: int, expect_parent: Optional[bytes], *,
-          header_only: bool = False) -> tuple:
+          header_only: bool = False, pruned_ok: bool = False) -> tuple:
     """Block (or, with ``header_only``, header) at canonical ``height``, and its stored columns."""
     h = _canonical(store, height)
     parent_col, height_col, work_col, header_raw, body_raw = _row(store, h, height)
     try:
-        block = decode_header(header_raw) if header_only else decode_stored(header_raw, body_raw)
+        block = decode_header(header_raw) if header_only else decode_stored(header_raw, body_raw,
+                                                                              pruned_ok=pruned_ok)
     except DecodeError as exc:
         raise InvalidBlock("corrupt", str(exc), height=height) from None
     header = block if header_only else block.header
@@ -174,6 +176,9 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     headers[genesis.hash] = genesis.header
     work = {genesis.hash: 0}
     start = 1 if last is None else max(1, top - last + 1)
+    report.pruned_to = _pruned_to(store)
+    _check_pruning(params, report.pruned_to, top)
+    start = max(start, report.pruned_to + 1)
     report.from_height = start
     spent = _check_below_window(store, params, genesis, start, headers, work, ancestor, at)
     parent = _window_parent(store, report, params, genesis, start, at)
@@ -182,6 +187,38 @@ def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: l
     _check_side_blocks(store, params, genesis.hash, work, at)
     report.not_replayed = "; ".join(n for n in (report.not_replayed, model_note) if n)
     report.ok = True
+
+
+def _pruned_to(store: SQLiteStore) -> int:
+    """The highest canonical block whose message bodies were pruned (0: none)."""
+    row = store._db.execute("SELECT MAX(c.height) FROM canonical c JOIN blocks b ON b.hash = c.hash "
+                            "WHERE substr(b.body, 1, 1) = ?", (bytes([_PRUNED]),)).fetchone()
+    return int(row[0]) if row is not None and isinstance(row[0], int) else 0
+
+
+def _check_pruning(params, pruned_to: int, top: int) -> None:
+    """Bodies may be pruned only below the genesis's finality depth, and never on a
+    chain whose budget rule needs every message."""
+    if not pruned_to:
+        return
+    depth = params.finality_depth
+    if depth is None:
+        raise InvalidBlock("pruned", f"the message bodies of blocks up to {pruned_to} were pruned, but this "
+                           "chain's genesis fixes no finality depth", height=pruned_to)
+    if pruned_to >= top - depth:
+        raise InvalidBlock("pruned", f"the message bodies of block {pruned_to} were pruned {top - pruned_to} "
+                           f"blocks below the head; the chain's finality depth is {depth}", height=pruned_to)
+    if params.budget is not None:
+        raise InvalidBlock("pruned", "the chain has a per-member budget, which needs every message, but the "
+                           f"message bodies of blocks 1 to {pruned_to} were pruned", height=pruned_to)
+
+
+def _body_check(block, params, pruned: bool):
+    """The body against its header's commitments; a pruned body (no messages) against
+    every commitment but the messages root, which only the dropped messages could match."""
+    if pruned and not block.messages:
+        return body_mismatch(block, params.dim, messages=False)
+    return body_mismatch(block, params.dim)
 
 
 def _check_head(store: SQLiteStore, report: VerifyReport, at: list) -> int:
@@ -221,12 +258,14 @@ def _check_below_window(store: SQLiteStore, params, genesis, start: int, headers
     and returned (None without a budget)."""
     spent = {} if params.budget is not None else None
     parent_header = genesis.header
+    pruned_to = _pruned_to(store)
     for height in range(1, start):
+        pruned = height <= pruned_to
         at[0] = height
-        below, cols = _load(store, height, parent_header.hash)
+        below, cols = _load(store, height, parent_header.hash, pruned_ok=True)
         header = below.header
         validate_header_link(header, parent_header, params, genesis_hash=genesis.hash, ancestor=ancestor)
-        bad = body_mismatch(below, params.dim)
+        bad = _body_check(below, params, pruned)
         if bad is not None:
             raise InvalidBlock(bad.reason, bad.detail, height=height)
         work[header.hash] = work[parent_header.hash] + block_work(header, params)
@@ -244,13 +283,21 @@ def _window_parent(store: SQLiteStore, report: VerifyReport, params, genesis, st
         return genesis
     # The window starts from this block's model: it must be the one its header commits to.
     at[0] = start - 1
-    parent, _ = _load(store, start - 1, None)
-    bad = body_mismatch(parent, params.dim)
+    parent, _ = _load(store, start - 1, None, pruned_ok=True)
+    bad = _body_check(parent, params, start - 1 <= report.pruned_to)
     if bad is not None:
         raise bad
-    report.not_replayed = (f"blocks 1 to {start - 1} were not replayed: their headers, links, proof of work, "
-                           f"stored work and bodies against their headers' commitments were checked; their "
-                           f"updates were not recomputed")
+    notes = []
+    if report.pruned_to:
+        notes.append(f"blocks 1 to {report.pruned_to} were checked by header only (their message bodies were "
+                     f"pruned): headers, links, proof of work, stored work, selections and models against their "
+                     f"headers' commitments; their updates were not recomputed")
+    if start - 1 > report.pruned_to:
+        low = report.pruned_to + 1
+        notes.append(f"blocks {low} to {start - 1} were not replayed: their headers, links, proof of work, "
+                     f"stored work and bodies against their headers' commitments were checked; their "
+                     f"updates were not recomputed")
+    report.not_replayed = "; ".join(notes)
     return parent
 
 

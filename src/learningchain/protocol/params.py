@@ -86,6 +86,10 @@ class ProtocolParams:
     # per-member privacy budget: the total epsilon one enrolled identity may spend on
     # the chain under basic composition (protocol/budget.py); None = no limit
     budget: float | None = None
+    # storage: blocks with at least this many blocks on top of them are final, and a
+    # pruning node may drop their message bodies (headers, the messages root, the
+    # selection and the model stay); None = every node keeps every body
+    finality_depth: int | None = None
     # incentives
     rewards: dict = field(default_factory=dict)
     # informational: data set, seed... hashed into genesis, not used by validation
@@ -148,6 +152,10 @@ class ProtocolParams:
             enrolled.add(raw)
         need(len(enrolled) <= self.max_messages,
              f"members: {len(enrolled)} enrolled holders exceed max_messages ({self.max_messages})")
+        need(self.finality_depth is None or (isinstance(self.finality_depth, int)
+                                             and not isinstance(self.finality_depth, bool)
+                                             and 1 <= self.finality_depth <= 1 << 20),
+             f"finality_depth must be None or an integer in 1..{1 << 20}, got {self.finality_depth!r}")
         check_budget_params(self)
         check_retarget_options(self.retarget)
         check_rewards(self.rewards)
@@ -248,4 +256,4 @@ def _address_bytes(text) -> bytes | None:
 
 _DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
 _DEFAULTS["members"] = []  # as to_dict writes it
-_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members", "budget")
+_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members", "budget", "finality_depth")
