@@ -21,9 +21,12 @@ from typing import Optional
 
 from ..errors import ConfigError, LearningChainError
 
-__all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS"]
+__all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS", "EVM_ENV", "EVMS"]
 
 FAUCET_KEY_ENV = "LEARNINGCHAIN_FAUCET_KEY"
+#: picks the in-process EVM when Chain.embedded is not told: "pyrevm" or "py-evm"
+EVM_ENV = "LEARNINGCHAIN_EVM"
+EVMS = ("pyrevm", "py-evm")
 GWEI = 10**9
 #: The publicly known development keys of eth-tester (1, 2, ...) and anvil (the
 #: "test test ... junk" mnemonic); used only for chains that fund them at genesis.
@@ -106,12 +109,27 @@ class Chain:
     #: the most a transaction pays per gas, and the largest tip it offers (wei)
     max_fee: int = 100 * GWEI
     max_tip: int = GWEI
+    #: the in-process EVM ("pyrevm" or "py-evm"); None on a JSON-RPC node
+    evm: Optional[str] = None
 
     # -- construction -----------------------------------------------------------------
     @classmethod
     def embedded(cls, *, gas_limit: Optional[int] = None, max_fee_gwei: float = 100.0,
-                 priority_fee_gwei: float = 1.0) -> "Chain":
-        """An in-process chain (eth-tester on py-evm, Prague) with funded dev accounts."""
+                 priority_fee_gwei: float = 1.0, evm: Optional[str] = None) -> "Chain":
+        """An in-process chain (Prague) with funded dev accounts, on ``evm``: "pyrevm" (revm,
+        the default where installed) or "py-evm" (eth-tester); ``$LEARNINGCHAIN_EVM`` picks it
+        when ``evm`` is not given."""
+        from . import revm
+
+        evm = evm or os.environ.get(EVM_ENV) or ("pyrevm" if revm.available() else "py-evm")
+        if evm not in EVMS:
+            raise ConfigError(f"unknown in-process EVM {evm!r}: choose one of {', '.join(EVMS)}")
+        if evm == "pyrevm":
+            from web3 import Web3
+
+            w3 = Web3(revm.RevmProvider(gas_limit=gas_limit))
+            return cls(w3, "embedded", pinned_chain_id=int(w3.eth.chain_id), max_fee=_wei(max_fee_gwei),
+                       max_tip=_wei(priority_fee_gwei), evm="pyrevm")
         try:
             from eth_tester import EthereumTester, PyEVMBackend
             from web3 import EthereumTesterProvider, Web3
@@ -122,7 +140,7 @@ class Chain:
         backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides=overrides))
         w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
         return cls(w3, "embedded", pinned_chain_id=int(w3.eth.chain_id), max_fee=_wei(max_fee_gwei),
-                   max_tip=_wei(priority_fee_gwei))
+                   max_tip=_wei(priority_fee_gwei), evm="py-evm")
 
     @classmethod
     def connect(cls, url: str, *, timeout: float = 120.0, chain_id: Optional[int] = None,
@@ -186,7 +204,7 @@ class Chain:
         if missing <= 0:
             return
         if self.kind == "embedded":
-            self.w3.provider.ethereum_tester.mine_blocks(missing)
+            self._dev_chain().mine_blocks(missing)
             return
         try:
             self.w3.provider.make_request("anvil_mine", [hex(missing)])
@@ -198,10 +216,14 @@ class Chain:
                 raise EthereumError(f"the chain did not reach block {number} within {timeout:.0f} s")
             time.sleep(1.0)
 
+    def _dev_chain(self):
+        """The in-process chain's own controls (eth-tester's, or the pyrevm node)."""
+        return getattr(self.w3.provider, "ethereum_tester", self.w3.provider)
+
     def travel_to(self, timestamp: int) -> None:
         """Development chains only (tests): mine a block at ``timestamp`` or later."""
         if self.kind == "embedded":
-            self.w3.provider.ethereum_tester.time_travel(int(timestamp))
+            self._dev_chain().time_travel(int(timestamp))
         else:
             self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(timestamp)])
             self.w3.provider.make_request("evm_mine", [])

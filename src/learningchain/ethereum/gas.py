@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -64,13 +65,15 @@ def _unit_rows(rng, k, d, bits=20):
     return np.stack(rows)
 
 
-def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 100, reward: int = 10**15) -> RoundGas:
-    """Deploy, play two rounds of ``k`` messages of dimension ``d``, and return the gas."""
+def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 100, reward: int = 10**15,
+            chunk_words: Optional[int] = None) -> RoundGas:
+    """Deploy, play two rounds of ``k`` messages of dimension ``d``, and return the gas
+    (``chunk_words``: smaller chunks than the largest that fits, for tests)."""
     rng = np.random.default_rng([seed, d, k])
     faucet = chain.faucet()
     rule = fp.FixedRule(d, 20, 10, math.ceil(k / 2), batch_size, fp.encode_rate(0.5), fp.encode_rate(0.0))
     words = fp.words_for(d)
-    cw = min(words, max_chunk_words(k))
+    cw = min(words, max_chunk_words(k)) if chunk_words is None else chunk_words
     cparams = ContractParams(rule, 1, k, cw, 10, reward, bond=reward)  # the runner bonds the reward
     dep = Deployment.deploy(chain, faucet, cparams, rng.normal(size=d) * 0.1)
     if reward:
