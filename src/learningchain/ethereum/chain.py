@@ -252,18 +252,24 @@ class Chain:
             # 1 gwei while it searches; a zero price lifts that (fees are not estimated)
             tx.update(maxFeePerGas=0, maxPriorityFeePerGas=0)
         try:
-            return int(self.w3.eth.estimate_gas(tx))
+            return int(self.w3.eth.estimate_gas(tx, self._sim_block()))
         except Exception as exc:
             reason = _revert_reason(exc)
             if reason is not None:
                 raise Reverted(reason, what) from None
             raise EthereumError(f"{what}: the node refused it: {exc}") from None
 
+    def _sim_block(self) -> str:
+        """Where calls and estimates run: the pending block (eth-tester serves no pending
+        estimate; its calls already run on top of the latest block)."""
+        return "latest" if self.evm == "py-evm" else "pending"
+
     def preflight(self, tx: dict, what: str = "transaction") -> None:
-        """Run ``tx`` as a call; raise Reverted with the contract's reason if it reverts."""
+        """Run ``tx`` as a call in the pending block (where it will run: a later block than
+        every transaction sent so far); raise Reverted with the contract's reason if it reverts."""
         call = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}
         try:
-            self.w3.eth.call(call)
+            self.w3.eth.call(call, self._sim_block())
         except Exception as exc:
             reason = _revert_reason(exc)
             if reason is not None:

@@ -304,14 +304,18 @@ class _RevmNode:
             "contractAddress": address, "logs": entries, "type": raw[0]}
         return tx_hash
 
-    def _run_call(self, call: dict) -> tuple[bytes, int]:
-        """A call on the latest state, nothing kept: (output, gas spent before refunds)."""
+    def _run_call(self, call: dict, tag=None) -> tuple[bytes, int]:
+        """A call on the latest state, nothing kept: (output, gas spent before refunds); in the
+        block that is being made for "pending" (its number and time), else in the latest."""
         sender = to_checksum_address(call.get("from") or ZERO)
         to = call.get("to")
         data = bytes.fromhex((call.get("data") or call.get("input") or "0x")[2:])
         value = int(call.get("value", "0x0"), 16)
         gas = int(call.get("gas", _hex(self.block_gas_limit)), 16)
         block = dict(self.blocks[-1])
+        if tag == "pending":
+            block.update(number=block["number"] + 1, timestamp=max(int(time.time()), block["timestamp"] + 1),
+                         baseFeePerGas=self._next_base_fee())
         evm = self._evm(block)
         evm.set_balance(sender, max(evm.get_balance(sender), value))
         out, used, refund, _ = self._execute(evm, sender, to_checksum_address(to) if to else None, data,
@@ -369,9 +373,9 @@ class _RevmNode:
         if method == "eth_accounts":
             return []
         if method == "eth_call":
-            return "0x" + self._run_call(params[0])[0].hex()
+            return "0x" + self._run_call(params[0], params[1] if len(params) > 1 else None)[0].hex()
         if method == "eth_estimateGas":
-            return _hex(self._run_call(params[0])[1])
+            return _hex(self._run_call(params[0], params[1] if len(params) > 1 else None)[1])
         if method == "eth_sendRawTransaction":
             return "0x" + self._send_raw(bytes.fromhex(params[0][2:])).hex()
         if method == "eth_getTransactionReceipt":
