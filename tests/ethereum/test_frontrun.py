@@ -96,3 +96,38 @@ def test_without_a_commitment_in_an_earlier_block_the_last_chunk_is_refused(embe
     assert dep.contract.functions.aggregator_of(0).call() == node.address
     # a commitment is used once
     assert dep.contract.functions.commitment(node.address).call() == b"\0" * 32
+
+
+def test_a_transaction_held_back_is_replaced_with_a_higher_fee(anvil):
+    """anvil with automine off holds the transaction; the client re-sends it (same nonce,
+    fees up by 1/8) and the replacement is what gets mined."""
+    import threading
+    import time
+
+    chain = anvil
+    faucet = chain.faucet()
+    to = "0x" + "44" * 20
+    chain.replace_after = 0.3
+    w3 = chain.w3
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        fees = chain.fee_fields()
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=chain.send(faucet, {"to": to, "value": 3}, gas=21_000,
+                                                                    fees=dict(fees))))
+        t.start()
+        time.sleep(1.5)  # several replacement periods pass unmined
+        w3.provider.make_request("evm_mine", [])
+        t.join(timeout=30)
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        chain.replace_after = None
+    r = out["r"]
+    assert r["status"] == 1 and chain.balance(to) == 3
+    mined = w3.eth.get_transaction(r["transactionHash"])
+    assert int(mined["maxFeePerGas"]) > fees["maxFeePerGas"]
+    assert int(mined["maxFeePerGas"]) <= chain.max_fee
+    # the user's cap bounds the replacements
+    chain.max_fee = int(mined["maxFeePerGas"])
+    assert chain._replace(faucet, {"to": to, "value": 3, "gas": 21_000, "nonce": 0, "chainId": chain.chain_id,
+                                   "maxFeePerGas": chain.max_fee, "maxPriorityFeePerGas": 10**9}) is None
