@@ -35,7 +35,8 @@ def _signed_reveal(chain, node, dep, msgs, mask, salt, chunk):
 def _copy(chain, bot, raw):
     """What a mempool bot does: the same call, from its own account, at a higher fee."""
     seen = TypedTransaction.from_bytes(raw).as_dict()
-    fees = {"maxFeePerGas": 2 * int(seen["maxFeePerGas"]), "maxPriorityFeePerGas": 2 * int(seen["maxPriorityFeePerGas"])}
+    fees = {"maxFeePerGas": 2 * int(seen["maxFeePerGas"]),
+            "maxPriorityFeePerGas": 2 * int(seen["maxPriorityFeePerGas"])}
     return chain.send(bot, {"to": seen["to"], "data": bytes(seen["data"])}, gas=12_000_000, fees=fees)
 
 
