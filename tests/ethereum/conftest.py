@@ -18,6 +18,11 @@ ANVIL_NPM = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" 
 def find_anvil():
     if ANVIL_NPM.exists():
         return str(ANVIL_NPM)
+    shared = os.environ.get("LEARNINGCHAIN_NODE_MODULES")  # a node_modules outside the checkout
+    if shared:
+        candidate = Path(shared) / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
+        if candidate.exists():
+            return str(candidate)
     return shutil.which("anvil")
 
 

@@ -191,7 +191,8 @@ def test_chunked_aggregation_gives_the_same_model_as_one_transaction(embedded):
     many.submit(late, 0, 2**32, fp.pack_q(rows[0]))
     assert many.contract.functions.count().call() == k + 1
     embedded.call_tx(other, many.contract, "aggregate", 1, mask, fp.aggregation_data(msgs2, 1, 2))
-    embedded.call_tx(faucet, many.contract, "aggregate", 2, mask, fp.aggregation_data(msgs2, 2, 2))
+    _, salt = many.commit(faucet, mask)  # the last chunk reveals its sender's commitment
+    embedded.call_tx(faucet, many.contract, "aggregate", 2, mask, fp.aggregation_data(msgs2, 2, 2), salt)
     assert many.current_round() == 1
     assert many.fixed_model() == one.fixed_model()
 
@@ -257,7 +258,8 @@ def test_a_round_short_of_its_quorum_closes_only_after_the_window(embedded):
     selection = dep.rule.select(np.stack([fp.unpack_q(m[2], 6) for m in msgs]), [fp.tie_key(0, m[0]) for m in msgs])
     with pytest.raises(Reverted, match="the round is still taking messages"):
         dep.aggregate(faucet, msgs, selection)
-    embedded.wait_until_block(dep.round_opened() + 9)
+    # the commitment takes a block of its own: the reveal runs two blocks later
+    embedded.wait_until_block(dep.round_opened() + 7)
     with pytest.raises(Reverted, match="the round is still taking messages"):
         dep.aggregate(faucet, msgs, selection)
     embedded.wait_until_block(dep.round_opened() + 10)

@@ -13,6 +13,7 @@ revert is refused before it is sent, with the contract's reason, as
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -21,9 +22,16 @@ from typing import Optional
 
 from ..errors import ConfigError, LearningChainError
 
-__all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS"]
+__all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS", "EVM_ENV", "EVMS"]
+
+log = logging.getLogger(__name__)
 
 FAUCET_KEY_ENV = "LEARNINGCHAIN_FAUCET_KEY"
+#: picks the in-process EVM when Chain.embedded is not told: "pyrevm" or "py-evm"
+EVM_ENV = "LEARNINGCHAIN_EVM"
+#: seconds before an unmined transaction is re-sent with higher fees, on a JSON-RPC chain
+REPLACE_AFTER_ENV = "LEARNINGCHAIN_REPLACE_AFTER"
+EVMS = ("pyrevm", "py-evm")
 GWEI = 10**9
 #: The publicly known development keys of eth-tester (1, 2, ...) and anvil (the
 #: "test test ... junk" mnemonic); used only for chains that fund them at genesis.
@@ -106,12 +114,30 @@ class Chain:
     #: the most a transaction pays per gas, and the largest tip it offers (wei)
     max_fee: int = 100 * GWEI
     max_tip: int = GWEI
+    #: seconds a transaction may wait unmined before it is re-sent with the same nonce and
+    #: higher fees (EIP-1559 replacement, within max_fee); None: never
+    replace_after: Optional[float] = None
+    #: the in-process EVM ("pyrevm" or "py-evm"); None on a JSON-RPC node
+    evm: Optional[str] = None
 
     # -- construction -----------------------------------------------------------------
     @classmethod
     def embedded(cls, *, gas_limit: Optional[int] = None, max_fee_gwei: float = 100.0,
-                 priority_fee_gwei: float = 1.0) -> "Chain":
-        """An in-process chain (eth-tester on py-evm, Prague) with funded dev accounts."""
+                 priority_fee_gwei: float = 1.0, evm: Optional[str] = None) -> "Chain":
+        """An in-process chain (Prague) with funded dev accounts, on ``evm``: "pyrevm" (revm,
+        the default where installed) or "py-evm" (eth-tester); ``$LEARNINGCHAIN_EVM`` picks it
+        when ``evm`` is not given."""
+        from . import revm
+
+        evm = evm or os.environ.get(EVM_ENV) or ("pyrevm" if revm.available() else "py-evm")
+        if evm not in EVMS:
+            raise ConfigError(f"unknown in-process EVM {evm!r}: choose one of {', '.join(EVMS)}")
+        if evm == "pyrevm":
+            from web3 import Web3
+
+            w3 = Web3(revm.RevmProvider(gas_limit=gas_limit))
+            return cls(w3, "embedded", pinned_chain_id=int(w3.eth.chain_id), max_fee=_wei(max_fee_gwei),
+                       max_tip=_wei(priority_fee_gwei), evm="pyrevm")
         try:
             from eth_tester import EthereumTester, PyEVMBackend
             from web3 import EthereumTesterProvider, Web3
@@ -122,7 +148,7 @@ class Chain:
         backend = PyEVMBackend(genesis_parameters=PyEVMBackend.generate_genesis_params(overrides=overrides))
         w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
         return cls(w3, "embedded", pinned_chain_id=int(w3.eth.chain_id), max_fee=_wei(max_fee_gwei),
-                   max_tip=_wei(priority_fee_gwei))
+                   max_tip=_wei(priority_fee_gwei), evm="py-evm")
 
     @classmethod
     def connect(cls, url: str, *, timeout: float = 120.0, chain_id: Optional[int] = None,
@@ -145,8 +171,15 @@ class Chain:
         if chain_id is None and node_id not in DEV_CHAIN_IDS:
             raise ConfigError(f"the node at {url} is on chain {node_id}, not a development chain: pin it with "
                               f"--chain-id {node_id} (transactions are signed for the pinned chain only)")
+        replace_after = os.environ.get(REPLACE_AFTER_ENV)
+        try:
+            replace_after = None if not replace_after else float(replace_after)
+        except ValueError:
+            raise ConfigError(f"${REPLACE_AFTER_ENV} must be a number of seconds, got {replace_after!r}") from None
+        if replace_after is not None and not replace_after > 0:
+            raise ConfigError(f"${REPLACE_AFTER_ENV} must be > 0 seconds")
         return cls(w3, "rpc", url=url, pinned_chain_id=node_id, max_fee=_wei(max_fee_gwei),
-                   max_tip=_wei(priority_fee_gwei))
+                   max_tip=_wei(priority_fee_gwei), replace_after=replace_after)
 
     # -- facts --------------------------------------------------------------------------
     @property
@@ -186,7 +219,7 @@ class Chain:
         if missing <= 0:
             return
         if self.kind == "embedded":
-            self.w3.provider.ethereum_tester.mine_blocks(missing)
+            self._dev_chain().mine_blocks(missing)
             return
         try:
             self.w3.provider.make_request("anvil_mine", [hex(missing)])
@@ -198,10 +231,14 @@ class Chain:
                 raise EthereumError(f"the chain did not reach block {number} within {timeout:.0f} s")
             time.sleep(1.0)
 
+    def _dev_chain(self):
+        """The in-process chain's own controls (eth-tester's, or the pyrevm node)."""
+        return getattr(self.w3.provider, "ethereum_tester", self.w3.provider)
+
     def travel_to(self, timestamp: int) -> None:
         """Development chains only (tests): mine a block at ``timestamp`` or later."""
         if self.kind == "embedded":
-            self.w3.provider.ethereum_tester.time_travel(int(timestamp))
+            self._dev_chain().time_travel(int(timestamp))
         else:
             self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(timestamp)])
             self.w3.provider.make_request("evm_mine", [])
@@ -230,18 +267,24 @@ class Chain:
             # 1 gwei while it searches; a zero price lifts that (fees are not estimated)
             tx.update(maxFeePerGas=0, maxPriorityFeePerGas=0)
         try:
-            return int(self.w3.eth.estimate_gas(tx))
+            return int(self.w3.eth.estimate_gas(tx, self._sim_block()))
         except Exception as exc:
             reason = _revert_reason(exc)
             if reason is not None:
                 raise Reverted(reason, what) from None
             raise EthereumError(f"{what}: the node refused it: {exc}") from None
 
+    def _sim_block(self) -> str:
+        """Where calls and estimates run: the pending block (eth-tester serves no pending
+        estimate; its calls already run on top of the latest block)."""
+        return "latest" if self.evm == "py-evm" else "pending"
+
     def preflight(self, tx: dict, what: str = "transaction") -> None:
-        """Run ``tx`` as a call; raise Reverted with the contract's reason if it reverts."""
+        """Run ``tx`` as a call in the pending block (where it will run: a later block than
+        every transaction sent so far); raise Reverted with the contract's reason if it reverts."""
         call = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value")}
         try:
-            self.w3.eth.call(call)
+            self.w3.eth.call(call, self._sim_block())
         except Exception as exc:
             reason = _revert_reason(exc)
             if reason is not None:
@@ -293,7 +336,7 @@ class Chain:
                 return self.send(sender, tx, what=what, gas=tx.pop("gas"), fees=fees, hint=hint, _retry=True)
             raise EthereumError(f"{what}: the node refused it: {exc}") from None
         sender.nonce += 1
-        receipt = self._wait_receipt(tx_hash, what)
+        receipt = self._wait_receipt(tx_hash, what, resend=lambda: self._replace(sender, tx))
         self.fees_paid += int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
         if self.keep_receipts:
             self.receipts.append(receipt)
@@ -308,7 +351,24 @@ class Chain:
             raise Reverted(reason or f"ran out of gas ({receipt['gasUsed']} of {tx['gas']})", what)
         return receipt
 
-    def _wait_receipt(self, tx_hash, what: str, timeout: float = 600.0):
+    def _replace(self, sender: Account, tx: dict):
+        """Re-sign ``tx`` (same nonce) with fees raised by 1/8 + 1 wei (nodes ask at least 10%
+        for a replacement), within max_fee; its hash, or None when the cap leaves no room."""
+        fee, tip = int(tx["maxFeePerGas"]), int(tx["maxPriorityFeePerGas"])
+        new_fee = min(fee + fee // 8 + 1, self.max_fee)
+        new_tip = min(tip + tip // 8 + 1, new_fee)
+        if new_fee < fee + fee // 10 or new_tip < tip + tip // 10:
+            return None  # at the user's cap: keep waiting for the one sent
+        tx.update(maxFeePerGas=new_fee, maxPriorityFeePerGas=new_tip)
+        signed = sender.key.sign_transaction(tx)
+        try:
+            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except Exception as exc:
+            if "nonce too low" in str(exc).lower() or "already known" in str(exc).lower():
+                return None  # the first one was mined meanwhile
+            raise EthereumError(f"replacement refused: {exc}") from None
+
+    def _wait_receipt(self, tx_hash, what: str, timeout: float = 600.0, resend=None):
         """The receipt, polled at 5 ms, then backing off to 1 s.
 
         A development node that mines on arrival has it within milliseconds
@@ -318,9 +378,18 @@ class Chain:
         from web3.exceptions import TransactionNotFound
 
         delay, deadline = 0.005, time.monotonic() + timeout
+        hashes = [tx_hash]  # a replacement may be mined, or the one it replaced
+        next_replace = None if self.replace_after is None else time.monotonic() + self.replace_after
         while True:
+            receipt = None
             try:
-                receipt = self.w3.eth.get_transaction_receipt(tx_hash)
+                for h in hashes:
+                    try:
+                        receipt = self.w3.eth.get_transaction_receipt(h)
+                    except TransactionNotFound:
+                        continue
+                    if receipt is not None:
+                        break
             except TransactionNotFound:
                 receipt = None
             except (OSError, TimeoutError) as exc:  # a dropped connection or a busy node: ask again
@@ -331,6 +400,13 @@ class Chain:
                 return receipt
             if time.monotonic() > deadline:
                 raise EthereumError(f"{what}: no receipt for {tx_hash.hex()} after {timeout:.0f} s")
+            if next_replace is not None and resend is not None and time.monotonic() >= next_replace:
+                new = resend()
+                if new is not None:
+                    log.info("%s: not mined after %.1f s, re-sent with higher fees as %s", what,
+                             self.replace_after, new.hex())
+                    hashes.append(new)
+                next_replace = time.monotonic() + self.replace_after
             time.sleep(delay)
             delay = min(1.0, delay * 1.5)
 

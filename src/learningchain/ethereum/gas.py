@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -49,10 +50,11 @@ class RoundGas:
     aggregate_max_tx: int  # the largest single aggregation transaction
     claim: int
     aggregate_max_tx_first: int  # the largest in the first round (fresh storage)
+    commit: int = 0  # the aggregator's commitment (steady state), a transaction of its own
 
     @property
     def round_total(self) -> int:
-        return self.k * self.submit + self.aggregate + self.claim
+        return self.k * self.submit + self.commit + self.aggregate + self.claim
 
 
 def _unit_rows(rng, k, d, bits=20):
@@ -64,13 +66,15 @@ def _unit_rows(rng, k, d, bits=20):
     return np.stack(rows)
 
 
-def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 100, reward: int = 10**15) -> RoundGas:
-    """Deploy, play two rounds of ``k`` messages of dimension ``d``, and return the gas."""
+def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 100, reward: int = 10**15,
+            chunk_words: Optional[int] = None) -> RoundGas:
+    """Deploy, play two rounds of ``k`` messages of dimension ``d``, and return the gas
+    (``chunk_words``: smaller chunks than the largest that fits, for tests)."""
     rng = np.random.default_rng([seed, d, k])
     faucet = chain.faucet()
     rule = fp.FixedRule(d, 20, 10, math.ceil(k / 2), batch_size, fp.encode_rate(0.5), fp.encode_rate(0.0))
     words = fp.words_for(d)
-    cw = min(words, max_chunk_words(k))
+    cw = min(words, max_chunk_words(k)) if chunk_words is None else chunk_words
     cparams = ContractParams(rule, 1, k, cw, 10, reward, bond=reward)  # the runner bonds the reward
     dep = Deployment.deploy(chain, faucet, cparams, rng.normal(size=d) * 0.1)
     if reward:
@@ -93,15 +97,19 @@ def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 10
         keys = [fp.tie_key(rnd, m[0]) for m in msgs]
         sel = rule.select(rows, keys)
         accepted, gas_agg, receipts = dep.aggregate(node, msgs, sel)
+        # the commitment (its own transaction) is counted apart from the aggregation
+        commit = int(receipts[-2]["gasUsed"])
+        gas_agg -= commit
+        receipts = receipts[:-2] + receipts[-1:]
         if not accepted:
             raise RuntimeError(f"d={d} K={k}: the contract refused the Python rule's selection")
         W = rule.update(W, rows, norms, sel)
         if dep.fixed_model() != W:
             raise RuntimeError(f"d={d} K={k}: the contract's model differs from the twin's")
         claim = int(dep.claim_reward(node, rnd)["gasUsed"]) if reward else 0
-        out[rnd] = (int(np.mean(gas_sub)), gas_agg, max(int(r["gasUsed"]) for r in receipts), claim)
+        out[rnd] = (int(np.mean(gas_sub)), gas_agg, max(int(r["gasUsed"]) for r in receipts), claim, commit)
     return RoundGas(d, k, cparams.chunks, cw, out[0][0], out[1][0], out[0][1], out[1][1], out[1][2], out[1][3],
-                    out[0][2])
+                    out[0][2], out[1][4])
 
 
 def largest_d(chain: Chain, k: int, budget: int, *, part: str = "aggregate", lo: int = 8, hi: int = 8192,

@@ -18,6 +18,8 @@ the selection and refuses a wrong one) and collects its reward.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from typing import Optional
 import numpy as np
 from web3.logs import DISCARD
 
-from ..crypto import PrivateKey
+from ..crypto import PrivateKey, keccak256
 from ..errors import ConfigError, InvalidMessage
 from ..parties import AnswerOnce, collect_messages
 from . import fixedpoint as fp
@@ -168,16 +170,41 @@ class Deployment:
         mask = fp.selection_mask(selection)
         gas, receipts = 0, []
         accepted = False
+        last = self.cparams.chunks - 1
         for chunk in range(start, self.cparams.chunks):
             data = fp.aggregation_data(messages, chunk, self.cparams.chunk_words)
             bond = self.cparams.bond if chunk == 0 and self.cparams.chunks > 1 else 0
-            r = self.chain.call_tx(sender, self.contract, "aggregate", chunk, mask, data, value=bond,
-                                   hint="aggregate")
+            args = [chunk, mask, data]
+            if chunk == last:
+                # commit, then reveal: the reward cannot be taken by a copy of the last chunk
+                commit_receipt, salt = self.commit(sender, mask)
+                gas += int(commit_receipt["gasUsed"])
+                receipts.append(commit_receipt)
+                args.append(salt)
+            r = self.chain.call_tx(sender, self.contract, "aggregate", *args, value=bond,
+                                   hint="aggregate" if chunk < last else "aggregate-last")
             gas += int(r["gasUsed"])
             receipts.append(r)
-            if chunk == self.cparams.chunks - 1:
+            if chunk == last:
                 accepted = bool(self.contract.events.Aggregated().process_receipt(r, errors=DISCARD))
         return accepted, gas, receipts
+
+    def commitment(self, sender: str, rnd: int, mask: int, salt: bytes) -> bytes:
+        """keccak256(abi_encode(round, claim, sender, salt)), as the contract computes it."""
+        from eth_abi import encode
+
+        return keccak256(encode(["uint256", "uint256", "address", "bytes32"], [rnd, mask, sender, salt]))
+
+    def commit(self, sender: Account, mask: int) -> tuple[dict, bytes]:
+        """Commit ``sender`` to aggregating the current round with ``mask``; (receipt, salt).
+        The salt is an HMAC under the sender's key, the contract, the round and the claim:
+        secret to anyone without the key, and the same on a rerun of a seeded run."""
+        rnd = int(self.contract.functions.current_round().call())
+        salt = hmac.new(bytes(sender.key.key), b"learningchain aggregation salt" + rnd.to_bytes(32, "big")
+                        + mask.to_bytes(32, "big"), hashlib.sha256).digest()
+        receipt = self.chain.call_tx(sender, self.contract, "commit", self.commitment(sender.address, rnd, mask, salt),
+                                     hint="commit")
+        return receipt, salt
 
     def claim_reward(self, sender: Account, rnd: int):
         return self.chain.call_tx(sender, self.contract, "claim_reward", rnd, hint="claim")

@@ -51,6 +51,7 @@ DEFAULT_REWARD_WEI = 10**15
 WINDOW_BLOCKS = 16
 KEYS_SEEDED = "numpy PCG64 seeded from --seed and the contract address (in-process EVM; not secret)"
 KEYS_SECURE = "secrets (the OS CSPRNG)"
+EMBEDDED_LABELS = {"pyrevm": "embedded EVM (pyrevm, revm)", "py-evm": "embedded EVM (eth-tester, py-evm)"}
 #: Holders deposit this multiple of the rewards a full run pays, so a refund is left.
 DEPOSIT_FACTOR = 2
 
@@ -215,7 +216,7 @@ class EthereumBackend:
             "contract_address": dep.address,
             "key_generator": KEYS_SEEDED if self.seeded else KEYS_SECURE,
             "chain_id": chain.chain_id,
-            "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
+            "chain": EMBEDDED_LABELS.get(chain.evm, "embedded EVM") if chain.kind == "embedded" else chain.url,
             "gas_per_round": gas["round_mean"],
             "gas": gas,
             "incentives": {

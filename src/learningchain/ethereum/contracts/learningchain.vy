@@ -26,6 +26,11 @@
         update of each chunk can be computed as the chunk goes by; at the last
         chunk the contract checks, from the exact integer scores, that this
         selection is the l nearest, and accepts the update only then.
+
+        The reward goes to the account that sends the last chunk of a valid
+        aggregation, and only if that account committed to it in an earlier
+        block (commit, then reveal the salt with the last chunk): a copy of the
+        transaction sent from another account, however high its fee, reverts.
 """
 
 # -- compile-time bounds ------------------------------------------------------------
@@ -170,6 +175,10 @@ partial: HashMap[uint256, uint256]  # message -> a_k + 2**127 over the chunks so
 # incentives
 aggregations: HashMap[uint256, uint256]  # round -> aggregator | paid << 160
 deposits: public(HashMap[address, uint256])
+# the aggregators' commitments: keccak256(abi_encode(round, claim, sender, salt)), and the
+# block each was made in (the last chunk must come in a later one)
+commitment: public(HashMap[address, bytes32])
+commit_block: public(HashMap[address, uint256])
 refunded_to: public(HashMap[address, uint256])  # what each depositor has withdrawn so far
 withdrawn_in: HashMap[address, uint256]  # pool_epoch + 1 of a depositor's last withdrawal
 pool_epoch: public(uint256)  # sweeps so far: each lets every depositor withdraw again
@@ -391,7 +400,7 @@ def _start(rnd: uint256, n: uint256, claim: uint256, paid: uint256):
 
 @external
 @payable
-def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bool:
+def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES], salt: bytes32 = empty(bytes32)) -> bool:
     """
     @notice Aggregate the open round, one chunk of message words per call.
     @param chunk The chunk index, 0 .. chunks-1, in order.
@@ -401,6 +410,8 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
                 header words (sender | norm << 160, ||q||^2) then its words chunk*chunk_words ...
                 The first chunk of a multi-chunk aggregation carries the bond; anyone may
                 send the next chunks of a running attempt.
+    @param salt The last chunk reveals the salt of its sender's commitment (commit()), made in
+                an earlier block to this round and claim; the other chunks ignore it.
     @return True when the round was aggregated (the last chunk), False otherwise.
     """
     assert self.status == OPEN, "the run is not open"
@@ -419,6 +430,12 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES]) -> bo
         assert claim == self.agg_claim, "claim differs from the first chunk's"
         assert n == self.agg_n, "wrong data length"
     assert n == MAX_MESSAGES or claim >> n == 0, "claim names a message that does not exist"
+    if chunk + 1 == chunks:
+        # front-running: a copy of this transaction from another account has no commitment
+        assert self.commitment[msg.sender] == keccak256(abi_encode(rnd, claim, msg.sender, salt)), \
+            "no commitment to this claim from this account"
+        assert self.commit_block[msg.sender] < block.number, "the commitment must be in an earlier block"
+        self.commitment[msg.sender] = empty(bytes32)
     keep: uint256 = min(l, n)
 
     norms: DynArray[uint256, MAX_MESSAGES] = []
@@ -648,6 +665,18 @@ def deposit():
     self.deposits[msg.sender] += msg.value
     self.total_deposits += msg.value
     log Deposited(holder=msg.sender, amount=msg.value)
+
+
+@external
+def commit(h: bytes32):
+    """
+    @notice Commit to the aggregation you will complete: h = keccak256(abi_encode(round,
+            claim, your address, salt)) with a secret salt, revealed by
+            the last chunk in a later block. A new commitment replaces the sender's last.
+    """
+    assert h != empty(bytes32), "empty commitment"
+    self.commitment[msg.sender] = h
+    self.commit_block[msg.sender] = block.number
 
 
 @external
