@@ -159,7 +159,7 @@ class TrainConfig:
     priority_fee_gwei: float = key(1.0, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
                                    metavar="GWEI", help="the tip per gas a transaction offers on Ethereum (at most)")
     eth_mode: str = key("full", section="backend", group=_CHAIN, option=_ONLY_TRAIN, flag="--mode", metavar="MODE",
-                        honoured_by=("ethereum",),
+                        honoured_by=_ONE_RUN,
                         help="--backend ethereum, chosen at deployment: full (the contract executes every "
                              "aggregation) or optimistic (aggregations posted with a bond, disputed by chunk)")
     # -- one run -------------------------------------------------------------------------
