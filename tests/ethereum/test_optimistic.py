@@ -228,5 +228,6 @@ def test_a_byzantine_aggregator_never_makes_a_wrong_round_final_on_anvil(anvil):
     backend.finish("rounds", lambda _: None)
     s = backend.summary({}, {}, lambda _: None)
     assert s["incentives"]["conserved"]
-    # the honest node took two bonds per wrong posting; the Byzantine ones lost theirs
-    assert s["incentives"]["bonds_returned_wei"] == (3 + net.wrong_postings) * BOND
+    # each final posting's bond went back to its (honest) aggregator; each wrong posting's
+    # challenger took its own bond back and the Byzantine node's: 2 bonds, none for the liar
+    assert s["incentives"]["bonds_returned_wei"] == (3 + 2 * net.wrong_postings) * BOND
