@@ -231,3 +231,11 @@ def test_a_byzantine_aggregator_never_makes_a_wrong_round_final_on_anvil(anvil):
     # each final posting's bond went back to its (honest) aggregator; each wrong posting's
     # challenger took its own bond back and the Byzantine node's: 2 bonds, none for the liar
     assert s["incentives"]["bonds_returned_wei"] == (3 + 2 * net.wrong_postings) * BOND
+
+
+def test_the_committed_artefact_is_the_source_compiled():
+    fresh = opt.compile_optimistic()
+    committed = json.loads(opt.ARTIFACT_PATH.read_text())
+    for key in ("abi", "bytecode", "bytecode_runtime", "source_keccak256", "compiler", "evm_version"):
+        assert fresh[key] == committed[key], key
+    assert opt.load_artifact()["contract"] == "LearningChainOptimistic"
