@@ -56,6 +56,7 @@ TRAIN = {  # key: (value, companions)
     "chain_id": (31337, {"backend": "ethereum", "rpc_url": "http://127.0.0.1:1"}),
     "max_fee_gwei": (50.0, {"backend": "ethereum"}),
     "priority_fee_gwei": (0.5, {"backend": "ethereum"}),
+    "eth_mode": ("optimistic", {"backend": "ethereum"}),
     "seed": (1, {}),
     "out": ("OUT", {}),
     "force": (True, {}),
@@ -78,6 +79,7 @@ TRAIN_TESTED_ELSEWHERE = {
     "chain_id": "tests/ethereum/test_security.py::test_the_chain_id_is_pinned_and_fees_are_capped",
     "max_fee_gwei": "tests/ethereum/test_security.py::test_the_chain_id_is_pinned_and_fees_are_capped",
     "priority_fee_gwei": "tests/ethereum/test_security.py::test_the_chain_id_is_pinned_and_fees_are_capped",
+    "eth_mode": "tests/ethereum/test_optimistic.py::test_optimistic_mode_equals_full_mode_bit_for_bit",
     "force": "tests/test_cli.py::test_a_late_refusal_with_force_leaves_the_old_run_byte_identical",
     "keep_bodies": "memory only: in-memory nodes drop block bodies below head - keep_bodies; results are the same",
 }

@@ -154,6 +154,9 @@ def _check_chain_and_run(cfg) -> None:
           "add --backend ethereum or drop --rpc-url")
     _need(cfg.chain_id is None or (cfg.backend == "ethereum" and cfg.chain_id > 0),
           f"chain_id ({cfg.chain_id}) is a positive chain id for backend ethereum only")
+    _need(cfg.eth_mode in ("full", "optimistic"), f"eth_mode must be full or optimistic, got {cfg.eth_mode!r}")
+    _need(cfg.eth_mode == "full" or cfg.backend == "ethereum",
+          f"eth_mode {cfg.eth_mode!r} (--mode) applies to backend ethereum only; add --backend ethereum")
     _need(0 <= cfg.priority_fee_gwei <= cfg.max_fee_gwei,
           f"priority_fee_gwei ({cfg.priority_fee_gwei}) must be in 0..max_fee_gwei ({cfg.max_fee_gwei})")
     _need(0 <= cfg.difficulty <= 40, f"difficulty must be an integer number of bits in 0..40, got {cfg.difficulty!r}")

@@ -173,6 +173,10 @@ class TrainConfig:
                                                    "tip); a higher base fee stops the run")
     priority_fee_gwei: float = key(1.0, section="backend", group=_CHAIN, option=_ONLY_TRAIN, honoured_by=_ONE_RUN,
                                    metavar="GWEI", help="the tip per gas a transaction offers on Ethereum (at most)")
+    eth_mode: str = key("full", section="backend", group=_CHAIN, option=_ONLY_TRAIN, flag="--mode", metavar="MODE",
+                        honoured_by=_ONE_RUN,
+                        help="--backend ethereum, chosen at deployment: full (the contract executes every "
+                             "aggregation) or optimistic (aggregations posted with a bond, disputed by chunk)")
     # -- one run -------------------------------------------------------------------------
     seed: int = key(0, section="problem", group=_RUN, option=_TRAIN_CHAIN, metavar="S", help="random seed")
     out: Optional[str] = key(None, section="run", group=_RUN, option=_ONLY_TRAIN, metavar="DIR",

@@ -40,7 +40,7 @@ from .chain import Chain
 from .contract import ContractParams
 from .network import Deployment, EthereumNetwork, EthHead, new_account
 
-__all__ = ["EthereumBackend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
+__all__ = ["EthereumBackend", "make_backend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
            "seeded_keys", "secure_config"]
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,21 @@ def contract_params(cfg: TrainConfig, parties: Parties, reward_wei: int) -> Cont
     return ContractParams.from_params(parties.params, messages=cfg.holders + extra, rounds=cfg.rounds,
                                       reward=reward_wei, quorum=max(cfg.holders, parties.params.min_messages),
                                       window=WINDOW_BLOCKS, bond=reward_wei)
+
+
+def make_backend(cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *, reward_wei: int):
+    """The run's backend for the deployment mode (``--mode``): full (this module's
+    EthereumBackend) or optimistic (``optimistic_net.OptimisticBackend``, bonds instead of
+    the reward)."""
+    if cfg.eth_mode != "optimistic":
+        return EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei)
+    from .optimistic import OptParams
+    from .optimistic_net import CHALLENGE_BLOCKS, OptimisticBackend
+
+    oparams = OptParams.from_params(parties.params, messages=cparams.max_messages, rounds=cfg.rounds,
+                                    quorum=cparams.quorum or cparams.min_messages, window=WINDOW_BLOCKS,
+                                    challenge_blocks=CHALLENGE_BLOCKS, bond=max(reward_wei, 1))
+    return OptimisticBackend(cfg, parties, oparams, chain, seeded=seeded_keys(cfg, chain))
 
 
 def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
@@ -208,6 +223,7 @@ class EthereumBackend:
         gas = self._gas()
         return {
             "backend": "ethereum",
+            "mode": "full",
             "l": self.parties.params.l,
             "rejected_blocks": net.rejected_aggregations,
             "rejected_by_reason": {},

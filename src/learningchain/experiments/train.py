@@ -98,7 +98,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     """Run ``cfg`` on Ethereum (``chain``: the embedded EVM or ``--rpc-url`` unless given)
     and return the summary: the native keys plus the chain's."""
     # web3, eth-tester and vyper are the optional ``ethereum`` extra
-    from ..ethereum.runner import (DEFAULT_REWARD_WEI, EthereumBackend, check_ethereum, contract_params, open_chain,
+    from ..ethereum.runner import (DEFAULT_REWARD_WEI, check_ethereum, contract_params, make_backend, open_chain,
                                    secure_config)
 
     cfg = cfg.resolved()
@@ -112,7 +112,7 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     cparams = contract_params(cfg, parties, reward_wei)
 
     def run(out: Path) -> dict:
-        backend = EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei)
+        backend = make_backend(cfg, parties, cparams, chain, reward_wei=reward_wei)
         return run_backend(cfg, parties, backend, out, started, progress, on_round)
 
     return in_run_dir(target, run)

@@ -1,0 +1,391 @@
+"""Optimistic mode: the contract keeps commitments, computing nodes post, anyone disputes.
+
+The full mode (``contracts/learningchain.vy``) executes every aggregation on
+chain; here (``contracts/optimistic.vy``) holders' messages travel in calldata
+tightly packed and the contract keeps one Merkle root per message; a computing
+node posts a round's selection and the Merkle leaves of the new model with a
+bond; during ``challenge_blocks`` blocks anyone may dispute one chunk of
+:data:`CHUNK` coordinates, which the contract recomputes with the full mode's
+fixed-point arithmetic (:mod:`.fixedpoint`, the twin) and compares with the
+posted leaf. This module is the encoding, the trees, the compiled artefact and
+the client of one deployment (:class:`OptDeployment`); the round driver and the
+run backend are in :mod:`.optimistic_net`. docs/ETHEREUM.md, "Optimistic mode".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from web3.logs import DISCARD
+
+from ..crypto import keccak256
+from ..errors import ConfigError
+from . import fixedpoint as fp
+from .chain import Account, Chain
+from .fixedpoint import FixedRule
+
+__all__ = ["CHUNK", "SOURCE_PATH", "ARTIFACT_PATH", "value_width", "encode_message", "decode_message",
+           "chunk_bytes", "message_leaves", "model_leaf", "model_leaves", "depth_for", "merkle_root",
+           "merkle_proof", "OptParams", "OptDeployment", "build_artifact", "load_artifact", "dispute_records"]
+
+#: Coordinates per chunk (the contract's CHUNK): a dispute recomputes one chunk.
+CHUNK = 256
+MAX_DIM = 32768
+MAX_CHUNKS = MAX_DIM // CHUNK
+MAX_RECORDS = 122880
+HERE = Path(__file__).resolve().parent
+SOURCE_PATH = HERE / "contracts" / "optimistic.vy"
+ARTIFACT_PATH = HERE / "contracts" / "optimistic.json"
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+def value_width(q: np.ndarray) -> int:
+    """The fewest bits (2..32) that hold every value of ``q`` in two's complement."""
+    q = np.asarray(q, dtype=np.int64)
+    lo, hi = int(q.min(initial=0)), int(q.max(initial=0))
+    b = 2
+    while not (-(1 << (b - 1)) <= lo and hi < (1 << (b - 1))):
+        b += 1
+    if b > 32:
+        raise ConfigError("a message value does not fit 32 bits")
+    return b
+
+
+def chunk_len(c: int, dim: int) -> int:
+    return min(CHUNK, dim - c * CHUNK)
+
+
+def chunk_words(c: int, dim: int, width: int) -> int:
+    return (chunk_len(c, dim) * width + 255) // 256
+
+
+def chunks_for(dim: int) -> int:
+    return (dim + CHUNK - 1) // CHUNK
+
+
+def _bits(values: np.ndarray, width: int) -> np.ndarray:
+    u = (values.astype(np.int64) & ((1 << width) - 1)).astype(np.uint64)
+    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
+    return ((u[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
+
+
+def encode_message(q: np.ndarray, width: Optional[int] = None) -> tuple[int, bytes]:
+    """(width, packed bytes) of a fixed-point unit vector: each chunk of CHUNK values,
+    ``width`` bits each, two's complement, big-endian bit order, padded to whole words."""
+    q = np.asarray(q)
+    b = value_width(q) if width is None else int(width)
+    dim = q.shape[0]
+    out = []
+    for c in range(chunks_for(dim)):
+        bits = _bits(q[c * CHUNK:c * CHUNK + chunk_len(c, dim)], b)
+        pad = chunk_words(c, dim, b) * 256 - bits.size
+        out.append(np.packbits(np.concatenate([bits, np.zeros(pad, np.uint8)])).tobytes())
+    return b, b"".join(out)
+
+
+def chunk_bytes(data: bytes, width: int, dim: int, c: int) -> bytes:
+    start = sum(32 * chunk_words(i, dim, width) for i in range(c))
+    return data[start:start + 32 * chunk_words(c, dim, width)]
+
+
+def decode_message(data: bytes, width: int, dim: int) -> np.ndarray:
+    """The int32 vector of a packed message; refuses a wrong length or padding that is not zero."""
+    if not 2 <= width <= 32:
+        raise ConfigError(f"width {width} is outside 2..32")
+    total = sum(32 * chunk_words(c, dim, width) for c in range(chunks_for(dim)))
+    if len(data) != total:
+        raise ConfigError(f"a packed message of d={dim} at {width} bits has {total} bytes, got {len(data)}")
+    vals = []
+    for c in range(chunks_for(dim)):
+        bits = np.unpackbits(np.frombuffer(chunk_bytes(data, width, dim, c), dtype=np.uint8))
+        n = chunk_len(c, dim)
+        if bits[n * width:].any():
+            raise ConfigError("padding bits of a packed message are not zero")
+        fields = bits[:n * width].reshape(n, width).astype(np.int64)
+        u = fields @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+        vals.append(np.where(u >= 1 << (width - 1), u - (1 << width), u))
+    return np.concatenate(vals).astype(np.int32)
+
+
+# -- Merkle trees ----------------------------------------------------------------------------
+
+def depth_for(chunks: int) -> int:
+    return max(0, math.ceil(math.log2(chunks))) if chunks > 1 else 0
+
+
+def _levels(leaves: Sequence[bytes], depth: int) -> list[list[bytes]]:
+    level = list(leaves) + [b"\x00" * 32] * ((1 << depth) - len(leaves))
+    levels = [level]
+    while len(level) > 1:
+        level = [keccak256(level[2 * i] + level[2 * i + 1]) for i in range(len(level) // 2)]
+        levels.append(level)
+    return levels
+
+
+def merkle_root(leaves: Sequence[bytes], depth: int) -> bytes:
+    return _levels(leaves, depth)[-1][0]
+
+
+def merkle_proof(leaves: Sequence[bytes], index: int, depth: int) -> list[bytes]:
+    """The sibling hashes of leaf ``index``, leaf level first (the contract's order)."""
+    levels = _levels(leaves, depth)
+    return [levels[lv][(index >> lv) ^ 1] for lv in range(depth)]
+
+
+def message_leaves(data: bytes, width: int, dim: int) -> list[bytes]:
+    return [keccak256(chunk_bytes(data, width, dim, c)) for c in range(chunks_for(dim))]
+
+
+def model_chunk(W: Sequence[int], c: int) -> list[int]:
+    return [int(v) for v in W[c * CHUNK:c * CHUNK + chunk_len(c, len(W))]]
+
+
+def model_leaf(values: Sequence[int]) -> bytes:
+    """keccak256(abi_encode(values as DynArray[int256]))."""
+    from eth_abi import encode
+
+    return keccak256(encode(["int256[]"], [[int(v) for v in values]]))
+
+
+def model_leaves(W: Sequence[int]) -> list[bytes]:
+    return [model_leaf(model_chunk(W, c)) for c in range(chunks_for(len(W)))]
+
+
+def model_root(W: Sequence[int]) -> bytes:
+    return merkle_root(model_leaves(W), depth_for(chunks_for(len(W))))
+
+
+# -- the compiled artefact ----------------------------------------------------------------------
+
+def _source_hash(source: str) -> str:
+    return "0x" + keccak256(source.encode()).hex()
+
+
+def compile_optimistic() -> dict:
+    """Compile optimistic.vy with the full contract's compiler settings (Vyper 0.4.3, Prague)."""
+    from .contract import compile_source
+
+    out = compile_source(SOURCE_PATH.read_text())
+    out.update(contract="LearningChainOptimistic", source="contracts/optimistic.vy")
+    return out
+
+
+def build_artifact() -> Path:
+    ARTIFACT_PATH.write_text(json.dumps(compile_optimistic(), indent=1) + "\n")
+    return ARTIFACT_PATH
+
+
+@lru_cache(maxsize=1)
+def load_artifact() -> dict:
+    try:
+        artifact = json.loads(ARTIFACT_PATH.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{ARTIFACT_PATH} is missing; build it with "
+                          "python -m learningchain.ethereum.optimistic --build") from None
+    if artifact.get("source_keccak256") != _source_hash(SOURCE_PATH.read_text()):
+        raise ConfigError(f"{ARTIFACT_PATH.name} was not built from the current {SOURCE_PATH.name}; rebuild it "
+                          "with python -m learningchain.ethereum.optimistic --build")
+    return artifact
+
+
+# -- parameters and the deployment ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OptParams:
+    """The optimistic contract's constructor arguments (w_0 enters as its Merkle root)."""
+
+    rule: FixedRule
+    min_messages: int
+    max_messages: int
+    quorum: int
+    window: int
+    rounds: int
+    challenge_blocks: int
+    bond: int
+
+    @classmethod
+    def from_params(cls, params, *, messages: int, rounds: int, quorum: int, window: int,
+                    challenge_blocks: int, bond: int) -> "OptParams":
+        rule = FixedRule.from_params(params)
+        if rule.dim > MAX_DIM:
+            raise ConfigError(f"the optimistic contract supports d <= {MAX_DIM}, the model has {rule.dim}")
+        if not 1 <= messages <= fp.MAX_MESSAGES:
+            raise ConfigError(f"at most {fp.MAX_MESSAGES} messages a round, the run needs {messages}")
+        if messages > params.max_messages:
+            raise ConfigError(f"a round of {messages} messages exceeds the protocol's max_messages "
+                              f"({params.max_messages}) for quant_bits={params.quant_bits}")
+        low = min(params.min_messages, messages)
+        if not low <= quorum <= messages:
+            raise ConfigError(f"the quorum must be in {low}..{messages}, got {quorum}")
+        if challenge_blocks < 1 or bond <= 0:
+            raise ConfigError("the optimistic mode needs challenge_blocks >= 1 and a positive bond")
+        return cls(rule, low, messages, quorum, int(window), rounds, int(challenge_blocks), int(bond))
+
+    @property
+    def chunks(self) -> int:
+        return chunks_for(self.rule.dim)
+
+    @property
+    def depth(self) -> int:
+        return depth_for(self.chunks)
+
+    def constructor_args(self, w0_root: bytes) -> list:
+        r = self.rule
+        return [r.dim, r.quant_bits, r.l, r.batch_size, r.lr, r.lam, self.min_messages, self.max_messages,
+                self.quorum, self.window, self.rounds, self.challenge_blocks, self.bond, w0_root]
+
+
+@dataclass(frozen=True)
+class OptMessage:
+    sender: bytes
+    norm: int
+    width: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Posting:
+    round: int
+    aggregator: str
+    n: int
+    selection: int
+    leaves: tuple
+    block: int
+
+
+def dispute_records(messages: Sequence[OptMessage], selection: Sequence[int], c: int, dim: int) -> bytes:
+    """The ``records`` of a dispute of chunk ``c``: each selected message's header, width,
+    root, its bytes of the chunk and its proof; then a zero word."""
+    depth = depth_for(chunks_for(dim))
+    out = []
+    for k in sorted(selection):
+        m = messages[k]
+        leaves = message_leaves(m.data, m.width, dim)
+        header = int.from_bytes(m.sender, "big") | (int(m.norm) << 160)
+        out += [header.to_bytes(32, "big"), int(m.width).to_bytes(32, "big"), merkle_root(leaves, depth),
+                chunk_bytes(m.data, m.width, dim, c)] + merkle_proof(leaves, c, depth)
+    return b"".join(out) + b"\x00" * 32
+
+
+class OptDeployment:
+    """One deployed optimistic contract and the calls made on it."""
+
+    def __init__(self, chain: Chain, address: str, oparams: OptParams, *, block: int = 0):
+        self.chain = chain
+        self.artifact = load_artifact()
+        self.address = address
+        self.oparams = oparams
+        self.rule = oparams.rule
+        self.contract = chain.w3.eth.contract(address=address, abi=self.artifact["abi"])
+        self.deploy_block = block
+        self.setup_gas: dict = {}
+
+    @classmethod
+    def deploy(cls, chain: Chain, owner: Account, oparams: OptParams, W0: Sequence[int]) -> "OptDeployment":
+        artifact = load_artifact()
+        start = chain.block_number()
+        address, gas = chain.deploy(owner, artifact["abi"], artifact["bytecode"],
+                                    oparams.constructor_args(model_root(W0)), with_gas=True)
+        dep = cls(chain, address, oparams, block=start)
+        dep.setup_gas = {"deploy": gas}
+        return dep
+
+    @property
+    def abi(self) -> list:
+        return self.artifact["abi"]
+
+    # -- reads ----------------------------------------------------------------------------
+    def _get(self, name: str, *args):
+        return getattr(self.contract.functions, name)(*args).call()
+
+    def current_round(self) -> int:
+        return int(self._get("current_round"))
+
+    def model_root(self) -> bytes:
+        return bytes(self._get("model_root"))
+
+    def credit(self, address: str) -> int:
+        return int(self._get("credit", address))
+
+    def round_messages(self, rnd: int, from_block: Optional[int] = None) -> list[OptMessage]:
+        logs = self.contract.events.Submitted.get_logs(
+            from_block=self.deploy_block if from_block is None else from_block, argument_filters={"round": rnd})
+        logs = sorted(logs, key=lambda e: int(e["args"]["index"]))
+        out = []
+        for i, e in enumerate(logs):
+            if int(e["args"]["index"]) != i:
+                raise ConfigError(f"round {rnd}: Submitted events are not contiguous at index {i}")
+            a = e["args"]
+            out.append(OptMessage(bytes.fromhex(a["sender"][2:]), int(a["norm"]), int(a["width"]), bytes(a["q"])))
+        return out
+
+    def posting(self) -> Optional[Posting]:
+        """The pending posting of the current round, from the contract and its event."""
+        at = int(self._get("posted_at"))
+        if at == 0:
+            return None
+        rnd = self.current_round()
+        logs = self.contract.events.Posted.get_logs(from_block=at, to_block=at, argument_filters={"round": rnd})
+        if not logs:
+            raise ConfigError(f"no Posted event in block {at}")
+        a = logs[-1]["args"]
+        return Posting(rnd, a["aggregator"], int(a["messages"]), int(a["selection"]),
+                       tuple(bytes(x) for x in a["leaves"]), at)
+
+    # -- writes ------------------------------------------------------------------------------
+    def submit(self, sender: Account, rnd: int, norm: int, width: int, data: bytes, *, fees=None):
+        return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, width, data, hint="opt-submit",
+                                  fees=fees)
+
+    def post(self, sender: Account, rnd: int, n: int, selection: Sequence[int], W_new: Sequence[int]):
+        return self.chain.call_tx(sender, self.contract, "post", rnd, n, fp.selection_mask(selection),
+                                  model_leaves(W_new), value=self.oparams.bond, hint="opt-post")
+
+    def dispute(self, sender: Account, rnd: int, c: int, W_old: Sequence[int], posting: Posting,
+                messages: Sequence[OptMessage]) -> tuple[bool, dict]:
+        """Dispute chunk ``c`` of ``posting``; (upheld, receipt)."""
+        depth, dim = self.oparams.depth, self.rule.dim
+        old_leaves = model_leaves(W_old)
+        records = dispute_records(messages, fp.mask_selection(posting.selection), c, dim)
+        if len(records) > MAX_RECORDS:
+            raise ConfigError(f"a dispute of {len(records)} bytes exceeds the contract's {MAX_RECORDS}")
+        r = self.chain.call_tx(sender, self.contract, "dispute", rnd, c, model_chunk(W_old, c),
+                               merkle_proof(old_leaves, c, depth), posting.leaves[c],
+                               merkle_proof(list(posting.leaves), c, depth), records, value=self.oparams.bond,
+                               hint="opt-dispute")
+        events = self.contract.events.Disputed().process_receipt(r, errors=DISCARD)
+        return bool(events and events[0]["args"]["upheld"]), r
+
+    def finalize(self, sender: Account, rnd: int):
+        return self.chain.call_tx(sender, self.contract, "finalize", rnd, hint="opt-finalize")
+
+    def withdraw(self, sender: Account):
+        return self.chain.call_tx(sender, self.contract, "withdraw", hint="opt-withdraw")
+
+
+def _main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m learningchain.ethereum.optimistic",
+                                description="build or check the compiled optimistic contract")
+    p.add_argument("--build", action="store_true", help=f"recompile {SOURCE_PATH.name} into {ARTIFACT_PATH.name}")
+    args = p.parse_args(argv)
+    if args.build:
+        print(f"wrote {build_artifact()}")
+        return 0
+    fresh = compile_optimistic()
+    committed = json.loads(ARTIFACT_PATH.read_text())
+    same = all(fresh[k] == committed.get(k) for k in ("abi", "bytecode", "source_keccak256"))
+    print("artefact matches the source" if same else "artefact differs from the source: rebuild it")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
