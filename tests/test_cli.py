@@ -292,9 +292,9 @@ def _all_parsers():
 def test_an_option_prefix_is_never_taken_for_another_option(capsys):
     assert all(not parser.allow_abbrev for _, parser in _all_parsers())
     with pytest.raises(SystemExit) as info:
-        main(["train", "--mode", "optimistic"])
+        main(["train", "--hold", "3"])
     assert info.value.code == 2
-    assert "unrecognized arguments: --mode optimistic" in capsys.readouterr().err
+    assert "unrecognized arguments: --hold 3" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["chain", "verify", "x", "--la", "2"])
     assert "unrecognized arguments" in capsys.readouterr().err

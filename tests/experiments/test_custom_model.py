@@ -80,7 +80,7 @@ def test_cli_trains_a_user_cnn_on_an_npz_and_verify_rebuilds_it(examples_dir, tm
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"]["args"] == {"channels": 3} and summary["dataset"].startswith("bars.npz: 120 train / 30")
     assert main(["chain", "verify", str(out), "--trust-model-code"]) == 0
-    assert capsys.readouterr().out.startswith("OK: 4 blocks verified from genesis")
+    assert capsys.readouterr().out.startswith("OK: 4 blocks verified by full replay from genesis")
     # the same model from the TOML [train] table gives the same genesis
     (tmp_path / "run.toml").write_text(f'[train]\ndata = "{tmp_path / "bars.npz"}"\nmodel = "custom_cnn:make_cnn"\n'
                                        'model_args = {channels = 3}\nholders = 3\nrounds = 4\nno_dp = true\n'
@@ -232,7 +232,7 @@ def test_the_commands_of_docs_custom_run_as_written(tmp_path, monkeypatch, capsy
                 assert argv[0] == "learningchain" and main(argv[1:]) == 0, line
         printed = capsys.readouterr().out
         assert "test error                    0.0917" in printed and "baseline test error           0.1000" in printed
-        assert "OK: 40 blocks verified from genesis to head 40" in printed
+        assert "OK: 40 blocks verified by full replay from genesis to head 40" in printed
         exec(compile(_doc_blocks("python"), "CUSTOM.md", "exec"), {})
         assert capsys.readouterr().out.strip() == "0.09166666666666666 bars-py"
         assert main(["chain", "verify", "bars-py", "--trust-model-code"]) == 0
