@@ -207,6 +207,25 @@ class DataHolder:
         grad, clipped, examples = self.local_gradient(base)
         return self.finish(grad, base, clipped, examples)
 
+    def abstain_or_message(self, base: Block) -> Optional[HolderReport]:
+        """:meth:`make_message`, or None where :meth:`finish_or_abstain` abstains."""
+        grad, clipped, examples = self.local_gradient(base)
+        return self.finish_or_abstain(grad, base, clipped, examples)
+
+    def finish_or_abstain(self, grad: np.ndarray, base: Block, clipped: int, examples: int) -> Optional[HolderReport]:
+        """:meth:`finish`, or None when the gradient has no direction to send.
+
+        A gradient of norm 0 (a saturated model without privacy noise) or one that is
+        not finite cannot be normalised (Eq. 11): the holder abstains from the round,
+        sends nothing and spends nothing, instead of ending everyone's run.
+        """
+        try:
+            return self.finish(grad, base, clipped, examples)
+        except InvalidMessage as exc:
+            if exc.reason != "bad-norm":
+                raise
+            return None
+
 
 def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
     """The holders that may release a message on ``base`` under the chain's budget
@@ -222,7 +241,8 @@ def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
 
 
 def make_messages(holders: list, base: Block) -> list:
-    """Every holder's message for one round, the gradients computed together.
+    """Every holder's message for one round (None for a holder that abstains, see
+    :meth:`DataHolder.finish_or_abstain`), the gradients computed together.
 
     All holders compute at the same model w_t, so their per-example clipped sums
     come out of one forward and one backward pass over their concatenated
@@ -231,7 +251,7 @@ def make_messages(holders: list, base: Block) -> list:
     holder). Falls back to one holder at a time where batching does not apply.
     """
     if len(holders) <= 1 or any(h.params.clip_mode == "total" for h in holders):
-        return [h.make_message(base) for h in holders]
+        return [h.abstain_or_message(base) for h in holders]
     lead = holders[0]
     set_flat(lead.model, base.model)
     xs, ys, spans, start = [], [], [], 0
@@ -246,4 +266,4 @@ def make_messages(holders: list, base: Block) -> list:
         clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
     clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
     grads, stats = clipper.segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
-    return [h.finish(grads[i], base, stats[i].clipped, stats[i].examples) for i, h in enumerate(holders)]
+    return [h.finish_or_abstain(grads[i], base, stats[i].clipped, stats[i].examples) for i, h in enumerate(holders)]

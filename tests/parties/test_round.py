@@ -79,3 +79,32 @@ def test_the_simulation_sends_the_holders_messages_once_for_a_head_that_does_not
         assert not res.head_changed and res.rejections
     assert sent == [parties.genesis.hash]
     assert len(honest.mempool.for_base(parties.genesis.hash)) == len(parties.holders)
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_holder_whose_gradient_has_no_direction_abstains_and_the_round_goes_on(batch):
+    # Without privacy noise a saturated model gives a gradient of norm exactly 0, which
+    # Eq. 11 cannot normalise (a worst-case MNIST grid cell hit it at 45% opposite); that
+    # holder sends nothing this round, instead of ending the run for every party.
+    parties = _parties(byzantine=1, attack="opposite", no_dp=True)
+    quiet = next(h for h in parties.holders if h.index not in parties.attacks)
+    quiet.privatize = lambda grad, base: np.zeros_like(grad)
+    byz: set = set()
+    msgs = collect_messages(parties.holders, parties.attacks, parties.genesis, byz, batch=batch)
+    assert quiet.identities[0] not in {m.identity for m in msgs}
+    assert len(msgs) == len(parties.holders) - 1 and quiet.sent == 0 and quiet.spent == 0
+    others = [h for h in parties.holders if h is not quiet and h.index not in parties.attacks]
+    assert all(h.sent == 1 for h in others)
+
+
+def test_a_network_goes_on_while_one_holder_abstains_every_round():
+    parties = _parties(no_dp=True)
+    quiet = parties.holders[1]
+    quiet.privatize = lambda grad, base: np.zeros_like(grad)
+    miners = [Miner(Node(parties.genesis, name=f"n{i}"), 1.0) for i in range(2)]
+    net = InProcessNetwork(parties.genesis, parties.holders, miners, rng=np.random.default_rng(0))
+    for _ in range(3):
+        assert net.step().head_changed
+    assert net.head.height == 3 and quiet.sent == 0
+    senders = {m.identity for m in miners[0].node.block(net.head.hash).messages}
+    assert quiet.identities[0] not in senders and len(senders) == len(parties.holders) - 1

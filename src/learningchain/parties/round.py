@@ -76,8 +76,13 @@ def collect_messages(holders: list, attacks: dict, base, byzantine_identities: s
     reports = {}
     honest_vectors = []
     honest = holders_within_budget([h for h in holders if h.index not in attacks], base)
-    made = make_messages(honest, base) if batch else [h.make_message(base) for h in honest]
+    if batch:
+        made = make_messages(honest, base)
+    else:
+        made = [h.abstain_or_message(base) for h in honest]
     for holder, report in zip(honest, made):
+        if report is None:
+            continue  # nothing to send this round (a zero gradient): the holder abstains
         reports[holder.index] = [report.message]
         honest_vectors.append(report.honest_gradient)
     for holder in holders:
