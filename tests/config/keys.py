@@ -50,6 +50,7 @@ TRAIN = {  # key: (value, companions)
     "clip_mode": ("total", {}),
     "consensus": ("poa", {}),
     "difficulty": (3, {}),
+    "finality_depth": (2, {}),
     "rewards": ({"mode": "fee", "fee_per_message": 1}, {}),
     "backend": ("ethereum", {}),
     "rpc_url": ("http://127.0.0.1:1", {"backend": "ethereum"}),
@@ -64,6 +65,7 @@ TRAIN = {  # key: (value, companions)
     "progress": (False, {}),
     "threads": (2, {}),
     "keep_bodies": (4, {}),
+    "prune": (True, {"finality_depth": 1}),
     "keep_chain": (False, {}),
 }
 
@@ -81,6 +83,7 @@ TRAIN_TESTED_ELSEWHERE = {
     "priority_fee_gwei": "tests/ethereum/test_security.py::test_the_chain_id_is_pinned_and_fees_are_capped",
     "eth_mode": "tests/ethereum/test_optimistic.py::test_optimistic_mode_equals_full_mode_bit_for_bit",
     "force": "tests/test_cli.py::test_a_late_refusal_with_force_leaves_the_old_run_byte_identical",
+    "prune": "tests/experiments/test_prune_run.py::test_a_pruned_run_keeps_its_head_and_verify_names_the_header_only_range",
     "keep_bodies": "memory only: in-memory nodes drop block bodies below head - keep_bodies; results are the same",
 }
 

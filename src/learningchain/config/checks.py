@@ -169,3 +169,8 @@ def _check_chain_and_run(cfg) -> None:
           "the Ethereum backend implements l-nearest only, without a pre-aggregation (aggregator_options.pre)")
     _need(cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}")
     _need(cfg.keep_bodies is None or cfg.keep_bodies >= 0, f"keep_bodies must be >= 0, got {cfg.keep_bodies}")
+    _need(cfg.finality_depth is None or 1 <= cfg.finality_depth <= 1 << 20,
+          f"finality_depth must be none or in 1..{1 << 20}, got {cfg.finality_depth}")
+    _need(not cfg.prune or cfg.finality_depth is not None,
+          "prune needs finality_depth: genesis must fix how deep a body may be dropped")
+    _need(not cfg.prune or cfg.keep_chain, "prune applies to chain.sqlite, which --no-keep-chain does not write")

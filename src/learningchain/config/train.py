@@ -153,6 +153,11 @@ class TrainConfig:
                               "consensus wins)")
     difficulty: int = key(8, section="chain", group=_CHAIN, option=_TRAIN_CHAIN, metavar="BITS", honoured_by=_ON_CHAIN,
                           help="proof-of-work difficulty in bits (the genesis difficulty)")
+    finality_depth: Optional[int] = key(None, section="chain", group=_CHAIN, option=_TRAIN_CHAIN, metavar="N",
+                                        honoured_by=_ON_CHAIN,
+                                        help="genesis: a node may drop the message bodies of blocks more than N "
+                                             "below its head (headers, selections and models stay)",
+                                        default_help="none: every node keeps every body")
     rewards: dict = key(section="chain", group=_CHAIN, honoured_by=_ON_CHAIN,
                         factory=lambda: {"mode": "split", "block_reward": 1_000_000},
                         help="what a block pays: {mode = \"split\", block_reward = N} or "
@@ -191,6 +196,9 @@ class TrainConfig:
                        help="torch threads for the holders' gradients (the simulation is mostly small ops)")
     keep_bodies: Optional[int] = key(16, section="run", group=_RUN, honoured_by=_ONLY_TRAIN,
                                      help="block bodies the in-memory nodes keep (none: all)")
+    prune: bool = key(False, section="run", group=_RUN, option=_ONLY_TRAIN, honoured_by=_ONLY_TRAIN,
+                      help="chain.sqlite drops message bodies deeper than --finality-depth (chain verify then checks "
+                           "those blocks by header only)")
     keep_chain: bool = key(True, section="run", group=_RUN, option=_ONLY_TRAIN, flag="--no-keep-chain",
                            honoured_by=_ONLY_TRAIN,
                            help="do not write chain.sqlite (large models: MNIST MLP blocks are about 17 MB each)")

@@ -13,7 +13,7 @@ from ..network.simulation import InProcessNetwork
 from ..node import SQLiteStore
 from ..parties import Parties, RoundOutcome, build_miners
 from ..protocol.block import Block
-from ..protocol.rewards import balances_of
+from ..protocol.rewards import Balances, balances_of, count_block
 from .miner_report import summarize_miner_attack
 from .report import count_reasons
 
@@ -37,6 +37,13 @@ class NativeBackend:
         self.miners, self.n_byz_miners = build_miners(cfg, parties.genesis,
                                                       out / "chain.sqlite" if cfg.keep_chain else None)
         self.archive = self.miners[0].node
+        # a pruned chain.sqlite drops messages, which say who paid: their blocks are counted as they go
+        self._pruned_paid = Balances()
+        self._rewards_lost = False
+        if cfg.prune and isinstance(self.archive.store, SQLiteStore):
+            self._rewards_lost = self.archive.store.pruned_below > 1  # pruned before this process (resume)
+            rules = parties.params.rewards
+            self.archive.store.on_prune = lambda block: count_block(self._pruned_paid, block, rules)
         keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
         self.attacker_store = SQLiteStore(out / ATTACKER_CHAIN) if cfg.keep_attacker_chain else None
         self.net = InProcessNetwork(parties.genesis, parties.holders, self.miners,
@@ -106,9 +113,14 @@ class NativeBackend:
             out.update(summarize_miner_attack(net, self.miners, cfg))
             if self.attacker_store is not None:
                 out["attacker_chain"] = ATTACKER_CHAIN
-        if cfg.keep_chain:
+        if cfg.keep_chain and self._rewards_lost:
+            out["rewards"] = {"rule": params.rewards, "not_counted": "chain.sqlite was pruned before this process "
+                              "started (a resumed pruned run): the messages that say who paid are gone"}
+        elif cfg.keep_chain:
             say(f"rewards: reading the {self.head.height} blocks of chain.sqlite ...")
-            paid = balances_of(self.archive.store.canonical_blocks(0), params.rewards)
+            store = self.archive.store
+            paid = balances_of(store.canonical_blocks(max(0, store.pruned_below)), params.rewards,
+                               start=self._pruned_paid)
             out["rewards"] = {"rule": params.rewards, "paid_to_miners": paid.paid_to_miners,
                               "paid_by_holders": paid.paid_by_holders, "miners_paid": len(paid.mined)}
         return out

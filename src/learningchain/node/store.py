@@ -368,6 +368,9 @@ class SQLiteStore(BlockStore):
         self._cache_size = cache_blocks
         self._max_dim = MAX_DIM
         self.prune_depth: Optional[int] = None
+        # called with each canonical block just before its messages are pruned (whoever
+        # counts something from messages, e.g. the rewards, counts it there)
+        self.on_prune = None
         try:
             row = self._db.execute("SELECT value FROM meta WHERE key='pruned_below'").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -436,6 +439,8 @@ class SQLiteStore(BlockStore):
         rows = self._db.execute("SELECT hash, height, body FROM blocks WHERE height >= ? AND height < ?",
                                 (max(1, self.pruned_below), limit)).fetchall()
         for h, at, body in rows:
+            if self.on_prune is not None and self.canonical_hash(at) == bytes(h):
+                self.on_prune(self.get(bytes(h)))  # the last look at a canonical block's messages
             self._db.execute("UPDATE blocks SET body=? WHERE hash=?", (prune_stored_body(bytes(body), at), h))
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('pruned_below', ?)", (str(limit),))
         self.pruned_below = limit

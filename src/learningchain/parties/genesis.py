@@ -99,6 +99,7 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         norm_tol_bits=tol,
         consensus="pow",
         difficulty=cfg.difficulty,
+        finality_depth=cfg.finality_depth,
         rewards=dict(cfg.rewards),
         meta=_meta(cfg, data_record),
     )

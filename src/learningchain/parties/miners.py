@@ -168,6 +168,7 @@ def build_miners(cfg: TrainConfig, genesis: Block, store_path: Optional[Path]) -
             store = SQLiteStore(store_path) if j == 0 and store_path is not None else None
             node = Node(genesis, store=store, name=f"node-{j}", miner=key.address, verdicts=verdicts,
                         check_unseen=cfg.check_unseen, min_inclusion=cfg.min_inclusion,
-                        keep_bodies=None if store is not None else cfg.keep_bodies)
+                        keep_bodies=None if store is not None else cfg.keep_bodies,
+                        prune=cfg.prune and store is not None)
             miners.append(Miner(node, honest_power, HonestMiner()))
     return miners, n_byz

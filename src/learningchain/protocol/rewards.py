@@ -77,18 +77,24 @@ class Balances:
     blocks: int = 0
 
 
-def balances_of(blocks, rewards: dict) -> Balances:
-    """Replay ``blocks`` (the canonical chain from genesis, in order)."""
-    out = Balances()
+def balances_of(blocks, rewards: dict, start: Balances | None = None) -> Balances:
+    """Replay ``blocks`` (the canonical chain from genesis, in order), on top of ``start``
+    (what earlier blocks paid, e.g. those a pruned store counted before dropping their messages)."""
+    out = start if start is not None else Balances()
     for block in blocks:
-        if block.height == 0:
-            continue
-        out.blocks += 1
-        out.mined[bytes(block.header.miner)] += 1
-        for addr, d in block_payments(block, rewards).items():
-            out.balances[addr] += d
-            if d > 0:
-                out.paid_to_miners += d
-            else:
-                out.paid_by_holders -= d
+        count_block(out, block, rewards)
     return out
+
+
+def count_block(out: Balances, block, rewards: dict) -> None:
+    """Add one canonical block's payments to ``out``."""
+    if block.height == 0:
+        return
+    out.blocks += 1
+    out.mined[bytes(block.header.miner)] += 1
+    for addr, d in block_payments(block, rewards).items():
+        out.balances[addr] += d
+        if d > 0:
+            out.paid_to_miners += d
+        else:
+            out.paid_by_holders -= d
