@@ -60,7 +60,7 @@ def test_python_api_trains_a_user_cnn_on_arrays_and_verify_replays_it(examples_d
     assert spec["params"] == num_params(reference) == 2 * 9 + 2 + 2 * 16 * 3 + 3
     assert spec["shapes"] == _shapes_hash(reference) and spec["input_shape"] == [1, 8, 8]
     assert spec["loss"] == "cross-entropy" and spec["classes"] == 3
-    report = verify_chain(summary.run_dir, trust_model_code=True)
+    report = verify_chain(summary.run_dir, trust_model_code="custom_cnn:make_cnn")
     assert report.ok and report.checked == 4 and report.not_replayed == "", report.describe()
     untrusted = verify_chain(summary.run_dir)
     assert untrusted.ok and "was not rebuilt" in untrusted.not_replayed and "--trust-model-code" in \
@@ -79,7 +79,7 @@ def test_cli_trains_a_user_cnn_on_an_npz_and_verify_rebuilds_it(examples_dir, tm
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["model"]["args"] == {"channels": 3} and summary["dataset"].startswith("bars.npz: 120 train / 30")
-    assert main(["chain", "verify", str(out), "--trust-model-code"]) == 0
+    assert main(["chain", "verify", str(out), "--trust-model-code", "custom_cnn:make_cnn"]) == 0
     assert capsys.readouterr().out.startswith("OK: 4 blocks verified by full replay from genesis")
     # the same model from the TOML [train] table gives the same genesis
     (tmp_path / "run.toml").write_text(f'[train]\ndata = "{tmp_path / "bars.npz"}"\nmodel = "custom_cnn:make_cnn"\n'
@@ -113,18 +113,23 @@ def test_verify_refuses_when_the_module_is_gone_or_builds_other_shapes(tmp_path,
     y = (x[:, 0] > 0).astype(np.int64)
     summary = learningchain.run_training(model="lc_user_net:make", data=(x, y), out=str(tmp_path / "run"), **SMALL)
     assert summary["model"]["loss"] == "cross-entropy" and summary["model"]["params"] == 8
-    assert verify_chain(tmp_path / "run", trust_model_code=True).ok
+    assert verify_chain(tmp_path / "run", trust_model_code="lc_user_net:make").ok
+    # trust names one factory: a genesis naming any other is refused before anything is imported
+    sys.modules.pop("lc_user_net", None)
+    report = verify_chain(tmp_path / "run", trust_model_code="subprocess:getoutput")
+    assert not report.ok and report.first_bad_height == 0 and "lc_user_net" not in sys.modules
+    assert "genesis names model factory 'lc_user_net:make', not the 'subprocess:getoutput' you trust" in report.error
     # same parameter count, other shapes: (2, 4) instead of (4, 2)
     source = (Path(code) / "lc_user_net.py").read_text().replace("def make(a=4, b=2)", "def make(a=2, b=4)")
     (Path(code) / "lc_user_net.py").write_text(source)
     sys.modules.pop("lc_user_net", None)
-    report = verify_chain(tmp_path / "run", trust_model_code=True)
+    report = verify_chain(tmp_path / "run", trust_model_code="lc_user_net:make")
     assert not report.ok and report.first_bad_height == 0
     assert "now builds 8 parameters" in report.error and "the code differs" in report.error
     # the module gone
     (Path(code) / "lc_user_net.py").unlink()
     sys.modules.pop("lc_user_net", None)
-    report = verify_chain(tmp_path / "run", trust_model_code=True)
+    report = verify_chain(tmp_path / "run", trust_model_code="lc_user_net:make")
     assert not report.ok and "cannot import module 'lc_user_net'" in report.error, report.error
     # without --trust-model-code nothing is imported: the chain itself still replays
     report = verify_chain(tmp_path / "run")
@@ -235,7 +240,7 @@ def test_the_commands_of_docs_custom_run_as_written(tmp_path, monkeypatch, capsy
         assert "OK: 40 blocks verified by full replay from genesis to head 40" in printed
         exec(compile(_doc_blocks("python"), "CUSTOM.md", "exec"), {})
         assert capsys.readouterr().out.strip() == "0.09166666666666666 bars-py"
-        assert main(["chain", "verify", "bars-py", "--trust-model-code"]) == 0
+        assert main(["chain", "verify", "bars-py", "--trust-model-code", "custom_cnn:make_cnn"]) == 0
     finally:
         sys.modules.pop("custom_cnn", None)
 

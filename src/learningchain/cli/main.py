@@ -188,9 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = csub.add_parser("verify", allow_abbrev=False, help="replay a stored chain and check every block")
     p.add_argument("path", help="chain.sqlite or a run directory")
     p.add_argument("--last", type=int, metavar="S", help="check only the last S blocks (the holders' final check)")
-    p.add_argument("--trust-model-code", action="store_true",
-                   help="rebuild a package.module:factory model named in genesis (imports and runs that code) "
-                        "and check its parameter count and shape hash")
+    p.add_argument("--trust-model-code", metavar="FACTORY",
+                   help="rebuild the package.module:factory model genesis names, if it is this FACTORY (imports "
+                        "and runs that code), and check its parameter count and shape hash")
     p.set_defaults(func=cmd_chain_verify)
     p = csub.add_parser("head", allow_abbrev=False, help="print the head height and hash")
     p.add_argument("path", help="chain.sqlite or a run directory")

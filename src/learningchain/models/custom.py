@@ -28,7 +28,7 @@ import math
 import os
 import re
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -223,18 +223,22 @@ def imported_spec(path: str, args: dict, *, input_shape, classes: int) -> dict:
     return spec
 
 
-def check_recorded_model(spec: dict, dim: int, *, trust_code: bool) -> str:
+def check_recorded_model(spec: dict, dim: int, *, trust_code: Optional[str]) -> str:
     """For ``chain verify``: rebuild the user model a genesis records and check it
     has the chain's ``dim`` parameters and the recorded shape hash. Returns what was
     left unchecked, in words ("" when nothing); a model that cannot be rebuilt, or
     builds another shape, is a ConfigError. Built-in models need no code: "".
-    Importing a factory runs its module's code, so it is done only with ``trust_code``."""
+    Importing a factory runs its module's code, so it is done only when ``trust_code``
+    names that very factory (a hostile genesis could name any installed function)."""
     if not isinstance(spec, dict) or spec.get("kind") != IMPORT_KIND:
         return ""
     path = spec.get("factory")
     if not trust_code:
         return (f"the model factory {path!r} named in genesis was not rebuilt (that imports and runs its code: "
-                "pass --trust-model-code if you trust it)")
+                f"pass --trust-model-code {path} if you trust it)")
+    if not isinstance(trust_code, str) or trust_code != path:
+        raise ConfigError(f"genesis names model factory {path!r}, not the {trust_code!r} you trust: nothing was "
+                          "imported")
     if not isinstance(spec.get("params"), int) or not isinstance(spec.get("shapes"), str):
         raise ConfigError(f"genesis names model factory {path!r} without its parameter count and shape hash")
     model = build_imported(spec)

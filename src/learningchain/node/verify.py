@@ -125,7 +125,7 @@ def _load(store: SQLiteStore, height: int, expect_parent: Optional[bytes], *,
     return block, (parent_col, height_col, work_col)
 
 
-def verify_chain(path, *, last: Optional[int] = None, trust_model_code: bool = False) -> VerifyReport:
+def verify_chain(path, *, last: Optional[int] = None, trust_model_code: Optional[str] = None) -> VerifyReport:
     """Validate the canonical chain stored at ``path`` (a chain.sqlite or a run directory).
 
     The store is opened read-only. Every canonical block is replayed, or with
@@ -158,7 +158,7 @@ def verify_chain(path, *, last: Optional[int] = None, trust_model_code: bool = F
 
 
 def _verify(store: SQLiteStore, report: VerifyReport, last: Optional[int], at: list,
-            trust_model_code: bool = False) -> None:
+            trust_model_code: Optional[str] = None) -> None:
     top = _check_head(store, report, at)
     headers: dict[bytes, Header] = {}
 
