@@ -239,3 +239,24 @@ def test_the_committed_artefact_is_the_source_compiled():
     for key in ("abi", "bytecode", "bytecode_runtime", "source_keccak256", "compiler", "evm_version"):
         assert fresh[key] == committed[key], key
     assert opt.load_artifact()["contract"] == "LearningChainOptimistic"
+
+
+def test_a_rule_whose_wrong_rounds_could_not_be_disputed_is_refused_at_deployment():
+    # a dispute carries each selected message's chunk; Byzantine holders may choose the widest
+    # encoding, so l must leave room for l such records, or a wrong round could never be disputed
+    d, keep = 600, 3
+    depth = opt.depth_for(opt.chunks_for(d))
+    rows = random_unit_rows(np.random.default_rng(1), keep, d, 20)
+    msgs = [OptMessage(bytes([k + 1]) * 20, 1 << 20, *opt.encode_message(rows[k], opt.MAX_WIDTH)) for k in range(keep)]
+    assert len(opt.dispute_records(msgs, list(range(keep)), 0, d)) == opt.max_dispute_bytes(keep, depth)
+    per = opt.max_dispute_bytes(1, 0) - opt.max_dispute_bytes(0, 0)
+    fits = (opt.MAX_RECORDS - opt.max_dispute_bytes(0, 0)) // per  # the most messages of a one-chunk model
+    for l, refused in ((fits, False), (fits + 1, True)):
+        cfg = TrainConfig(dataset="breast-cancer", holders=l, l=l, rounds=1, no_dp=True, backend="ethereum",
+                          eth_mode="optimistic").resolved()
+        params = build_parties(cfg).params
+        if refused:
+            with pytest.raises(ConfigError, match="could not be disputed"):
+                OptParams.from_params(params, messages=l, rounds=1, quorum=l, window=0, challenge_blocks=3, bond=BOND)
+        else:
+            OptParams.from_params(params, messages=l, rounds=1, quorum=l, window=0, challenge_blocks=3, bond=BOND)

@@ -39,6 +39,7 @@ CHUNK = 256
 MAX_DIM = 32768
 MAX_CHUNKS = MAX_DIM // CHUNK
 MAX_RECORDS = 122880
+MAX_WIDTH = 32  # the widest message encoding the contract accepts (a holder chooses its width)
 HERE = Path(__file__).resolve().parent
 SOURCE_PATH = HERE / "contracts" / "optimistic.vy"
 ARTIFACT_PATH = HERE / "contracts" / "optimistic.json"
@@ -226,6 +227,13 @@ class OptParams:
             raise ConfigError(f"the quorum must be in {low}..{messages}, got {quorum}")
         if challenge_blocks < 1 or bond <= 0:
             raise ConfigError("the optimistic mode needs challenge_blocks >= 1 and a positive bond")
+        keep = min(rule.l, messages)
+        worst = max_dispute_bytes(keep, depth_for(chunks_for(rule.dim)))
+        if worst > MAX_RECORDS:
+            raise ConfigError(f"l = {rule.l} of {messages} messages: disputing a chunk could need {worst} bytes of "
+                              f"records (every selected message at {MAX_WIDTH} bits), more than the contract's "
+                              f"{MAX_RECORDS}, so a wrong round could not be disputed; lower l or the messages "
+                              "per round")
         return cls(rule, low, messages, quorum, int(window), rounds, int(challenge_blocks), int(bond))
 
     @property
@@ -258,6 +266,13 @@ class Posting:
     selection: int
     leaves: tuple
     block: int
+
+
+def max_dispute_bytes(keep: int, depth: int) -> int:
+    """The most ``records`` a dispute of one chunk can need with ``keep`` selected messages:
+    each message's header, width, root, its chunk at the widest width and its proof, then a
+    zero word (see :func:`dispute_records`)."""
+    return keep * (3 * 32 + CHUNK * MAX_WIDTH // 8 + 32 * depth) + 32
 
 
 def dispute_records(messages: Sequence[OptMessage], selection: Sequence[int], c: int, dim: int) -> bytes:
