@@ -196,6 +196,7 @@ def test_optimistic_mode_equals_full_mode_bit_for_bit(tmp_path):
     full = _run(tmp_path, "full", **kw)
     o = _run(tmp_path, "optimistic", **kw)
     assert (full["mode"], o["mode"]) == ("full", "optimistic")
+    assert o["chain"] == full["chain"] and o["key_generator"] == full["key_generator"]  # the same EVM, named alike
     assert np.array_equal(np.load(tmp_path / "full" / "model.npy"), np.load(tmp_path / "optimistic" / "model.npy"))
     assert o["test_error"] == full["test_error"] and o["height"] == 3
     assert o["incentives"]["conserved"] and o["optimistic"]["disputes_upheld"] == 0

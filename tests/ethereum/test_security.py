@@ -193,7 +193,7 @@ def test_on_a_reachable_chain_keys_and_noise_do_not_come_from_the_seed(tmp_path,
     key is the one the seed and the public contract address would give."""
     from learningchain.config import TrainConfig
     from learningchain.ethereum.network import new_account
-    from learningchain.ethereum.runner import KEYS_SECURE
+    from learningchain.ethereum.network import KEYS_SECURE
     from learningchain.experiments.train import run_training_ethereum
     from learningchain.privacy.secure import GENERATOR_SECURE
 

@@ -29,6 +29,7 @@ __all__ = [
     "compile_source",
     "build_artifact",
     "load_artifact",
+    "read_artifact",
     "ContractParams",
     "MAX_CALL_BYTES",
     "max_chunk_words",
@@ -63,8 +64,10 @@ def _source_hash(source: str) -> str:
     return "0x" + keccak256(source.encode()).hex()
 
 
-def compile_source(source: str | None = None) -> dict:
-    """Compile the contract with the installed Vyper (must be 0.4.3): abi and bytecode."""
+def compile_source(source: str | None = None, *, source_path: Path = SOURCE_PATH,
+                   contract: str = "LearningChain") -> dict:
+    """Compile a contract of contracts/ (by default the full one) with the installed Vyper
+    (must be 0.4.3, Prague): abi and bytecode."""
     try:
         import vyper
     except ImportError as exc:  # pragma: no cover - the ethereum extra installs it
@@ -72,13 +75,13 @@ def compile_source(source: str | None = None) -> dict:
             from exc
     if vyper.__version__ != VYPER_VERSION:
         raise ConfigError(f"the contract is built with vyper {VYPER_VERSION}, found {vyper.__version__}")
-    source = SOURCE_PATH.read_text() if source is None else source
+    source = source_path.read_text() if source is None else source
     out = vyper.compile_code(source, output_formats=["abi", "bytecode", "bytecode_runtime"])
     return {
-        "contract": "LearningChain",
+        "contract": contract,
         "compiler": f"vyper-{VYPER_VERSION}",
         "evm_version": "prague",
-        "source": "contracts/learningchain.vy",
+        "source": f"contracts/{source_path.name}",
         "source_keccak256": _source_hash(source),
         "abi": out["abi"],
         "bytecode": out["bytecode"],
@@ -92,18 +95,22 @@ def build_artifact() -> Path:
     return ARTIFACT_PATH
 
 
+def read_artifact(artifact_path: Path, source_path: Path, module: str) -> dict:
+    """A committed artefact; refuses one built from another source (``module`` rebuilds it)."""
+    try:
+        artifact = json.loads(artifact_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{artifact_path} is missing; build it with python -m {module} --build") from None
+    if artifact.get("source_keccak256") != _source_hash(source_path.read_text()):
+        raise ConfigError(f"{artifact_path.name} was not built from the current {source_path.name}; rebuild it with "
+                          f"python -m {module} --build")
+    return artifact
+
+
 @lru_cache(maxsize=1)
 def load_artifact() -> dict:
-    """The committed artefact; refuses one built from another source."""
-    try:
-        artifact = json.loads(ARTIFACT_PATH.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{ARTIFACT_PATH} is missing; build it with "
-                          "python -m learningchain.ethereum.contract --build") from None
-    if artifact.get("source_keccak256") != _source_hash(SOURCE_PATH.read_text()):
-        raise ConfigError(f"{ARTIFACT_PATH.name} was not built from the current {SOURCE_PATH.name}; rebuild it with "
-                          "python -m learningchain.ethereum.contract --build")
-    return artifact
+    """The full contract's committed artefact."""
+    return read_artifact(ARTIFACT_PATH, SOURCE_PATH, "learningchain.ethereum.contract")
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,22 @@ from . import fixedpoint as fp
 from .chain import Account, Chain, Reverted
 from .contract import ContractParams, load_artifact
 
-__all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account"]
+__all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account", "chain_fields", "KEYS_SEEDED",
+           "KEYS_SECURE"]
 
 #: Initial model values per ``load_model`` call.
 LOAD_BATCH = 1024
+
+
+KEYS_SEEDED = "numpy PCG64 seeded from --seed and the contract address (in-process EVM; not secret)"
+KEYS_SECURE = "secrets (the OS CSPRNG)"
+EMBEDDED_LABELS = {"pyrevm": "embedded EVM (pyrevm, revm)", "py-evm": "embedded EVM (eth-tester, py-evm)"}
+
+
+def chain_fields(chain: Chain, seeded: bool) -> dict:
+    """What a run's summary says of its chain and its keys, in either mode."""
+    label = EMBEDDED_LABELS.get(chain.evm, "embedded EVM") if chain.kind == "embedded" else chain.url
+    return {"key_generator": KEYS_SEEDED if seeded else KEYS_SECURE, "chain_id": chain.chain_id, "chain": label}
 
 
 def new_account(rng: Optional[np.random.Generator] = None, label: str = "") -> Account:

@@ -28,6 +28,7 @@ from ..crypto import keccak256
 from ..errors import ConfigError
 from . import fixedpoint as fp
 from .chain import Account, Chain
+from .contract import compile_source, read_artifact
 from .fixedpoint import FixedRule
 
 __all__ = ["CHUNK", "SOURCE_PATH", "ARTIFACT_PATH", "value_width", "encode_message", "decode_message",
@@ -165,17 +166,9 @@ def model_root(W: Sequence[int]) -> bytes:
 
 # -- the compiled artefact ----------------------------------------------------------------------
 
-def _source_hash(source: str) -> str:
-    return "0x" + keccak256(source.encode()).hex()
-
-
 def compile_optimistic() -> dict:
     """Compile optimistic.vy with the full contract's compiler settings (Vyper 0.4.3, Prague)."""
-    from .contract import compile_source
-
-    out = compile_source(SOURCE_PATH.read_text())
-    out.update(contract="LearningChainOptimistic", source="contracts/optimistic.vy")
-    return out
+    return compile_source(source_path=SOURCE_PATH, contract="LearningChainOptimistic")
 
 
 def build_artifact() -> Path:
@@ -185,15 +178,7 @@ def build_artifact() -> Path:
 
 @lru_cache(maxsize=1)
 def load_artifact() -> dict:
-    try:
-        artifact = json.loads(ARTIFACT_PATH.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{ARTIFACT_PATH} is missing; build it with "
-                          "python -m learningchain.ethereum.optimistic --build") from None
-    if artifact.get("source_keccak256") != _source_hash(SOURCE_PATH.read_text()):
-        raise ConfigError(f"{ARTIFACT_PATH.name} was not built from the current {SOURCE_PATH.name}; rebuild it "
-                          "with python -m learningchain.ethereum.optimistic --build")
-    return artifact
+    return read_artifact(ARTIFACT_PATH, SOURCE_PATH, "learningchain.ethereum.optimistic")
 
 
 # -- parameters and the deployment ----------------------------------------------------------------

@@ -29,7 +29,7 @@ from ..parties import AnswerOnce, Parties, RoundOutcome, collect_messages
 from ..protocol.quantize import check_unit
 from . import fixedpoint as fp
 from .chain import Account, Chain, EthereumError, Reverted
-from .network import EthHead, new_account
+from .network import EthHead, chain_fields, new_account
 from .optimistic import OptDeployment, OptMessage, OptParams, Posting, decode_message, encode_message, model_leaves
 from .optimistic import model_root as tree_root
 
@@ -294,8 +294,6 @@ class OptimisticBackend:
         }
 
     def summary(self, common: dict, baseline: dict, say: Callable[[str], None]) -> dict:
-        from .runner import KEYS_SECURE, KEYS_SEEDED
-
         chain, net, dep = self.chain, self.net, self.dep
         accounts = [self.faucet.address] + [a.address for a in self.nodes] + net.pseudo_identities + [dep.address]
         end_balance = sum(chain.balance(a) for a in accounts)
@@ -310,9 +308,7 @@ class OptimisticBackend:
             "rejected_messages": dict(net.messages_rejected),
             "selected_byzantine_total": self.selected_byzantine_total,
             "contract_address": dep.address,
-            "key_generator": KEYS_SEEDED if self.seeded else KEYS_SECURE,
-            "chain_id": chain.chain_id,
-            "chain": "embedded EVM (eth-tester, py-evm)" if chain.kind == "embedded" else chain.url,
+            **chain_fields(chain, self.seeded),
             "gas_per_round": gas["round_mean"],
             "gas": gas,
             "optimistic": {

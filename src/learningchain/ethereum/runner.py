@@ -38,7 +38,9 @@ from ..errors import ConfigError
 from ..parties import Parties, RoundOutcome
 from .chain import Chain
 from .contract import ContractParams
-from .network import Deployment, EthereumNetwork, EthHead, new_account
+from .network import Deployment, EthereumNetwork, EthHead, chain_fields, new_account
+from .optimistic import OptParams
+from .optimistic_net import CHALLENGE_BLOCKS, OptimisticBackend
 
 __all__ = ["EthereumBackend", "make_backend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
            "seeded_keys", "secure_config"]
@@ -49,9 +51,6 @@ log = logging.getLogger(__name__)
 DEFAULT_REWARD_WEI = 10**15
 #: blocks a round stays open for messages when fewer than K holders have sent
 WINDOW_BLOCKS = 16
-KEYS_SEEDED = "numpy PCG64 seeded from --seed and the contract address (in-process EVM; not secret)"
-KEYS_SECURE = "secrets (the OS CSPRNG)"
-EMBEDDED_LABELS = {"pyrevm": "embedded EVM (pyrevm, revm)", "py-evm": "embedded EVM (eth-tester, py-evm)"}
 #: Holders deposit this multiple of the rewards a full run pays, so a refund is left.
 DEPOSIT_FACTOR = 2
 
@@ -106,9 +105,6 @@ def make_backend(cfg: TrainConfig, parties: Parties, cparams: ContractParams, ch
     the reward)."""
     if cfg.eth_mode != "optimistic":
         return EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei)
-    from .optimistic import OptParams
-    from .optimistic_net import CHALLENGE_BLOCKS, OptimisticBackend
-
     oparams = OptParams.from_params(parties.params, messages=cparams.max_messages, rounds=cfg.rounds,
                                     quorum=cparams.quorum or cparams.min_messages, window=WINDOW_BLOCKS,
                                     challenge_blocks=CHALLENGE_BLOCKS, bond=max(reward_wei, 1))
@@ -230,9 +226,7 @@ class EthereumBackend:
             "rejected_messages": dict(net.messages_rejected),
             "selected_byzantine_total": self.selected_byzantine_total,
             "contract_address": dep.address,
-            "key_generator": KEYS_SEEDED if self.seeded else KEYS_SECURE,
-            "chain_id": chain.chain_id,
-            "chain": EMBEDDED_LABELS.get(chain.evm, "embedded EVM") if chain.kind == "embedded" else chain.url,
+            **chain_fields(chain, self.seeded),
             "gas_per_round": gas["round_mean"],
             "gas": gas,
             "incentives": {
