@@ -38,9 +38,12 @@ torch.set_num_threads(1)
 
 from learningchain.config import TrainConfig  # noqa: E402
 from learningchain.experiments.train import build_miners, build_parties  # noqa: E402
-from learningchain.models import build_model, loss_fn, model_spec, set_flat  # noqa: E402
+from learningchain.models import build_model, loss_fn, model_spec  # noqa: E402
 from learningchain.network.simulation import InProcessNetwork  # noqa: E402
 from learningchain.privacy import clipped_gradient_sum, plain_gradient_sum  # noqa: E402
+
+from bench_clipping import timeit as best_time  # noqa: E402  (the benchmarks' own helpers: same method)
+from bench_round import plain_round  # noqa: E402
 
 ROUND_SETTINGS = [  # label, config, target
     ("mnist logistic K=100", dict(dataset="mnist", model="logistic", holders=100), 1.5),
@@ -49,12 +52,6 @@ ROUND_SETTINGS = [  # label, config, target
 ]
 CLIP_SETTINGS = [("cnn", {}, 1.5), ("mlp", {"hidden": [100]}, 1.2)]
 
-
-def plain_round(holders, base) -> None:
-    for h in holders:
-        set_flat(h.model, base.model)
-        x, y = h.batch()
-        plain_gradient_sum(h.model, h.loss, x, y)
 
 
 def measure_round(options: dict, rounds: int, warmup: int) -> tuple[float, float, int]:
@@ -78,17 +75,6 @@ def measure_round(options: dict, rounds: int, warmup: int) -> tuple[float, float
             proto += time.perf_counter() - t
         miners[0].node.store.close()
     return proto / rounds, plain / rounds, len(miners)
-
-
-def best_time(fn, repeat: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        best = min(best, (time.perf_counter() - t) / repeat)
-    return best
 
 
 def measure_clipping(kind: str, opts: dict, batch: int, repeat: int) -> tuple[float, float]:
