@@ -22,25 +22,13 @@ The paper's claims are then decided only where the interval leaves no doubt:
 from __future__ import annotations
 
 import csv
-import math
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
-from learningchain.experiments.claims import final_error
+from learningchain.experiments.claims import final_error, interval
 from learningchain.experiments.reproduce import figure_jobs, load_figure
 
 HALF_CHANCE = 0.25
-
-
-def interval(values: list) -> tuple:
-    """Mean, standard deviation (ddof 1) and the 95% t-interval of the mean."""
-    x = np.asarray(values, dtype=float)
-    mean, sd = float(x.mean()), float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.975, len(x) - 1)) * sd / math.sqrt(len(x))
-    return mean, sd, mean - half, mean + half
 
 
 def per_seed(out: Path, figure: str) -> dict:

@@ -116,14 +116,18 @@ def _fill(text: str, cfg: TrainConfig, where: str) -> str:
 
 
 def merge_seeds(results: list) -> list:
-    """One result per (panel, curve): curves and final errors averaged over seeds."""
+    """One result per (panel, curve): curves and final errors averaged over seeds.
+
+    ``seed_curves`` keeps each seed's own curve ({seed: curve}), from which the
+    claims are decided against the seeds' spread (:mod:`.claims`)."""
     groups: dict = {}
     for r in results:
         groups.setdefault((r["job"].panel, r["job"].curve), []).append(r)
     merged = []
     for (panel, curve), rs in groups.items():
+        seed_curves = {r["job"].seed: r["curve"] for r in rs}
         if len(rs) == 1:
-            merged.append(dict(rs[0], seeds=1))
+            merged.append(dict(rs[0], seeds=1, seed_curves=seed_curves))
             continue
         rounds = sorted(set.intersection(*(set(t for t, _ in r["curve"]) for r in rs)))
         mean = [(t, sum(dict(r["curve"])[t] for r in rs) / len(rs)) for t in rounds]
@@ -131,7 +135,7 @@ def merge_seeds(results: list) -> list:
         for key in ("test_error", "baseline_test_error", "wall_seconds", "selected_byzantine_total"):
             summary[key] = sum(r["summary"][key] for r in rs) / len(rs)
         merged.append({"job": rs[0]["job"], "summary": summary, "curve": mean,
-                       "cached": all(r["cached"] for r in rs), "seeds": len(rs)})
+                       "cached": all(r["cached"] for r in rs), "seeds": len(rs), "seed_curves": seed_curves})
     return merged
 
 
