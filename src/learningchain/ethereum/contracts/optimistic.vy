@@ -335,22 +335,27 @@ def _update_chunk(c: uint256, old: DynArray[int256, CHUNK], records: Bytes[MAX_R
         leaf: bytes32 = keccak256(concat(slice(convert(wv, bytes32), 30, 2), keccak256(slice(records, base, nbytes))))
         # the leaf binds the widths, checked at submission (1 <= lo, lo + hi <= 32)
         assert self._verify(leaf, c, proof, root), "bad message proof"
+        # unchecked arithmetic below: j * width <= 256 * 32, a shift stays in 0..255 (lo, hi
+        # <= 32), z < 2**32, and |sums| < 256 * 2**64 * 2**31, far inside int256
         lomask: uint256 = (1 << lo) - 1
         himask: uint256 = (1 << hi) - 1
+        lotop: uint256 = 256 - lo
+        hitop: uint256 = 256 - hi
+        hibase: uint256 = base + lobytes
         for j: uint256 in range(CHUNK):
             if j >= size:
                 break
-            bit: uint256 = j * lo
-            x: uint256 = extract32(records, base + (bit >> 3), output_type=uint256)
-            z: uint256 = (x >> (256 - (bit & 7) - lo)) & lomask
+            bit: uint256 = unsafe_mul(j, lo)
+            x: uint256 = extract32(records, unsafe_add(base, bit >> 3), output_type=uint256)
+            z: uint256 = (x >> unsafe_sub(lotop, bit & 7)) & lomask
             if hi != 0:
-                bit = j * hi
-                x = extract32(records, base + lobytes + (bit >> 3), output_type=uint256)
-                z |= ((x >> (256 - (bit & 7) - hi)) & himask) << lo
+                bit = unsafe_mul(j, hi)
+                x = extract32(records, unsafe_add(hibase, bit >> 3), output_type=uint256)
+                z |= ((x >> unsafe_sub(hitop, bit & 7)) & himask) << lo
             q: int256 = convert(z >> 1, int256)
             if z & 1 == 1:
-                q = -q - 1
-            sums[j] += s * q
+                q = unsafe_sub(-1, q)  # -q - 1
+            sums[j] = unsafe_add(sums[j], unsafe_mul(s, q))
         at = base + nbytes + 32 * depth
     assert at + 32 == len(records), "wrong records length"
     den: int256 = convert((1 << (NORM_BITS + quant_bits)) * keep * batch_size, int256)
