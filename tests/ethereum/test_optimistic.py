@@ -50,11 +50,12 @@ def test_packing_matches_a_bit_string_reference_and_round_trips(d):
             assert low >= 1 and low + high == max(1, int(z.max()).bit_length())  # the fewest bits that hold all
         assert data == _reference_pack(q, widths)
         assert np.array_equal(opt.decode_message(widths, data, d), q)
-        # a forced width: every chunk in its low plane
-        wide, data32 = opt.encode_message(q, opt.MAX_WIDTH)
-        assert wide == bytes([opt.MAX_WIDTH, 0]) * opt.chunks_for(d)
-        assert data32 == _reference_pack(q, wide)
-        assert np.array_equal(opt.decode_message(wide, data32, d), q)
+        # forced widths: every chunk in its low plane, or in two planes of 16 bits
+        for forced, pair in ((opt.MAX_WIDTH, (opt.MAX_WIDTH, 0)), ((16, 16), (16, 16))):
+            wide, data32 = opt.encode_message(q, forced)
+            assert wide == bytes(pair) * opt.chunks_for(d)
+            assert data32 == _reference_pack(q, wide)
+            assert np.array_equal(opt.decode_message(wide, data32, d), q)
     with pytest.raises(ConfigError, match="does not fit 3 bits"):
         opt.encode_message(np.array([4, 0], dtype=np.int32), 3)  # zigzag 8 needs 4 bits
     q = np.zeros(11, dtype=np.int32)
@@ -127,11 +128,12 @@ def _play_wrong_then_honest(chain, d=600, k=6):
     dep, W = _deploy(chain, owner, d=d, l=3, lam=0.01, w0=w0)
     agg, chal = fresh_account(chain, owner, 10**18), fresh_account(chain, owner, 10**18)
     rows = random_unit_rows(rng, k, d)
-    # one message at the widest encoding, one at its fewest bits in one plane, the rest split
+    # one message at the widest encoding in one plane, one in two 16-bit planes, one at its
+    # fewest bits in one plane, the rest split by the encoder
     msgs = _submit(dep, owner, 0, rows, rng.integers(2**30, 2**34, size=k),
-                   forced={0: opt.MAX_WIDTH, 1: opt.zigzag_width(rows[1])})
-    assert msgs[0].widths[:2] == bytes([opt.MAX_WIDTH, 0])
-    assert any(m.widths[2 * c + 1] > 0 for m in msgs[2:] for c in range(opt.chunks_for(d)))
+                   forced={0: opt.MAX_WIDTH, 1: (16, 16), 2: opt.zigzag_width(rows[2])})
+    assert msgs[0].widths[:2] == bytes([opt.MAX_WIDTH, 0]) and msgs[1].widths[:2] == bytes([16, 16])
+    assert any(m.widths[2 * c + 1] > 0 for m in msgs[3:] for c in range(opt.chunks_for(d)))
     # the contract's per-message root is the Python tree's
     depth = dep.oparams.depth
     logs = dep.contract.events.Submitted.get_logs(from_block=dep.deploy_block)
@@ -354,8 +356,11 @@ def test_a_rule_whose_wrong_rounds_could_not_be_disputed_is_refused_at_deploymen
     d, keep = 600, 3
     depth = opt.depth_for(opt.chunks_for(d))
     rows = random_unit_rows(np.random.default_rng(1), keep, d, 20)
-    msgs = [OptMessage(bytes([k + 1]) * 20, 1 << 20, *opt.encode_message(rows[k], opt.MAX_WIDTH)) for k in range(keep)]
-    assert len(opt.dispute_records(msgs, list(range(keep)), 0, d)) == opt.max_dispute_bytes(keep, depth)
+    for forced in (opt.MAX_WIDTH, (16, 16), (1, 31)):  # 32 bits in one plane or two
+        msgs = [OptMessage(bytes([k + 1]) * 20, 1 << 20, *opt.encode_message(rows[k], forced)) for k in range(keep)]
+        for c in range(opt.chunks_for(d)):  # full chunks, and the last, partial, no larger
+            assert len(opt.dispute_records(msgs, list(range(keep)), c, d)) <= opt.max_dispute_bytes(keep, depth)
+        assert len(opt.dispute_records(msgs, list(range(keep)), 0, d)) == opt.max_dispute_bytes(keep, depth)
     per = opt.max_dispute_bytes(1, 0) - opt.max_dispute_bytes(0, 0)
     fits = (opt.MAX_RECORDS - opt.max_dispute_bytes(0, 0)) // per  # the most messages of a one-chunk model
     for l, refused in ((fits, False), (fits + 1, True)):

@@ -138,10 +138,11 @@ def _check_widths(low: int, high: int) -> None:
         raise ConfigError(f"chunk widths ({low}, {high}): need 1 <= low and low + high <= {MAX_WIDTH}")
 
 
-def encode_message(q: np.ndarray, width: Optional[int] = None) -> tuple[bytes, bytes]:
+def encode_message(q: np.ndarray, width=None) -> tuple[bytes, bytes]:
     """(widths, packed bytes) of a fixed-point unit vector (the encoding above). ``width``:
-    every chunk at that many bits in its low plane and none in its high plane (a value that
-    does not fit raises ConfigError); by default each chunk takes its cheapest split."""
+    an int, every chunk at that many bits in its low plane and none in its high plane; a
+    pair (low, high), every chunk at those widths (a value that does not fit raises
+    ConfigError); by default each chunk takes its cheapest split."""
     z = zigzag(q)
     zigzag_width(q)
     dim = z.shape[0]
@@ -151,10 +152,10 @@ def encode_message(q: np.ndarray, width: Optional[int] = None) -> tuple[bytes, b
         if width is None:
             low, high = best_split(zc)
         else:
-            low, high = int(width), 0
+            low, high = (int(width), 0) if np.isscalar(width) else (int(width[0]), int(width[1]))
             _check_widths(low, high)
-            if int(zc.max(initial=0)) >> low:
-                raise ConfigError(f"a value of chunk {c} does not fit {low} bits")
+            if int(zc.max(initial=0)) >> (low + high):
+                raise ConfigError(f"a value of chunk {c} does not fit {low + high} bits")
         widths += bytes([low, high])
         out.append(_chunk(zc, low, high))
     return bytes(widths), b"".join(out)
