@@ -31,31 +31,51 @@ from .chain import Account, Chain
 from .contract import compile_source, read_artifact
 from .fixedpoint import FixedRule
 
-__all__ = ["CHUNK", "SOURCE_PATH", "ARTIFACT_PATH", "value_width", "encode_message", "decode_message",
+__all__ = ["CHUNK", "SOURCE_PATH", "ARTIFACT_PATH", "zigzag_width", "encode_message", "decode_message", "parse_widths",
            "chunk_bytes", "message_leaves", "model_leaf", "model_leaves", "depth_for", "merkle_root",
            "merkle_proof", "OptParams", "OptDeployment", "build_artifact", "load_artifact", "dispute_records"]
 
 #: Coordinates per chunk (the contract's CHUNK): a dispute recomputes one chunk.
 CHUNK = 256
-MAX_DIM = 32768
+MAX_DIM = 16384  # the contract's MAX_DIM: a message of 32-bit values stays within 64 KiB
 MAX_CHUNKS = MAX_DIM // CHUNK
 MAX_RECORDS = 122880
-MAX_WIDTH = 32  # the widest message encoding the contract accepts (a holder chooses its width)
+MAX_WIDTH = 32  # the most bits of a value (low + high) the contract accepts (a holder chooses them)
 HERE = Path(__file__).resolve().parent
 SOURCE_PATH = HERE / "contracts" / "optimistic.vy"
 ARTIFACT_PATH = HERE / "contracts" / "optimistic.json"
 
 
 # -- encoding ------------------------------------------------------------------------------
+#
+# A message is cut into chunks of CHUNK coordinates. Each value is zigzag-mapped to an
+# unsigned z (v >= 0: 2v; v < 0: -2v - 1), and each chunk c is sent as two bit planes: the
+# low L_c bits of every z, then the high H_c bits (z >> L_c), each value's field big-endian,
+# each plane padded with zero to whole 32-byte words. The pair (L_c, H_c) travels in the
+# message's ``widths`` (two bytes a chunk, 1 <= L_c, L_c + H_c <= 32). The high plane of a
+# noisy message is mostly zero bytes, which calldata prices at a quarter of a non-zero byte
+# (EIP-7623 floor: 10 gas against 40); the encoder picks, per chunk, the split that costs
+# the least calldata gas.
 
-def value_width(q: np.ndarray) -> int:
-    """The fewest bits (2..32) that hold every value of ``q`` in two's complement."""
+#: EIP-7623 floor price of a calldata byte: zero, non-zero.
+FLOOR_ZERO, FLOOR_NONZERO = 10, 40
+
+
+def zigzag(q: np.ndarray) -> np.ndarray:
     q = np.asarray(q, dtype=np.int64)
-    lo, hi = int(q.min(initial=0)), int(q.max(initial=0))
-    b = 2
-    while not (-(1 << (b - 1)) <= lo and hi < (1 << (b - 1))):
-        b += 1
-    if b > 32:
+    return np.where(q >= 0, 2 * q, -2 * q - 1)
+
+
+def unzigzag(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, dtype=np.int64)
+    return np.where(z & 1, -(z >> 1) - 1, z >> 1)
+
+
+def zigzag_width(values: np.ndarray) -> int:
+    """The fewest bits (1..32) that hold the zigzag of every value; ConfigError beyond 32."""
+    top = int(zigzag(values).max(initial=0))
+    b = max(1, top.bit_length())
+    if b > MAX_WIDTH:
         raise ConfigError("a message value does not fit 32 bits")
     return b
 
@@ -64,55 +84,133 @@ def chunk_len(c: int, dim: int) -> int:
     return min(CHUNK, dim - c * CHUNK)
 
 
-def chunk_words(c: int, dim: int, width: int) -> int:
-    return (chunk_len(c, dim) * width + 255) // 256
+def plane_words(n: int, bits: int) -> int:
+    """32-byte words of a plane of ``n`` fields of ``bits`` bits."""
+    return (n * bits + 255) // 256
+
+
+def chunk_size(c: int, dim: int, low: int, high: int) -> int:
+    """Bytes of chunk ``c`` at widths (low, high)."""
+    n = chunk_len(c, dim)
+    return 32 * (plane_words(n, low) + plane_words(n, high))
 
 
 def chunks_for(dim: int) -> int:
     return (dim + CHUNK - 1) // CHUNK
 
 
-def _bits(values: np.ndarray, width: int) -> np.ndarray:
-    u = (values.astype(np.int64) & ((1 << width) - 1)).astype(np.uint64)
-    shifts = np.arange(width - 1, -1, -1, dtype=np.uint64)
-    return ((u[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
+def _plane(z: np.ndarray, bits: int) -> bytes:
+    """``bits`` bits of each z (big-endian fields), zero padded to whole words."""
+    if bits == 0:
+        return b""
+    u = (z & ((1 << bits) - 1)).astype(np.uint64)
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.uint64)
+    flat = ((u[:, None] >> shifts) & np.uint64(1)).astype(np.uint8).reshape(-1)
+    pad = plane_words(z.size, bits) * 256 - flat.size
+    return np.packbits(np.concatenate([flat, np.zeros(pad, np.uint8)])).tobytes()
 
 
-def encode_message(q: np.ndarray, width: Optional[int] = None) -> tuple[int, bytes]:
-    """(width, packed bytes) of a fixed-point unit vector: each chunk of CHUNK values,
-    ``width`` bits each, two's complement, big-endian bit order, padded to whole words."""
-    q = np.asarray(q)
-    b = value_width(q) if width is None else int(width)
-    dim = q.shape[0]
-    out = []
+def _chunk(z: np.ndarray, low: int, high: int) -> bytes:
+    return _plane(z, low) + _plane(z >> low, high)
+
+
+def floor_gas(data: bytes) -> int:
+    """Calldata gas of ``data`` at the EIP-7623 floor."""
+    a = np.frombuffer(data, dtype=np.uint8)
+    nonzero = int(np.count_nonzero(a))
+    return FLOOR_NONZERO * nonzero + FLOOR_ZERO * (a.size - nonzero)
+
+
+def best_split(z: np.ndarray) -> tuple[int, int]:
+    """The widths (low, high) of a chunk of zigzag values whose bytes cost the least
+    calldata gas (ties: the widest low plane); low + high is the fewest bits that hold all."""
+    w = max(1, int(z.max(initial=0)).bit_length())
+    best = None
+    for low in range(w, 0, -1):
+        gas = floor_gas(_chunk(z, low, w - low)) + (FLOOR_NONZERO if w > low else FLOOR_ZERO)
+        if best is None or gas < best[0]:
+            best = (gas, low)
+    return best[1], w - best[1]
+
+
+def _check_widths(low: int, high: int) -> None:
+    if not (1 <= low and high >= 0 and low + high <= MAX_WIDTH):
+        raise ConfigError(f"chunk widths ({low}, {high}): need 1 <= low and low + high <= {MAX_WIDTH}")
+
+
+def encode_message(q: np.ndarray, width=None) -> tuple[bytes, bytes]:
+    """(widths, packed bytes) of a fixed-point unit vector (the encoding above). ``width``:
+    an int, every chunk at that many bits in its low plane and none in its high plane; a
+    pair (low, high), every chunk at those widths (a value that does not fit raises
+    ConfigError); by default each chunk takes its cheapest split."""
+    z = zigzag(q)
+    zigzag_width(q)
+    dim = z.shape[0]
+    widths, out = bytearray(), []
     for c in range(chunks_for(dim)):
-        bits = _bits(q[c * CHUNK:c * CHUNK + chunk_len(c, dim)], b)
-        pad = chunk_words(c, dim, b) * 256 - bits.size
-        out.append(np.packbits(np.concatenate([bits, np.zeros(pad, np.uint8)])).tobytes())
-    return b, b"".join(out)
+        zc = z[c * CHUNK:c * CHUNK + chunk_len(c, dim)]
+        if width is None:
+            low, high = best_split(zc)
+        else:
+            low, high = (int(width), 0) if np.isscalar(width) else (int(width[0]), int(width[1]))
+            _check_widths(low, high)
+            if int(zc.max(initial=0)) >> (low + high):
+                raise ConfigError(f"a value of chunk {c} does not fit {low + high} bits")
+        widths += bytes([low, high])
+        out.append(_chunk(zc, low, high))
+    return bytes(widths), b"".join(out)
 
 
-def chunk_bytes(data: bytes, width: int, dim: int, c: int) -> bytes:
-    start = sum(32 * chunk_words(i, dim, width) for i in range(c))
-    return data[start:start + 32 * chunk_words(c, dim, width)]
+def parse_widths(widths: bytes, dim: int) -> list[tuple[int, int]]:
+    """The (low, high) pairs of ``widths``; ConfigError on a wrong length or a pair out of range."""
+    if len(widths) != 2 * chunks_for(dim):
+        raise ConfigError(f"a message of d={dim} has {2 * chunks_for(dim)} width bytes, got {len(widths)}")
+    pairs = [(widths[2 * c], widths[2 * c + 1]) for c in range(chunks_for(dim))]
+    for low, high in pairs:
+        _check_widths(low, high)
+    return pairs
 
 
-def decode_message(data: bytes, width: int, dim: int) -> np.ndarray:
-    """The int32 vector of a packed message; refuses a wrong length or padding that is not zero."""
-    if not 2 <= width <= 32:
-        raise ConfigError(f"width {width} is outside 2..32")
-    total = sum(32 * chunk_words(c, dim, width) for c in range(chunks_for(dim)))
-    if len(data) != total:
-        raise ConfigError(f"a packed message of d={dim} at {width} bits has {total} bytes, got {len(data)}")
+def _offsets(pairs, dim: int) -> list[int]:
+    out, at = [], 0
+    for c, (low, high) in enumerate(pairs):
+        out.append(at)
+        at += chunk_size(c, dim, low, high)
+    return out + [at]
+
+
+def chunk_bytes(widths: bytes, data: bytes, dim: int, c: int) -> bytes:
+    pairs = parse_widths(widths, dim)
+    at = _offsets(pairs, dim)
+    return data[at[c]:at[c + 1]]
+
+
+def _fields(plane: bytes, n: int, bits: int) -> tuple[np.ndarray, bool]:
+    """The ``n`` unsigned fields of a plane, and whether its padding bits are zero."""
+    if bits == 0:
+        return np.zeros(n, dtype=np.int64), True
+    flat = np.unpackbits(np.frombuffer(plane, dtype=np.uint8))
+    fields = flat[:n * bits].reshape(n, bits).astype(np.int64)
+    return fields @ (1 << np.arange(bits - 1, -1, -1, dtype=np.int64)), not flat[n * bits:].any()
+
+
+def decode_message(widths: bytes, data: bytes, dim: int) -> np.ndarray:
+    """The int32 vector of a packed message; refuses bad widths, a wrong length, padding that
+    is not zero and a value outside int32."""
+    pairs = parse_widths(widths, dim)
+    at = _offsets(pairs, dim)
+    if len(data) != at[-1]:
+        raise ConfigError(f"a packed message of d={dim} at these widths has {at[-1]} bytes, got {len(data)}")
     vals = []
-    for c in range(chunks_for(dim)):
-        bits = np.unpackbits(np.frombuffer(chunk_bytes(data, width, dim, c), dtype=np.uint8))
+    for c, (low, high) in enumerate(pairs):
         n = chunk_len(c, dim)
-        if bits[n * width:].any():
+        chunk = data[at[c]:at[c + 1]]
+        split = 32 * plane_words(n, low)
+        lo, ok_lo = _fields(chunk[:split], n, low)
+        hi, ok_hi = _fields(chunk[split:], n, high)
+        if not (ok_lo and ok_hi):
             raise ConfigError("padding bits of a packed message are not zero")
-        fields = bits[:n * width].reshape(n, width).astype(np.int64)
-        u = fields @ (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
-        vals.append(np.where(u >= 1 << (width - 1), u - (1 << width), u))
+        vals.append(unzigzag((hi << low) | lo))
     return np.concatenate(vals).astype(np.int32)
 
 
@@ -141,8 +239,11 @@ def merkle_proof(leaves: Sequence[bytes], index: int, depth: int) -> list[bytes]
     return [levels[lv][(index >> lv) ^ 1] for lv in range(depth)]
 
 
-def message_leaves(data: bytes, width: int, dim: int) -> list[bytes]:
-    return [keccak256(chunk_bytes(data, width, dim, c)) for c in range(chunks_for(dim))]
+def message_leaves(widths: bytes, data: bytes, dim: int) -> list[bytes]:
+    """Leaf of chunk c: keccak256(its two width bytes ++ keccak256(its bytes))."""
+    pairs = parse_widths(widths, dim)
+    at = _offsets(pairs, dim)
+    return [keccak256(widths[2 * c:2 * c + 2] + keccak256(data[at[c]:at[c + 1]])) for c in range(len(pairs))]
 
 
 def model_chunk(W: Sequence[int], c: int) -> list[int]:
@@ -239,7 +340,7 @@ class OptParams:
 class OptMessage:
     sender: bytes
     norm: int
-    width: int
+    widths: bytes  # two bytes a chunk: (low, high)
     data: bytes
 
 
@@ -255,22 +356,24 @@ class Posting:
 
 def max_dispute_bytes(keep: int, depth: int) -> int:
     """The most ``records`` a dispute of one chunk can need with ``keep`` selected messages:
-    each message's header, width, root, its chunk at the widest width and its proof, then a
-    zero word (see :func:`dispute_records`)."""
+    each message's header, root, widths word, its chunk at the widest widths (low + high =
+    32 bits: 32 words, a partial chunk no more) and its proof, then a zero word (see
+    :func:`dispute_records`)."""
     return keep * (3 * 32 + CHUNK * MAX_WIDTH // 8 + 32 * depth) + 32
 
 
 def dispute_records(messages: Sequence[OptMessage], selection: Sequence[int], c: int, dim: int) -> bytes:
-    """The ``records`` of a dispute of chunk ``c``: each selected message's header, width,
-    root, its bytes of the chunk and its proof; then a zero word."""
+    """The ``records`` of a dispute of chunk ``c``: each selected message's header, root, the
+    chunk's widths (one word: low << 8 | high), its bytes of the chunk and its proof; then a
+    zero word."""
     depth = depth_for(chunks_for(dim))
     out = []
     for k in sorted(selection):
         m = messages[k]
-        leaves = message_leaves(m.data, m.width, dim)
+        leaves = message_leaves(m.widths, m.data, dim)
         header = int.from_bytes(m.sender, "big") | (int(m.norm) << 160)
-        out += [header.to_bytes(32, "big"), int(m.width).to_bytes(32, "big"), merkle_root(leaves, depth),
-                chunk_bytes(m.data, m.width, dim, c)] + merkle_proof(leaves, c, depth)
+        out += [header.to_bytes(32, "big"), merkle_root(leaves, depth), m.widths[2 * c:2 * c + 2].rjust(32, b"\x00"),
+                chunk_bytes(m.widths, m.data, dim, c)] + merkle_proof(leaves, c, depth)
     return b"".join(out) + b"\x00" * 32
 
 
@@ -323,7 +426,7 @@ class OptDeployment:
             if int(e["args"]["index"]) != i:
                 raise ConfigError(f"round {rnd}: Submitted events are not contiguous at index {i}")
             a = e["args"]
-            out.append(OptMessage(bytes.fromhex(a["sender"][2:]), int(a["norm"]), int(a["width"]), bytes(a["q"])))
+            out.append(OptMessage(bytes.fromhex(a["sender"][2:]), int(a["norm"]), bytes(a["widths"]), bytes(a["q"])))
         return out
 
     def posting(self) -> Optional[Posting]:
@@ -340,8 +443,8 @@ class OptDeployment:
                        tuple(bytes(x) for x in a["leaves"]), at)
 
     # -- writes ------------------------------------------------------------------------------
-    def submit(self, sender: Account, rnd: int, norm: int, width: int, data: bytes, *, fees=None):
-        return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, width, data, hint="opt-submit",
+    def submit(self, sender: Account, rnd: int, norm: int, widths: bytes, data: bytes, *, fees=None):
+        return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, widths, data, hint="opt-submit",
                                   fees=fees)
 
     def post(self, sender: Account, rnd: int, n: int, selection: Sequence[int], W_new: Sequence[int]):

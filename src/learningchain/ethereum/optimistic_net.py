@@ -67,7 +67,7 @@ def honest_aggregation(rule: fp.FixedRule, rnd: int, W: list, messages: list, n:
     valid, rows = [], []
     for k, m in enumerate(messages[:n]):
         try:
-            q = decode_message(m.data, m.width, rule.dim)
+            q = decode_message(m.widths, m.data, rule.dim)
             check_unit(q, rule.quant_bits, rule.norm_tol_bits)
         except (ConfigError, InvalidMessage):
             continue
@@ -127,18 +127,18 @@ class OptimisticNetwork:
             except InvalidMessage as exc:
                 self.messages_rejected[exc.reason] += 1
                 continue
-            width, data = encode_message(msg.q)
+            widths, data = encode_message(msg.q)
             account = new_account(self.key_rng, "holder")
             self.pseudo_identities.append(account.address)
             if msg.identity in self.byzantine_identities:
                 self.byzantine_senders.add(account.address.lower())
             fees = self.chain.fee_fields()
             tx = {"from": self.faucet.address, "to": self.dep.address, "value": 0,
-                  "data": self.dep.contract.encode_abi("submit", args=[base.height, norm, width, data])}
+                  "data": self.dep.contract.encode_abi("submit", args=[base.height, norm, widths, data])}
             limit = self.chain.gas_for(tx, "submit", "opt-submit")
             self.chain.transfer(self.faucet, account.address, limit * fees["maxFeePerGas"], what="faucet")
             try:
-                r = self.dep.submit(account, base.height, norm, width, data, fees=fees)
+                r = self.dep.submit(account, base.height, norm, widths, data, fees=fees)
             except Reverted as exc:
                 self.messages_rejected[exc.reason] += 1
                 continue

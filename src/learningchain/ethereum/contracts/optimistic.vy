@@ -19,20 +19,24 @@
         recomputed off chain by every honest node (ethereum/optimistic.py); see
         docs/ETHEREUM.md, "Optimistic mode".
 
-        Message encoding (width b chosen per message, 2 <= b <= 32): each value is b bits,
-        two's complement, big-endian bit order; chunk c (coordinates CHUNK*c ...) takes
-        ceil(len_c * b / 256) 32-byte words, zero padded. Leaf of a message chunk:
-        keccak256(its bytes); leaf of a model chunk: keccak256(abi_encode(its values as
+        Message encoding: each value v is zigzag-mapped to z (v >= 0: 2v; v < 0: -2v - 1);
+        chunk c (coordinates CHUNK*c ..., len_c of them) has widths (L_c, H_c), two bytes
+        of ``widths`` (1 <= L_c, L_c + H_c <= 32), and is sent as two planes: the low L_c
+        bits of every z, then its high H_c bits (z >> L_c), fields big-endian, each plane
+        zero padded to whole 32-byte words (ceil(len_c * L_c / 256) and
+        ceil(len_c * H_c / 256) words). Leaf of a message chunk: keccak256(its two width
+        bytes ++ keccak256(its bytes)); leaf of a model chunk: keccak256(abi_encode(its values as
         DynArray[int256])). Trees: leaves padded with zero to 2**depth; parent =
         keccak256(left ++ right).
 """
 
 MAX_MESSAGES: constant(uint256) = 256  # the selection is a 256-bit mask
 CHUNK: constant(uint256) = 256  # coordinates per chunk
-MAX_DIM: constant(uint256) = 32768
-MAX_CHUNKS: constant(uint256) = 128  # MAX_DIM // CHUNK
-MAX_DEPTH: constant(uint256) = 7  # log2(MAX_CHUNKS)
-MAX_DATA: constant(uint256) = 131072  # one message: MAX_DIM values of 32 bits
+MAX_DIM: constant(uint256) = 16384
+MAX_CHUNKS: constant(uint256) = 64  # MAX_DIM // CHUNK
+MAX_DEPTH: constant(uint256) = 6  # log2(MAX_CHUNKS)
+MAX_DATA: constant(uint256) = 65536  # one message: MAX_DIM values of 32 bits
+MAX_WIDTHS: constant(uint256) = 128  # two width bytes a chunk
 MAX_RECORDS: constant(uint256) = 122880  # a dispute's message records (120 KiB)
 
 MODEL_BITS: public(constant(uint256)) = 40
@@ -47,8 +51,8 @@ event Submitted:
     sender: indexed(address)
     index: uint256
     norm: uint256
-    width: uint256
     root: bytes32
+    widths: Bytes[MAX_WIDTHS]
     q: Bytes[MAX_DATA]
 
 event Posted:
@@ -92,7 +96,7 @@ round_opened: public(uint256)
 model_root: public(bytes32)  # the final model's Merkle root
 round_count: uint256  # round << 128 | messages of the open round
 last_round_of: HashMap[address, uint256]  # round + 1 of a sender's last message
-commitment: HashMap[uint256, bytes32]  # message index -> keccak(sender | norm << 160, width, root)
+commitment: HashMap[uint256, bytes32]  # message index -> keccak(sender | norm << 160, root)
 
 # the pending posting of the current round (posted_at == 0: none)
 posted_at: public(uint256)
@@ -159,8 +163,9 @@ def _chunk_len(c: uint256, d: uint256) -> uint256:
 
 @internal
 @pure
-def _chunk_words(c: uint256, d: uint256, b: uint256) -> uint256:
-    return (min(CHUNK, d - c * CHUNK) * b + 255) // 256
+def _words(n: uint256, b: uint256) -> uint256:
+    """32-byte words of a plane of ``n`` fields of ``b`` bits."""
+    return (n * b + 255) // 256
 
 
 @internal
@@ -202,17 +207,18 @@ def _verify(leaf: bytes32, index: uint256, proof: DynArray[bytes32, MAX_DEPTH], 
 # -- holders' messages --------------------------------------------------------------------
 
 @external
-def submit(round: uint256, norm: uint256, width: uint256, q: Bytes[MAX_DATA]):
+def submit(round: uint256, norm: uint256, widths: Bytes[MAX_WIDTHS], q: Bytes[MAX_DATA]):
     """
     @notice Submit this round's message (the encoding is in the contract's notice).
     @param norm The gradient's norm at scale 2**NORM_BITS, 0 < norm < 2**64.
-    @param width The bits per value, 2 .. 32.
+    @param widths Two bytes a chunk: the bits of its low plane (1 ..) and of its high plane,
+                  at most 32 together.
     """
     assert round == self.current_round, "wrong round"
     assert round < rounds, "the run is over"
     assert norm > 0, "zero norm"
     assert norm < 2**64, "norm too large"
-    assert width >= 2 and width <= 32, "width out of range"
+    assert len(widths) == 2 * chunks, "wrong widths length: two bytes a chunk"
     assert self.last_round_of[msg.sender] != round + 1, "duplicate sender"
     word: uint256 = self.round_count
     k: uint256 = 0
@@ -223,17 +229,23 @@ def submit(round: uint256, norm: uint256, width: uint256, q: Bytes[MAX_DATA]):
     leaves: DynArray[bytes32, MAX_CHUNKS] = []
     off: uint256 = 0
     for c: uint256 in range(chunks, bound=MAX_CHUNKS):
-        size: uint256 = 32 * self._chunk_words(c, d, width)
-        assert off + size <= len(q), "wrong length"
-        leaves.append(keccak256(slice(q, off, size)))
+        pair: Bytes[2] = slice(widths, 2 * c, 2)
+        wv: uint256 = convert(pair, uint256)
+        lo: uint256 = wv >> 8
+        hi: uint256 = wv & 255
+        assert lo >= 1 and lo + hi <= 32, "chunk widths out of range: 1 <= low, low + high <= 32"
+        n: uint256 = self._chunk_len(c, d)
+        size: uint256 = 32 * (self._words(n, lo) + self._words(n, hi))
+        assert off + size <= len(q), "wrong length: the data is shorter than its widths"
+        leaves.append(keccak256(concat(pair, keccak256(slice(q, off, size)))))
         off += size
-    assert off == len(q), "wrong length"
+    assert off == len(q), "wrong length: the data is longer than its widths"
     root: bytes32 = self._root(leaves)
     header: uint256 = convert(msg.sender, uint256) | (norm << 160)
-    self.commitment[k] = keccak256(abi_encode(header, width, root))
+    self.commitment[k] = keccak256(abi_encode(header, root))
     self.last_round_of[msg.sender] = round + 1
     self.round_count = (round << 128) | (k + 1)
-    log Submitted(round=round, sender=msg.sender, index=k, norm=norm, width=width, root=root, q=q)
+    log Submitted(round=round, sender=msg.sender, index=k, norm=norm, root=root, widths=widths, q=q)
 
 
 @external
@@ -305,30 +317,45 @@ def _update_chunk(c: uint256, old: DynArray[int256, CHUNK], records: Bytes[MAX_R
         if (selection >> k) & 1 == 0:
             continue
         header: uint256 = extract32(records, at, output_type=uint256)
-        b: uint256 = extract32(records, at + 32, output_type=uint256)
-        root: bytes32 = extract32(records, at + 64)
-        assert keccak256(abi_encode(header, b, root)) == self.commitment[k], "record does not match the message"
+        root: bytes32 = extract32(records, at + 32)
+        assert keccak256(abi_encode(header, root)) == self.commitment[k], "record does not match the message"
+        wv: uint256 = extract32(records, at + 64, output_type=uint256)
+        assert wv < 2**16, "bad widths word"
+        lo: uint256 = wv >> 8
+        hi: uint256 = wv & 255
         s: int256 = convert((header >> 160) & (2**64 - 1), int256)
-        nbytes: uint256 = 32 * self._chunk_words(c, d, b)
+        lobytes: uint256 = 32 * self._words(size, lo)
+        nbytes: uint256 = lobytes + 32 * self._words(size, hi)
         base: uint256 = at + 96
         proof: DynArray[bytes32, MAX_DEPTH] = []
         for lv: uint256 in range(MAX_DEPTH):
             if lv >= depth:
                 break
             proof.append(extract32(records, base + nbytes + 32 * lv))
-        assert self._verify(keccak256(slice(records, base, nbytes)), c, proof, root), "bad message proof"
-        sign: uint256 = 1 << (b - 1)
-        mask: uint256 = (1 << b) - 1
+        leaf: bytes32 = keccak256(concat(slice(convert(wv, bytes32), 30, 2), keccak256(slice(records, base, nbytes))))
+        # the leaf binds the widths, checked at submission (1 <= lo, lo + hi <= 32)
+        assert self._verify(leaf, c, proof, root), "bad message proof"
+        # unchecked arithmetic below: j * width <= 256 * 32, a shift stays in 0..255 (lo, hi
+        # <= 32), z < 2**32, and |sums| < 256 * 2**64 * 2**31, far inside int256
+        lomask: uint256 = (1 << lo) - 1
+        himask: uint256 = (1 << hi) - 1
+        lotop: uint256 = 256 - lo
+        hitop: uint256 = 256 - hi
+        hibase: uint256 = base + lobytes
         for j: uint256 in range(CHUNK):
             if j >= size:
                 break
-            bit: uint256 = j * b
-            x: uint256 = extract32(records, base + (bit >> 3), output_type=uint256)
-            v: uint256 = (x >> (256 - (bit & 7) - b)) & mask
-            q: int256 = convert(v, int256)
-            if v >= sign:
-                q -= convert(mask + 1, int256)
-            sums[j] += s * q
+            bit: uint256 = unsafe_mul(j, lo)
+            x: uint256 = extract32(records, unsafe_add(base, bit >> 3), output_type=uint256)
+            z: uint256 = (x >> unsafe_sub(lotop, bit & 7)) & lomask
+            if hi != 0:
+                bit = unsafe_mul(j, hi)
+                x = extract32(records, unsafe_add(hibase, bit >> 3), output_type=uint256)
+                z |= ((x >> unsafe_sub(hitop, bit & 7)) & himask) << lo
+            q: int256 = convert(z >> 1, int256)
+            if z & 1 == 1:
+                q = unsafe_sub(-1, q)  # -q - 1
+            sums[j] = unsafe_add(sums[j], unsafe_mul(s, q))
         at = base + nbytes + 32 * depth
     assert at + 32 == len(records), "wrong records length"
     den: int256 = convert((1 << (NORM_BITS + quant_bits)) * keep * batch_size, int256)
@@ -368,8 +395,9 @@ def dispute(round: uint256, chunk: uint256, old: DynArray[int256, CHUNK], old_pr
     @notice Dispute chunk ``chunk`` of the posted aggregation, with the bond.
     @param old The final model's values of that chunk, ``old_proof`` its proof.
     @param posted_leaf The posted leaf of that chunk, ``posted_proof`` its proof in the posted root.
-    @param records For each selected message, ascending: sender | norm << 160, width, its root,
-                   its bytes of the chunk, then its proof (depth words); then one zero word.
+    @param records For each selected message, ascending: sender | norm << 160, its root, the
+                   chunk's widths word (low << 8 | high), its bytes of the chunk, then its
+                   proof (depth words); then one zero word.
     @return True when the dispute is upheld (the posting is reverted).
     """
     assert round == self.current_round and self.posted_at != 0, "nothing posted for this round"
