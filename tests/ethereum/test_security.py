@@ -193,7 +193,7 @@ def test_on_a_reachable_chain_keys_and_noise_do_not_come_from_the_seed(tmp_path,
     key is the one the seed and the public contract address would give."""
     from learningchain.config import TrainConfig
     from learningchain.ethereum.network import new_account
-    from learningchain.ethereum.network import KEYS_SECURE
+    from learningchain.ethereum.network import KEYS_KEYSTORE
     from learningchain.experiments.train import run_training_ethereum
     from learningchain.privacy.secure import GENERATOR_SECURE
 
@@ -202,7 +202,7 @@ def test_on_a_reachable_chain_keys_and_noise_do_not_come_from_the_seed(tmp_path,
         cfg = TrainConfig(out=str(tmp_path / str(i)), force=True, backend="ethereum", dataset="breast-cancer",
                           rounds=2, holders=3, miners=1, epsilon=1.0, seed=0, progress=False)
         s = run_training_ethereum(cfg, chain=anvil)
-        assert s["key_generator"] == KEYS_SECURE and s["privacy"]["generator"] == GENERATOR_SECURE
+        assert s["key_generator"] == KEYS_KEYSTORE and s["privacy"]["generator"] == GENERATOR_SECURE
         wallets, msgs = _run_accounts(anvil, s)
         assert len(wallets) == 3 and len(msgs) == 6
         salt = int(s["contract_address"], 16) % 2**63

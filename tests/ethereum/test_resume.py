@@ -1,0 +1,263 @@
+"""``learningchain train --resume DIR`` on a JSON-RPC chain (anvil): an interrupted run goes
+on from its contract's state, and a directory that does not match the chain is refused
+with nothing in it changed."""
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from learningchain.config import TrainConfig
+from learningchain.errors import ConfigError
+from learningchain.ethereum import fixedpoint as fp
+from learningchain.ethereum.keystore import PASSWORD_ENV
+from learningchain.experiments.rundir import RunInterrupted
+from learningchain.experiments.train import resume_training, run_training_ethereum
+
+ROUNDS, HOLDERS, MINERS = 3, 4, 2
+PASSWORD = "correct horse battery staple"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config(out, url, **kw):
+    return TrainConfig(out=str(out), backend="ethereum", rpc_url=url, dataset="breast-cancer", rounds=ROUNDS,
+                       epsilon=0.5, holders=HOLDERS, miners=MINERS, progress=False, **kw)
+
+
+def snapshot(path: Path) -> dict:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def contract_of(chain, run_dir: Path):
+    doc = json.loads((run_dir / "contract.json").read_text())
+    abi = json.loads((run_dir / "contract.abi.json").read_text())
+    return chain.w3.eth.contract(address=doc["address"], abi=abi), doc
+
+
+def twin_replay(contract, cfg, deploy_block):
+    """The final model, recomputed from w_0 with the Python twin from the chain's messages
+    and Aggregated events alone; also checks every round holds exactly one message per holder."""
+    from learningchain.parties import build_parties
+
+    parties = build_parties(cfg)
+    rule = fp.FixedRule.from_params(parties.params)
+    W = fp.encode_model(parties.genesis.model)
+    for rnd in range(int(contract.functions.current_round().call())):
+        (agg,) = contract.events.Aggregated.get_logs(from_block=deploy_block, argument_filters={"round": rnd})
+        subs = sorted(contract.events.Submitted.get_logs(from_block=deploy_block, argument_filters={"round": rnd}),
+                      key=lambda e: e["args"]["index"])
+        assert len(subs) == HOLDERS, f"round {rnd}: {len(subs)} messages for {HOLDERS} holders"
+        assert len({e["args"]["sender"] for e in subs}) == HOLDERS
+        n = agg["args"]["messages"]
+        q = np.stack([fp.unpack_q(bytes(e["args"]["q"]), rule.dim) for e in subs[:n]])
+        keys = [fp.tie_key(rnd, bytes.fromhex(e["args"]["sender"][2:])) for e in subs[:n]]
+        selection = fp.mask_selection(agg["args"]["selection"])
+        assert selection == tuple(fp.select_l_nearest(q, keys, rule.l, rule.quant_bits))
+        W = fp.fixed_update(W, q, [e["args"]["norm"] for e in subs[:n]], selection, batch_size=rule.batch_size,
+                            lr=rule.lr, lam=rule.lam, quant_bits=rule.quant_bits)
+    return W
+
+
+@pytest.fixture
+def keystore_password(monkeypatch):  # overrides the conftest's: the module's own password
+    monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
+
+
+def test_a_run_on_a_json_rpc_chain_needs_the_keystore_password(tmp_path, anvil, monkeypatch):
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    before = anvil.block_number()
+    with pytest.raises(ConfigError, match=PASSWORD_ENV):
+        run_training_ethereum(config(tmp_path / "eth", anvil.url), chain=anvil)
+    assert not (tmp_path / "eth").exists() and not list(tmp_path.iterdir())
+    assert anvil.block_number() == before  # nothing deployed
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from learningchain.config import TrainConfig
+    from learningchain.ethereum import network
+    from learningchain.experiments.train import run_training_ethereum
+
+    out, url, kill_round, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    sent = [0]
+    submit = network.Deployment.submit
+
+    def submit_then_die(self, sender, rnd, *args, **kw):
+        receipt = submit(self, sender, rnd, *args, **kw)
+        if rnd == kill_round:
+            sent[0] += 1
+            if sent[0] == kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is closed
+        return receipt
+
+    network.Deployment.submit = submit_then_die
+    run_training_ethereum(TrainConfig(out=out, backend="ethereum", rpc_url=url, dataset="breast-cancer",
+                                      rounds=%d, epsilon=0.5, holders=%d, miners=%d, progress=False))
+""" % (ROUNDS, HOLDERS, MINERS))
+
+
+def test_a_run_killed_in_the_middle_of_a_round_resumes_from_the_contract(tmp_path, anvil, keystore_password):
+    """SIGKILL after 2 of the 4 messages of round 1: the resumed run sends the other two from
+    the same pseudo-identities (the two sent are not sent again), aggregates, and plays the
+    last round; the contract's model is the twin's replay of the chain's own messages."""
+    out = tmp_path / "eth"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(out), anvil.url, "1", "2"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    (left,) = tmp_path.glob(".eth.new-*")  # the killed run's directory, beside --out
+    assert not out.exists()
+    c, cdoc = contract_of(anvil, left)
+    assert c.functions.current_round().call() == 1 and c.functions.count().call() == 2
+    for key in (left / "keys").iterdir():
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    assert stat.S_IMODE((left / "keys").stat().st_mode) == 0o700
+    journal = json.loads((left / "round-messages.json").read_text())
+    assert journal["round"] == 1 and len(journal["messages"]) == HOLDERS
+
+    s = resume_training(out, progress=False)
+    assert s["resumed"] and s["rounds"] == ROUNDS and s["height"] == ROUNDS
+    assert [r["round"] for r in json.loads((out / "checkpoint.json").read_text())["rows"]] == [1, 2, 3]
+    c, _ = contract_of(anvil, out)
+    assert c.functions.current_round().call() == ROUNDS
+    assert c.functions.status().call() == 2  # finished, the deposits withdrawn
+    assert c.functions.withdrawals().call() == HOLDERS
+    cfg = TrainConfig.from_dict(json.loads((out / "checkpoint.json").read_text())["config"])
+    W = twin_replay(c, cfg, cdoc["deploy_block"])
+    assert [int(v) for v in c.functions.get_model().call()] == W
+    assert np.array_equal(np.load(out / "model.npy"), np.asarray(fp.decode_model(W)))
+    # every round's reward went to one of the run's computing nodes, and was claimed
+    for rnd in range(ROUNDS):
+        assert c.functions.aggregator_of(rnd).call() in cdoc["nodes"]
+        assert c.functions.reward_paid(rnd).call()
+    assert s["incentives"]["conserved"]
+    # round 1's four messages are the ones the killed run had drawn: none drawn afresh (a
+    # second noisy message of a holder for one round would spend privacy twice)
+    subs = sorted(c.events.Submitted.get_logs(from_block=cdoc["deploy_block"], argument_filters={"round": 1}),
+                  key=lambda e: e["args"]["index"])
+    assert [(e["args"]["norm"], bytes(e["args"]["q"]).hex()) for e in subs] == \
+        [(m["norm"], m["q"]) for m in journal["messages"]]
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, anvil_url):
+    """A run stopped by Ctrl-C after round 1 of 3: its directory, and the keys' secrets."""
+    from learningchain.ethereum.chain import Chain
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv(PASSWORD_ENV, PASSWORD)
+    tmp = tmp_path_factory.mktemp("interrupted")
+
+    def stop(row):
+        if row["round"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as info:
+        run_training_ethereum(config(tmp / "eth", anvil_url), chain=Chain.connect(anvil_url), on_round=stop)
+    mp.undo()
+    assert info.value.summary["interrupted"] and info.value.summary["resumable"]
+    return tmp / "eth"
+
+
+def resume_copy(src: Path, dst: Path):
+    shutil.copytree(src, dst)
+    return dst, snapshot(dst)
+
+
+def test_no_contract_json_is_refused(interrupted, tmp_path, keystore_password):
+    run, _ = resume_copy(interrupted, tmp_path / "run")
+    (run / "contract.json").unlink()
+    before = snapshot(run)
+    with pytest.raises(ConfigError, match="no contract.json"):
+        resume_training(run, progress=False)
+    assert snapshot(run) == before
+
+
+def test_another_chain_id_is_refused(interrupted, tmp_path, keystore_password):
+    run, _ = resume_copy(interrupted, tmp_path / "run")
+    doc = json.loads((run / "contract.json").read_text())
+    (run / "contract.json").write_text(json.dumps(dict(doc, chain_id=1)))
+    before = snapshot(run)
+    with pytest.raises(ConfigError, match="on chain 31337, not the pinned chain_id 1"):
+        resume_training(run, progress=False)
+    assert snapshot(run) == before
+
+
+def test_an_address_with_other_code_is_refused(interrupted, tmp_path, anvil, keystore_password):
+    from tests.ethereum.helpers import deploy
+
+    run, _ = resume_copy(interrupted, tmp_path / "run")
+    doc = json.loads((run / "contract.json").read_text())
+    # the same contract with other parameters (other immutables), and an account with no code
+    other = deploy(anvil, anvil.faucet(), d=31, l=2, rounds=ROUNDS)
+    for address, match in ((other.address, "is not the code deployed for this run"),
+                           (anvil.faucet().address, "no contract at")):
+        (run / "contract.json").write_text(json.dumps(dict(doc, address=address)))
+        before = snapshot(run)
+        with pytest.raises(ConfigError, match=match):
+            resume_training(run, progress=False)
+        assert snapshot(run) == before
+
+
+def test_a_wrong_password_is_refused(interrupted, tmp_path, monkeypatch):
+    run, before = resume_copy(interrupted, tmp_path / "run")
+    monkeypatch.setenv(PASSWORD_ENV, "not the password")
+    with pytest.raises(ConfigError, match="wrong password"):
+        resume_training(run, progress=False)
+    assert snapshot(run) == before
+    monkeypatch.delenv(PASSWORD_ENV)
+    with pytest.raises(ConfigError, match=PASSWORD_ENV):
+        resume_training(run, progress=False)
+    assert snapshot(run) == before
+
+
+def test_a_run_on_the_in_process_evm_does_not_resume(tmp_path):
+    def stop(row):
+        raise KeyboardInterrupt
+
+    cfg = TrainConfig(out=str(tmp_path / "eth"), backend="ethereum", dataset="breast-cancer", rounds=2,
+                      holders=3, miners=1, progress=False)
+    with pytest.raises(RunInterrupted):
+        run_training_ethereum(cfg, on_round=stop)
+    before = snapshot(tmp_path / "eth")
+    with pytest.raises(ConfigError, match="in-process EVM does not resume"):
+        resume_training(tmp_path / "eth", progress=False)
+    assert snapshot(tmp_path / "eth") == before
+
+
+# last: it closes the contract the other tests' copies name
+def test_ctrl_c_leaves_the_contract_open_and_the_run_resumes(interrupted, tmp_path, anvil, keystore_password):
+    from eth_account import Account
+
+    run, _ = resume_copy(interrupted, tmp_path / "run")
+    c, cdoc = contract_of(anvil, run)
+    assert c.functions.status().call() == 1 and c.functions.current_round().call() == 1  # open
+    # no key in the clear anywhere in the run directory but its keystores
+    secrets = [bytes(Account.decrypt(json.loads(p.read_text()), PASSWORD)).hex() for p in (run / "keys").iterdir()]
+    assert len(secrets) == HOLDERS + MINERS + 1
+    for name, data in snapshot(run).items():
+        if not name.startswith("keys/"):
+            assert not any(sec in data.decode(errors="replace") for sec in secrets), name
+    s = resume_training(run, progress=False)
+    assert s["rounds"] == ROUNDS and s["height"] == ROUNDS and not s.get("interrupted")
+    assert c.functions.current_round().call() == ROUNDS and c.functions.status().call() == 2
+    cfg = TrainConfig.from_dict(json.loads((run / "checkpoint.json").read_text())["config"])
+    assert [int(v) for v in c.functions.get_model().call()] == twin_replay(c, cfg, cdoc["deploy_block"])
+    # a finished run: refused, and left as it is; so is another copy of the interrupted
+    # directory, whose contract the first resume closed
+    before = snapshot(run)
+    with pytest.raises(ConfigError, match="finished run"):
+        resume_training(run, progress=False)
+    assert snapshot(run) == before
+    again, before = resume_copy(interrupted, tmp_path / "again")
+    with pytest.raises(ConfigError, match=r"is closed \(finished\): nothing to resume"):
+        resume_training(again, progress=False)
+    assert snapshot(again) == before
