@@ -234,7 +234,7 @@ def test_a_run_on_the_in_process_evm_does_not_resume(tmp_path):
 
 
 # last: it closes the contract the other tests' copies name
-def test_ctrl_c_leaves_the_contract_open_and_the_run_resumes(interrupted, tmp_path, anvil, keystore_password):
+def test_ctrl_c_leaves_the_contract_open_and_the_run_resumes(interrupted, tmp_path, anvil, keystore_password, capsys):
     from eth_account import Account
 
     run, _ = resume_copy(interrupted, tmp_path / "run")
@@ -246,8 +246,14 @@ def test_ctrl_c_leaves_the_contract_open_and_the_run_resumes(interrupted, tmp_pa
     for name, data in snapshot(run).items():
         if not name.startswith("keys/"):
             assert not any(sec in data.decode(errors="replace") for sec in secrets), name
-    s = resume_training(run, progress=False)
-    assert s["rounds"] == ROUNDS and s["height"] == ROUNDS and not s.get("interrupted")
+    from learningchain.cli.main import main
+
+    assert main(["train", "--resume", str(run), "--rounds", "5"]) == 2  # its own config: refused
+    assert "drop --rounds" in capsys.readouterr().err
+    # the command line, naming the node again
+    assert main(["train", "--resume", str(run), "--rpc-url", anvil.url, "--quiet", "--json"]) == 0
+    s = json.loads((run / "summary.json").read_text())
+    assert s["rounds"] == ROUNDS and s["height"] == ROUNDS and not s.get("interrupted") and s["resumed"]
     assert c.functions.current_round().call() == ROUNDS and c.functions.status().call() == 2
     cfg = TrainConfig.from_dict(json.loads((run / "checkpoint.json").read_text())["config"])
     assert [int(v) for v in c.functions.get_model().call()] == twin_replay(c, cfg, cdoc["deploy_block"])
