@@ -2,6 +2,7 @@
 on from its contract's state, and a directory that does not match the chain is refused
 with nothing in it changed."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -81,52 +82,59 @@ def test_a_run_on_a_json_rpc_chain_needs_the_keystore_password(tmp_path, anvil, 
 
 
 KILLER = textwrap.dedent("""
-    import os, signal, sys
+    import dataclasses, os, signal, sys
     from learningchain.config import TrainConfig
-    from learningchain.ethereum import network
+    from learningchain.ethereum import chain, runner
     from learningchain.experiments.train import run_training_ethereum
 
-    out, url, kill_round, kill_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    sent = [0]
-    submit = network.Deployment.submit
+    out, url, hint, kill_round, kill_before, chunk_words = sys.argv[1:7]
+    kill_round, kill_before, chunk_words = int(kill_round), int(kill_before), int(chunk_words)
+    if chunk_words:  # a multi-chunk aggregation even for this small model
+        params = runner.contract_params
+        runner.contract_params = lambda *a, **k: dataclasses.replace(params(*a, **k), chunk_words=chunk_words)
+    seen = [0]
+    call_tx = chain.Chain.call_tx
 
-    def submit_then_die(self, sender, rnd, *args, **kw):
-        receipt = submit(self, sender, rnd, *args, **kw)
-        if rnd == kill_round:
-            sent[0] += 1
-            if sent[0] == kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is closed
-        return receipt
+    def call_or_die(self, sender, contract, name, *args, **kw):
+        if kw.get("hint") == hint:
+            rnd = args[0] if name in ("submit", "claim_reward") else contract.functions.current_round().call()
+            if rnd == kill_round:
+                seen[0] += 1
+                if seen[0] == kill_before:
+                    os.kill(os.getpid(), signal.SIGKILL)  # no handler runs, nothing is closed
+        return call_tx(self, sender, contract, name, *args, **kw)
 
-    network.Deployment.submit = submit_then_die
+    chain.Chain.call_tx = call_or_die
     run_training_ethereum(TrainConfig(out=out, backend="ethereum", rpc_url=url, dataset="breast-cancer",
                                       rounds=%d, epsilon=0.5, holders=%d, miners=%d, progress=False))
 """ % (ROUNDS, HOLDERS, MINERS))
 
 
-def test_a_run_killed_in_the_middle_of_a_round_resumes_from_the_contract(tmp_path, anvil, keystore_password):
-    """SIGKILL after 2 of the 4 messages of round 1: the resumed run sends the other two from
-    the same pseudo-identities (the two sent are not sent again), aggregates, and plays the
-    last round; the contract's model is the twin's replay of the chain's own messages."""
+def kill_and_resume(tmp_path, anvil, monkeypatch, hint, kill_round, kill_before, chunk_words=0):
+    """Run the KILLER (SIGKILL before the kill_before-th transaction of kind ``hint`` in round
+    ``kill_round``), check what it left, resume it; (the killed directory, contract.json, the
+    resumed summary)."""
+    from learningchain.ethereum import runner
+
     out = tmp_path / "eth"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(out), anvil.url, "1", "2"], env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(out), anvil.url, hint, str(kill_round),
+                           str(kill_before), str(chunk_words)], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     (left,) = tmp_path.glob(".eth.new-*")  # the killed run's directory, beside --out
     assert not out.exists()
-    c, cdoc = contract_of(anvil, left)
-    assert c.functions.current_round().call() == 1 and c.functions.count().call() == 2
     for key in (left / "keys").iterdir():
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
     assert stat.S_IMODE((left / "keys").stat().st_mode) == 0o700
-    journal = json.loads((left / "round-messages.json").read_text())
-    assert journal["round"] == 1 and len(journal["messages"]) == HOLDERS
-
+    killed = snapshot(left)
+    if chunk_words:
+        params = runner.contract_params
+        monkeypatch.setattr(runner, "contract_params",
+                            lambda *a, **k: dataclasses.replace(params(*a, **k), chunk_words=chunk_words))
     s = resume_training(out, progress=False)
     assert s["resumed"] and s["rounds"] == ROUNDS and s["height"] == ROUNDS
     assert [r["round"] for r in json.loads((out / "checkpoint.json").read_text())["rows"]] == [1, 2, 3]
-    c, _ = contract_of(anvil, out)
+    c, cdoc = contract_of(anvil, out)
     assert c.functions.current_round().call() == ROUNDS
     assert c.functions.status().call() == 2  # finished, the deposits withdrawn
     assert c.functions.withdrawals().call() == HOLDERS
@@ -139,12 +147,43 @@ def test_a_run_killed_in_the_middle_of_a_round_resumes_from_the_contract(tmp_pat
         assert c.functions.aggregator_of(rnd).call() in cdoc["nodes"]
         assert c.functions.reward_paid(rnd).call()
     assert s["incentives"]["conserved"]
+    return killed, c, cdoc
+
+
+def test_a_run_killed_in_the_middle_of_a_round_resumes_from_the_contract(tmp_path, anvil, keystore_password,
+                                                                         monkeypatch):
+    """SIGKILL after 2 of the 4 messages of round 1: the resumed run sends the other two from
+    the same pseudo-identities (the two sent are not sent again), aggregates, and plays the
+    last round; the contract's model is the twin's replay of the chain's own messages."""
+    killed, c, cdoc = kill_and_resume(tmp_path, anvil, monkeypatch, "submit", 1, 3)
+    journal = json.loads(killed["round-messages.json"])
+    assert journal["round"] == 1 and len(journal["messages"]) == HOLDERS
     # round 1's four messages are the ones the killed run had drawn: none drawn afresh (a
     # second noisy message of a holder for one round would spend privacy twice)
     subs = sorted(c.events.Submitted.get_logs(from_block=cdoc["deploy_block"], argument_filters={"round": 1}),
                   key=lambda e: e["args"]["index"])
     assert [(e["args"]["norm"], bytes(e["args"]["q"]).hex()) for e in subs] == \
         [(m["norm"], m["q"]) for m in journal["messages"]]
+
+
+def test_a_run_killed_in_a_multi_chunk_aggregation_finishes_that_attempt(tmp_path, anvil, keystore_password,
+                                                                         monkeypatch):
+    """Four chunks a round; SIGKILL after chunks 0 and 1 of round 1: the resumed run continues
+    that attempt under its claim (no second attempt, no bond lost)."""
+    _, c, cdoc = kill_and_resume(tmp_path, anvil, monkeypatch, "aggregate", 1, 3, chunk_words=1)
+    assert c.functions.chunks().call() == 4
+    chunks = c.events.ChunkAggregated.get_logs(from_block=cdoc["deploy_block"], argument_filters={"round": 1})
+    assert sorted(e["args"]["chunk"] for e in chunks) == [0, 1, 2]  # each once: the attempt was joined
+    assert not c.events.AggregationRejected.get_logs(from_block=cdoc["deploy_block"])
+    assert c.functions.forfeited().call() == 0
+
+
+def test_a_reward_left_unclaimed_by_a_killed_run_is_claimed_on_resume(tmp_path, anvil, keystore_password,
+                                                                      monkeypatch):
+    killed, c, cdoc = kill_and_resume(tmp_path, anvil, monkeypatch, "claim", 1, 1)
+    assert json.loads(killed["checkpoint.json"])["state"]["contract_round"] == 1  # behind the contract (2)
+    paid = c.events.RewardPaid.get_logs(from_block=cdoc["deploy_block"], argument_filters={"round": 1})
+    assert len(paid) == 1 and paid[0]["args"]["aggregator"] == c.functions.aggregator_of(1).call()
 
 
 @pytest.fixture(scope="module")

@@ -473,12 +473,13 @@ ROW_KEYS = ("round", "height", "test_error", "train_loss", "selected_byzantine",
 
 def _recovered_rows(rows: list, first: int, last: int) -> list:
     """Rows for the rounds the contract aggregated after the last checkpoint: the round and
-    height are known, the rest was not measured (left empty)."""
+    height are known, the rest was not measured (left empty; counts and seconds 0)."""
     keys = list(rows[-1].keys()) if rows else list(ROW_KEYS)
     out = []
     for height in range(first + 1, last + 1):
         row = dict.fromkeys(keys)
-        row.update(round=len(rows) + len(out) + 1, height=height, rejected=0)
+        row.update(round=len(rows) + len(out) + 1, height=height, rejected=0, selected_byzantine=0,
+                   byzantine_winner=0, seconds=0.0)
         out.append(row)
     return out
 
