@@ -186,6 +186,30 @@ def test_a_reward_left_unclaimed_by_a_killed_run_is_claimed_on_resume(tmp_path, 
     assert len(paid) == 1 and paid[0]["args"]["aggregator"] == c.functions.aggregator_of(1).call()
 
 
+def test_a_failed_run_keeps_its_keys_and_leaves_the_contract_open(tmp_path, anvil, monkeypatch):
+    """An error (here the node failing in round 2) must not delete the keys of a live contract:
+    the directory stays beside --out for a resume once the process has exited."""
+    from learningchain.ethereum.chain import EthereumError
+    from learningchain.ethereum.network import EthereumNetwork
+
+    step = EthereumNetwork.step
+
+    def fail_in_round_2(self):
+        if self.head.height == 1:
+            raise EthereumError("the node stopped answering")
+        return step(self)
+
+    monkeypatch.setattr(EthereumNetwork, "step", fail_in_round_2)
+    with pytest.raises(EthereumError, match="stopped answering"):
+        run_training_ethereum(config(tmp_path / "eth", anvil.url), chain=anvil)
+    (left,) = tmp_path.glob(".eth.new-*")
+    assert {"contract.json", "checkpoint.json", "keys/pseudonyms.json", "keys/node-0.json"} <= set(snapshot(left))
+    c, _ = contract_of(anvil, left)
+    assert c.functions.status().call() == 1 and c.functions.current_round().call() == 1
+    with pytest.raises(ConfigError, match="still going"):  # this process is still alive
+        resume_training(tmp_path / "eth", progress=False)
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory, anvil_url):
     """A run stopped by Ctrl-C after round 1 of 3: its directory, and the keys' secrets."""
