@@ -176,6 +176,9 @@ def test_a_run_killed_in_a_multi_chunk_aggregation_finishes_that_attempt(tmp_pat
     assert sorted(e["args"]["chunk"] for e in chunks) == [0, 1, 2]  # each once: the attempt was joined
     assert not c.events.AggregationRejected.get_logs(from_block=cdoc["deploy_block"])
     assert c.functions.forfeited().call() == 0
+    # finished by the node that started it (its key kept), so the contract paid that node
+    (first,) = [e for e in chunks if e["args"]["chunk"] == 0]
+    assert c.functions.aggregator_of(1).call() == first["args"]["aggregator"]
 
 
 def test_a_reward_left_unclaimed_by_a_killed_run_is_claimed_on_resume(tmp_path, anvil, keystore_password,

@@ -185,8 +185,8 @@ class Deployment:
                   start: int = 0) -> tuple[bool, int, list]:
         """Send the chunks of the round's aggregation of ``messages`` (the round's first
         len(messages)) from chunk ``start`` (past 0: continuing a running attempt);
-        returns (accepted, gas used, receipts). The first chunk of a multi-chunk one
-        carries the bond."""
+        returns (accepted, gas used, receipts). The first chunk reveals the sender's
+        commitment, sent just before it; that of a multi-chunk one carries the bond."""
         mask = fp.selection_mask(selection)
         gas, receipts = 0, []
         accepted = False
@@ -195,8 +195,8 @@ class Deployment:
             data = fp.aggregation_data(messages, chunk, self.cparams.chunk_words)
             bond = self.cparams.bond if chunk == 0 and self.cparams.chunks > 1 else 0
             args = [chunk, mask, data]
-            if chunk == last:
-                # commit, then reveal: the reward cannot be taken by a copy of the last chunk
+            if chunk == 0:
+                # commit, then reveal: the reward cannot be taken by a copy of the first chunk
                 commit_receipt, salt = self.commit(sender, mask)
                 gas += int(commit_receipt["gasUsed"])
                 receipts.append(commit_receipt)
@@ -384,12 +384,20 @@ class EthereumNetwork:
         return gas, rejected
 
     def _continue_attempt(self, node: Account, messages: list) -> tuple[bool, int, tuple]:
-        """Finish a multi-chunk aggregation someone else left running (anyone may, under its
-        claim): it is accepted, or rejected and the round reopens. (accepted, gas, its claim)."""
+        """Finish a multi-chunk aggregation left running (anyone may, under its claim): it is
+        accepted, or rejected and the round reopens. (accepted, gas, its claim). When its
+        starter is one of our computing nodes (a resumed run), that node finishes it, and is
+        paid; a node that finishes another's attempt is not (the contract pays only a starter
+        that sent every chunk)."""
         att = self.dep.attempt()
         if att is None:
             return False, 0, ()
         nxt, claim, n = att
+        owner = str(self.dep.contract.functions.agg_owner().call()).lower()
+        mine = next((a for a in self.nodes if a.address.lower() == owner), None)
+        if mine is not None:
+            node = mine
+            self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"])
         try:
             accepted, gas, _ = self.dep.aggregate(node, messages[:n], fp.mask_selection(claim), start=nxt)
         except Reverted:
@@ -442,8 +450,15 @@ class EthereumNetwork:
             if not accepted:
                 self.rejected_aggregations += 1
             else:
-                self.aggregations[winner] += 1
-                if self.claim_rewards and self.dep.cparams.reward > 0:
+                # the contract's record of whom it pays (a multi-chunk attempt: its starter, and
+                # only if the starter sent every chunk), which may be none of our nodes
+                paid = str(self.dep.contract.functions.aggregator_of(base.height).call()).lower()
+                payee = next((j for j, a in enumerate(self.nodes) if a.address.lower() == paid), None)
+                if payee is not None:
+                    winner = payee
+                    self.aggregations[winner] += 1
+                if payee is not None and self.claim_rewards and self.dep.cparams.reward > 0:
+                    node = self.nodes[payee]
                     before = self.chain.balance(node.address)
                     r = self.dep.claim_reward(node, base.height)
                     gas_claim = int(r["gasUsed"])

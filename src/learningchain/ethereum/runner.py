@@ -61,7 +61,7 @@ __all__ = ["EthereumBackend", "make_backend", "DEFAULT_REWARD_WEI", "check_ether
 
 log = logging.getLogger(__name__)
 
-#: Paid from the holders' deposits to the account that completes each aggregation.
+#: Paid from the holders' deposits to each round's aggregator (the contract's aggregator_of).
 DEFAULT_REWARD_WEI = 10**15
 #: blocks a round stays open for messages when fewer than K holders have sent
 WINDOW_BLOCKS = 16
