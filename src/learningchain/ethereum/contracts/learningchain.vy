@@ -7,7 +7,7 @@
         pseudo-identity accounts; a computing node aggregates the round with the
         l-nearest rule (paper Eq. 14-17); every Ethereum node re-executes the
         aggregation, so the chain's consensus verifies it. Holders fund the run
-        with deposits, the account that completes a valid aggregation claims a
+        with deposits, the account that aggregates a round claims a
         reward from them, and what is left returns to the holders at the end.
 
         The arithmetic is defined in learningchain/ethereum/fixedpoint.py (the
@@ -697,7 +697,7 @@ def commit(h: bytes32):
 @external
 @nonreentrant
 def claim_reward(round: uint256):
-    """@notice The account that completed the aggregation of a round collects its reward."""
+    """@notice The aggregator of a round (``aggregator_of``) collects its reward."""
     assert round < self.current_round, "round not aggregated"
     record: uint256 = self.aggregations[round]
     assert record & (2**160 - 1) == convert(msg.sender, uint256), "not the aggregator of this round"
