@@ -82,3 +82,12 @@ def anvil(anvil_url):
     from learningchain.ethereum.chain import Chain
 
     return Chain.connect(anvil_url)
+
+
+@pytest.fixture(autouse=True)
+def keystore_password(monkeypatch):
+    """A run on a JSON-RPC chain keeps its keys encrypted and is refused without a password
+    (ethereum/keystore.py); tests that check the refusal delete it."""
+    from learningchain.ethereum.keystore import PASSWORD_ENV
+
+    monkeypatch.setenv(PASSWORD_ENV, "learningchain tests")

@@ -180,7 +180,8 @@ def test_chunked_aggregation_gives_the_same_model_as_one_transaction(embedded):
     # between chunks the old model is still the current one
     data0 = fp.aggregation_data(msgs2, 0, 2)
     mask = fp.selection_mask(sel1)
-    embedded.call_tx(faucet, many.contract, "aggregate", 0, mask, data0)
+    _, salt = many.commit(faucet, mask)  # the first chunk reveals its sender's commitment
+    embedded.call_tx(faucet, many.contract, "aggregate", 0, mask, data0, salt)
     assert many.fixed_model() == fp.encode_model(w0) and many.current_round() == 0
     with pytest.raises(Reverted, match="chunk out of order"):
         embedded.call_tx(faucet, many.contract, "aggregate", 2, mask, fp.aggregation_data(msgs2, 2, 2))
@@ -191,8 +192,7 @@ def test_chunked_aggregation_gives_the_same_model_as_one_transaction(embedded):
     many.submit(late, 0, 2**32, fp.pack_q(rows[0]))
     assert many.contract.functions.count().call() == k + 1
     embedded.call_tx(other, many.contract, "aggregate", 1, mask, fp.aggregation_data(msgs2, 1, 2))
-    _, salt = many.commit(faucet, mask)  # the last chunk reveals its sender's commitment
-    embedded.call_tx(faucet, many.contract, "aggregate", 2, mask, fp.aggregation_data(msgs2, 2, 2), salt)
+    embedded.call_tx(faucet, many.contract, "aggregate", 2, mask, fp.aggregation_data(msgs2, 2, 2))
     assert many.current_round() == 1
     assert many.fixed_model() == one.fixed_model()
 

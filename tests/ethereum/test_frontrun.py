@@ -23,11 +23,11 @@ def _round(chain, faucet, *, chunk_words=None, d=30, k=5, seed=21):
     return dep, msgs, fp.selection_mask(selection)
 
 
-def _signed_reveal(chain, node, dep, msgs, mask, salt, chunk):
-    """The node's last-chunk transaction, signed as it would sit in the mempool."""
+def _signed_reveal(chain, node, dep, msgs, mask, salt, chunk, value=0):
+    """The node's revealing chunk (the first), signed as it would sit in the mempool."""
     data = fp.aggregation_data(msgs, chunk, dep.cparams.chunk_words)
     tx = {"to": dep.address, "data": dep.contract.encode_abi("aggregate", args=[chunk, mask, data, salt]),
-          "value": 0, "chainId": chain.chain_id, "gas": 12_000_000, "nonce": chain.w3.eth.get_transaction_count(
+          "value": value, "chainId": chain.chain_id, "gas": 12_000_000, "nonce": chain.w3.eth.get_transaction_count(
               node.address), **chain.fee_fields()}
     return node.key.sign_transaction(tx).raw_transaction
 
@@ -37,7 +37,8 @@ def _copy(chain, bot, raw):
     seen = TypedTransaction.from_bytes(raw).as_dict()
     fees = {"maxFeePerGas": 2 * int(seen["maxFeePerGas"]),
             "maxPriorityFeePerGas": 2 * int(seen["maxPriorityFeePerGas"])}
-    return chain.send(bot, {"to": seen["to"], "data": bytes(seen["data"])}, gas=12_000_000, fees=fees)
+    return chain.send(bot, {"to": seen["to"], "data": bytes(seen["data"]), "value": int(seen["value"])},
+                      gas=12_000_000, fees=fees)
 
 
 @pytest.mark.parametrize("chunk_words", [None, 2])
@@ -46,14 +47,9 @@ def test_a_copied_aggregation_from_another_account_gets_nothing(embedded, chunk_
     faucet = chain.faucet()
     dep, msgs, mask = _round(chain, faucet, chunk_words=chunk_words)
     node, bot = fresh_account(chain, faucet, 10**18), fresh_account(chain, faucet, 10**18)
-    last = dep.cparams.chunks - 1
-    if last:  # a multi-chunk round: the node sends the first chunks (and its bond) first
-        for chunk in range(last):
-            data = fp.aggregation_data(msgs, chunk, dep.cparams.chunk_words)
-            chain.call_tx(node, dep.contract, "aggregate", chunk, mask, data,
-                          value=dep.cparams.bond if chunk == 0 else 0)
+    bond = dep.cparams.bond if dep.cparams.chunks > 1 else 0
     _, salt = dep.commit(node, mask)
-    raw = _signed_reveal(chain, node, dep, msgs, mask, salt, last)
+    raw = _signed_reveal(chain, node, dep, msgs, mask, salt, 0, bond)
     # 1. the bot copies the pending reveal and outbids it: no commitment from its account
     with pytest.raises(Reverted, match="no commitment to this claim from this account"):
         _copy(chain, bot, raw)
@@ -62,13 +58,16 @@ def test_a_copied_aggregation_from_another_account_gets_nothing(embedded, chunk_
     with pytest.raises(Reverted, match="no commitment to this claim from this account"):
         _copy(chain, bot, raw)
     # 3. it commits with the revealed salt in its own name: the commitment must precede the
-    #    reveal by a block, and the node's reveal (already sent) settles the round first
+    #    reveal by a block, and the node's reveal (already sent) lands first
     chain.call_tx(bot, dep.contract, "commit", dep.commitment(bot.address, 0, mask, salt))
     receipt = chain.w3.eth.wait_for_transaction_receipt(chain.w3.eth.send_raw_transaction(raw))
     node.nonce = None
     assert receipt["status"] == 1
     with pytest.raises(Reverted):
-        _copy(chain, bot, raw)  # the round is aggregated: the copy is for a closed round
+        _copy(chain, bot, raw)  # the round is aggregated, or its attempt is the node's
+    for chunk in range(1, dep.cparams.chunks):  # a multi-chunk round: the node sends the rest
+        chain.call_tx(node, dep.contract, "aggregate", chunk, mask,
+                      fp.aggregation_data(msgs, chunk, dep.cparams.chunk_words))
     f = dep.contract.functions
     assert f.aggregator_of(0).call() == node.address and f.current_round().call() == 1
     with pytest.raises(Reverted, match="not the aggregator of this round"):
@@ -78,7 +77,51 @@ def test_a_copied_aggregation_from_another_account_gets_nothing(embedded, chunk_
     assert chain.balance(node.address) == before + REWARD - int(r["gasUsed"]) * int(r["effectiveGasPrice"])
 
 
-def test_without_a_commitment_in_an_earlier_block_the_last_chunk_is_refused(embedded):
+def test_a_bot_that_commits_to_a_published_claim_and_sends_the_last_chunk_is_not_paid(embedded):
+    """The multi-chunk gap: chunk 0 publishes the claim; a bot that computed nothing commits to
+    it in its own name in the next block, lets the node send the middle chunk, and sends the
+    last chunk itself. It used to be the round's aggregator and take the reward; now the
+    reward goes to the committed starter only if the starter sent every chunk: here to
+    nobody (the holders get it back by the sweep), and the bot's claim is refused."""
+    chain = embedded
+    faucet = chain.faucet()
+    dep, msgs, mask = _round(chain, faucet, chunk_words=2)
+    assert dep.cparams.chunks == 2
+    node, bot = fresh_account(chain, faucet, 10**18), fresh_account(chain, faucet, 10**18)
+    _, salt = dep.commit(node, mask)
+    chain.call_tx(node, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 2), salt,
+                  value=dep.cparams.bond)
+    bot_salt = b"\7" * 32
+    chain.call_tx(bot, dep.contract, "commit", dep.commitment(bot.address, 0, mask, bot_salt))
+    chain.call_tx(bot, dep.contract, "aggregate", 1, mask, fp.aggregation_data(msgs, 1, 2), bot_salt)
+    f = dep.contract.functions
+    assert f.current_round().call() == 1  # the round is aggregated all the same
+    assert f.aggregator_of(0).call() == "0x" + "00" * 20
+    with pytest.raises(Reverted, match="not the aggregator of this round"):
+        dep.claim_reward(bot, 0)
+    with pytest.raises(Reverted, match="not the aggregator of this round"):
+        dep.claim_reward(node, 0)
+
+
+def test_a_starter_that_leaves_the_other_chunks_to_others_is_not_paid(embedded):
+    chain = embedded
+    faucet = chain.faucet()
+    dep, msgs, mask = _round(chain, faucet, chunk_words=1, seed=22)
+    assert dep.cparams.chunks == 4
+    starter, helper = fresh_account(chain, faucet, 10**18), fresh_account(chain, faucet, 10**18)
+    _, salt = dep.commit(starter, mask)
+    chain.call_tx(starter, dep.contract, "aggregate", 0, mask, fp.aggregation_data(msgs, 0, 1), salt,
+                  value=dep.cparams.bond)
+    for chunk in (1, 2):
+        chain.call_tx(helper, dep.contract, "aggregate", chunk, mask, fp.aggregation_data(msgs, chunk, 1))
+    chain.call_tx(starter, dep.contract, "aggregate", 3, mask, fp.aggregation_data(msgs, 3, 1))  # only the last
+    f = dep.contract.functions
+    assert f.current_round().call() == 1 and f.aggregator_of(0).call() == "0x" + "00" * 20
+    with pytest.raises(Reverted, match="not the aggregator of this round"):
+        dep.claim_reward(starter, 0)
+
+
+def test_without_a_commitment_in_an_earlier_block_the_first_chunk_is_refused(embedded):
     chain = embedded
     faucet = chain.faucet()
     dep, msgs, mask = _round(chain, faucet)

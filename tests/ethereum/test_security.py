@@ -19,6 +19,7 @@ from learningchain.ethereum.fixedpoint import FixedRule
 from .helpers import deploy, fresh_account, random_unit_rows, submit_all
 
 BOND = 10**16
+ZERO_ADDRESS = "0x" + "00" * 20
 
 
 def _round(chain, faucet, *, d=30, k=5, seed=14, bond=BOND, chunk_words=2, **kw):
@@ -32,7 +33,9 @@ def _round(chain, faucet, *, d=30, k=5, seed=14, bond=BOND, chunk_words=2, **kw)
 
 def _first_chunk(chain, dep, sender, msgs, selection, value):
     data = fp.aggregation_data(msgs, 0, dep.cparams.chunk_words)
-    chain.call_tx(sender, dep.contract, "aggregate", 0, fp.selection_mask(selection), data, value=value)
+    mask = fp.selection_mask(selection)
+    _, salt = dep.commit(sender, mask)  # the first chunk reveals its sender's commitment
+    chain.call_tx(sender, dep.contract, "aggregate", 0, mask, data, salt, value=value)
 
 
 def test_a_first_chunk_without_its_bond_is_refused(embedded):
@@ -68,7 +71,8 @@ def test_the_lock_attack_no_longer_stalls_a_round(embedded):
     accepted, _, _ = dep.aggregate(node, msgs[:n], fp.mask_selection(claim), start=nxt)
     assert accepted and dep.current_round() == 1
     assert embedded.block_number() < started + dep.cparams.chunks + int(c.STALE_BLOCKS().call())
-    assert c.aggregator_of(0).call() == node.address  # who completed it
+    # neither the starter that left the work to others nor the account that finished it is paid
+    assert c.aggregator_of(0).call() == ZERO_ADDRESS
     assert embedded.balance(attacker.address) == before + BOND  # a right claim gets its bond back
 
 
@@ -193,7 +197,7 @@ def test_on_a_reachable_chain_keys_and_noise_do_not_come_from_the_seed(tmp_path,
     key is the one the seed and the public contract address would give."""
     from learningchain.config import TrainConfig
     from learningchain.ethereum.network import new_account
-    from learningchain.ethereum.network import KEYS_SECURE
+    from learningchain.ethereum.network import KEYS_KEYSTORE
     from learningchain.experiments.train import run_training_ethereum
     from learningchain.privacy.secure import GENERATOR_SECURE
 
@@ -202,7 +206,7 @@ def test_on_a_reachable_chain_keys_and_noise_do_not_come_from_the_seed(tmp_path,
         cfg = TrainConfig(out=str(tmp_path / str(i)), force=True, backend="ethereum", dataset="breast-cancer",
                           rounds=2, holders=3, miners=1, epsilon=1.0, seed=0, progress=False)
         s = run_training_ethereum(cfg, chain=anvil)
-        assert s["key_generator"] == KEYS_SECURE and s["privacy"]["generator"] == GENERATOR_SECURE
+        assert s["key_generator"] == KEYS_KEYSTORE and s["privacy"]["generator"] == GENERATOR_SECURE
         wallets, msgs = _run_accounts(anvil, s)
         assert len(wallets) == 3 and len(msgs) == 6
         salt = int(s["contract_address"], 16) % 2**63
@@ -274,4 +278,4 @@ def test_the_runners_computing_node_finishes_an_abandoned_attempt(embedded):
     net = EthereumNetwork(dep, [], [node], faucet, rng=np.random.default_rng(0))
     accepted, selection, gas, rejections = net._aggregate(node, dep.head(), msgs)
     assert accepted and tuple(selection) == right and gas > 0 and not rejections
-    assert dep.current_round() == 1 and dep.contract.functions.aggregator_of(0).call() == node.address
+    assert dep.current_round() == 1 and dep.contract.functions.aggregator_of(0).call() == ZERO_ADDRESS

@@ -27,7 +27,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="override any config key (repeatable), e.g. --set attack_options={sigma=50}")
     g.add_argument("--resume", metavar="DIR",
                    help="continue the interrupted run DIR (Ctrl-C, or killed: found beside DIR) from its chain and "
-                        "checkpoint, with its own config; native backend")
+                        "checkpoint, with its own config; an Ethereum run (full mode, JSON-RPC chain) from its "
+                        "contract, with --rpc-url when its node moved")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -130,12 +131,13 @@ def print_summary_table(summary: dict) -> None:
 def cmd_train(args) -> int:
     try:
         if args.resume is not None:
-            given = sorted(config_values(args, TrainConfig, "train"))
+            given = sorted(set(config_values(args, TrainConfig, "train")) - {"rpc_url"})
             if given or args.config or args.set:
                 raise ConfigError("--resume continues a run with its own config: drop "
                                   + ", ".join(["--" + g.replace("_", "-") for g in given]
                                               + (["--config"] if args.config else []) + (["--set"] if args.set else [])))
-            summary = resume_training(args.resume, progress=not args.quiet)
+            summary = resume_training(args.resume, progress=not args.quiet,
+                                      rpc_url=config_values(args, TrainConfig, "train").get("rpc_url"))
         else:
             summary = run_training(train_config_from_args(args), progress=not args.quiet)
     except RunInterrupted as stop:

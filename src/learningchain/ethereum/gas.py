@@ -97,10 +97,10 @@ def measure(chain: Chain, d: int, k: int, *, seed: int = 0, batch_size: int = 10
         keys = [fp.tie_key(rnd, m[0]) for m in msgs]
         sel = rule.select(rows, keys)
         accepted, gas_agg, receipts = dep.aggregate(node, msgs, sel)
-        # the commitment (its own transaction) is counted apart from the aggregation
-        commit = int(receipts[-2]["gasUsed"])
+        # the commitment (its own transaction, before the first chunk) is counted apart
+        commit = int(receipts[0]["gasUsed"])
         gas_agg -= commit
-        receipts = receipts[:-2] + receipts[-1:]
+        receipts = receipts[1:]
         if not accepted:
             raise RuntimeError(f"d={d} K={k}: the contract refused the Python rule's selection")
         W = rule.update(W, rows, norms, sel)

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 from web3.logs import DISCARD
@@ -36,7 +39,7 @@ from .chain import Account, Chain, Reverted
 from .contract import ContractParams, load_artifact
 
 __all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account", "chain_fields", "KEYS_SEEDED",
-           "KEYS_SECURE"]
+           "KEYS_SECURE", "KEYS_KEYSTORE", "replay_model", "JOURNAL"]
 
 #: Initial model values per ``load_model`` call.
 LOAD_BATCH = 1024
@@ -44,13 +47,18 @@ LOAD_BATCH = 1024
 
 KEYS_SEEDED = "numpy PCG64 seeded from --seed and the contract address (in-process EVM; not secret)"
 KEYS_SECURE = "secrets (the OS CSPRNG)"
+KEYS_KEYSTORE = ("secrets (the OS CSPRNG), kept encrypted in keys/ (pseudo-identities: HMAC-SHA256 of a secret "
+                 "kept there)")
+#: The messages of the round being sent, written before the first is sent (resume).
+JOURNAL = "round-messages.json"
 EMBEDDED_LABELS = {"pyrevm": "embedded EVM (pyrevm, revm)", "py-evm": "embedded EVM (eth-tester, py-evm)"}
 
 
-def chain_fields(chain: Chain, seeded: bool) -> dict:
+def chain_fields(chain: Chain, seeded: bool, keystore: bool = False) -> dict:
     """What a run's summary says of its chain and its keys, in either mode."""
     label = EMBEDDED_LABELS.get(chain.evm, "embedded EVM") if chain.kind == "embedded" else chain.url
-    return {"key_generator": KEYS_SEEDED if seeded else KEYS_SECURE, "chain_id": chain.chain_id, "chain": label}
+    keys = KEYS_SEEDED if seeded else KEYS_KEYSTORE if keystore else KEYS_SECURE
+    return {"key_generator": keys, "chain_id": chain.chain_id, "chain": label}
 
 
 def new_account(rng: Optional[np.random.Generator] = None, label: str = "") -> Account:
@@ -177,8 +185,8 @@ class Deployment:
                   start: int = 0) -> tuple[bool, int, list]:
         """Send the chunks of the round's aggregation of ``messages`` (the round's first
         len(messages)) from chunk ``start`` (past 0: continuing a running attempt);
-        returns (accepted, gas used, receipts). The first chunk of a multi-chunk one
-        carries the bond."""
+        returns (accepted, gas used, receipts). The first chunk reveals the sender's
+        commitment, sent just before it; that of a multi-chunk one carries the bond."""
         mask = fp.selection_mask(selection)
         gas, receipts = 0, []
         accepted = False
@@ -187,8 +195,8 @@ class Deployment:
             data = fp.aggregation_data(messages, chunk, self.cparams.chunk_words)
             bond = self.cparams.bond if chunk == 0 and self.cparams.chunks > 1 else 0
             args = [chunk, mask, data]
-            if chunk == last:
-                # commit, then reveal: the reward cannot be taken by a copy of the last chunk
+            if chunk == 0:
+                # commit, then reveal: the reward cannot be taken by a copy of the first chunk
                 commit_receipt, salt = self.commit(sender, mask)
                 gas += int(commit_receipt["gasUsed"])
                 receipts.append(commit_receipt)
@@ -231,12 +239,41 @@ class Deployment:
         return self.chain.call_tx(sender, self.contract, "withdraw", hint="withdraw")
 
 
+def replay_model(dep: Deployment, W: list, first: int, last: int) -> list:
+    """The model after rounds ``first`` .. ``last - 1``, from ``W`` (the model before round
+    ``first``), recomputed with the Python twin from the chain's own records: each round's
+    Submitted messages and the Aggregated event (how many messages, which selection). A
+    selection that is not the l-nearest of those messages is refused (ConfigError)."""
+    W = list(W)
+    for rnd in range(first, last):
+        logs = dep.contract.events.Aggregated.get_logs(from_block=dep.deploy_block, argument_filters={"round": rnd})
+        if len(logs) != 1:
+            raise ConfigError(f"the contract at {dep.address} has {len(logs)} Aggregated events for round {rnd}")
+        n, mask = int(logs[0]["args"]["messages"]), int(logs[0]["args"]["selection"])
+        messages = dep.round_messages(rnd)[:n]
+        q = np.stack([fp.unpack_q(m[2], dep.rule.dim) for m in messages])
+        selection = fp.mask_selection(mask)
+        if selection != tuple(dep.rule.select(q, [fp.tie_key(rnd, m[0]) for m in messages])):
+            raise ConfigError(f"round {rnd}: the selection on chain is not the l-nearest of its messages")
+        W = dep.rule.update(W, q, [m[1] for m in messages], selection)
+    return W
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
 class EthereumNetwork:
     """K holders and M computing nodes playing the protocol through a deployed contract."""
 
     def __init__(self, deployment: Deployment, holders: list, nodes: list, faucet: Account, *,
                  rng: np.random.Generator, key_rng: Optional[np.random.Generator] = None,
-                 attacks: Optional[dict] = None, claim_rewards: bool = True):
+                 attacks: Optional[dict] = None, claim_rewards: bool = True,
+                 pseudonyms: Optional[Callable[[int, int], Account]] = None, journal: Optional[Path] = None):
         self.dep = deployment
         self.chain = deployment.chain
         self.holders = holders
@@ -246,6 +283,10 @@ class EthereumNetwork:
         self.rng = rng
         self.key_rng = key_rng  # None: the pseudo-identities' keys come from the OS CSPRNG
         self.claim_rewards = claim_rewards
+        # a resumable run: message i of round r is sent from pseudonyms(r, i), and the round's
+        # messages are written to ``journal`` before the first is sent (see submit_round)
+        self.pseudonyms = pseudonyms
+        self.journal = journal
         self.byzantine_identities: set = set()  # native identities of Byzantine messages
         self.byzantine_senders: set = set()  # their Ethereum accounts
         self.pseudo_identities: list = []  # every fresh holder account, for audits
@@ -268,27 +309,72 @@ class EthereumNetwork:
         if have < amount:
             self._fund(account, 4 * amount - have)
 
-    def submit_round(self, base: EthHead) -> tuple[list, Counter]:
-        """Every holder's message for the round, each sent from a fresh funded account."""
+    def _round_entries(self, base: EthHead) -> tuple[list, Counter, bool]:
+        """The round's messages as (norm, packed, byzantine) entries, the rejections, and
+        whether they come from the journal of an earlier process (a resumed round: they are
+        sent again as they were, never drawn afresh, so no holder releases a second noisy
+        message for the round)."""
+        if self.journal is not None and self.journal.exists():
+            try:
+                doc = json.loads(self.journal.read_text())
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{self.journal}: unreadable ({exc})") from None
+            if doc.get("round") == base.height and doc.get("address") == self.dep.address:
+                entries = [(int(e["norm"]), bytes.fromhex(e["q"]), bool(e["byzantine"])) for e in doc["messages"]]
+                return entries, Counter(doc.get("rejected", {})), True
         messages = collect_messages(self.holders, self.attacks, base, self.byzantine_identities)
-        gas, rejected = [], Counter()
+        entries, rejected = [], Counter()
         for msg in messages:
             try:
                 norm = fp.encode_norm(msg.norm)
             except InvalidMessage as exc:
                 rejected[exc.reason] += 1
                 continue
-            packed = fp.pack_q(msg.q)
-            account = new_account(self.key_rng, "holder")
+            entries.append((norm, fp.pack_q(msg.q), msg.identity in self.byzantine_identities))
+        if self.journal is not None:
+            doc = {"address": self.dep.address, "round": base.height, "rejected": dict(rejected),
+                   "messages": [{"norm": n, "q": p.hex(), "byzantine": b} for n, p, b in entries]}
+            _write_private(self.journal, json.dumps(doc).encode())
+        return entries, rejected, False
+
+    def _sent_before(self, account: Account, rnd: int, since: int) -> bool:
+        """Whether a process before this one sent ``account``'s message (resume): it is in the
+        round's events, or its transaction was mined (and reverted), or is still pending."""
+        w3 = self.chain.w3
+        deadline = time.monotonic() + 600
+        while int(w3.eth.get_transaction_count(account.address, "pending")) > \
+                int(w3.eth.get_transaction_count(account.address, "latest")):
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the message sent from {account.address} before the interruption is still "
+                                  "pending after 600 s")
+            time.sleep(1.0)
+        if int(w3.eth.get_transaction_count(account.address, "latest")) > 0:
+            return True
+        logs = self.dep.contract.events.Submitted.get_logs(
+            from_block=since, argument_filters={"round": rnd, "sender": account.address})
+        return bool(logs)
+
+    def submit_round(self, base: EthHead) -> tuple[list, Counter]:
+        """Every holder's message for the round, each sent from a fresh funded account."""
+        entries, rejected, resumed = self._round_entries(base)
+        gas = []
+        for i, (norm, packed, byzantine) in enumerate(entries):
+            account = self.pseudonyms(base.height, i) if self.pseudonyms else new_account(self.key_rng, "holder")
             self.pseudo_identities.append(account.address)
-            if msg.identity in self.byzantine_identities:
+            if byzantine:
                 self.byzantine_senders.add(account.address.lower())
+            if resumed and self._sent_before(account, base.height, base.block_number):
+                continue
             fees = self.chain.fee_fields()
             limit = self.chain.gas_for({"from": self.faucet.address, "to": self.dep.address, "value": 0,
                                         "data": self.dep.contract.encode_abi("submit",
                                                                              args=[base.height, norm, packed])},
                                        "submit", "submit")
-            self._fund(account, limit * fees["maxFeePerGas"])
+            need = limit * fees["maxFeePerGas"]
+            if resumed:
+                need -= min(need, self.chain.balance(account.address))  # funded before the interruption
+            if need:
+                self._fund(account, need)
             try:
                 r = self.dep.submit(account, base.height, norm, packed, fees=fees)
             except Reverted as exc:
@@ -298,12 +384,20 @@ class EthereumNetwork:
         return gas, rejected
 
     def _continue_attempt(self, node: Account, messages: list) -> tuple[bool, int, tuple]:
-        """Finish a multi-chunk aggregation someone else left running (anyone may, under its
-        claim): it is accepted, or rejected and the round reopens. (accepted, gas, its claim)."""
+        """Finish a multi-chunk aggregation left running (anyone may, under its claim): it is
+        accepted, or rejected and the round reopens. (accepted, gas, its claim). When its
+        starter is one of our computing nodes (a resumed run), that node finishes it, and is
+        paid; a node that finishes another's attempt is not (the contract pays only a starter
+        that sent every chunk)."""
         att = self.dep.attempt()
         if att is None:
             return False, 0, ()
         nxt, claim, n = att
+        owner = str(self.dep.contract.functions.agg_owner().call()).lower()
+        mine = next((a for a in self.nodes if a.address.lower() == owner), None)
+        if mine is not None:
+            node = mine
+            self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"])
         try:
             accepted, gas, _ = self.dep.aggregate(node, messages[:n], fp.mask_selection(claim), start=nxt)
         except Reverted:
@@ -356,8 +450,15 @@ class EthereumNetwork:
             if not accepted:
                 self.rejected_aggregations += 1
             else:
-                self.aggregations[winner] += 1
-                if self.claim_rewards and self.dep.cparams.reward > 0:
+                # the contract's record of whom it pays (a multi-chunk attempt: its starter, and
+                # only if the starter sent every chunk), which may be none of our nodes
+                paid = str(self.dep.contract.functions.aggregator_of(base.height).call()).lower()
+                payee = next((j for j, a in enumerate(self.nodes) if a.address.lower() == paid), None)
+                if payee is not None:
+                    winner = payee
+                    self.aggregations[winner] += 1
+                if payee is not None and self.claim_rewards and self.dep.cparams.reward > 0:
+                    node = self.nodes[payee]
                     before = self.chain.balance(node.address)
                     r = self.dep.claim_reward(node, base.height)
                     gas_claim = int(r["gasUsed"])

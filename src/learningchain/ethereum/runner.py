@@ -20,6 +20,15 @@ the chain is an in-process EVM by default or the node at ``--rpc-url``. The run:
 The run directory looks like the native one (``summary.json``, ``metrics.csv``,
 ``curve.png``, ``model.npy``, ``model.json``) plus ``contract.abi.json``; the
 model written is the one stored in the contract.
+
+A full-mode run on a JSON-RPC chain can be resumed (``learningchain train
+--resume DIR``, :func:`resume_training_ethereum`): its keys are written,
+encrypted, to ``DIR/keys`` before the contract is deployed (:mod:`.keystore`),
+``contract.json`` and ``checkpoint.json`` as soon as it is, the checkpoint again
+after every round, and each round's messages to ``round-messages.json`` before
+the first is sent. An interruption (Ctrl-C, an error, a killed process) leaves
+the contract open. The resumed run checks the contract on the chain against
+those files and goes on from the contract's state.
 """
 
 from __future__ import annotations
@@ -28,26 +37,31 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
 from ..config import TrainConfig
-from ..errors import ConfigError
+from ..crypto import keccak256
+from ..errors import ConfigError, LearningChainError
 from ..parties import Parties, RoundOutcome
+from ..experiments.rundir import RunDir
 from .chain import Chain
-from .contract import ContractParams
-from .network import Deployment, EthereumNetwork, EthHead, chain_fields, new_account
+from .contract import ContractParams, load_artifact
+from .keystore import KEYS_DIR, RunKeys, password
+from .network import JOURNAL, Deployment, EthereumNetwork, EthHead, chain_fields, new_account, replay_model
 from .optimistic import OptParams
 from .optimistic_net import CHALLENGE_BLOCKS, OptimisticBackend
 
 __all__ = ["EthereumBackend", "make_backend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
-           "seeded_keys", "secure_config"]
+           "seeded_keys", "secure_config", "resumable", "check_resumable", "resume_training_ethereum", "KeepingRunDir",
+           "verify_deployment"]
 
 log = logging.getLogger(__name__)
 
-#: Paid from the holders' deposits to the account that completes each aggregation.
+#: Paid from the holders' deposits to each round's aggregator (the contract's aggregator_of).
 DEFAULT_REWARD_WEI = 10**15
 #: blocks a round stays open for messages when fewer than K holders have sent
 WINDOW_BLOCKS = 16
@@ -90,6 +104,19 @@ def secure_config(cfg: TrainConfig, chain: Chain) -> TrainConfig:
     return dataclasses.replace(cfg, secure_rng=True)
 
 
+def resumable(cfg: TrainConfig, chain: Chain) -> bool:
+    """Whether the run keeps what a resume needs: a full-mode run on a JSON-RPC chain (the
+    in-process EVM ends with its process; the optimistic mode does not resume)."""
+    return chain.kind == "rpc" and cfg.eth_mode == "full"
+
+
+def check_resumable(cfg: TrainConfig, chain: Chain) -> None:
+    """A resumable run writes its keys encrypted: refuse it without a password, before
+    anything is written or deployed."""
+    if resumable(cfg, chain):
+        password()
+
+
 def contract_params(cfg: TrainConfig, parties: Parties, reward_wei: int) -> ContractParams:
     """The contract's genesis: the protocol parameters, sized for the run's messages."""
     extra = sum(max(0, int(getattr(a, "max_messages", 1)) - 1) for a in parties.attacks.values())
@@ -99,12 +126,13 @@ def contract_params(cfg: TrainConfig, parties: Parties, reward_wei: int) -> Cont
                                       window=WINDOW_BLOCKS, bond=reward_wei)
 
 
-def make_backend(cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *, reward_wei: int):
+def make_backend(cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *, reward_wei: int,
+                 out: Optional[Path] = None, checkpoint: Optional[Callable] = None):
     """The run's backend for the deployment mode (``--mode``): full (this module's
     EthereumBackend) or optimistic (``optimistic_net.OptimisticBackend``, bonds instead of
-    the reward)."""
+    the reward). ``out`` and ``checkpoint``: a resumable run's directory and checkpointer."""
     if cfg.eth_mode != "optimistic":
-        return EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei)
+        return EthereumBackend(cfg, parties, cparams, chain, reward_wei=reward_wei, out=out, checkpoint=checkpoint)
     oparams = OptParams.from_params(parties.params, messages=cparams.max_messages, rounds=cfg.rounds,
                                     quorum=cparams.quorum or cparams.min_messages, window=WINDOW_BLOCKS,
                                     challenge_blocks=CHALLENGE_BLOCKS, bond=max(reward_wei, 1))
@@ -125,13 +153,52 @@ def _close_quietly(dep: Deployment, owner, wallets: list) -> None:
 
 
 class EthereumBackend:
-    """The run's chain: a deployed contract, the holders' wallets and the computing nodes' accounts."""
+    """The run's chain: a deployed contract, the holders' wallets and the computing nodes' accounts.
+
+    ``out`` (a run on a JSON-RPC chain): the run directory, where the keys, ``contract.json``
+    and the first checkpoint (``checkpoint(self, [], 0)``) are written as the run starts, so
+    that an interrupted run can be resumed (:meth:`resume`)."""
 
     unit = "round"
     height_key = "round"
 
     def __init__(self, cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *,
-                 reward_wei: int):
+                 reward_wei: int, out: Optional[Path] = None, checkpoint: Optional[Callable] = None):
+        self._common(cfg, parties, cparams, chain, reward_wei)
+        self.resumable = out is not None and resumable(cfg, chain)
+        self.resumed = False
+        self.start_balance = chain.balance(self.faucet.address)
+        if self.resumable:
+            # the keys are on disk, encrypted, before they can hold anything
+            self.keys = RunKeys.fresh(cfg.holders, cfg.miners)
+            self.keys.write(Path(out) / KEYS_DIR, password())
+            self.dep = Deployment.deploy(chain, self.faucet, cparams, parties.genesis.model)
+            self.wallets, self.nodes = self.keys.wallets, self.keys.nodes
+            self.out = Path(out)
+            self._write_contract(self.out, chain.chain_id)
+            if checkpoint is not None:
+                checkpoint(self, [], 0.0)
+        else:
+            self.keys = None
+            self.dep = Deployment.deploy(chain, self.faucet, cparams, parties.genesis.model)
+            # Keys come from the OS CSPRNG: the seed and the contract's address are public. Only
+            # the in-process EVM, which nobody else can reach, draws them from the seed (a
+            # reproducible run; fresh when the same seed runs again on the same chain).
+            salt = int(self.dep.address, 16) % 2**63
+            rng = np.random.default_rng([cfg.seed, 5, salt]) if self.seeded else None
+            self.wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
+            self.nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
+        used = [a.address for a in self.wallets + self.nodes if chain.balance(a.address) != 0]
+        if used:
+            raise ConfigError(f"a fresh account already holds ether on this chain ({used[0]})")
+        self._deposit_all()
+        salt = int(self.dep.address, 16) % 2**63
+        self.net = EthereumNetwork(self.dep, parties.holders, self.nodes, self.faucet,
+                                   rng=np.random.default_rng([cfg.seed, 3]),
+                                   key_rng=np.random.default_rng([cfg.seed, 6, salt]) if self.seeded else None,
+                                   attacks=parties.attacks, **self._resume_hooks())
+
+    def _common(self, cfg, parties, cparams, chain, reward_wei) -> None:
         self.cfg = cfg
         self.parties = parties
         self.cparams = cparams
@@ -140,32 +207,95 @@ class EthereumBackend:
         self.label = f"{cfg.dataset} K={cfg.holders} (ethereum)"
         self.faucet = chain.faucet()
         self.fees_before = chain.fees_paid
-        self.start_balance = chain.balance(self.faucet.address)
-        self.dep = Deployment.deploy(chain, self.faucet, cparams, parties.genesis.model)
         self.seeded = seeded_keys(cfg, chain)
-        # Keys come from the OS CSPRNG: the seed and the contract's address are public. Only
-        # the in-process EVM, which nobody else can reach, draws them from the seed (a
-        # reproducible run; fresh when the same seed runs again on the same chain).
-        salt = int(self.dep.address, 16) % 2**63
-        rng = np.random.default_rng([cfg.seed, 5, salt]) if self.seeded else None
-        self.wallets = [new_account(rng, f"wallet-{k}") for k in range(cfg.holders)]
-        self.nodes = [new_account(rng, f"node-{j}") for j in range(cfg.miners)]
-        used = [a.address for a in self.wallets + self.nodes if chain.balance(a.address) != 0]
-        if used:
-            raise ConfigError(f"a fresh account already holds ether on this chain ({used[0]})")
         self.deposit = math.ceil(DEPOSIT_FACTOR * reward_wei * cfg.rounds / cfg.holders) if reward_wei else 0
-        if self.deposit:
-            gas_money = 200_000 * chain.fee_fields()["maxFeePerGas"] * 4
-            for w in self.wallets:
-                chain.transfer(self.faucet, w.address, self.deposit + gas_money, what="faucet")
-                self.dep.deposit(w, self.deposit)
-        self.net = EthereumNetwork(self.dep, parties.holders, self.nodes, self.faucet,
-                                   rng=np.random.default_rng([cfg.seed, 3]),
-                                   key_rng=np.random.default_rng([cfg.seed, 6, salt]) if self.seeded else None,
-                                   attacks=parties.attacks)
         self.gas_rounds: list = []  # (submit gas, submissions, aggregate gas, claim gas) per round
         self.selected_byzantine_total = 0
         self.refunds: list = []
+
+    def _resume_hooks(self) -> dict:
+        if not self.resumable:
+            return {}
+        return {"pseudonyms": self.keys.pseudonym, "journal": self.out / JOURNAL}
+
+    def _deposit_all(self) -> None:
+        """Each holder wallet deposits its share; a wallet that already has (a resumed run) is skipped."""
+        if not self.deposit:
+            return
+        gas_money = 200_000 * self.chain.fee_fields()["maxFeePerGas"] * 4
+        for w in self.wallets:
+            if self.resumed and int(self.dep.contract.functions.deposits(w.address).call()) >= self.deposit:
+                continue
+            have = self.chain.balance(w.address) if self.resumed else 0
+            if have < self.deposit + gas_money:
+                self.chain.transfer(self.faucet, w.address, self.deposit + gas_money - have, what="faucet")
+            self.dep.deposit(w, self.deposit)
+
+    def _write_contract(self, out: Path, chain_id: int) -> None:
+        dep, cparams = self.dep, self.cparams
+        with open(out / "contract.abi.json", "w") as fh:
+            json.dump(dep.abi, fh, indent=1)
+            fh.write("\n")
+        doc = {"address": dep.address, "chain_id": chain_id, "mode": "full", "deploy_block": dep.deploy_block,
+               "abi": "contract.abi.json", "model_bits": 40, "chunks": cparams.chunks,
+               "chunk_words": cparams.chunk_words,
+               "chain": "embedded" if self.chain.kind == "embedded" else "rpc",
+               "resumable": self.resumable, "reward_wei": self.reward_wei,
+               "constructor_args": cparams.constructor_args(),
+               "code_keccak256": "0x" + keccak256(bytes(self.chain.w3.eth.get_code(dep.address))).hex()}
+        if self.resumable:
+            doc["keys"] = KEYS_DIR
+            doc.update(self.keys.addresses())
+        with open(out / "contract.json", "w") as fh:
+            json.dump(doc, fh, indent=1)
+            fh.write("\n")
+
+    @classmethod
+    def resume(cls, cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *, reward_wei: int,
+               out: Path, dep: Deployment, keys: RunKeys) -> "EthereumBackend":
+        """The backend of an interrupted run, on its deployed contract (checked by the caller,
+        :func:`resume_training_ethereum`): the deposits not made yet are made, the rewards of
+        rounds our computing nodes aggregated and did not claim are claimed, and the next
+        step finishes the round the contract is in (see ``EthereumNetwork.submit_round``)."""
+        self = cls.__new__(cls)
+        self._common(cfg, parties, cparams, chain, reward_wei)
+        self.resumable, self.resumed = True, True
+        self.keys, self.dep, self.out = keys, dep, Path(out)
+        self.wallets, self.nodes = keys.wallets, keys.nodes
+        journal = self._journal_pseudonyms()
+        # what the accounts this process moves ether between hold, to check at the end that
+        # only fees left them (summary's "conserved", for this process's part of the run)
+        self._tracked = [self.faucet.address] + [a.address for a in self.wallets + self.nodes] + journal + [dep.address]
+        self.start_balance = sum(chain.balance(a) for a in self._tracked)
+        self._deposit_all()
+        self.net = EthereumNetwork(dep, parties.holders, self.nodes, self.faucet,
+                                   rng=np.random.default_rng([cfg.seed, 3, dep.current_round()]),
+                                   attacks=parties.attacks, **self._resume_hooks())
+        self._claim_unclaimed()
+        return self
+
+    def _journal_pseudonyms(self) -> list:
+        try:
+            doc = json.loads((self.out / JOURNAL).read_text())
+            return [self.keys.pseudonym(int(doc["round"]), i).address for i in range(len(doc["messages"]))]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+
+    def _claim_unclaimed(self) -> None:
+        """Rewards of rounds our computing nodes aggregated before the interruption."""
+        if not self.reward_wei:
+            return
+        f = self.dep.contract.functions
+        ours = {a.address.lower(): i for i, a in enumerate(self.nodes)}
+        for rnd in range(self.dep.current_round()):
+            who = ours.get(str(f.aggregator_of(rnd).call()).lower())
+            if who is None or f.reward_paid(rnd).call():
+                continue
+            node = self.nodes[who]
+            before = self.chain.balance(node.address)
+            r = self.dep.claim_reward(node, rnd)
+            self.net.rewards_paid[who] += self.chain.balance(node.address) - before + \
+                int(r["gasUsed"]) * int(r["effectiveGasPrice"])
 
     @property
     def head(self) -> EthHead:
@@ -182,8 +312,19 @@ class EthereumBackend:
                             rejected=not res.head_changed, seconds=res.seconds, extra=extra)
 
     def abort(self) -> None:
+        if self.resumable:
+            # the contract stays open, the keys are in the run directory: --resume goes on
+            log.warning("the contract at %s stays open: `learningchain train --resume` continues the run",
+                        self.dep.address)
+            return
         # a failed or interrupted run still closes the contract and returns the holders' deposits
         _close_quietly(self.dep, self.faucet, self.wallets if self.deposit else [])
+
+    def checkpoint_state(self) -> tuple[dict, list]:
+        """What a resume checks against the contract: the round and the model it had."""
+        head = self.net.head if hasattr(self, "net") else self.dep.head()  # before the first round: w_0
+        return {"backend": "ethereum", "address": self.dep.address, "contract_round": head.height,
+                "model": [str(v) for v in head.fixed], "block": head.block_number}, []
 
     def finish(self, stopped_by: str, say: Callable[[str], None]) -> None:
         """The owner closes the run, the holders take back what the rewards left."""
@@ -214,6 +355,8 @@ class EthereumBackend:
         chain, net, dep = self.chain, self.net, self.dep
         accounts = ([self.faucet.address] + [a.address for a in self.wallets + self.nodes] + net.pseudo_identities
                     + [dep.address])
+        if self.resumed:
+            accounts = list(dict.fromkeys(self._tracked + net.pseudo_identities))
         end_balance = sum(chain.balance(a) for a in accounts)
         fees = chain.fees_paid - self.fees_before
         gas = self._gas()
@@ -226,7 +369,9 @@ class EthereumBackend:
             "rejected_messages": dict(net.messages_rejected),
             "selected_byzantine_total": self.selected_byzantine_total,
             "contract_address": dep.address,
-            **chain_fields(chain, self.seeded),
+            **chain_fields(chain, self.seeded, self.resumable),
+            "resumable": self.resumable,
+            "resumed": self.resumed,
             "gas_per_round": gas["round_mean"],
             "gas": gas,
             "incentives": {
@@ -244,15 +389,173 @@ class EthereumBackend:
         }
 
     def write(self, out: Path, summary: dict) -> None:
-        dep, cparams = self.dep, self.cparams
-        with open(out / "contract.abi.json", "w") as fh:
-            json.dump(dep.abi, fh, indent=1)
-            fh.write("\n")
-        with open(out / "contract.json", "w") as fh:
-            json.dump({"address": dep.address, "chain_id": summary["chain_id"], "deploy_block": dep.deploy_block,
-                       "abi": "contract.abi.json", "model_bits": 40, "chunks": cparams.chunks,
-                       "chunk_words": cparams.chunk_words}, fh, indent=1)
-            fh.write("\n")
+        self._write_contract(out, summary["chain_id"])
 
     def close(self) -> None:
         pass  # the contract is closed by finish() or abort(); the chain belongs to the caller
+
+
+class KeepingRunDir(RunDir):
+    """A resumable run's temporary directory: kept where it is when the run fails once its
+    keys are written (``learningchain train --resume OUT`` finds it there once this process
+    has exited), since those keys hold deposits and rewards on a live contract."""
+
+    def discard(self) -> None:
+        if self.source is None and (self.path / KEYS_DIR).exists():
+            log.warning("the run failed; its keys and contract.json are kept in %s: `learningchain train --resume "
+                        "%s` continues it", self.path, self.target)
+            return
+        super().discard()
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path.parent}: no {path.name}, {what}") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return doc
+
+
+def refuse_unresumable(path: Path) -> None:
+    """A clear refusal for an Ethereum run directory that cannot be resumed (the in-process
+    EVM, the optimistic mode, a run written before runs kept their keys)."""
+    cpath = Path(path) / "contract.json"
+    if not cpath.exists():
+        return
+    doc = _read_json(cpath, "")
+    if doc.get("mode") == "optimistic":
+        raise ConfigError(f"{path}: a run of the optimistic mode does not resume (its bonds and disputes are not "
+                          "kept); only full-mode runs on a JSON-RPC chain do")
+    if doc.get("chain") == "embedded":
+        raise ConfigError(f"{path}: a run on the in-process EVM does not resume: its chain ended with its process "
+                          "(run it again: with the same seed it plays the same rounds)")
+    if not doc.get("resumable"):
+        raise ConfigError(f"{path}: this run did not keep its keys (written by an older version, or not a full-mode "
+                          "run on a JSON-RPC chain): it cannot be resumed")
+
+
+def verify_deployment(dep: Deployment, cdoc: dict, cparams: ContractParams) -> None:
+    """The contract at ``dep.address`` is the one ``contract.json`` names: the artefact's runtime
+    code (followed by the immutables, which hold the parameters), the very code recorded at
+    deployment, and the run's parameters read back from it."""
+    code = bytes(dep.chain.w3.eth.get_code(dep.address))
+    if not code:
+        raise ConfigError(f"no contract at {dep.address} on chain {dep.chain.chain_id}")
+    runtime = bytes.fromhex(load_artifact()["bytecode_runtime"].removeprefix("0x"))
+    if code[:len(runtime)] != runtime:
+        raise ConfigError(f"the code at {dep.address} is not this version's LearningChain contract (runtime "
+                          f"keccak256 0x{keccak256(code[:len(runtime)]).hex()}, the artefact's "
+                          f"0x{keccak256(runtime).hex()})")
+    have = "0x" + keccak256(code).hex()
+    if have != cdoc.get("code_keccak256"):
+        raise ConfigError(f"the code at {dep.address} (keccak256 {have}) is not the code deployed for this run "
+                          f"({cdoc.get('code_keccak256')})")
+    f = dep.contract.functions
+    names = ["dim", "quant_bits", None, "l", "batch_size", "lr", "lam", "min_messages", "max_messages",
+             "chunk_words", "rounds", "reward", "quorum", "window", "bond"]
+    want = cparams.constructor_args()
+    if [int(v) for v in cdoc.get("constructor_args", [])] != want:
+        raise ConfigError(f"contract.json's parameters {cdoc.get('constructor_args')} are not those the run's "
+                          f"config gives {want}")
+    for name, value in zip(names, want):
+        if name is not None and int(getattr(f, name)().call()) != int(value):
+            raise ConfigError(f"the contract at {dep.address} has {name} = {getattr(f, name)().call()}, the run "
+                              f"has {value}")
+
+
+ROW_KEYS = ("round", "height", "test_error", "train_loss", "selected_byzantine", "winner", "byzantine_winner",
+            "rejected", "messages", "gas", "gas_aggregate", "block", "seconds")
+
+
+def _recovered_rows(rows: list, first: int, last: int) -> list:
+    """Rows for the rounds the contract aggregated after the last checkpoint: the round and
+    height are known, the rest was not measured (left empty; counts and seconds 0)."""
+    keys = list(rows[-1].keys()) if rows else list(ROW_KEYS)
+    out = []
+    for height in range(first + 1, last + 1):
+        row = dict.fromkeys(keys)
+        row.update(round=len(rows) + len(out) + 1, height=height, rejected=0, selected_byzantine=0,
+                   byzantine_winner=0, seconds=0.0)
+        out.append(row)
+    return out
+
+
+def resume_training_ethereum(source: Path, target: Path, doc: dict, cfg: TrainConfig, *,
+                             rpc_url: Optional[str] = None, progress: Optional[bool] = None,
+                             on_round: Optional[Callable[[dict], None]] = None) -> dict:
+    """Continue the interrupted full-mode run in ``source`` (its checkpoint ``doc``, its config
+    ``cfg``) on its contract, at ``rpc_url`` or the config's --rpc-url. Everything is checked
+    before the directory is taken over, and nothing in it is changed when a check fails:
+    contract.json, the chain id, the contract's code and parameters, its state (open, rounds
+    left), the keys (password), and the model: the contract's round is at or past the
+    checkpoint's, and its model is the checkpoint's model carried through the rounds since,
+    recomputed from the chain's messages with the Python twin."""
+    from ..experiments.checkpoint import Checkpointer
+    from ..experiments.loop import run_backend
+    from ..experiments.rundir import in_run_dir
+    from ..parties import build_parties
+
+    source = Path(source)
+    if cfg.eth_mode != "full":
+        raise ConfigError(f"{source}: a run of the {cfg.eth_mode} mode does not resume; only full-mode runs do")
+    refuse_unresumable(source)
+    cdoc = _read_json(source / "contract.json", "so no contract to resume (a run killed before its deployment, or "
+                                                "not an Ethereum run)")
+    if not cdoc.get("resumable"):
+        refuse_unresumable(source)
+        raise ConfigError(f"{source / 'contract.json'}: not a resumable run")
+    pw = password()
+    url = rpc_url or cfg.rpc_url
+    if not url:
+        raise ConfigError(f"{source}: give the chain's node with --rpc-url")
+    chain_id = int(cdoc["chain_id"])
+    if cfg.chain_id is not None and cfg.chain_id != chain_id:
+        raise ConfigError(f"contract.json names chain {chain_id}, the run's config pins {cfg.chain_id}")
+    chain = Chain.connect(url, chain_id=chain_id, max_fee_gwei=cfg.max_fee_gwei,
+                          priority_fee_gwei=cfg.priority_fee_gwei)
+    if rpc_url:
+        cfg = dataclasses.replace(cfg, rpc_url=rpc_url)
+    parties = build_parties(cfg)
+    if parties.genesis.hash.hex() != doc.get("genesis"):
+        raise LearningChainError(f"{source}: its config builds genesis 0x{parties.genesis.hash.hex()}, the checkpoint "
+                                 f"names 0x{doc.get('genesis')} (another version or other data?)")
+    reward_wei = int(cdoc["reward_wei"])
+    cparams = contract_params(cfg, parties, reward_wei)
+    dep = Deployment(chain, cdoc["address"], cparams, block=int(cdoc["deploy_block"]))
+    verify_deployment(dep, cdoc, cparams)
+    f = dep.contract.functions
+    if int(f.status().call()) != 1:
+        raise ConfigError(f"{source}: the contract at {dep.address} is closed (finished): nothing to resume")
+    keys = RunKeys.read(source / cdoc.get("keys", KEYS_DIR), pw, cfg.holders, cfg.miners)
+    if keys.addresses() != {"wallets": cdoc.get("wallets"), "nodes": cdoc.get("nodes")}:
+        raise ConfigError(f"{source}: the keys in {KEYS_DIR}/ are not the accounts contract.json names")
+    state = doc.get("state") or {}
+    if state.get("address") != dep.address:
+        raise ConfigError(f"{source}: the checkpoint is of the contract at {state.get('address')}, contract.json "
+                          f"names {dep.address}")
+    mine, theirs = int(state["contract_round"]), dep.current_round()
+    if theirs < mine:
+        raise ConfigError(f"the contract at {dep.address} is at round {theirs}, behind the checkpoint's {mine}: "
+                          "another chain, or a reorganised one")
+    expect = replay_model(dep, [int(v) for v in state["model"]], mine, theirs)
+    if dep.fixed_model() != expect:
+        raise ConfigError(f"the contract's model at round {theirs} is not the checkpoint's model of round {mine} "
+                          "carried through the chain's messages since")
+    rows = list(doc.get("rows") or [])
+    rows += _recovered_rows(rows, mine, theirs)
+    log.info("resuming the run at %s from round %d (the checkpoint had %d)", dep.address, theirs, mine)
+    rundir = RunDir.adopt(source, target)
+    started = time.perf_counter() - float(doc.get("elapsed", 0.0))
+
+    def run(out: Path) -> dict:
+        ckpt = Checkpointer(out, cfg, parties.genesis.hash, elapsed=float(doc.get("elapsed", 0.0)))
+        backend = EthereumBackend.resume(cfg, parties, cparams, chain, reward_wei=reward_wei, out=out, dep=dep,
+                                         keys=keys)
+        ckpt(backend, rows, 0.0)
+        return run_backend(cfg, parties, backend, out, started, progress, on_round, rows=rows, checkpoint=ckpt)
+
+    return in_run_dir(target, run, rundir=rundir)

@@ -60,12 +60,25 @@ def run_training(cfg: TrainConfig, *, progress: Optional[bool] = None,
 
 
 def resume_training(path, *, progress: Optional[bool] = None,
-                    on_round: Optional[Callable[[dict], None]] = None) -> dict:
-    """Continue the interrupted native run at ``path`` (``train --resume``) from its
-    chain and checkpoint (experiments/checkpoint.py); returns the summary."""
+                    on_round: Optional[Callable[[dict], None]] = None, rpc_url: Optional[str] = None) -> dict:
+    """Continue the interrupted run at ``path`` (``train --resume``): a native run from its
+    chain and checkpoint (experiments/checkpoint.py), a full-mode Ethereum run from its
+    contract (``ethereum.runner.resume_training_ethereum``; ``rpc_url``: its node, when not
+    the config's); returns the summary."""
+    if (Path(path) / "contract.json").exists():
+        from ..ethereum.runner import refuse_unresumable
+
+        refuse_unresumable(Path(path))
     source, target = find_resumable(Path(path))
     doc, pending = read_checkpoint(source)
     cfg = Checkpointer.config_of(doc)
+    if cfg.backend == "ethereum":
+        from ..ethereum.runner import resume_training_ethereum
+
+        return resume_training_ethereum(source, target, doc, cfg, rpc_url=rpc_url, progress=progress,
+                                        on_round=on_round)
+    if rpc_url is not None:
+        raise ConfigError(f"{source}: --rpc-url applies to a run of the Ethereum backend, not this native run")
     if cfg.backend != "native":
         raise ConfigError(f"{source}: only native runs resume from a checkpoint")
     torch.set_num_threads(cfg.threads)
@@ -98,8 +111,8 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     """Run ``cfg`` on Ethereum (``chain``: the embedded EVM or ``--rpc-url`` unless given)
     and return the summary: the native keys plus the chain's."""
     # web3, eth-tester and vyper are the optional ``ethereum`` extra
-    from ..ethereum.runner import (DEFAULT_REWARD_WEI, check_ethereum, contract_params, make_backend, open_chain,
-                                   secure_config)
+    from ..ethereum.runner import (DEFAULT_REWARD_WEI, KeepingRunDir, check_ethereum, check_resumable,
+                                   contract_params, make_backend, open_chain, resumable, secure_config)
 
     cfg = cfg.resolved()
     reward_wei = DEFAULT_REWARD_WEI if reward_wei is None else reward_wei
@@ -107,12 +120,17 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     started = time.perf_counter()
     chain = chain or open_chain(cfg)  # an unreachable --rpc-url is refused before anything is written
     cfg = secure_config(cfg, chain)  # a reachable chain: noise, batches and keys from the OS CSPRNG
+    check_resumable(cfg, chain)  # its keys are kept encrypted: the password is there, or nothing starts
     target = check_out_dir(cfg.out, f"{cfg.dataset}-eth", force=cfg.force)
     parties = build_parties(cfg, data=data)
     cparams = contract_params(cfg, parties, reward_wei)
 
-    def run(out: Path) -> dict:
-        backend = make_backend(cfg, parties, cparams, chain, reward_wei=reward_wei)
-        return run_backend(cfg, parties, backend, out, started, progress, on_round)
+    keep = resumable(cfg, chain)
 
-    return in_run_dir(target, run)
+    def run(out: Path) -> dict:
+        ckpt = Checkpointer(out, cfg, parties.genesis.hash) if keep else None
+        backend = make_backend(cfg, parties, cparams, chain, reward_wei=reward_wei, out=out if keep else None,
+                               checkpoint=ckpt)
+        return run_backend(cfg, parties, backend, out, started, progress, on_round, checkpoint=ckpt)
+
+    return in_run_dir(target, run, rundir=KeepingRunDir(target) if keep else None)

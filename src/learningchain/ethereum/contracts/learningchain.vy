@@ -7,7 +7,7 @@
         pseudo-identity accounts; a computing node aggregates the round with the
         l-nearest rule (paper Eq. 14-17); every Ethereum node re-executes the
         aggregation, so the chain's consensus verifies it. Holders fund the run
-        with deposits, the account that completes a valid aggregation claims a
+        with deposits, the account that aggregates a round claims a
         reward from them, and what is left returns to the holders at the end.
 
         The arithmetic is defined in learningchain/ethereum/fixedpoint.py (the
@@ -27,10 +27,15 @@
         chunk the contract checks, from the exact integer scores, that this
         selection is the l nearest, and accepts the update only then.
 
-        The reward goes to the account that sends the last chunk of a valid
-        aggregation, and only if that account committed to it in an earlier
-        block (commit, then reveal the salt with the last chunk): a copy of the
+        The reward goes to the account that sends the first chunk of a valid
+        aggregation, only if that account committed to it in an earlier block
+        (commit, then reveal the salt with the first chunk): a copy of the
         transaction sent from another account, however high its fee, reverts.
+        In a multi-chunk aggregation that account must also send every other
+        chunk: anyone may continue an attempt (a round is never stuck), but an
+        attempt that others finished pays its reward to nobody (the holders get
+        it back by the sweep), so a starter that leaves the work to others is
+        not paid, and neither is an account that only sent the last chunk.
 """
 
 # -- compile-time bounds ------------------------------------------------------------
@@ -166,6 +171,7 @@ chunk_hash: HashMap[uint256, HashMap[uint256, bytes32]]  # message -> chunk -> k
 
 # an aggregation in progress (agg_next > 0 only between the chunks of a multi-chunk one)
 agg_owner: public(address)  # who sent its first chunk and its bond
+agg_solo: public(bool)  # every chunk so far came from agg_owner (only then is it paid)
 agg_claim: public(uint256)
 agg_next: public(uint256)
 agg_n: public(uint256)  # the messages it aggregates: the round's first agg_n, fixed at its first chunk
@@ -176,7 +182,7 @@ partial: HashMap[uint256, uint256]  # message -> a_k + 2**127 over the chunks so
 aggregations: HashMap[uint256, uint256]  # round -> aggregator | paid << 160
 deposits: public(HashMap[address, uint256])
 # the aggregators' commitments: keccak256(abi_encode(round, claim, sender, salt)), and the
-# block each was made in (the last chunk must come in a later one)
+# block each was made in (the first chunk must come in a later one)
 commitment: public(HashMap[address, bytes32])
 commit_block: public(HashMap[address, uint256])
 refunded_to: public(HashMap[address, uint256])  # what each depositor has withdrawn so far
@@ -268,7 +274,8 @@ def count() -> uint256:
 @external
 @view
 def aggregator_of(round: uint256) -> address:
-    """@notice The account that aggregated ``round`` (zero while it is not aggregated)."""
+    """@notice The account paid for aggregating ``round``: zero while it is not aggregated, and
+    for a multi-chunk aggregation whose chunks did not all come from its committed starter."""
     return convert(self.aggregations[round] & (2**160 - 1), address)
 
 
@@ -393,6 +400,7 @@ def _start(rnd: uint256, n: uint256, claim: uint256, paid: uint256):
     if self.agg_next != 0:
         self.forfeited += bond  # the stale attempt's
     self.agg_owner = msg.sender
+    self.agg_solo = True
     self.agg_claim = claim
     self.agg_n = n
     self.agg_start = block.number
@@ -410,7 +418,7 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES], salt:
                 header words (sender | norm << 160, ||q||^2) then its words chunk*chunk_words ...
                 The first chunk of a multi-chunk aggregation carries the bond; anyone may
                 send the next chunks of a running attempt.
-    @param salt The last chunk reveals the salt of its sender's commitment (commit()), made in
+    @param salt The first chunk reveals the salt of its sender's commitment (commit()), made in
                 an earlier block to this round and claim; the other chunks ignore it.
     @return True when the round was aggregated (the last chunk), False otherwise.
     """
@@ -429,8 +437,10 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES], salt:
         assert self.agg_next == chunk, "chunk out of order"
         assert claim == self.agg_claim, "claim differs from the first chunk's"
         assert n == self.agg_n, "wrong data length"
+        if msg.sender != self.agg_owner and self.agg_solo:
+            self.agg_solo = False  # someone else's work: the attempt pays no reward
     assert n == MAX_MESSAGES or claim >> n == 0, "claim names a message that does not exist"
-    if chunk + 1 == chunks:
+    if chunk == 0:
         # front-running: a copy of this transaction from another account has no commitment
         assert self.commitment[msg.sender] == keccak256(abi_encode(rnd, claim, msg.sender, salt)), \
             "no commitment to this claim from this account"
@@ -637,9 +647,14 @@ def aggregate(chunk: uint256, claim: uint256, data: Bytes[MAX_CALL_BYTES], salt:
                 mask |= 1 << k
         log AggregationRejected(round=rnd, aggregator=msg.sender, claimed=claim, selection=mask)
         return False
+    paid_to: address = msg.sender
     if chunks > 1:
         self.active = dst
-    self.aggregations[rnd] = convert(msg.sender, uint256)
+        # the committed starter, if it sent every chunk; else nobody (swept to the holders)
+        paid_to = empty(address)
+        if self.agg_solo:
+            paid_to = self.agg_owner
+    self.aggregations[rnd] = convert(paid_to, uint256)
     self.current_round = rnd + 1
     self.round_opened = block.number
     log Aggregated(round=rnd, aggregator=msg.sender, messages=n, selection=claim)
@@ -670,9 +685,9 @@ def deposit():
 @external
 def commit(h: bytes32):
     """
-    @notice Commit to the aggregation you will complete: h = keccak256(abi_encode(round,
+    @notice Commit to the aggregation you will start: h = keccak256(abi_encode(round,
             claim, your address, salt)) with a secret salt, revealed by
-            the last chunk in a later block. A new commitment replaces the sender's last.
+            the first chunk in a later block. A new commitment replaces the sender's last.
     """
     assert h != empty(bytes32), "empty commitment"
     self.commitment[msg.sender] = h
@@ -682,7 +697,7 @@ def commit(h: bytes32):
 @external
 @nonreentrant
 def claim_reward(round: uint256):
-    """@notice The account that completed the aggregation of a round collects its reward."""
+    """@notice The aggregator of a round (``aggregator_of``) collects its reward."""
     assert round < self.current_round, "round not aggregated"
     record: uint256 = self.aggregations[round]
     assert record & (2**160 - 1) == convert(msg.sender, uint256), "not the aggregator of this round"
