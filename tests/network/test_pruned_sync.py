@@ -114,3 +114,14 @@ def test_node_processes_a_pruned_one_refuses_and_a_fresh_one_syncs_the_whole_cha
     assert pruned.ok and pruned.pruned_to == rounds - depth - 1
     log = (net.nodes[2].dir / "node.log").read_text()
     assert "it is pruned: it holds whole blocks from height" in log, log[-3000:]
+
+
+def test_a_node_process_refuses_to_prune_a_chain_without_a_finality_depth(tmp_path):
+    from learningchain.errors import ConfigError
+    from learningchain.network.daemon import NodeDaemon
+
+    from .netkit import small_conf
+
+    with pytest.raises(ConfigError, match="--prune: this chain's genesis fixes no finality_depth"):
+        NodeDaemon(small_conf(), data_dir=tmp_path / "a", listen=None, prune=True)
+    assert not (tmp_path / "a" / "chain.sqlite").exists()
