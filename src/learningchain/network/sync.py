@@ -5,8 +5,9 @@ chains share (a block locator), batch by batch, and fetches single blocks (the
 parents of orphans) by hash. A pruned node asked for a block it holds only by
 header answers PRUNED (the height its whole blocks start at) instead: the asking
 node ends that sync without blaming the peer, and syncs from another peer (an
-archival one) until its own height reaches the blocks the pruned peer holds whole. Whether to go on after an answer, give up on the peer,
-or fetch missing parents is the node policy's decision
+archival one) until its own height reaches the blocks the pruned peer holds whole.
+Whether to go on after an answer, give up on the peer, or fetch missing parents is
+the node policy's decision
 (:meth:`~learningchain.node.policy.NodePolicy.on_sync_end`); this part keeps the
 request ids and the timing.
 """

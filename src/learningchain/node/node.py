@@ -32,7 +32,8 @@ from .policy import NodePolicy, PolicyRules
 from .records import BlockOutcome, VerdictCache, block_size
 from .store import BlockStore, MemoryStore
 
-__all__ = ["prune_refusal", "Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules",
+           "prune_refusal"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
 #: work and links only (a light client that trusts the heaviest chain, and how the
