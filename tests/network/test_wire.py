@@ -54,6 +54,11 @@ def test_sync_requests_round_trip_and_locators_are_bounded():
         wire.decode_get_blocks(wire.encode_get_blocks(1, [], 1))
     with pytest.raises(DecodeError, match="flag"):
         wire.decode_blocks_end((1).to_bytes(4, "little") * 2 + b"\x02")
+    assert wire.decode_pruned(wire.encode_pruned(11, 1 << 40)) == (11, 1 << 40)
+    with pytest.raises(DecodeError, match="height 2"):
+        wire.decode_pruned(wire.encode_pruned(11, 1))  # nothing below height 2 can be pruned
+    with pytest.raises(DecodeError):
+        wire.decode_pruned(wire.encode_pruned(11, 5) + b"\x00")
 
 
 def test_item_ids_are_the_consensus_hashes():

@@ -1,7 +1,8 @@
 """Memory bounded by the model and the holders, not by the rounds run: a run of a
 model with d >= 50,000, its chain kept on disk, stops growing once the windows of
 recent bodies (mempool bases, recent block bodies, the store's small cache) are full.
-Before, the chain store's cache kept the last 64 blocks whole, messages included."""
+Before, the chain store's cache kept the last 64 blocks whole, messages included, and
+then the shared verdict cache held its last 64 blocks (and so their messages) alive."""
 
 import gc
 
@@ -32,8 +33,8 @@ def test_rss_stops_growing_with_the_rounds(tmp_path):
     miners, _ = build_miners(cfg, parties.genesis, tmp_path / "chain.sqlite")
     net = InProcessNetwork(parties.genesis, parties.holders, miners, rng=np.random.default_rng(0),
                            attacks=parties.attacks, keep_bodies=4)
-    # one round's messages: K messages of d int32 entries and their cached encodings
-    per_round_mb = cfg.holders * 2 * 4 * d / 2**20
+    # one round's messages: K messages of d int32 entries (each kept once, in its encoding)
+    per_round_mb = cfg.holders * 4 * d / 2**20
     n = 18
     for _ in range(n):
         net.step()
@@ -48,3 +49,30 @@ def test_rss_stops_growing_with_the_rounds(tmp_path):
     # what may still grow: one model (8 d bytes) a block in the in-memory stores, and allocator noise
     allowed = n * 8 * d / 2**20 + 0.25 * n * per_round_mb
     assert end - mid < allowed, (mid, end, allowed, per_round_mb)
+
+
+def live(cls) -> list:
+    gc.collect()
+    return [o for o in gc.get_objects() if type(o) is cls]
+
+
+def test_the_messages_alive_are_those_of_the_recent_windows_not_of_every_round(tmp_path):
+    """Counted, not measured: after 40 rounds only the messages of the windows (the
+    mempool's 16 bases, ``keep_bodies`` recent bodies, the store's cache of 4) are
+    alive. Before, the verdict cache held its last 64 blocks, each with its messages."""
+    from learningchain.protocol.block import Block
+    from learningchain.protocol.message import Message
+
+    cfg = TrainConfig(dataset="synthetic", holders=4, miners=2, no_dp=True, rounds=40, difficulty=2).resolved()
+    parties = build_parties(cfg)
+    miners, _ = build_miners(cfg, parties.genesis, tmp_path / "chain.sqlite")
+    net = InProcessNetwork(parties.genesis, parties.holders, miners, rng=np.random.default_rng(0),
+                           attacks=parties.attacks, keep_bodies=4)
+    for _ in range(40):
+        net.step()
+    miners[0].node.store.close()
+    assert net.head.height == 40
+    rounds = {m.round for m in live(Message)}
+    assert rounds and min(rounds) >= 40 - 18, sorted(rounds)
+    with_messages = {b.height for b in live(Block) if b.messages}
+    assert min(with_messages) >= 40 - 18, sorted(with_messages)

@@ -488,3 +488,29 @@ def test_a_block_held_back_for_unseen_messages_has_its_proof_of_work_checked_fir
     with pytest.raises(InvalidBlock, match="unseen-message"):
         node.on_block(real)
     assert real.hash not in node.rejected
+
+
+def test_the_verdict_cache_does_not_keep_a_block_alive(world):
+    """The shared body verdict is per block object, held by a weak reference: once no
+    node holds a block (and its K messages), the cache does not either."""
+    import gc
+    import weakref
+
+    from learningchain.node import VerdictCache
+
+    params, genesis = world
+    cache = VerdictCache()
+    node = Node(genesis, verdicts=cache)
+    b1 = grow(node, genesis, 1)
+    assert node.on_block(b1).new_head
+    twin = Block(b1.header, b1.messages, b1.selection, b1.model)  # an equal block, another object
+    assert cache.body_mismatch(b1, params.dim) is None and cache.body_mismatch(twin, params.dim) is None
+    assert len(cache.bodies) == 2
+    dead = weakref.ref(twin)
+    del twin
+    gc.collect()
+    assert dead() is None  # not held by the cache
+    # a block whose body does not match its header gets its own verdict, whatever id it reuses
+    bad = Block(b1.header, b1.messages[1:], b1.selection, b1.model)
+    assert cache.body_mismatch(bad, params.dim) is not None
+    assert cache.body_mismatch(b1, params.dim) is None

@@ -72,7 +72,7 @@ def cmd_node(args) -> int:
 
     def factory():
         return NodeDaemon(conf, data_dir=data_dir, listen=listen, advertise=advertise, peers=peers, role=role,
-                          holder_indices=indices, http=http, name=args.name)
+                          holder_indices=indices, http=http, name=args.name, prune=args.prune)
 
     return run_node(factory, log_file=data_dir / "node.log", verbose=args.verbose, console=not args.quiet)
 
@@ -119,6 +119,10 @@ def register(sub, csub) -> None:
     p.add_argument("--role", help="both (default with --holder-index), holder, miner (default without) or relay")
     p.add_argument("--holder-index", metavar="I", help="which holders' shards this node hosts: I, I,J,... or A-B")
     p.add_argument("--name", help="name in logs (default: the data directory's name)")
+    p.add_argument("--prune", action="store_true",
+                   help="drop the message bodies of blocks deeper than the genesis's finality_depth (headers, "
+                        "selections and models stay); a pruned node serves sync only from the blocks it holds "
+                        "whole and refuses the rest (PRUNED), so a fresh node syncs those from an archival node")
     p.add_argument("--verbose", action="store_true", help="debug logging")
     p.add_argument("--quiet", action="store_true", help="log to DIR/node.log only, not to stderr")
     _add_chain_options(p, node=True)

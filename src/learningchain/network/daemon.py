@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import ConfigError, LearningChainError, StoreError
-from ..node import NETWORK_RULES, Node, SQLiteStore, VerdictCache
+from ..node import NETWORK_RULES, Node, SQLiteStore, VerdictCache, prune_refusal
 from ..node.policy import MAX_ORPHAN_BYTES
 from ..parties import network_setup
 from ..types import hexstr
@@ -60,7 +60,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
 
     def __init__(self, conf: NetConfigFile, *, data_dir, listen: Optional[tuple] = ("127.0.0.1", 0),
                  advertise: Optional[tuple] = None, peers=(), role: str = "both", holder_indices=(),
-                 http: Optional[tuple] = None, name: Optional[str] = None):
+                 http: Optional[tuple] = None, name: Optional[str] = None, prune: bool = False):
         if role not in ROLES:
             raise ConfigError(f"unknown role {role!r}; known: {', '.join(ROLES)}")
         cfg = conf.train.resolved()
@@ -74,7 +74,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd = self._lock()
         try:
-            self._init_node(conf, cfg, role, holder_indices, listen, advertise, peers, name)
+            self._init_node(conf, cfg, role, holder_indices, listen, advertise, peers, name, prune)
         except BaseException:
             node = getattr(self, "node", None)
             if node is not None:
@@ -113,13 +113,17 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         self._http_runner = None
 
     # -- setup helpers ------------------------------------------------------------------
-    def _init_node(self, conf, cfg, role, holder_indices, listen, advertise, peers, name) -> None:
+    def _init_node(self, conf, cfg, role, holder_indices, listen, advertise, peers, name, prune=False) -> None:
         self.key = load_or_create_key(self.data_dir / "node.key")
         self.name = name or self.data_dir.name
         setup = network_setup(conf)
         self.setup = setup
         self.params = setup.params
         self.genesis = setup.genesis
+        why = prune_refusal(self.params) if prune else None
+        if why is not None:
+            raise ConfigError(f"--prune: {why}")
+        self.pruned = prune
         store = SQLiteStore(self.data_dir / "chain.sqlite")
         try:
             # The verdict cache lets the node skip re-validating the blocks it just built
@@ -127,7 +131,7 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
             rules = replace(NETWORK_RULES, park_unseen=self.net.unseen == "wait",
                             unseen_grace_ms=self.net.unseen_grace_ms)
             self.node = Node(setup.genesis, store=store, name=self.name, key=self.key, check_unseen=False,
-                             verdicts=VerdictCache(), max_orphan_bytes=MAX_ORPHAN_BYTES, rules=rules)
+                             verdicts=VerdictCache(), max_orphan_bytes=MAX_ORPHAN_BYTES, rules=rules, prune=prune)
         except StoreError as exc:
             store.close()
             raise StoreError(f"{self.data_dir}: {exc}; this data directory belongs to another chain "

@@ -22,7 +22,7 @@ from ..types import hexstr
 from .peer import Peer
 from .tcp import Penalty
 from .wire import Kind, block_hash_of, decode_blocks_end, decode_get_block, decode_get_blocks, decode_messages, \
-    decode_sync_block, message_hash_of
+    decode_pruned, decode_sync_block, message_hash_of
 
 __all__ = ["GossipRole", "now_ms"]
 
@@ -66,6 +66,8 @@ class GossipRole:
             self._on_sync_block(peer, payload)
         elif kind == Kind.BLOCKS_END:
             self._on_blocks_end(peer, *decode_blocks_end(payload))
+        elif kind == Kind.PRUNED:
+            self._on_pruned(peer, *decode_pruned(payload))
         elif kind == Kind.GET_BLOCKS:
             request, locator, limit = decode_get_blocks(payload)
             self._serve(peer, self._serve_blocks(peer, request, locator, limit))

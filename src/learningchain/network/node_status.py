@@ -56,7 +56,8 @@ class StatusRole:
         for p in self.transport.peers.values():
             addr = p.address
             peers.append({"id": hexstr(p.node_id), "address": f"{addr[0]}:{addr[1]}" if addr else None,
-                          "direction": "out" if p.outbound else "in", "misbehaviour": p.score})
+                          "direction": "out" if p.outbound else "in", "misbehaviour": p.score,
+                          "pruned_from": p.holds_from or None})
         return {
             "name": self.name,
             "node_id": hexstr(self.key.address),
@@ -82,6 +83,8 @@ class StatusRole:
             "messages_received": self.messages_received,
             "seconds_per_round": self.seconds_per_round(),
             "syncing": self.sync is not None,
+            # 0 for an archival node; a pruned one holds whole blocks from this height on
+            "pruned_below": node.store.pruned_below,
             "last_sync": self.last_sync,
             "rejected_blocks": dict(node.rejected_by_reason),
             "rejected_messages": dict(node.rejected_messages),

@@ -103,6 +103,9 @@ class Peer:
         self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
         self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
+        # a pruned peer refused a sync (PRUNED): it holds bodies from this height, and our head then
+        self.holds_from = 0
+        self.refused_at: Optional[bytes] = None
         self._writer_task: Optional[asyncio.Task] = None
 
     # -- identity -------------------------------------------------------------------

@@ -2,8 +2,12 @@
 
 A node asks the peer with the most work for the blocks after the newest one their
 chains share (a block locator), batch by batch, and fetches single blocks (the
-parents of orphans) by hash. Whether to go on after an answer, give up on the peer,
-or fetch missing parents is the node policy's decision
+parents of orphans) by hash. A pruned node asked for a block it holds only by
+header answers PRUNED (the height its whole blocks start at) instead: the asking
+node ends that sync without blaming the peer, and syncs from another peer (an
+archival one) until its own height reaches the blocks the pruned peer holds whole.
+Whether to go on after an answer, give up on the peer, or fetch missing parents is
+the node policy's decision
 (:meth:`~learningchain.node.policy.NodePolicy.on_sync_end`); this part keeps the
 request ids and the timing.
 """
@@ -21,7 +25,7 @@ from ..node.actions import ContinueSync, FetchBlock, SyncDone, SyncFailed
 from ..node.store import decompress_body, is_pruned_body
 from .peer import Peer
 from .tcp import Penalty
-from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_sync_block
+from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_pruned, encode_sync_block
 
 __all__ = ["SyncRole", "SyncState"]
 
@@ -64,10 +68,18 @@ class SyncRole:
         self._request = (self._request + 1) & 0xFFFFFFFF
         return self._request
 
+    def _pruned_beyond_us(self, peer: Peer) -> bool:
+        """``peer`` refused a sync as pruned and holds nothing whole that we could use
+        yet: the block after our head is below its bodies, or our head has not moved
+        since it refused."""
+        if peer.refused_at is None:
+            return False
+        return self.node.height + 1 < peer.holds_from or self.node.head_hash == peer.refused_at
+
     def start_sync(self, peer: Peer) -> bool:
         """Ask ``peer`` for the blocks after the newest one our chains share."""
         now = time.monotonic()
-        if peer.sync_failed:
+        if peer.sync_failed or self._pruned_beyond_us(peer):
             return False
         if self.sync is not None:
             if self.sync.peer is peer or now - self.sync.last_activity < self.net.sync_timeout_s:
@@ -115,6 +127,23 @@ class SyncRole:
             elif isinstance(a, FetchBlock):
                 self._fetch_block(peer, a.block_hash)
 
+    def _on_pruned(self, peer: Peer, request: int, holds_from: int) -> None:
+        """A pruned peer refused a request: it holds the blocks asked for only by header.
+        Not a fault (pruning is its right), so no penalty: the sync ends, and the node
+        syncs from another peer until its height reaches what this one holds whole."""
+        if peer.requests.pop(request, None) is None:
+            self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"pruned answer to request {request}, "
+                                                                             "which this node never sent")
+            return
+        peer.holds_from = max(peer.holds_from, holds_from)
+        peer.refused_at = self.node.head_hash
+        s = self.sync
+        if s is not None and s.peer is peer and s.request == request:
+            self._end_sync(complete=False, why=f"it is pruned: it holds whole blocks from height {holds_from} on, "
+                                               "the rest by header only; syncing from another peer")
+        else:
+            log.info("%s: %s is pruned (whole blocks from height %d on)", self.name, peer.label(), holds_from)
+
     def _sync_failed(self, why: str) -> None:
         """The sync peer stalled or fell short: penalise it and never sync from it again."""
         s = self.sync
@@ -145,7 +174,7 @@ class SyncRole:
         """No sync running: start one from the peer whose hello claims the most work beyond ours."""
         best = None
         for peer in self.transport.peers.values():
-            if peer.hello and not peer.synced and not peer.sync_failed \
+            if peer.hello and not peer.synced and not peer.sync_failed and not self._pruned_beyond_us(peer) \
                     and peer.hello.work > self.node.head_work \
                     and peer.hello.head not in self.node.headers:
                 best = peer if best is None or peer.hello.work > best.hello.work else best
@@ -180,6 +209,11 @@ class SyncRole:
         self.serving[id(peer)] = task
         task.add_done_callback(lambda t, k=id(peer): self.serving.pop(k, None) if self.serving.get(k) is t else None)
 
+    def _pruned_here(self, h: Optional[bytes]) -> bool:
+        """Whether this node holds block ``h`` by header only (its messages pruned)."""
+        store = self.node.store
+        return h is not None and store.pruned_below > 0 and h in self.node.headers and not store.has_body(h)
+
     def _wire_block(self, h: bytes) -> Optional[bytes]:
         """The block's wire bytes, or None when this node lacks it or, pruned, its
         messages (a body without them is not the block: a pruned node serves only the
@@ -208,6 +242,9 @@ class SyncRole:
             h = self.node.store.canonical_hash(height)
             raw = None if h is None else self._wire_block(h)
             if raw is None:
+                if sent == 0 and self._pruned_here(h):  # a clear refusal, not an empty answer
+                    await peer.send_wait(Kind.PRUNED, encode_pruned(request, self.node.store.pruned_below))
+                    return
                 break
             await peer.send_wait(Kind.SYNC_BLOCK, encode_sync_block(request, raw))
             peer.known.add(h)
@@ -218,6 +255,9 @@ class SyncRole:
 
     async def _serve_block(self, peer: Peer, request: int, h: bytes) -> None:
         raw = self._wire_block(h) if h in self.node.headers else None
+        if raw is None and self._pruned_here(h):
+            await peer.send_wait(Kind.PRUNED, encode_pruned(request, self.node.store.pruned_below))
+            return
         if raw is not None:
             await peer.send_wait(Kind.SYNC_BLOCK, encode_sync_block(request, raw))
             peer.known.add(h)

@@ -41,6 +41,8 @@ __all__ = [
     "decode_blocks_end",
     "encode_get_block",
     "decode_get_block",
+    "encode_pruned",
+    "decode_pruned",
     "encode_sync_block",
     "decode_sync_block",
     "encode_error",
@@ -56,7 +58,7 @@ __all__ = [
     "MAX_PEERS_LISTED",
 ]
 
-PROTOCOL_VERSION = 2  # 2: HELLO carries a nonce, AUTH binds the node key to the TLS session
+PROTOCOL_VERSION = 3  # 2: HELLO carries a nonce, AUTH binds the node key to the TLS session; 3: PRUNED
 FRAME_HEADER = 4  # the u32 length prefix
 MAX_LOCATOR = 64
 MAX_PEERS_LISTED = 64
@@ -82,6 +84,7 @@ class Kind(enum.IntEnum):
     SYNC_BLOCK = 33
     BLOCKS_END = 34
     GET_BLOCK = 35
+    PRUNED = 36  # the answer to a block request from a pruned node that holds the block only by header
 
 
 def encode_frame(kind: int, payload: bytes = b"") -> bytes:
@@ -194,6 +197,22 @@ def decode_blocks_end(payload: bytes) -> tuple[int, int, bool]:
     if more not in (0, 1):
         raise DecodeError(f"blocks-end: flag {more} is not 0 or 1")
     return request, count, bool(more)
+
+
+def encode_pruned(request: int, holds_from: int) -> bytes:
+    """A pruned node's refusal of ``request``: it holds the message bodies of the
+    blocks at ``holds_from`` and above only (the rest by header; an archival node
+    serves them)."""
+    return Writer().u32(request).u64(holds_from).bytes()
+
+
+def decode_pruned(payload: bytes) -> tuple[int, int]:
+    r = Reader(payload, "pruned")
+    request, holds_from = r.u32(), r.u64()
+    r.finish()
+    if holds_from < 2:
+        raise DecodeError(f"pruned: a pruned node holds bodies from height 2 at the lowest, it said {holds_from}")
+    return request, holds_from
 
 
 def encode_get_block(request: int, block_hash: bytes) -> bytes:

@@ -32,12 +32,23 @@ from .policy import NodePolicy, PolicyRules
 from .records import BlockOutcome, VerdictCache, block_size
 from .store import BlockStore, MemoryStore
 
-__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules"]
+__all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules",
+           "prune_refusal"]
 
 #: full: validate by recomputation (an honest computing node); header: proof of
 #: work and links only (a light client that trusts the heaviest chain, and how the
 #: simulation runs a Byzantine miner that skips validation).
 VALIDATION_MODES = ("full", "header")
+
+
+def prune_refusal(params) -> Optional[str]:
+    """Why a node of the chain with these parameters cannot prune, or None when it can."""
+    if params.finality_depth is None:
+        return "this chain's genesis fixes no finality_depth: its nodes keep every block body"
+    if params.budget is not None:
+        return ("a chain with a per-member budget cannot be pruned: a node recounts every "
+                "member's spend from the messages when it loads its store")
+    return None
 
 
 class Node:
@@ -121,13 +132,10 @@ class Node:
 
     def _enable_pruning(self) -> None:
         """A pruned node: the store drops message bodies deeper than the genesis's finality depth."""
-        depth = self.params.finality_depth
-        if depth is None:
-            raise StoreError("this chain's genesis fixes no finality_depth: its nodes keep every block body")
-        if self.params.budget is not None:
-            raise StoreError("a chain with a per-member budget cannot be pruned: a node recounts every "
-                             "member's spend from the messages when it loads its store")
-        self.store.enable_pruning(depth)
+        why = prune_refusal(self.params)
+        if why is not None:
+            raise StoreError(why)
+        self.store.enable_pruning(self.params.finality_depth)
 
     def _spend_after(self, header: Header) -> dict:
         if header.height == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -35,17 +36,21 @@ class VerdictCache:
     blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
     messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
     hits: int = 0
-    # id(block) -> (block, dim, verdict); the block is held, so its id is not reused while here
+    # id(block) -> (weak reference to the block, dim, verdict). The block is not held
+    # (it holds K messages, and a window of 64 kept 64 rounds of messages alive); an
+    # entry counts only while its reference still gives that very object, so a reused
+    # id never finds another block's verdict.
     bodies: dict = field(default_factory=dict)
     max_bodies: int = 64
 
     def body_mismatch(self, block: Block, dim: Optional[int]) -> Optional[InvalidBlock]:
         """``body_mismatch(block, dim)``, computed once per block object."""
         entry = self.bodies.get(id(block))
-        if entry is not None and entry[0] is block and entry[1] == dim:
+        if entry is not None and entry[0]() is block and entry[1] == dim:
             return entry[2]
         verdict = body_mismatch(block, dim)
-        self.bodies[id(block)] = (block, dim, verdict)
+        self.bodies.pop(id(block), None)  # a dead entry under a reused id goes to the back
+        self.bodies[id(block)] = (weakref.ref(block), dim, verdict)
         while len(self.bodies) > self.max_bodies:
             self.bodies.pop(next(iter(self.bodies)))
         return verdict

@@ -166,6 +166,10 @@ class Reader:
     def fixed(self, size: int) -> bytes:
         return bytes(self._take(size))
 
+    def skip(self, size: int) -> None:
+        """Step over ``size`` bytes (DecodeError when fewer are left), copying nothing."""
+        self._take(size)
+
     def var(self, max_size: int, name: str = "bytes") -> bytes:
         size = self.u32()
         if size > max_size:

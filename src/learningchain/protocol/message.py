@@ -36,9 +36,14 @@ _ID_TAG = b"\x19LearningChain message id\n"
 
 @dataclass(frozen=True, eq=False)
 class Message:
-    """One holder's message; immutable. Derived values (encoding, digest, id,
-    ``||q||^2``) are cached properties: pure functions of the fields, computed
-    at most once."""
+    """One holder's message; immutable. Derived values (digest, id, ``||q||^2``)
+    are cached properties: pure functions of the fields, computed at most once.
+
+    A message holds one copy of its gradient: the canonical encoding, built (or
+    received) once, and ``q`` a read-only little-endian int32 view into it (at
+    byte offset ``_Q_OFFSET``, so not necessarily 4-byte aligned; numpy reads it
+    as any array). Before, it kept the array and the encoding apart, twice the
+    memory for the same bytes."""
 
     identity: Address
     round: int
@@ -49,8 +54,11 @@ class Message:
 
     def __post_init__(self) -> None:
         q = np.ascontiguousarray(self.q, dtype=np.int32)
-        q.setflags(write=False)
-        object.__setattr__(self, "q", q)
+        if q.ndim != 1:
+            raise ValueError(f"a message's gradient is a 1-D array, got shape {q.shape}")
+        encoding = _encode_body(self.identity, self.round, self.base, self.norm, q) + bytes(self.signature)
+        object.__setattr__(self, "q", _q_view(encoding, q.shape[0]))
+        self.__dict__["encoding"] = encoding
 
     # -- encoding ----------------------------------------------------------------
     def body_bytes(self) -> bytes:
@@ -97,6 +105,31 @@ class Message:
                 f"round={self.round}, d={self.dim}, norm={self.norm:.6g})")
 
 
+#: where the gradient's entries start in the encoding (after version, identity, round, base, norm, d)
+_Q_OFFSET = 1 + 20 + 8 + 32 + 8 + 4
+_NATIVE_LE = np.dtype("<i4") == np.dtype(np.int32)
+
+
+def _q_view(encoding: bytes, dim: int) -> np.ndarray:
+    """The gradient as a read-only int32 view into ``encoding`` (a copy on a big-endian host)."""
+    q = np.frombuffer(encoding, dtype="<i4", count=dim, offset=_Q_OFFSET)
+    return q if _NATIVE_LE else q.astype(np.int32)
+
+
+def _adopt(identity: Address, round_: int, base: Hash32, norm: float, signature: bytes, encoding: bytes,
+           dim: int, digest: Hash32 | None = None) -> Message:
+    """A message over ``encoding``, which the caller has built from (or checked against)
+    the fields: no second copy of the gradient is made."""
+    msg = object.__new__(Message)
+    for name, value in (("identity", identity), ("round", round_), ("base", base), ("norm", norm),
+                        ("q", _q_view(encoding, dim)), ("signature", signature)):
+        object.__setattr__(msg, name, value)
+    msg.__dict__["encoding"] = encoding
+    if digest is not None:
+        msg.__dict__["signing_digest"] = digest
+    return msg
+
+
 def _encode_body(identity: bytes, round_: int, base: bytes, norm: float, q: np.ndarray) -> bytes:
     return (
         Writer()
@@ -117,12 +150,11 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     body = _encode_body(key.address, round, base, norm, q)
     digest = keccak256(_DOMAIN + body)
     signature = key.sign(digest)
-    msg = Message(key.address, round, Hash32(bytes(base)), float(norm), q, signature)
     # The encoding and digest just computed are the cached properties' values (the
-    # body is a pure function of the fields): seed them instead of hashing the body twice.
-    msg.__dict__["encoding"] = body + signature
-    msg.__dict__["signing_digest"] = digest
-    return msg
+    # body is a pure function of the fields): seed them instead of hashing the body twice,
+    # and keep the gradient only inside the encoding.
+    dim = (len(body) - _Q_OFFSET) // 4
+    return _adopt(key.address, round, Hash32(bytes(base)), float(norm), signature, body + signature, dim, digest)
 
 
 def message_id_of(raw: bytes) -> Hash32:
@@ -149,12 +181,16 @@ def decode_message(raw: bytes, *, max_dim: int) -> Message:
     round_ = r.u64()
     base = r.fixed(32)
     norm = r.f64(name="norm")
-    q = r.array("int32", max_dim, "gradient")
+    dim = r.u32()
+    if dim > max_dim:
+        raise DecodeError(f"message: gradient has {dim} elements, limit is {max_dim}")
+    r.skip(4 * dim)
     signature = r.fixed(SIGNATURE_SIZE)
     r.finish()
     # A strictly decoded message re-encodes to exactly ``raw`` (fixed widths, a
-    # finite norm), so its id is that of the bytes received.
-    return Message(Address(identity), round_, Hash32(base), norm, q, signature)
+    # finite norm), so ``raw`` is its encoding and its id is that of the bytes
+    # received; the gradient is a view into those bytes.
+    return _adopt(Address(identity), round_, Hash32(base), norm, signature, bytes(raw), dim)
 
 
 def validate_message(msg: Message, params, *, round: int | None = None, base: bytes | None = None) -> None:
