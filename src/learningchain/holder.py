@@ -9,6 +9,7 @@ message under its pseudo-identity (Eq. 13).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -253,9 +254,11 @@ def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
     return out
 
 
-def make_messages(holders: list, base: Block) -> list:
+def make_messages(holders: list, base: Block, *, keep_gradients: bool = True) -> list:
     """Every holder's message for one round (None for a holder that abstains, see
     :meth:`DataHolder.finish_or_abstain`), the gradients computed together.
+    ``keep_gradients=False`` leaves the reports' ``honest_gradient`` out (None): K
+    noised gradients of d floats that only an omniscient attack reads.
 
     All holders compute at the same model w_t, so their per-example clipped sums
     come out of one forward and one backward pass over their concatenated
@@ -264,7 +267,10 @@ def make_messages(holders: list, base: Block) -> list:
     holder). Falls back to one holder at a time where batching does not apply.
     """
     if len(holders) <= 1 or any(h.params.clip_mode == "total" for h in holders):
-        return [h.abstain_or_message(base) for h in holders]
+        made = [h.abstain_or_message(base) for h in holders]
+        if keep_gradients:
+            return made
+        return [None if r is None else dataclasses.replace(r, honest_gradient=None) for r in made]
     lead = holders[0]
     set_flat(lead.model, base.model)
     xs, ys, spans, start = [], [], [], 0
@@ -278,5 +284,11 @@ def make_messages(holders: list, base: Block) -> list:
     if clipper is None:
         clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
     clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
-    grads, stats = clipper.segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
-    return [h.finish_or_abstain(grads[i], base, stats[i].clipped, stats[i].examples) for i, h in enumerate(holders)]
+    rows = clipper.iter_segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
+    out = []
+    for h, (grad, stats) in zip(holders, rows):  # one gradient alive at a time (d floats each)
+        report = h.finish_or_abstain(grad, base, stats.clipped, stats.examples)
+        if report is not None and not keep_gradients:
+            report = dataclasses.replace(report, honest_gradient=None)
+        out.append(report)
+    return out
