@@ -16,7 +16,7 @@ from learningchain.errors import ConfigError, InvalidMessage
 from learningchain.holder import DataHolder, encode_vector, mechanism_for_round
 from learningchain.privacy import GaussianMechanism, L2LaplaceMechanism, NoNoise
 from learningchain.protocol.message import validate_message
-from learningchain.protocol.quantize import quantize_unit, squared_norm, unit_norm_bounds
+from learningchain.protocol.quantize import check_unit, quantize_unit, squared_norm, unit_norm_bounds
 
 from .helpers import genesis_for, small_params
 
@@ -144,6 +144,34 @@ def test_encode_vector_quantises_exactly_as_the_unit_vector_formula():
             assert np.array_equal(v / (norm / 2.0**bits), plain)  # the identity the fast path rests on
             expected = quantize_unit(v / norm, bits)
             assert q.dtype == expected.dtype and np.array_equal(q, expected)
+
+
+def test_encode_vector_refuses_exactly_what_check_unit_refuses():
+    """The holder's own check of q (on the rounded floats) gives check_unit's verdict:
+    coarse quantisation (8 bits) of many components leaves ||q|| outside a tight
+    tolerance for some vectors and inside it for others."""
+    rng = np.random.default_rng(5)
+    verdicts = []
+    for dim, bits, tol in ((20_000, 8, 6), (20_000, 8, 8), (3, 8, 8), (1000, 20, 10), (400, 10, 4)):
+        params = small_params(dim=dim, quant_bits=bits, norm_tol_bits=tol)
+        for trial in range(6):
+            v = rng.normal(size=dim) if trial % 2 else rng.uniform(-1, 1, size=dim) ** 3
+            norm = float(np.sqrt(np.dot(v, v)))
+            q = quantize_unit(v / norm, bits)
+            try:
+                check_unit(q, bits, tol)
+                want = None
+            except InvalidMessage as exc:
+                want = exc.reason
+            try:
+                _, got_q = encode_vector(v, params)
+                got = None
+                assert np.array_equal(got_q, q)
+            except InvalidMessage as exc:
+                got = exc.reason
+            assert got == want, (dim, bits, tol, trial)
+            verdicts.append(want)
+    assert None in verdicts and "not-unit" in verdicts  # both verdicts were exercised
 
 
 def test_encode_vector_refuses_what_cannot_be_normalised():

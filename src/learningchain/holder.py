@@ -28,7 +28,7 @@ from .protocol.block import Block
 from .protocol.budget import exact_decimal, message_cost
 from .protocol.message import Message, sign_message
 from .protocol.params import ProtocolParams
-from .protocol.quantize import check_unit, quantize_unit
+from .protocol.quantize import unit_norm_bounds
 
 __all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport", "make_messages",
            "holders_within_budget"]
@@ -60,21 +60,34 @@ def encode_vector(vector: np.ndarray, params: ProtocolParams) -> tuple[float, np
     norm = float(np.sqrt(np.dot(vector, vector)))
     if not norm > 0 or not np.isfinite(norm):
         raise InvalidMessage("bad-norm", f"gradient norm {norm} cannot be normalised")
-    q = _quantize_scaled(vector, norm, params.quant_bits)
-    check_unit(q, params.quant_bits, params.norm_tol_bits)
-    return norm, q
+    return norm, _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits)
 
 
-def _quantize_scaled(vector: np.ndarray, norm: float, bits: int) -> np.ndarray:
-    """``quantize_unit(vector / norm, bits)`` in one scaled copy instead of three.
+def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int) -> np.ndarray:
+    """``quantize_unit(vector / norm, bits)``, checked as ``check_unit`` checks it, in one
+    scaled copy instead of three and without the integer copies of the check.
 
     Dividing by ``norm * 2**-bits`` gives exactly ``(vector / norm) * 2**bits``: a
     power-of-two scaling commutes with rounding while nothing leaves the normal range.
     It cannot: ``norm``, the root of a positive double, is at least 2**-537, so
     ``norm * 2**-bits`` (bits <= 26) is normal, and |vector / norm| <= 1 keeps each
-    quotient within about 2**bits (one that is subnormal rounds to 0 either way)."""
+    quotient within about 2**bits (one that is subnormal rounds to 0 either way).
+
+    The check is ``check_unit``'s on the rounded floats, which are the integers of q:
+    each component is within ``check_unit``'s bound (2**bits (1 + 2**-tol_bits)) by
+    the same |vector / norm| <= 1, and ``||q||^2`` is their float64 dot product, exact
+    in any summation order where it matters: the terms are integers of at most 2**53
+    in total within the bounds, and a sum beyond them stays beyond them."""
     scaled = vector / (norm / float(2**bits))
     np.rint(scaled, out=scaled)
+    limit = (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
+    if scaled.size and max(float(scaled.max()), -float(scaled.min())) > limit:  # pragma: no cover (see above)
+        raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
+    lo, hi = unit_norm_bounds(bits, tol_bits)
+    n2 = float(np.dot(scaled, scaled))
+    if not lo <= n2 <= hi:
+        raise InvalidMessage("not-unit", f"quantised vector has norm {n2 ** 0.5 / 2**bits:.6g}, "
+                                         f"outside 1 +/- 2^-{tol_bits}")
     return scaled.astype(np.int32)
 
 
