@@ -17,6 +17,7 @@ import argparse
 import gc
 import os
 import resource
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -81,6 +82,8 @@ def main(argv=None) -> None:
               flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS: {peak:.0f} MB; chain.sqlite {(out / 'chain.sqlite').stat().st_size / 1e6:.0f} MB")
+    backend.archive.store.close()
+    shutil.rmtree(out, ignore_errors=True)
     if prof is not None:
         prof.dump_stats(args.profile)
 
