@@ -16,7 +16,7 @@ from learningchain.errors import ConfigError, InvalidMessage
 from learningchain.holder import DataHolder, encode_vector, mechanism_for_round
 from learningchain.privacy import GaussianMechanism, L2LaplaceMechanism, NoNoise
 from learningchain.protocol.message import validate_message
-from learningchain.protocol.quantize import squared_norm, unit_norm_bounds
+from learningchain.protocol.quantize import check_unit, quantize_unit, squared_norm, unit_norm_bounds
 
 from .helpers import genesis_for, small_params
 
@@ -123,6 +123,55 @@ def test_encode_vector_normalises_and_quantises_within_the_unit_tolerance():
         assert q.dtype == np.int32
         assert np.max(np.abs(q / 2.0**bits - u)) <= 2.0 ** -(bits + 1)  # round to nearest
         assert lo <= squared_norm(q) <= hi
+
+
+def test_encode_vector_quantises_exactly_as_the_unit_vector_formula():
+    """The one-copy scaling v / (||v|| 2**-bits) equals (v / ||v||) * 2**bits bit for bit
+    before rounding, so q is quantize_unit(v / ||v||) exactly: at every scale whose norm
+    is finite and positive, with components spread over 300 orders of magnitude, and at
+    d = 1,000,000."""
+    rng = np.random.default_rng(11)
+    for dim, scales in ((1000, (1e-160, 1e-150, 1e-6, 1.0, 1e6, 1e150)), (1_000_000, (1.0,))):
+        params = small_params(dim=dim)
+        bits = params.quant_bits
+        cases = [rng.normal(size=dim) * scale for scale in scales]
+        if dim == 1000:
+            cases.append(rng.normal(size=dim) * np.logspace(-150, 150, dim))
+        for v in cases:
+            norm, q = encode_vector(v, params)
+            assert norm == float(np.sqrt(np.dot(v, v)))
+            plain = (v / norm) * 2.0**bits
+            assert np.array_equal(v / (norm / 2.0**bits), plain)  # the identity the fast path rests on
+            expected = quantize_unit(v / norm, bits)
+            assert q.dtype == expected.dtype and np.array_equal(q, expected)
+
+
+def test_encode_vector_refuses_exactly_what_check_unit_refuses():
+    """The holder's own check of q (on the rounded floats) gives check_unit's verdict:
+    coarse quantisation (8 bits) of many components leaves ||q|| outside a tight
+    tolerance for some vectors and inside it for others."""
+    rng = np.random.default_rng(5)
+    verdicts = []
+    for dim, bits, tol in ((20_000, 8, 6), (20_000, 8, 8), (3, 8, 8), (1000, 20, 10), (400, 10, 4)):
+        params = small_params(dim=dim, quant_bits=bits, norm_tol_bits=tol)
+        for trial in range(6):
+            v = rng.normal(size=dim) if trial % 2 else rng.uniform(-1, 1, size=dim) ** 3
+            norm = float(np.sqrt(np.dot(v, v)))
+            q = quantize_unit(v / norm, bits)
+            try:
+                check_unit(q, bits, tol)
+                want = None
+            except InvalidMessage as exc:
+                want = exc.reason
+            try:
+                _, got_q = encode_vector(v, params)
+                got = None
+                assert np.array_equal(got_q, q)
+            except InvalidMessage as exc:
+                got = exc.reason
+            assert got == want, (dim, bits, tol, trial)
+            verdicts.append(want)
+    assert None in verdicts and "not-unit" in verdicts  # both verdicts were exercised
 
 
 def test_encode_vector_refuses_what_cannot_be_normalised():

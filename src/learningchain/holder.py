@@ -9,6 +9,7 @@ message under its pseudo-identity (Eq. 13).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -27,7 +28,7 @@ from .protocol.block import Block
 from .protocol.budget import exact_decimal, message_cost
 from .protocol.message import Message, sign_message
 from .protocol.params import ProtocolParams
-from .protocol.quantize import check_unit, quantize_unit
+from .protocol.quantize import unit_norm_bounds
 
 __all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport", "make_messages",
            "holders_within_budget"]
@@ -59,9 +60,35 @@ def encode_vector(vector: np.ndarray, params: ProtocolParams) -> tuple[float, np
     norm = float(np.sqrt(np.dot(vector, vector)))
     if not norm > 0 or not np.isfinite(norm):
         raise InvalidMessage("bad-norm", f"gradient norm {norm} cannot be normalised")
-    q = quantize_unit(vector / norm, params.quant_bits)
-    check_unit(q, params.quant_bits, params.norm_tol_bits)
-    return norm, q
+    return norm, _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits)
+
+
+def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int) -> np.ndarray:
+    """``quantize_unit(vector / norm, bits)``, checked as ``check_unit`` checks it, in one
+    scaled copy instead of three and without the integer copies of the check.
+
+    Dividing by ``norm * 2**-bits`` gives exactly ``(vector / norm) * 2**bits``: a
+    power-of-two scaling commutes with rounding while nothing leaves the normal range.
+    It cannot: ``norm``, the root of a positive double, is at least 2**-537, so
+    ``norm * 2**-bits`` (bits <= 26) is normal, and |vector / norm| <= 1 keeps each
+    quotient within about 2**bits (one that is subnormal rounds to 0 either way).
+
+    The check is ``check_unit``'s on the rounded floats, which are the integers of q:
+    each component is within ``check_unit``'s bound (2**bits (1 + 2**-tol_bits)) by
+    the same |vector / norm| <= 1, and ``||q||^2`` is their float64 dot product, exact
+    in any summation order where it matters: the terms are integers of at most 2**53
+    in total within the bounds, and a sum beyond them stays beyond them."""
+    scaled = vector / (norm / float(2**bits))
+    np.rint(scaled, out=scaled)
+    limit = (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
+    if scaled.size and max(float(scaled.max()), -float(scaled.min())) > limit:  # pragma: no cover (see above)
+        raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
+    lo, hi = unit_norm_bounds(bits, tol_bits)
+    n2 = float(np.dot(scaled, scaled))
+    if not lo <= n2 <= hi:
+        raise InvalidMessage("not-unit", f"quantised vector has norm {n2 ** 0.5 / 2**bits:.6g}, "
+                                         f"outside 1 +/- 2^-{tol_bits}")
+    return scaled.astype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -240,9 +267,11 @@ def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
     return out
 
 
-def make_messages(holders: list, base: Block) -> list:
+def make_messages(holders: list, base: Block, *, keep_gradients: bool = True) -> list:
     """Every holder's message for one round (None for a holder that abstains, see
     :meth:`DataHolder.finish_or_abstain`), the gradients computed together.
+    ``keep_gradients=False`` leaves the reports' ``honest_gradient`` out (None): K
+    noised gradients of d floats that only an omniscient attack reads.
 
     All holders compute at the same model w_t, so their per-example clipped sums
     come out of one forward and one backward pass over their concatenated
@@ -251,7 +280,10 @@ def make_messages(holders: list, base: Block) -> list:
     holder). Falls back to one holder at a time where batching does not apply.
     """
     if len(holders) <= 1 or any(h.params.clip_mode == "total" for h in holders):
-        return [h.abstain_or_message(base) for h in holders]
+        made = [h.abstain_or_message(base) for h in holders]
+        if keep_gradients:
+            return made
+        return [None if r is None else dataclasses.replace(r, honest_gradient=None) for r in made]
     lead = holders[0]
     set_flat(lead.model, base.model)
     xs, ys, spans, start = [], [], [], 0
@@ -265,5 +297,11 @@ def make_messages(holders: list, base: Block) -> list:
     if clipper is None:
         clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
     clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
-    grads, stats = clipper.segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
-    return [h.finish_or_abstain(grads[i], base, stats[i].clipped, stats[i].examples) for i, h in enumerate(holders)]
+    rows = clipper.iter_segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
+    out = []
+    for h, (grad, stats) in zip(holders, rows):  # one gradient alive at a time (d floats each)
+        report = h.finish_or_abstain(grad, base, stats.clipped, stats.examples)
+        if report is not None and not keep_gradients:
+            report = dataclasses.replace(report, honest_gradient=None)
+        out.append(report)
+    return out

@@ -65,6 +65,7 @@ TRAIN = {  # key: (value, companions)
     "progress": (False, {}),
     "threads": (2, {}),
     "keep_bodies": (4, {}),
+    "mempool_bases": (2, {}),
     "prune": (True, {"finality_depth": 1}),
     "keep_chain": (False, {}),
 }
@@ -85,6 +86,7 @@ TRAIN_TESTED_ELSEWHERE = {
     "force": "tests/test_cli.py::test_a_late_refusal_with_force_leaves_the_old_run_byte_identical",
     "prune": "tests/experiments/test_prune_run.py::test_a_pruned_run_keeps_its_head_and_verify_names_the_header_only_range",
     "keep_bodies": "memory only: in-memory nodes drop block bodies below head - keep_bodies; results are the same",
+    "mempool_bases": "tests/experiments/test_million.py::test_keep_bodies_and_mempool_bases_bound_what_nodes_hold",
 }
 
 NETWORK = {

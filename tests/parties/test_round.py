@@ -108,3 +108,33 @@ def test_a_network_goes_on_while_one_holder_abstains_every_round():
     assert net.head.height == 3 and quiet.sent == 0
     senders = {m.identity for m in miners[0].node.block(net.head.hash).messages}
     assert quiet.identities[0] not in senders and len(senders) == len(parties.holders) - 1
+
+
+def test_make_messages_without_gradients_sends_the_same_messages():
+    """keep_gradients=False drops the noised gradients from the reports (K vectors of d
+    floats) and changes nothing that is sent; an omniscient attack still reads them."""
+    from learningchain.holder import make_messages
+
+    kept = _parties()
+    light = _parties()
+    base = kept.genesis
+    a = make_messages(kept.holders, base)
+    b = make_messages(light.holders, base, keep_gradients=False)
+    assert [r.message.encoding for r in a] == [r.message.encoding for r in b]
+    assert all(r.honest_gradient is not None for r in a) and all(r.honest_gradient is None for r in b)
+    p = _parties(byzantine=2, attack="alie")
+    seen = []
+    attack = next(iter(p.attacks.values()))
+    assert attack.omniscient
+    original = type(attack).__call__
+
+    def spy(self, ctx):
+        seen.append(ctx.honest)
+        return original(self, ctx)
+
+    type(attack).__call__ = spy
+    try:
+        collect_messages(p.holders, p.attacks, p.genesis, set())
+    finally:
+        type(attack).__call__ = original
+    assert seen and all(h is not None and len(h) == 4 and all(v is not None for v in h) for h in seen)

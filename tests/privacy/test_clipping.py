@@ -80,3 +80,22 @@ def test_segment_sums_equal_separate_calls(kind, inputs, classes, opts):
         want, _ = clipped_gradient_sum(model, loss, x[lo:hi], y[lo:hi], clip=0.3)
         np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-13)
         assert st.examples == hi - lo
+
+
+@pytest.mark.parametrize("kind,inputs,classes,opts", [("mlp", 8, 3, {"hidden": [5]}), ("cnn", 784, 10, {})])
+def test_iter_segments_yields_the_rows_of_segments_bit_for_bit(kind, inputs, classes, opts):
+    from learningchain.privacy.clipping import PerExampleClipper
+
+    torch.manual_seed(2)
+    spec = model_spec(kind, inputs, classes, **opts)
+    model = build_model(spec)
+    loss = loss_fn(spec)
+    x = torch.randn(11, inputs)
+    y = torch.randint(0, classes, (11,))
+    spans = [(0, 3), (3, 4), (4, 11)]
+    clipper = PerExampleClipper(model)
+    grads, stats = clipper.segments(loss, x, y, spans, clip=0.3)
+    rows = list(clipper.iter_segments(loss, x, y, spans, clip=0.3))
+    assert len(rows) == len(spans)
+    for g, st, (row, row_st) in zip(grads, stats, rows):
+        assert row.dtype == np.float64 and np.array_equal(row, g) and row_st == st

@@ -196,6 +196,9 @@ class TrainConfig:
                        help="torch threads for the holders' gradients (the simulation is mostly small ops)")
     keep_bodies: Optional[int] = key(16, section="run", group=_RUN, honoured_by=_ONLY_TRAIN,
                                      help="block bodies the in-memory nodes keep (none: all)")
+    mempool_bases: int = key(16, section="run", group=_RUN, honoured_by=_ONLY_TRAIN,
+                             help="base blocks whose messages a node's mempool keeps (a round's messages share "
+                                  "one base; each message holds d integers)")
     prune: bool = key(False, section="run", group=_RUN, option=_ONLY_TRAIN, honoured_by=_ONLY_TRAIN,
                       help="chain.sqlite drops message bodies deeper than --finality-depth (chain verify then checks "
                            "those blocks by header only)")

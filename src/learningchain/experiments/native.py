@@ -44,7 +44,17 @@ class NativeBackend:
             self._rewards_lost = self.archive.store.pruned_below > 1  # pruned before this process (resume)
             rules = parties.params.rewards
             self.archive.store.on_prune = lambda block: count_block(self._pruned_paid, block, rules)
-        keep = None if cfg.keep_bodies is None else max(cfg.keep_bodies, cfg.verify_last + 2)
+        # the final check of a Byzantine-miner run replays the last verify_last blocks of
+        # the honest and the heaviest chain, so their bodies must still be held then
+        keep = cfg.keep_bodies
+        if keep is not None and self.n_byz_miners:
+            keep = max(keep, cfg.verify_last + 2)
+        for miner in self.miners:  # before the network groups the nodes by their pools' bounds
+            miner.node.mempool.max_bases = cfg.mempool_bases
+            # the shared body-check cache holds the blocks it checked, messages and all (64
+            # by default): no more of them than the nodes keep
+            if keep is not None and miner.node.verdicts is not None:
+                miner.node.verdicts.max_bodies = min(miner.node.verdicts.max_bodies, max(1, keep))
         self.attacker_store = SQLiteStore(out / ATTACKER_CHAIN) if cfg.keep_attacker_chain else None
         self.net = InProcessNetwork(parties.genesis, parties.holders, self.miners,
                                     rng=np.random.default_rng([cfg.seed, 3]), attacks=parties.attacks,

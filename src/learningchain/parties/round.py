@@ -76,15 +76,18 @@ def collect_messages(holders: list, attacks: dict, base, byzantine_identities: s
     reports = {}
     honest_vectors = []
     honest = holders_within_budget([h for h in holders if h.index not in attacks], base)
+    # only an omniscient attack reads the honest gradients (K vectors of d floats)
+    keep = any(a.omniscient for a in attacks.values())
     if batch:
-        made = make_messages(honest, base)
+        made = make_messages(honest, base, keep_gradients=keep)
     else:
         made = [h.abstain_or_message(base) for h in honest]
     for holder, report in zip(honest, made):
         if report is None:
             continue  # nothing to send this round (a zero gradient): the holder abstains
         reports[holder.index] = [report.message]
-        honest_vectors.append(report.honest_gradient)
+        if keep:
+            honest_vectors.append(report.honest_gradient)
     for holder in holders:
         attack = attacks.get(holder.index)
         if attack is not None:

@@ -90,8 +90,23 @@ class PerExampleClipper:
         """Clipped sums over consecutive slices ``[start, stop)`` of one batch: the
         gradients of several holders at the same model in one forward and one
         backward pass. Returns a (len(spans), d) float64 array and their stats."""
+        out_grads = np.empty((len(spans), sum(p.numel() for p in self.params)), dtype=np.float64)
+        stats = []
+        for row, (grad, st) in enumerate(self.iter_segments(loss, x, y, spans, clip=clip)):
+            out_grads[row] = grad
+            stats.append(st)
+        return out_grads, stats
+
+    def iter_segments(self, loss, x: torch.Tensor, y: torch.Tensor, spans, *, clip: float):
+        """:meth:`segments` one span at a time: yields each span's (d,) float64 clipped
+        sum and its stats, the same numbers, after one forward and one backward pass
+        for the whole batch. A caller that uses each gradient before asking for the
+        next holds one of them, not len(spans) (at d = 1,000,000 and 100 holders,
+        8 MB instead of 800 MB)."""
         if not self.supported:
-            return self._fallback(loss, x, y, spans, clip)
+            for lo, hi in spans:
+                yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
+            return
         self._records = []
         self._armed = True
         try:
@@ -100,7 +115,9 @@ class PerExampleClipper:
             self._armed = False
         records, self._records = self._records, []
         if any(isinstance(m, nn.Linear) and a.dim() != 2 for m, a, _ in records):
-            return self._fallback(loss, x, y, spans, clip)
+            for lo, hi in spans:
+                yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
+            return
         douts = torch.autograd.grad(loss(out, y).sum(), [r[2] for r in records])
         batch = x.shape[0]
         sq = torch.zeros(batch, dtype=out.dtype)
@@ -132,9 +149,8 @@ class PerExampleClipper:
                 scaled.append((module, (a, d * coef[:, None, None, None]), d.sum((2, 3)) * coef[:, None]))
             else:
                 scaled.append((module, per_conv[i] * coef[:, None, None], d.sum((2, 3)) * coef[:, None]))
-        out_grads = np.empty((len(spans), sum(p.numel() for p in self.params)), dtype=np.float64)
-        stats = []
-        for row, (lo, hi) in enumerate(spans):
+        del records, douts, out
+        for lo, hi in spans:
             grads: dict[int, torch.Tensor] = {}
             for module, first, second in scaled:
                 if isinstance(module, nn.Linear):
@@ -151,18 +167,10 @@ class PerExampleClipper:
                 if gb is not None:
                     key = id(module.bias)
                     grads[key] = grads[key] + gb if key in grads else gb
-            out_grads[row] = torch.cat([grads[id(p)].reshape(-1) for p in self.params]).detach().double().numpy()
+            grad = torch.cat([grads[id(p)].reshape(-1) for p in self.params]).detach().double().numpy()
+            del grads
             part = norms[lo:hi]
-            stats.append(ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0))
-        return out_grads, stats
-
-    def _fallback(self, loss, x, y, spans, clip):
-        rows, stats = [], []
-        for lo, hi in spans:
-            g, st = _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
-            rows.append(g)
-            stats.append(st)
-        return np.stack(rows), stats
+            yield grad, ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0)
 
 
 def _supported(model: nn.Module) -> bool:

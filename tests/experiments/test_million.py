@@ -1,0 +1,81 @@
+"""A model of a million parameters through the chain: the built-in wide MLP, and the
+run options that bound what the in-process nodes hold (at d = 1,000,000 a round's
+100 messages are 400 MB of integers and as much again of encodings)."""
+
+import gc
+
+import numpy as np
+import pytest
+import torch
+
+from learningchain.cli.main import main
+from learningchain.config import TrainConfig
+from learningchain.errors import ConfigError
+from learningchain.experiments.native import NativeBackend
+from learningchain.experiments.train import build_parties, run_training
+from learningchain.models import build_model, num_params
+from learningchain.protocol.message import Message
+
+SMALL = dict(dataset="synthetic", model="mlp", hidden=(20,), holders=6, difficulty=2, no_dp=True,
+             clip_mode="per-example", progress=False)
+
+
+def _rounds_alive() -> set:
+    gc.collect()
+    return {o.round for o in gc.get_objects() if type(o) is Message}
+
+
+def test_keep_bodies_and_mempool_bases_bound_what_nodes_hold(tmp_path):
+    """With keep_bodies = mempool_bases = 2 (and chain.sqlite pruned at depth 2) only the
+    messages of the last 3 rounds stay alive; before, keep_bodies below verify_last + 2 (8) was raised to 8 in every run
+    and the nodes' shared body-check cache held its last 64 blocks, messages and all."""
+    rounds = 12
+    heads = {}
+    for keep in (2, None):
+        # pruned: chain.sqlite's cache of 4 decoded blocks drops a block's messages with its body
+        opts = dict(keep_bodies=keep, mempool_bases=2, prune=True) if keep is not None else {}
+        cfg = TrainConfig(**SMALL, rounds=rounds, finality_depth=2, **opts).resolved()
+        parties = build_parties(cfg)
+        (tmp_path / f"keep-{keep}").mkdir()
+        backend = NativeBackend(cfg, parties, tmp_path / f"keep-{keep}")
+        for _ in range(rounds):
+            backend.step()
+        heads[keep] = backend.head.hash
+        if keep is not None:
+            assert _rounds_alive() <= set(range(rounds - keep - 1, rounds))
+            for miner in backend.miners:
+                assert len(miner.node.mempool._by_base) <= 2
+        else:  # the defaults (16 bodies, 16 bases) hold every round of this short run
+            assert _rounds_alive() == set(range(rounds))
+        backend.archive.store.close()
+        del backend, parties
+    assert heads[2] == heads[None]  # what a node keeps is local: the chain is the same
+
+
+def test_mempool_bases_is_checked():
+    with pytest.raises(ConfigError, match="mempool_bases must be >= 1"):
+        TrainConfig(**SMALL, mempool_bases=0)
+
+
+def test_the_built_in_wide_mlp_has_a_million_parameters():
+    spec = {"kind": "mlp", "inputs": 784, "classes": 10, "hidden": [1024, 256]}
+    model = build_model(spec)
+    expected = 784 * 1024 + 1024 + 1024 * 256 + 256 + 256 * 10 + 10
+    assert num_params(model) == expected == 1_068_810
+    assert isinstance(model(torch.zeros(2, 784)), torch.Tensor)
+
+
+def test_a_million_parameter_run_goes_through_the_chain_and_verifies(tmp_path, capsys):
+    """Two holders, two rounds of the 784-1024-256-10 MLP on MNIST, pruned chain:
+    `chain verify` replays it with the built-in model (no --trust-model-code)."""
+    out = tmp_path / "run"
+    summary = run_training(TrainConfig(dataset="mnist", model="mlp", hidden=(1024, 256), holders=2, rounds=3,
+                                       no_dp=True, clip_mode="per-example", difficulty=2, finality_depth=1,
+                                       prune=True, keep_bodies=1, mempool_bases=1, eval_every=3,
+                                       progress=False, out=str(out)))
+    assert summary["parameters"] == 1_068_810 and summary["height"] == 3
+    assert np.isfinite(summary["test_error"])
+    capsys.readouterr()
+    assert main(["chain", "verify", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("OK") and "checked by header only" in text
