@@ -291,16 +291,11 @@ def test_optimistic_mode_equals_full_mode_bit_for_bit(tmp_path):
 
 
 @pytest.mark.slow
-def test_optimistic_mode_equals_full_mode_bit_for_bit_on_mnist(tmp_path, monkeypatch):
+def test_optimistic_mode_equals_full_mode_bit_for_bit_on_mnist(tmp_path):
     # MNIST logistic (d = 7,850: 31 chunks, most split in two planes), the paper's 100
     # holders, DP on, 2 rounds: about 80 s on the in-process EVM (pyrevm), most of it the full mode
-    from learningchain.ethereum import network
-
-    # The full mode funds its computing node for one transaction's gas, and a multi-chunk
-    # aggregation (55 transactions here) runs out of funds ("insufficient funds for gas * price
-    # + value", ethereum/network.py); fund it 64 times over until that is fixed there.
-    ensure = network.EthereumNetwork._ensure_funds
-    monkeypatch.setattr(network.EthereumNetwork, "_ensure_funds", lambda self, a, amount: ensure(self, a, 64 * amount))
+    # (the full mode's computing node is funded for every chunk of its aggregation: 55
+    # transactions here; funded for one, it ran out of gas at the second chunk)
     kw = dict(dataset="mnist", rounds=2, holders=100, seed=4)
     full = _run(tmp_path, "full", **kw)
     o = _run(tmp_path, "optimistic", **kw)

@@ -304,6 +304,12 @@ class EthereumNetwork:
     def _fund(self, account: Account, amount: int) -> None:
         self.chain.transfer(self.faucet, account.address, amount, what="faucet")
 
+    def _aggregation_gas_cost(self) -> int:
+        """The most a whole aggregation can cost in fees: one transaction per chunk and the
+        claim's commitment, each at the gas limit and the fee cap (a multi-chunk MNIST
+        aggregation is 55 transactions; funding one left the node without gas at chunk 2)."""
+        return (self.dep.cparams.chunks + 1) * self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"]
+
     def _ensure_funds(self, account: Account, amount: int) -> None:
         have = self.chain.balance(account.address)
         if have < amount:
@@ -397,7 +403,7 @@ class EthereumNetwork:
         mine = next((a for a in self.nodes if a.address.lower() == owner), None)
         if mine is not None:
             node = mine
-            self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"])
+            self._ensure_funds(node, self._aggregation_gas_cost())
         try:
             accepted, gas, _ = self.dep.aggregate(node, messages[:n], fp.mask_selection(claim), start=nxt)
         except Reverted:
@@ -409,8 +415,7 @@ class EthereumNetwork:
         q = np.stack([fp.unpack_q(m[2], self.dep.rule.dim) for m in messages])
         keys = [fp.tie_key(base.height, m[0]) for m in messages]
         selection = self.dep.rule.select(q, keys)
-        self._ensure_funds(node, self.chain.gas_limit() * self.chain.fee_fields()["maxFeePerGas"]
-                           + self.dep.cparams.bond)
+        self._ensure_funds(node, self._aggregation_gas_cost() + self.dep.cparams.bond)
         rejections: Counter = Counter()
         accepted, gas, claimed = self._continue_attempt(node, messages)
         if accepted:
