@@ -128,9 +128,12 @@ def kill_and_resume(tmp_path, anvil, monkeypatch, hint, kill_round, kill_before,
     assert stat.S_IMODE((left / "keys").stat().st_mode) == 0o700
     killed = snapshot(left)
     if chunk_words:
+        from learningchain.experiments import ethereum_run
+
         params = runner.contract_params
-        monkeypatch.setattr(runner, "contract_params",
-                            lambda *a, **k: dataclasses.replace(params(*a, **k), chunk_words=chunk_words))
+        patched = lambda *a, **k: dataclasses.replace(params(*a, **k), chunk_words=chunk_words)  # noqa: E731
+        monkeypatch.setattr(runner, "contract_params", patched)
+        monkeypatch.setattr(ethereum_run, "contract_params", patched)  # the resume's own reference
     s = resume_training(out, progress=False)
     assert s["resumed"] and s["rounds"] == ROUNDS and s["height"] == ROUNDS
     assert [r["round"] for r in json.loads((out / "checkpoint.json").read_text())["rows"]] == [1, 2, 3]

@@ -39,6 +39,14 @@ WORST_TABLES = ["worst-case-synthetic.csv", "worst-case-mnist.csv"]
 #: Published cells that no longer come out of their config, with what they give today
 #: (docs/BYZANTINE.md says so; strict: a change that brings one back must drop it here).
 ORPHANED: dict = {}
+#: Cells whose numbers differ between float environments with the same code and config: the
+#: holders' float gradients differ in their last bits between machines (tests/test_head_pins.py),
+#: and where the attackers' huge norms enter the model that changes the selections. Each gives,
+#: besides the published row, the row measured on an AMD EPYC with AVX-512 (numpy 2.4.6).
+ALTERNATES: dict = {
+    ("mnist-norm-inflation-pure.csv", "norm-inflation__l-nearest__b30__s0"):
+        {"test_error": 0.1335, "train_loss": 3.71200048828125, "selected_byzantine_total": 1006},
+}
 CASES = [pytest.param(table, cell, marks=[pytest.mark.xfail(strict=True, reason=ORPHANED[(table, cell)])]
                       if (table, cell) in ORPHANED else [], id=f"{table}:{cell}")
          for table, (_, cells) in SAMPLE.items() for cell in cells]
@@ -56,6 +64,9 @@ def test_a_published_cell_comes_out_of_its_shipped_config(tmp_path, table, cell_
     (cell,) = [c for c in grid_cells(load_grid(GRIDS / config)) if c.id == cell_id]
     row = _run_cell(cell, str(tmp_path / cell_id), False)
     assert row["status"] == "ok", row.get("error")
+    other = ALTERNATES.get((table, cell_id))
+    if other is not None and row["test_error"] == other["test_error"]:
+        want = dict(want, **{k: str(v) for k, v in other.items()})
     assert row["test_error"] == float(want["test_error"])  # exact: the same seeds, the same chain
     # the training loss is an observer computed in float32 by torch: equal to about 1e-7
     assert row["train_loss"] == pytest.approx(float(want["train_loss"]), rel=1e-6)

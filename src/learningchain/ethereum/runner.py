@@ -22,7 +22,7 @@ The run directory looks like the native one (``summary.json``, ``metrics.csv``,
 model written is the one stored in the contract.
 
 A full-mode run on a JSON-RPC chain can be resumed (``learningchain train
---resume DIR``, :func:`resume_training_ethereum`): its keys are written,
+--resume DIR``, :func:`learningchain.experiments.ethereum_run.resume_training_ethereum`): its keys are written,
 encrypted, to ``DIR/keys`` before the contract is deployed (:mod:`.keystore`),
 ``contract.json`` and ``checkpoint.json`` as soon as it is, the checkpoint again
 after every round, and each round's messages to ``round-messages.json`` before
@@ -37,7 +37,6 @@ import dataclasses
 import json
 import logging
 import math
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -45,19 +44,18 @@ import numpy as np
 
 from ..config import TrainConfig
 from ..crypto import keccak256
-from ..errors import ConfigError, LearningChainError
+from ..errors import ConfigError
 from ..parties import Parties, RoundOutcome
-from ..experiments.rundir import RunDir
 from .chain import Chain
 from .contract import ContractParams, load_artifact
 from .keystore import KEYS_DIR, RunKeys, password
-from .network import JOURNAL, Deployment, EthereumNetwork, EthHead, chain_fields, new_account, replay_model
+from .network import JOURNAL, Deployment, EthereumNetwork, EthHead, chain_fields, new_account
 from .optimistic import OptParams
 from .optimistic_net import CHALLENGE_BLOCKS, OptimisticBackend
 
 __all__ = ["EthereumBackend", "make_backend", "DEFAULT_REWARD_WEI", "check_ethereum", "contract_params", "open_chain",
-           "seeded_keys", "secure_config", "resumable", "check_resumable", "resume_training_ethereum", "KeepingRunDir",
-           "verify_deployment"]
+           "seeded_keys", "secure_config", "resumable", "check_resumable", "verify_deployment",
+           "refuse_unresumable", "recovered_rows", "read_json"]
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +252,7 @@ class EthereumBackend:
     def resume(cls, cfg: TrainConfig, parties: Parties, cparams: ContractParams, chain: Chain, *, reward_wei: int,
                out: Path, dep: Deployment, keys: RunKeys) -> "EthereumBackend":
         """The backend of an interrupted run, on its deployed contract (checked by the caller,
-        :func:`resume_training_ethereum`): the deposits not made yet are made, the rewards of
+        :func:`learningchain.experiments.ethereum_run.resume_training_ethereum`): the deposits not made yet are made, the rewards of
         rounds our computing nodes aggregated and did not claim are claimed, and the next
         step finishes the round the contract is in (see ``EthereumNetwork.submit_round``)."""
         self = cls.__new__(cls)
@@ -395,20 +393,7 @@ class EthereumBackend:
         pass  # the contract is closed by finish() or abort(); the chain belongs to the caller
 
 
-class KeepingRunDir(RunDir):
-    """A resumable run's temporary directory: kept where it is when the run fails once its
-    keys are written (``learningchain train --resume OUT`` finds it there once this process
-    has exited), since those keys hold deposits and rewards on a live contract."""
-
-    def discard(self) -> None:
-        if self.source is None and (self.path / KEYS_DIR).exists():
-            log.warning("the run failed; its keys and contract.json are kept in %s: `learningchain train --resume "
-                        "%s` continues it", self.path, self.target)
-            return
-        super().discard()
-
-
-def _read_json(path: Path, what: str) -> dict:
+def read_json(path: Path, what: str) -> dict:
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
@@ -426,7 +411,7 @@ def refuse_unresumable(path: Path) -> None:
     cpath = Path(path) / "contract.json"
     if not cpath.exists():
         return
-    doc = _read_json(cpath, "")
+    doc = read_json(cpath, "")
     if doc.get("mode") == "optimistic":
         raise ConfigError(f"{path}: a run of the optimistic mode does not resume (its bonds and disputes are not "
                           "kept); only full-mode runs on a JSON-RPC chain do")
@@ -471,7 +456,7 @@ ROW_KEYS = ("round", "height", "test_error", "train_loss", "selected_byzantine",
             "rejected", "messages", "gas", "gas_aggregate", "block", "seconds")
 
 
-def _recovered_rows(rows: list, first: int, last: int) -> list:
+def recovered_rows(rows: list, first: int, last: int) -> list:
     """Rows for the rounds the contract aggregated after the last checkpoint: the round and
     height are known, the rest was not measured (left empty; counts and seconds 0)."""
     keys = list(rows[-1].keys()) if rows else list(ROW_KEYS)
@@ -482,80 +467,3 @@ def _recovered_rows(rows: list, first: int, last: int) -> list:
                    byzantine_winner=0, seconds=0.0)
         out.append(row)
     return out
-
-
-def resume_training_ethereum(source: Path, target: Path, doc: dict, cfg: TrainConfig, *,
-                             rpc_url: Optional[str] = None, progress: Optional[bool] = None,
-                             on_round: Optional[Callable[[dict], None]] = None) -> dict:
-    """Continue the interrupted full-mode run in ``source`` (its checkpoint ``doc``, its config
-    ``cfg``) on its contract, at ``rpc_url`` or the config's --rpc-url. Everything is checked
-    before the directory is taken over, and nothing in it is changed when a check fails:
-    contract.json, the chain id, the contract's code and parameters, its state (open, rounds
-    left), the keys (password), and the model: the contract's round is at or past the
-    checkpoint's, and its model is the checkpoint's model carried through the rounds since,
-    recomputed from the chain's messages with the Python twin."""
-    from ..experiments.checkpoint import Checkpointer
-    from ..experiments.loop import run_backend
-    from ..experiments.rundir import in_run_dir
-    from ..parties import build_parties
-
-    source = Path(source)
-    if cfg.eth_mode != "full":
-        raise ConfigError(f"{source}: a run of the {cfg.eth_mode} mode does not resume; only full-mode runs do")
-    refuse_unresumable(source)
-    cdoc = _read_json(source / "contract.json", "so no contract to resume (a run killed before its deployment, or "
-                                                "not an Ethereum run)")
-    if not cdoc.get("resumable"):
-        refuse_unresumable(source)
-        raise ConfigError(f"{source / 'contract.json'}: not a resumable run")
-    pw = password()
-    url = rpc_url or cfg.rpc_url
-    if not url:
-        raise ConfigError(f"{source}: give the chain's node with --rpc-url")
-    chain_id = int(cdoc["chain_id"])
-    if cfg.chain_id is not None and cfg.chain_id != chain_id:
-        raise ConfigError(f"contract.json names chain {chain_id}, the run's config pins {cfg.chain_id}")
-    chain = Chain.connect(url, chain_id=chain_id, max_fee_gwei=cfg.max_fee_gwei,
-                          priority_fee_gwei=cfg.priority_fee_gwei)
-    if rpc_url:
-        cfg = dataclasses.replace(cfg, rpc_url=rpc_url)
-    parties = build_parties(cfg)
-    if parties.genesis.hash.hex() != doc.get("genesis"):
-        raise LearningChainError(f"{source}: its config builds genesis 0x{parties.genesis.hash.hex()}, the checkpoint "
-                                 f"names 0x{doc.get('genesis')} (another version or other data?)")
-    reward_wei = int(cdoc["reward_wei"])
-    cparams = contract_params(cfg, parties, reward_wei)
-    dep = Deployment(chain, cdoc["address"], cparams, block=int(cdoc["deploy_block"]))
-    verify_deployment(dep, cdoc, cparams)
-    f = dep.contract.functions
-    if int(f.status().call()) != 1:
-        raise ConfigError(f"{source}: the contract at {dep.address} is closed (finished): nothing to resume")
-    keys = RunKeys.read(source / cdoc.get("keys", KEYS_DIR), pw, cfg.holders, cfg.miners)
-    if keys.addresses() != {"wallets": cdoc.get("wallets"), "nodes": cdoc.get("nodes")}:
-        raise ConfigError(f"{source}: the keys in {KEYS_DIR}/ are not the accounts contract.json names")
-    state = doc.get("state") or {}
-    if state.get("address") != dep.address:
-        raise ConfigError(f"{source}: the checkpoint is of the contract at {state.get('address')}, contract.json "
-                          f"names {dep.address}")
-    mine, theirs = int(state["contract_round"]), dep.current_round()
-    if theirs < mine:
-        raise ConfigError(f"the contract at {dep.address} is at round {theirs}, behind the checkpoint's {mine}: "
-                          "another chain, or a reorganised one")
-    expect = replay_model(dep, [int(v) for v in state["model"]], mine, theirs)
-    if dep.fixed_model() != expect:
-        raise ConfigError(f"the contract's model at round {theirs} is not the checkpoint's model of round {mine} "
-                          "carried through the chain's messages since")
-    rows = list(doc.get("rows") or [])
-    rows += _recovered_rows(rows, mine, theirs)
-    log.info("resuming the run at %s from round %d (the checkpoint had %d)", dep.address, theirs, mine)
-    rundir = RunDir.adopt(source, target)
-    started = time.perf_counter() - float(doc.get("elapsed", 0.0))
-
-    def run(out: Path) -> dict:
-        ckpt = Checkpointer(out, cfg, parties.genesis.hash, elapsed=float(doc.get("elapsed", 0.0)))
-        backend = EthereumBackend.resume(cfg, parties, cparams, chain, reward_wei=reward_wei, out=out, dep=dep,
-                                         keys=keys)
-        ckpt(backend, rows, 0.0)
-        return run_backend(cfg, parties, backend, out, started, progress, on_round, rows=rows, checkpoint=ckpt)
-
-    return in_run_dir(target, run, rundir=rundir)

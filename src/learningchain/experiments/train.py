@@ -63,7 +63,7 @@ def resume_training(path, *, progress: Optional[bool] = None,
                     on_round: Optional[Callable[[dict], None]] = None, rpc_url: Optional[str] = None) -> dict:
     """Continue the interrupted run at ``path`` (``train --resume``): a native run from its
     chain and checkpoint (experiments/checkpoint.py), a full-mode Ethereum run from its
-    contract (``ethereum.runner.resume_training_ethereum``; ``rpc_url``: its node, when not
+    contract (``experiments.ethereum_run.resume_training_ethereum``; ``rpc_url``: its node, when not
     the config's); returns the summary."""
     if (Path(path) / "contract.json").exists():
         from ..ethereum.runner import refuse_unresumable
@@ -73,7 +73,7 @@ def resume_training(path, *, progress: Optional[bool] = None,
     doc, pending = read_checkpoint(source)
     cfg = Checkpointer.config_of(doc)
     if cfg.backend == "ethereum":
-        from ..ethereum.runner import resume_training_ethereum
+        from .ethereum_run import resume_training_ethereum
 
         return resume_training_ethereum(source, target, doc, cfg, rpc_url=rpc_url, progress=progress,
                                         on_round=on_round)
@@ -111,8 +111,9 @@ def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,
     """Run ``cfg`` on Ethereum (``chain``: the embedded EVM or ``--rpc-url`` unless given)
     and return the summary: the native keys plus the chain's."""
     # web3, eth-tester and vyper are the optional ``ethereum`` extra
-    from ..ethereum.runner import (DEFAULT_REWARD_WEI, KeepingRunDir, check_ethereum, check_resumable,
-                                   contract_params, make_backend, open_chain, resumable, secure_config)
+    from ..ethereum.runner import (DEFAULT_REWARD_WEI, check_ethereum, check_resumable, contract_params,
+                                   make_backend, open_chain, resumable, secure_config)
+    from .ethereum_run import KeepingRunDir
 
     cfg = cfg.resolved()
     reward_wei = DEFAULT_REWARD_WEI if reward_wei is None else reward_wei
