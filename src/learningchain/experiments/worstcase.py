@@ -8,8 +8,10 @@ standard deviation over seeds of the same attack's cells (numpy's ``std``,
 ddof 0, as ByzFL), the number of seeds and the attack's name. Runs without
 attackers (attack ``none``) are not attacks: their mean is given beside it as
 ``clean_test_error``. A cell that failed is left out and counted in
-``missing``, so a worst case over incomplete cells says so. LearningChain has no
-pre-aggregation step (ByzFL's NNM, bucketing), so the rule is the aggregator.
+``missing``, so a worst case over incomplete cells says so. A pre-aggregation
+(NNM, bucketing, ARC) is an option of its rule (``aggregator_options``, one set
+per rule in a grid), so a rule is scored with the pre-aggregation its grid
+gives it; a pre-aggregation is compared across grids, not as an axis of one.
 
 Writes ``worst_case.csv``, ``WORST_CASE.md`` (rules x fraction, one table per
 alpha) and ``worst_case.png`` (the same as a heatmap)."""
