@@ -29,13 +29,8 @@ from learningchain.experiments.native import NativeBackend  # noqa: E402
 from learningchain.experiments.train import build_parties  # noqa: E402
 from learningchain.protocol.message import Message  # noqa: E402
 
+from bench_scale_memory import rss_mb  # noqa: E402  (the benchmarks' own probe: the same reading)
 
-def rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def live_messages() -> tuple[int, int]:

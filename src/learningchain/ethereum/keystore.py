@@ -32,7 +32,7 @@ from ..crypto import SECP256K1_N
 from ..errors import ConfigError
 from .chain import Account
 
-__all__ = ["PASSWORD_ENV", "KEYS_DIR", "password", "RunKeys", "pseudonym"]
+__all__ = ["PASSWORD_ENV", "KEYS_DIR", "password", "RunKeys", "pseudonym", "write_private"]
 
 PASSWORD_ENV = "LEARNINGCHAIN_KEYSTORE_PASSWORD"
 KEYS_DIR = "keys"
@@ -48,7 +48,7 @@ def password() -> str:
     return value
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """0600 from the start (never readable by others, not even for a moment), then renamed."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -119,8 +119,8 @@ class RunKeys:
         directory.mkdir(mode=0o700)
         os.chmod(directory, 0o700)  # whatever the umask
         for acct in self.wallets + self.nodes:
-            _write_private(directory / f"{acct.label}.json", _encrypt(bytes(acct.key.key), pw))
-        _write_private(directory / f"{PSEUDONYMS}.json", _encrypt(self.pseudonym_secret, pw))
+            write_private(directory / f"{acct.label}.json", _encrypt(bytes(acct.key.key), pw))
+        write_private(directory / f"{PSEUDONYMS}.json", _encrypt(self.pseudonym_secret, pw))
 
     @classmethod
     def read(cls, directory: Path, pw: str, holders: int, miners: int) -> "RunKeys":

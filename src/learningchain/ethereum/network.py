@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from ..parties import AnswerOnce, collect_messages
 from . import fixedpoint as fp
 from .chain import Account, Chain, Reverted
 from .contract import ContractParams, load_artifact
+from .keystore import write_private
 
 __all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account", "chain_fields", "KEYS_SEEDED",
            "KEYS_SECURE", "KEYS_KEYSTORE", "replay_model", "JOURNAL"]
@@ -259,14 +259,6 @@ def replay_model(dep: Deployment, W: list, first: int, last: int) -> list:
     return W
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 class EthereumNetwork:
     """K holders and M computing nodes playing the protocol through a deployed contract."""
 
@@ -340,7 +332,7 @@ class EthereumNetwork:
         if self.journal is not None:
             doc = {"address": self.dep.address, "round": base.height, "rejected": dict(rejected),
                    "messages": [{"norm": n, "q": p.hex(), "byzantine": b} for n, p, b in entries]}
-            _write_private(self.journal, json.dumps(doc).encode())
+            write_private(self.journal, json.dumps(doc).encode())
         return entries, rejected, False
 
     def _sent_before(self, account: Account, rnd: int, since: int) -> bool:
