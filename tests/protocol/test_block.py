@@ -193,3 +193,28 @@ def test_a_refused_block_leaves_verified_unchanged(chain):
         validate_block(forged, genesis, params, genesis_hash=genesis.hash, ancestor=headers.__getitem__,
                        verified=verified)
     assert verified == set()
+
+
+def _reference_root(hashes):
+    """The tree of merkle_root's docstring, written out recursively (no memo)."""
+    from learningchain.crypto import keccak256
+
+    def up(nodes):
+        if len(nodes) <= 1:
+            return nodes[0] if nodes else bytes(32)
+        pairs = [keccak256(b"\x01" + nodes[i] + nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+        return up(pairs + ([nodes[-1]] if len(nodes) % 2 else []))
+
+    top = up([keccak256(b"\x00" + h) for h in hashes])
+    return keccak256(b"\x02" + len(hashes).to_bytes(4, "little") + top)
+
+
+def test_merkle_root_matches_the_tree_for_every_list_even_when_remembered():
+    rng = np.random.default_rng(7)
+    lists = [[rng.bytes(32) for _ in range(n)] for n in (0, 1, 2, 3, 7, 8, 33, 100)]
+    lists.append(lists[-1][:-1] + [bytes(32)])  # one leaf changed
+    lists.append(list(reversed(lists[-2])))
+    for _ in range(3):  # again and again: answers from the memo must be the same
+        for hashes in lists:
+            assert merkle_root(hashes) == _reference_root(hashes)
+            assert merkle_root(list(hashes)) == merkle_root(tuple(hashes))

@@ -18,7 +18,7 @@ proof of work and a 65-byte signature under proof of authority.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 
@@ -43,7 +43,16 @@ __all__ = [
 
 def merkle_root(hashes) -> Hash32:
     """Binary keccak tree over domain-separated leaves; an odd node is carried up.
-    The leaf count is mixed into the root so that no two lists share a root."""
+    The leaf count is mixed into the root so that no two lists share a root.
+
+    A block's root is asked for several times (the miner builds it, every node's
+    body check and the transition's validation recompute it): the last few roots
+    are remembered, keyed by the exact list of hashes."""
+    return _merkle_root(tuple(bytes(h) for h in hashes))
+
+
+@lru_cache(maxsize=16)
+def _merkle_root(hashes: tuple) -> Hash32:
     level = [keccak256(b"\x00" + h) for h in hashes]
     while len(level) > 1:
         nxt = [keccak256(b"\x01" + level[i] + level[i + 1]) for i in range(0, len(level) - 1, 2)]
