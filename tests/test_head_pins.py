@@ -15,7 +15,10 @@ environments the project is tested on: the first on the machines the pins were
 made on, the second on an AMD EPYC (AVX-512) with numpy 2.4.6, scikit-learn
 1.9.1 and torch 2.13.0+cpu, where the code of the first pins gives it. A change
 that moves a head gives neither. The genesis pins involve no floats and are
-single.
+single. Consensus itself is checked across machines by
+tests/protocol/test_recorded_chains.py: the chains of these runs, recorded
+where the first heads were made (tests/vectors/chains), must replay to those
+heads on every machine.
 """
 
 import pytest
