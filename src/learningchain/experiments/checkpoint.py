@@ -55,10 +55,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def write_checkpoint(out: Path, doc: dict, pending: list) -> None:
     """The pending messages first, then the document that names how many there are."""
+    _checkpoint_writer(out, doc, pending)()
+
+
+def _checkpoint_writer(out: Path, doc: dict, pending: list):
+    """The checkpoint's bytes, made now, and a function that writes them."""
     blob = b"".join(len(raw).to_bytes(4, "little") + raw for raw in (m.encode() for m in pending))
-    _write_atomic(out / PENDING, blob)
-    doc = dict(doc, format=FORMAT, pending=len(pending))
-    _write_atomic(out / CHECKPOINT, json.dumps(doc, separators=(",", ":")).encode())
+    text = json.dumps(dict(doc, format=FORMAT, pending=len(pending)), separators=(",", ":")).encode()
+
+    def write() -> None:
+        _write_atomic(out / PENDING, blob)
+        _write_atomic(out / CHECKPOINT, text)
+
+    return write
 
 
 def read_checkpoint(run_dir: Path) -> tuple[dict, list]:
@@ -138,7 +147,14 @@ class Checkpointer:
         state, pending = backend.checkpoint_state()
         doc = {"config": self.config, "genesis": self.genesis, "round": len(rows), "rows": rows,
                "elapsed": self.elapsed + seconds, "state": state}
-        write_checkpoint(self.out, doc, pending)
+        write = _checkpoint_writer(self.out, doc, pending)
+        # a checkpoint names the head block: a chain store that writes behind writes it
+        # once that block is on disk, so no checkpoint is ever ahead of the chain
+        after = getattr(backend, "after_stored", None)
+        if after is None:
+            write()
+        else:
+            after(write)
 
     @staticmethod
     def config_of(doc: dict) -> TrainConfig:

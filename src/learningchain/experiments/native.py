@@ -87,6 +87,10 @@ class NativeBackend:
         state["selected_byzantine_total"] = self.selected_byzantine_total
         return state, pending
 
+    def after_stored(self, fn) -> None:
+        """Run ``fn`` once the archive's chain store holds every block accepted so far."""
+        self.archive.store.after_writes(fn)
+
     def restore(self, state: dict, pending: list) -> None:
         """Continue from a checkpoint whose head the store was cut back to: every node
         validates the stored chain again (the archive node already holds it)."""
@@ -129,6 +133,7 @@ class NativeBackend:
         elif cfg.keep_chain:
             say(f"rewards: reading the {self.head.height} blocks of chain.sqlite ...")
             store = self.archive.store
+            store.flush()  # every block on disk, and pruned_below and the pruned blocks' count final
             paid = balances_of(store.canonical_blocks(max(0, store.pruned_below)), params.rewards,
                                start=self._pruned_paid)
             out["rewards"] = {"rule": params.rewards, "paid_to_miners": paid.paid_to_miners,

@@ -9,8 +9,11 @@ where many nodes may hold references to the same immutable block objects.
 
 from __future__ import annotations
 
+import functools
 import os
+import queue
 import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator, Optional
@@ -127,6 +130,14 @@ class BlockStore(ABC):
     @abstractmethod
     def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
         """Store a valid block; move the head to ``head`` in the same step when given."""
+
+    def flush(self) -> None:
+        """Wait until every block added is on disk (a store that writes behind)."""
+
+    def after_writes(self, fn) -> None:
+        """Run ``fn`` once every block added so far is on disk: now, unless the store
+        writes behind, then on its writer after those blocks."""
+        fn()
 
     @abstractmethod
     def get(self, block_hash: bytes) -> Optional[Block]: ...
@@ -332,16 +343,40 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _flushed(method):
+    """A method that reads or changes the database: blocks still queued by a store
+    that writes behind are written first."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        self.flush()
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class SQLiteStore(BlockStore):
     """Blocks in one SQLite file: header bytes as they hash, body compressed (zstd).
 
     ``readonly=True`` (inspection: ``chain verify``, ``chain head``, ``chain
     balances``) opens the file with SQLite's ``mode=ro`` after checking that it is
     a chain store, and never creates or changes anything.
+
+    ``write_behind=True`` takes a block's compression and its SQLite transaction off
+    the caller's path: ``add`` hands the block to one writer thread (zstd and SQLite
+    release the GIL, so on a second core this overlaps the next round's work) and
+    returns. The blocks are written in the order added, each with its head move in
+    one transaction as without it, so the file always holds a valid prefix of what
+    was added; every other method that touches the database waits for the queue
+    first, blocks still queued are served from memory, at most ``queue_blocks`` wait
+    (``add`` then waits), and a write that fails is raised, as StoreError, by the
+    next ``add``, ``flush`` or read. ``after_writes`` runs a function on the writer
+    once the blocks added before it are on disk (a run's checkpoint, which must
+    never name a block the file lacks).
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 4,
-                 readonly: bool = False):
+                 readonly: bool = False, write_behind: bool = False, queue_blocks: int = 2):
         path = Path(path)
         if readonly:
             self._db = _connect_readonly(path)
@@ -376,16 +411,76 @@ class SQLiteStore(BlockStore):
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{path}: the store cannot be read ({exc})") from None
         self.pruned_below = _meta_int(row, "pruned_below", path)
+        self._lock = threading.Lock()  # the decoded-block cache, shared with the writer
+        self._pending: dict[bytes, Block] = {}
+        self._failure: Optional[BaseException] = None
+        self._queue: Optional[queue.Queue] = None
+        if write_behind and not readonly:
+            self._queue = queue.Queue(maxsize=max(1, int(queue_blocks)))
+            self._writer = threading.Thread(target=self._write_loop, name=f"store-writer {path.name}", daemon=True)
+            self._writer.start()
+
+    # -- writing behind ----------------------------------------------------------
+    def _write_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._failure is None:
+                    if callable(item):
+                        item()
+                    else:
+                        self._write(*item)
+            except BaseException as exc:  # kept for the caller: the next add, flush or read raises it
+                self._failure = exc
+            finally:
+                if item is not None and not callable(item):
+                    with self._lock:
+                        self._pending.pop(item[0].hash, None)
+                self._queue.task_done()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise StoreError(f"{self.path}: writing a block failed ({self._failure}); the store holds the blocks "
+                             "added before it") from self._failure
+
+    def flush(self) -> None:
+        if self._queue is not None and threading.current_thread() is not self._writer:
+            self._queue.join()
+            self._raise_failure()
+
+    def after_writes(self, fn) -> None:
+        if self._queue is None:
+            fn()
+            return
+        self._raise_failure()
+        self._queue.put(fn)
 
     def set_limits(self, *, max_dim: int) -> None:
         self._max_dim = max_dim
 
     def _remember(self, block: Block) -> None:
-        self._cache[block.hash] = block
-        if len(self._cache) > self._cache_size:
-            self._cache.pop(next(iter(self._cache)))
+        with self._lock:
+            self._cache[block.hash] = block
+            if len(self._cache) > self._cache_size:
+                self._cache.pop(next(iter(self._cache)))
+
+    def _forget(self, hashes) -> None:
+        with self._lock:
+            for h in hashes:
+                self._cache.pop(h, None)
 
     def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
+        if self._queue is None:
+            self._write(block, work, head)
+            return
+        self._raise_failure()
+        with self._lock:
+            self._pending[block.hash] = block
+        self._queue.put((block, work, head))
+
+    def _write(self, block: Block, work: int, head: Optional[bytes]) -> None:
         body = encode_stored_body(block)
         if self.prune_depth is not None and 0 < block.height < self.pruned_below:
             body = prune_stored_body(body, block.height)  # a side block below the final line
@@ -405,11 +500,11 @@ class SQLiteStore(BlockStore):
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
-        for h in pruned:
-            self._cache.pop(h, None)
+        self._forget(pruned)
         if block.height == 0 or block.height >= self.pruned_below:
             self._remember(block)
 
+    @_flushed
     def enable_pruning(self, depth: int) -> None:
         """Prune from now on (and at once, down to ``depth`` below the head): one
         transaction drops the message bodies of every block deeper than ``depth``."""
@@ -426,8 +521,7 @@ class SQLiteStore(BlockStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        for h in pruned:
-            self._cache.pop(h, None)
+        self._forget(pruned)
 
     def _prune_for(self, head: bytes) -> list:
         """Inside a transaction: prune every block more than ``prune_depth`` below
@@ -439,13 +533,15 @@ class SQLiteStore(BlockStore):
         rows = self._db.execute("SELECT hash, height, body FROM blocks WHERE height >= ? AND height < ?",
                                 (max(1, self.pruned_below), limit)).fetchall()
         for h, at, body in rows:
-            if self.on_prune is not None and self.canonical_hash(at) == bytes(h):
-                self.on_prune(self.get(bytes(h)))  # the last look at a canonical block's messages
+            if self.on_prune is not None and self._canonical_hash(at) == bytes(h):
+                self.on_prune(self._get(bytes(h)))  # the last look at a canonical block's messages
             self._db.execute("UPDATE blocks SET body=? WHERE hash=?", (prune_stored_body(bytes(body), at), h))
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('pruned_below', ?)", (str(limit),))
         self.pruned_below = limit
         return [bytes(r[0]) for r in rows]
 
+    @_flushed
+    @_flushed
     def has_body(self, block_hash: bytes) -> bool:
         row = self._db.execute("SELECT substr(body, 1, 1) FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return row is not None and not is_pruned_body(bytes(row[0]))
@@ -467,6 +563,7 @@ class SQLiteStore(BlockStore):
             h = parent
         self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('head', ?)", (block_hash,))
 
+    @_flushed
     def truncate_to(self, block_hash: bytes) -> None:
         """Make ``block_hash`` the head and forget every block above its height, in one
         transaction. For a run resuming from its checkpoint: the store is its own and
@@ -484,8 +581,10 @@ class SQLiteStore(BlockStore):
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()
 
+    @_flushed
     def set_head(self, block_hash: bytes) -> None:
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -496,7 +595,16 @@ class SQLiteStore(BlockStore):
             raise
 
     def get(self, block_hash: bytes) -> Optional[Block]:
-        block = self._cache.get(block_hash)
+        with self._lock:
+            block = self._pending.get(block_hash) or self._cache.get(block_hash)
+        if block is not None:
+            return block
+        self.flush()
+        return self._get(block_hash)
+
+    def _get(self, block_hash: bytes) -> Optional[Block]:
+        with self._lock:
+            block = self._cache.get(block_hash)
         if block is not None:
             return block
         row = self._db.execute("SELECT header, body FROM blocks WHERE hash=?", (block_hash,)).fetchone()
@@ -506,19 +614,26 @@ class SQLiteStore(BlockStore):
         self._remember(block)
         return block
 
+    @_flushed
     def raw(self, block_hash: bytes) -> Optional[tuple[bytes, bytes]]:
         """The stored (header, compressed body) bytes, unchecked."""
         row = self._db.execute("SELECT header, body FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return None if row is None else (bytes(row[0]), bytes(row[1]))
 
+    @_flushed
     def head_hash(self) -> Optional[bytes]:
         row = self._db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
         return None if row is None else bytes(row[0])
 
+    @_flushed
     def canonical_hash(self, height: int) -> Optional[bytes]:
+        return self._canonical_hash(height)
+
+    def _canonical_hash(self, height: int) -> Optional[bytes]:
         row = self._db.execute("SELECT hash FROM canonical WHERE height=?", (height,)).fetchone()
         return None if row is None else bytes(row[0])
 
+    @_flushed
     def canonical_length(self) -> int:
         row = self._db.execute("SELECT COUNT(*) FROM canonical").fetchone()
         return int(row[0])
@@ -526,6 +641,7 @@ class SQLiteStore(BlockStore):
     def entries(self) -> Iterator[tuple[Header, int]]:
         """Every stored (header, total work); StoreError when a row's hash, parent or
         height column disagrees with its header bytes, or a cell has the wrong type."""
+        self.flush()
         rows = self._db.execute("SELECT hash, parent, height, work, header FROM blocks ORDER BY height")
         try:
             for h, parent, height, work, header_raw in rows:
@@ -541,7 +657,17 @@ class SQLiteStore(BlockStore):
             raise StoreError(f"{self.path}: the store cannot be read ({exc})") from None
 
     def close(self) -> None:
-        self._db.close()
+        """Write what is queued, stop the writer and close the file; a failed write
+        is raised (as StoreError) after the file is closed."""
+        try:
+            if self._queue is not None:
+                self._queue.join()
+                self._queue.put(None)
+                self._writer.join()
+                self._queue = None
+        finally:
+            self._db.close()
+        self._raise_failure()
 
 
 def _meta_int(row, key: str, path) -> int:

@@ -165,7 +165,8 @@ def build_miners(cfg: TrainConfig, genesis: Block, store_path: Optional[Path]) -
                         validation="full" if strategy.validates else "header")
             miners.append(Miner(node, cfg.byzantine_power / n_byz, strategy))
         else:
-            store = SQLiteStore(store_path) if j == 0 and store_path is not None else None
+            # the run's archive: compression and the SQLite write on a writer thread
+            store = SQLiteStore(store_path, write_behind=True) if j == 0 and store_path is not None else None
             node = Node(genesis, store=store, name=f"node-{j}", miner=key.address, verdicts=verdicts,
                         check_unseen=cfg.check_unseen, min_inclusion=cfg.min_inclusion,
                         keep_bodies=None if store is not None else cfg.keep_bodies,
