@@ -2,17 +2,22 @@
 disputes run on the in-process EVM, and the refusal of a deployment whose worst-case
 dispute would not fit the 2^24 gas a transaction may use from Osaka on (EIP-7825)."""
 
+import socket
+import subprocess
+import time
+
 import numpy as np
 import pytest
 
 from learningchain.errors import ConfigError
 from learningchain.ethereum import fixedpoint as fp
 from learningchain.ethereum import optimistic as opt
-from learningchain.ethereum.chain import Chain
+from learningchain.ethereum.chain import Chain, EthereumError, Reverted
 from learningchain.ethereum.fixedpoint import FixedRule
 from learningchain.ethereum.optimistic import OptDeployment, OptParams
 
 from ..helpers import small_params
+from .conftest import find_anvil, free_port
 from .helpers import fresh_account
 
 BOND = 10**15
@@ -24,12 +29,12 @@ def _value(width):
     return -(1 << (width - 1))
 
 
-def _dispute(keep, d, forced=(16, 16), *, data="dearest", w0=-0.25, upheld=True, c=0):
+def _dispute(keep, d, forced=(16, 16), *, data="dearest", w0=-0.25, upheld=True, c=0, chain=None, send=True):
     """Deploy with l = K = ``keep``, submit ``keep`` messages at widths ``forced``, post an
     aggregation of them all (wrong in chunk ``c`` unless ``upheld`` is False) and dispute
     chunk ``c``: (the gas the dispute needs before refunds, the part of it that is not the
     transaction's intrinsic gas, its receipt, whether upheld)."""
-    chain = Chain.embedded()
+    chain = chain or Chain.embedded()
     owner = chain.faucet()
     rule = FixedRule(d, 20, 10, keep, 3, fp.encode_rate(0.5), fp.encode_rate(0.01))
     op = OptParams(rule, 1, keep, keep, 0, 50, 100, BOND)
@@ -60,6 +65,8 @@ def _dispute(keep, d, forced=(16, 16), *, data="dearest", w0=-0.25, upheld=True,
     needed = chain.estimate({"from": challenger.address, "to": dep.address, "value": BOND, "data": data})
     raw = bytes.fromhex(data[2:])
     execution = needed - 21_000 - 4 * raw.count(0) - 16 * (len(raw) - raw.count(0))
+    if not send:
+        return needed, (dep, challenger, args)
     got, receipt = dep.dispute(challenger, 0, c, W0, posting, msgs)  # sent with the bound as its gas limit
     return needed, execution, receipt, got
 
@@ -128,6 +135,53 @@ def test_a_short_chunk_in_two_planes_may_take_a_word_more_and_the_bound_covers_i
     needed, _, receipt, upheld = _dispute(keep, d, (16, 16), c=c)
     assert upheld and needed <= _bound(keep, d, c) <= 1.10 * needed
     assert _bound(keep, d, c) < _bound(keep, d)
+
+
+@pytest.fixture
+def osaka():
+    """An anvil on Osaka rules with the per-transaction gas cap of EIP-7825 enforced."""
+    binary = find_anvil()
+    if binary is None:
+        pytest.skip("anvil not installed (npm install puts it in node_modules/@foundry-rs)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "osaka",
+                             "--enable-tx-gas-limit", "--silent", "--prune-history", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("anvil --hardfork osaka did not start")
+                time.sleep(0.1)
+        yield Chain.connect(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_on_an_osaka_chain_the_dearest_dispute_of_an_accepted_deployment_goes_through_and_l_88_cannot(osaka):
+    # l = 82 at MNIST's depth 5, the most the deployment check accepts: its dearest dispute
+    # is sent with the bound as its gas limit (twice its estimate would be over the cap and
+    # refused by the node) and upheld
+    needed, _, receipt, upheld = _dispute(82, MNIST_D, chain=osaka)
+    assert upheld and int(receipt["status"]) == 1
+    assert needed <= opt.max_dispute_gas(82, MNIST_D) <= opt.TX_GAS_CAP < 2 * needed
+    # l = 88, accepted before: its dearest dispute cannot be sent with more than 2^24 gas and
+    # runs out of gas with 2^24, so a wrong posting would become final
+    needed, (dep, challenger, args) = _dispute(88, MNIST_D, chain=osaka, send=False)
+    assert needed > opt.TX_GAS_CAP
+    with pytest.raises(EthereumError, match="gas_limit_cap") as err:
+        osaka.call_tx(challenger, dep.contract, "dispute", *args, value=BOND, gas=opt.TX_GAS_CAP + 1)
+    assert not isinstance(err.value, Reverted)  # refused by the node, not run
+    with pytest.raises(Reverted, match="ran out of gas"):
+        osaka.call_tx(challenger, dep.contract, "dispute", *args, value=BOND, gas=opt.TX_GAS_CAP)
 
 
 def _mnist_like(l, holders=100):
