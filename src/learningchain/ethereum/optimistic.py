@@ -327,10 +327,10 @@ class OptParams:
                               "per round")
         gas = max_dispute_gas(keep, rule.dim)
         if gas > TX_GAS_CAP:
-            raise ConfigError(f"l = {rule.l} of {messages} messages: disputing a chunk could need {gas:,} gas (min(l, K) "
-                              f"= {keep} selected messages at the dearest encoding, d = {rule.dim}), more than the "
-                              f"{TX_GAS_CAP:,} gas a transaction may use (EIP-7825), so a wrong round could not be "
-                              f"disputed; lower l or the messages per round to at most "
+            raise ConfigError(f"l = {rule.l} of {messages} messages: disputing a chunk could need {gas:,} gas "
+                              f"(min(l, K) = {keep} selected messages at the dearest encoding, d = {rule.dim}), more "
+                              f"than the {TX_GAS_CAP:,} gas a transaction may use (EIP-7825), so a wrong round could "
+                              f"not be disputed; lower l or the messages per round to at most "
                               f"{max_disputable(rule.dim)}")
         return cls(rule, low, messages, quorum, int(window), rounds, int(challenge_blocks), int(bond))
 
@@ -384,7 +384,7 @@ def max_dispute_bytes(keep: int, depth: int) -> int:
 # Gas counted before refunds: the transaction's gas limit must cover it. The calldata is
 # priced as if no byte were zero (16 gas each). tests/ethereum/test_optimistic_dispute_gas.py
 # runs such disputes and checks the bound against them.
-_DISPUTE_GAS_BASE = 416_569  # the call, the bond, the two model proofs' fixed part, the verdict's writes
+_DISPUTE_GAS_BASE = 416_569  # a dispute: its checks, its memory, the two model proofs, the verdict's writes
 _DISPUTE_GAS_COORD = 1_248  # a coordinate of the chunk: the old chunk's hash, the update's rounding
 _DISPUTE_GAS_LEVEL = 680  # a level of the model tree: the old and the posted proofs
 _DISPUTE_GAS_MESSAGE = 4_551  # a selected message: its commitment (a cold slot), headers, hashes
