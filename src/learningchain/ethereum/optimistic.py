@@ -33,7 +33,8 @@ from .fixedpoint import FixedRule
 
 __all__ = ["CHUNK", "SOURCE_PATH", "ARTIFACT_PATH", "zigzag_width", "encode_message", "decode_message", "parse_widths",
            "chunk_bytes", "message_leaves", "model_leaf", "model_leaves", "depth_for", "merkle_root",
-           "merkle_proof", "OptParams", "OptDeployment", "build_artifact", "load_artifact", "dispute_records"]
+           "merkle_proof", "OptParams", "OptDeployment", "build_artifact", "load_artifact", "dispute_records",
+           "TX_GAS_CAP", "max_dispute_gas", "dispute_gas_bound", "max_disputable"]
 
 #: Coordinates per chunk (the contract's CHUNK): a dispute recomputes one chunk.
 CHUNK = 256
@@ -41,6 +42,10 @@ MAX_DIM = 16384  # the contract's MAX_DIM: a message of 32-bit values stays with
 MAX_CHUNKS = MAX_DIM // CHUNK
 MAX_RECORDS = 122880
 MAX_WIDTH = 32  # the most bits of a value (low + high) the contract accepts (a holder chooses them)
+#: The most gas one transaction may use from Osaka on (EIP-7825): the full mode keeps every
+#: aggregation transaction under it (contract.MAX_CHUNK_WORDS), and a deployment here is
+#: refused unless its worst-case dispute fits it (:func:`max_dispute_gas`).
+TX_GAS_CAP = 1 << 24
 HERE = Path(__file__).resolve().parent
 SOURCE_PATH = HERE / "contracts" / "optimistic.vy"
 ARTIFACT_PATH = HERE / "contracts" / "optimistic.json"
@@ -320,6 +325,13 @@ class OptParams:
                               f"records (every selected message at {MAX_WIDTH} bits), more than the contract's "
                               f"{MAX_RECORDS}, so a wrong round could not be disputed; lower l or the messages "
                               "per round")
+        gas = max_dispute_gas(keep, rule.dim)
+        if gas > TX_GAS_CAP:
+            raise ConfigError(f"l = {rule.l} of {messages} messages: disputing a chunk could need {gas:,} gas "
+                              f"(min(l, K) = {keep} selected messages at the dearest encoding, d = {rule.dim}), more "
+                              f"than the {TX_GAS_CAP:,} gas a transaction may use (EIP-7825), so a wrong round could "
+                              f"not be disputed; lower l or the messages per round to at most "
+                              f"{max_disputable(rule.dim)}")
         return cls(rule, low, messages, quorum, int(window), rounds, int(challenge_blocks), int(bond))
 
     @property
@@ -360,6 +372,65 @@ def max_dispute_bytes(keep: int, depth: int) -> int:
     32 bits: 32 words, a partial chunk no more) and its proof, then a zero word (see
     :func:`dispute_records`)."""
     return keep * (3 * 32 + CHUNK * MAX_WIDTH // 8 + 32 * depth) + 32
+
+
+# The gas of ``dispute(...)`` (contracts/optimistic.vy), term by term along its code path,
+# each constant measured on the in-process EVM (pyrevm, Prague) at the dearest data: every
+# selected message in two planes (a high plane makes the decoder read a second word a
+# coordinate: about 180 gas more than one 32-bit plane), every value odd in zigzag (negative:
+# the sign branch), the sums, the previous model and the step negative (the dearer rounding
+# branches), the disputed chunk's index 0 (the dearer side at every proof level), and the
+# first dispute of the deployment (its counters and the challenger's credit written fresh).
+# Gas counted before refunds: the transaction's gas limit must cover it. The calldata is
+# priced as if no byte were zero (16 gas each). tests/ethereum/test_optimistic_dispute_gas.py
+# runs such disputes and checks the bound against them.
+_DISPUTE_GAS_BASE = 416_569  # a dispute: its checks, its memory, the two model proofs, the verdict's writes
+_DISPUTE_GAS_COORD = 1_248  # a coordinate of the chunk: the old chunk's hash, the update's rounding
+_DISPUTE_GAS_LEVEL = 680  # a level of the model tree: the old and the posted proofs
+_DISPUTE_GAS_MESSAGE = 4_551  # a selected message: its commitment (a cold slot), headers, hashes
+_DISPUTE_GAS_MESSAGE_COORD = 631  # a message's coordinate: two extract32, shifts, the sum
+_DISPUTE_GAS_MESSAGE_WORD = 15  # a word of a message's chunk: hashing its bytes
+_DISPUTE_GAS_MESSAGE_LEVEL = 696  # a level of a message's proof: extract32 and keccak
+_DISPUTE_GAS_MARGIN = 0.01  # above the measured worst case, for data paths not measured
+_CALLDATA_GAS, _FLOOR_GAS = 16, 40  # gas of a non-zero calldata byte: standard, EIP-7623 floor
+
+
+@lru_cache(maxsize=None)
+def max_chunk_words(n: int) -> int:
+    """The most 32-byte words a chunk of ``n`` coordinates can take at any widths
+    (1 <= low, low + high <= 32): 32 for a full chunk; for a short one two planes may
+    take a word more than one plane."""
+    return max(plane_words(n, low) + plane_words(n, high)
+               for low in range(1, MAX_WIDTH + 1) for high in range(0, MAX_WIDTH + 1 - low))
+
+
+def dispute_gas_bound(keep: int, depth: int, n: int) -> int:
+    """An upper bound on the gas (before refunds) of a dispute of a chunk of ``n``
+    coordinates with ``keep`` selected messages in trees of ``depth`` levels, whatever
+    the messages' widths and values (see the constants above)."""
+    words = max_chunk_words(n)
+    records = keep * (3 * 32 + 32 * words + 32 * depth) + 32
+    # selector; 7 head words; old (length + n); two proofs (length + depth); records (length + bytes)
+    calldata = 4 + 32 * (7 + 1 + n + 2 * (1 + depth) + 1) + records
+    execution = (_DISPUTE_GAS_BASE + _DISPUTE_GAS_COORD * n + _DISPUTE_GAS_LEVEL * depth
+                 + keep * (_DISPUTE_GAS_MESSAGE + _DISPUTE_GAS_MESSAGE_COORD * n + _DISPUTE_GAS_MESSAGE_WORD * words
+                           + _DISPUTE_GAS_MESSAGE_LEVEL * depth))
+    gas = max(21_000 + _CALLDATA_GAS * calldata + execution, 21_000 + _FLOOR_GAS * calldata)
+    return math.ceil(gas * (1 + _DISPUTE_GAS_MARGIN))
+
+
+def max_dispute_gas(keep: int, dim: int) -> int:
+    """The bound of :func:`dispute_gas_bound` for the dearest chunk of a model of ``dim``
+    coordinates (the first: full, and index 0) with ``keep`` selected messages."""
+    return dispute_gas_bound(keep, depth_for(chunks_for(dim)), chunk_len(0, dim))
+
+
+def max_disputable(dim: int) -> int:
+    """The most selected messages (min(l, K)) whose worst-case dispute of a model of ``dim``
+    coordinates fits both the contract's records and a transaction's gas (0: none)."""
+    depth = depth_for(chunks_for(dim))
+    return max((k for k in range(1, fp.MAX_MESSAGES + 1)
+                if max_dispute_bytes(k, depth) <= MAX_RECORDS and max_dispute_gas(k, dim) <= TX_GAS_CAP), default=0)
 
 
 def dispute_records(messages: Sequence[OptMessage], selection: Sequence[int], c: int, dim: int) -> bytes:
@@ -459,10 +530,15 @@ class OptDeployment:
         records = dispute_records(messages, fp.mask_selection(posting.selection), c, dim)
         if len(records) > MAX_RECORDS:
             raise ConfigError(f"a dispute of {len(records)} bytes exceeds the contract's {MAX_RECORDS}")
-        r = self.chain.call_tx(sender, self.contract, "dispute", rnd, c, model_chunk(W_old, c),
-                               merkle_proof(old_leaves, c, depth), posting.leaves[c],
-                               merkle_proof(list(posting.leaves), c, depth), records, value=self.oparams.bond,
-                               hint="opt-dispute")
+        args = [rnd, c, model_chunk(W_old, c), merkle_proof(old_leaves, c, depth), posting.leaves[c],
+                merkle_proof(list(posting.leaves), c, depth), records]
+        tx = {"to": self.address, "data": self.contract.encode_abi("dispute", args=args), "value": self.oparams.bond}
+        # the gas limit is the bound, not twice an estimate: a deployment's bound fits the
+        # 2^24 gas a transaction may use (EIP-7825), twice an estimate of 9M gas would not
+        keep = len(fp.mask_selection(posting.selection))
+        gas = min(dispute_gas_bound(keep, depth, chunk_len(c, dim)), self.chain.gas_limit())
+        self.chain.preflight(dict(tx, **{"from": sender.address}), "dispute")
+        r = self.chain.send(sender, tx, what="dispute", gas=gas)
         events = self.contract.events.Disputed().process_receipt(r, errors=DISCARD)
         return bool(events and events[0]["args"]["upheld"]), r
 
