@@ -120,6 +120,8 @@ class _RevmNode:
         self.blocks: list[dict] = []
         self._next_timestamp: Optional[int] = None
         self._ids = itertools.count()
+        self._code_hashes: dict[bytes, bytes] = {}
+        self._checksums: dict[str, str] = {}
         from eth_account import Account
 
         for k in range(1, 11):
@@ -167,6 +169,23 @@ class _RevmNode:
         self.mine_blocks(1)
 
     # -- the EVM -----------------------------------------------------------------------
+    def _code_hash(self, code: Optional[bytes]) -> Optional[bytes]:
+        """keccak256 of ``code``, computed once per code (pyrevm would hash it again for every
+        AccountInfo, that is for every contract at every transaction)."""
+        if code is None:
+            return None
+        digest = self._code_hashes.get(code)
+        if digest is None:
+            digest = self._code_hashes[code] = keccak(code)
+        return digest
+
+    def _checksum(self, address: str) -> str:
+        """``to_checksum_address``, remembered (a handful of addresses recur in every block)."""
+        out = self._checksums.get(address)
+        if out is None:
+            out = self._checksums[address] = to_checksum_address(address)
+        return out
+
     def _evm(self, block: dict):
         """A fresh EVM holding the world state as cold database entries."""
         pyrevm = self._pyrevm
@@ -175,7 +194,8 @@ class _RevmNode:
         evm.set_block_env(pyrevm.BlockEnv(number=block["number"], timestamp=block["timestamp"],
                                           basefee=block["baseFeePerGas"], gas_limit=self.block_gas_limit))
         for address, (balance, nonce, code) in self.accounts.items():
-            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code))
+            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code,
+                                                                code_hash=self._code_hash(code)))
         for address, slots in self.storage.items():
             for key, value in slots.items():
                 # inserting into a cold account writes the database and loads the account
@@ -207,13 +227,11 @@ class _RevmNode:
         return out, int(result.gas_used), int(result.gas_refunded), list(result.logs)
 
     def _commit(self, evm) -> None:
-        """Copy back the accounts and slots the transaction touched."""
+        """Copy back the accounts and slots the transaction touched: the accounts its journal
+        holds (loaded ones, with their values after the transaction), the slots it wrote."""
         journal = evm.journal_str
-        head = journal.split(", journal: ", 1)
-        touched = set(_ADDRESS.findall(head[1] if len(head) > 1 else journal))
-        for address in touched:
-            address = to_checksum_address(address)
-            info = evm.basic(address)
+        for address, info in evm.journal_state.items():
+            address = self._checksum(address)
             old = self.accounts.get(address)
             code = old[2] if old is not None else None
             if code is None:
@@ -222,7 +240,7 @@ class _RevmNode:
                 continue
             self.accounts[address] = [int(info.balance), int(info.nonce), code]
         for address, key in set(_STORAGE_CHANGE.findall(journal)):
-            address, key = to_checksum_address(address), int(key)
+            address, key = self._checksum(address), int(key)
             value = int(evm.storage(address, key))
             slots = self.storage.setdefault(address, {})
             if value:
@@ -236,13 +254,15 @@ class _RevmNode:
         from eth_account.typed_transactions import TypedTransaction
 
         tx_hash = keccak(raw)
-        sender = to_checksum_address(Account.recover_transaction(raw))  # checks the signature
-        if raw[:1] in (b"\x01", b"\x02"):
-            from hexbytes import HexBytes
-
-            fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-        else:
+        if raw[:1] not in (b"\x01", b"\x02"):
             raise _Failed("only EIP-2930/1559 typed transactions are accepted")
+        from hexbytes import HexBytes
+
+        typed = TypedTransaction.from_bytes(HexBytes(raw))
+        # the signature is checked here: the sender is recovered from it (what
+        # Account.recover_transaction does, on the transaction parsed once)
+        sender = self._checksum(Account._recover_hash(typed.hash(), vrs=typed.vrs()))
+        fields = typed.as_dict()
         if int(fields.get("chainId", -1)) != self.chain_id:
             raise _Failed(f"invalid chain id {fields.get('chainId')}")
         max_fee = int(fields.get("maxFeePerGas", fields.get("gasPrice", 0)))
@@ -250,7 +270,7 @@ class _RevmNode:
         gas, value = int(fields["gas"]), int(fields.get("value", 0))
         data = bytes(fields.get("data") or b"")
         to = fields.get("to") or None
-        to = to_checksum_address(to) if to else None
+        to = self._checksum(to) if to else None
         account = self.accounts.setdefault(sender, [0, 0, None])
         if int(fields["nonce"]) < account[1]:
             raise _Failed("nonce too low")
@@ -274,7 +294,7 @@ class _RevmNode:
         try:
             out, used, _refund, logs = self._execute(evm, sender, to, data, value, gas)
             if to is None:
-                address = to_checksum_address(out)
+                address = self._checksum(out)
             self._commit(evm)
         except _Failed as failed:
             if not failed.gas_used:
@@ -292,7 +312,7 @@ class _RevmNode:
         entries = []
         for i, log in enumerate(logs):
             topics, payload = log.data
-            entry = {"address": to_checksum_address(log.address), "topics": [bytes(t) for t in topics],
+            entry = {"address": self._checksum(log.address), "topics": [bytes(t) for t in topics],
                      "data": bytes(payload), "blockNumber": mined["number"], "blockHash": mined["hash"],
                      "transactionHash": tx_hash, "transactionIndex": 0, "logIndex": i}
             entries.append(entry)
@@ -307,7 +327,7 @@ class _RevmNode:
     def _run_call(self, call: dict, tag=None) -> tuple[bytes, int]:
         """A call on the latest state, nothing kept: (output, gas spent before refunds); in the
         block that is being made for "pending" (its number and time), else in the latest."""
-        sender = to_checksum_address(call.get("from") or ZERO)
+        sender = self._checksum(call.get("from") or ZERO)
         to = call.get("to")
         data = bytes.fromhex((call.get("data") or call.get("input") or "0x")[2:])
         value = int(call.get("value", "0x0"), 16)
@@ -318,7 +338,7 @@ class _RevmNode:
                          baseFeePerGas=self._next_base_fee())
         evm = self._evm(block)
         evm.set_balance(sender, max(evm.get_balance(sender), value))
-        out, used, refund, _ = self._execute(evm, sender, to_checksum_address(to) if to else None, data,
+        out, used, refund, _ = self._execute(evm, sender, self._checksum(to) if to else None, data,
                                              value, gas)
         return (out if isinstance(out, bytes) else b""), max(used + refund, _calldata_floor(data))
 
@@ -360,11 +380,11 @@ class _RevmNode:
                 return _block_json(found[0]) if found else None
             return _block_json(self._block_at(params[0]))
         if method == "eth_getBalance":
-            return _hex(self.accounts.get(to_checksum_address(params[0]), [0])[0])
+            return _hex(self.accounts.get(self._checksum(params[0]), [0])[0])
         if method == "eth_getTransactionCount":
-            return _hex(self.accounts.get(to_checksum_address(params[0]), [0, 0])[1])
+            return _hex(self.accounts.get(self._checksum(params[0]), [0, 0])[1])
         if method == "eth_getCode":
-            code = self.accounts.get(to_checksum_address(params[0]), [0, 0, None])[2]
+            code = self.accounts.get(self._checksum(params[0]), [0, 0, None])[2]
             return "0x" + (code or b"").hex()
         if method == "eth_gasPrice":
             return _hex(self._next_base_fee() + 10**9)
@@ -391,7 +411,7 @@ class _RevmNode:
         addresses = flt.get("address")
         if isinstance(addresses, str):
             addresses = [addresses]
-        wanted = None if addresses is None else {to_checksum_address(a) for a in addresses}
+        wanted = None if addresses is None else {self._checksum(a) for a in addresses}
         topics = flt.get("topics") or []
         out = []
         for e in self.logs:
