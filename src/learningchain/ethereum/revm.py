@@ -121,6 +121,7 @@ class _RevmNode:
         self._next_timestamp: Optional[int] = None
         self._ids = itertools.count()
         self._code_hashes: dict[bytes, bytes] = {}
+        self._world = None  # the EVM shared by every transaction (see _evm)
         self._checksums: dict[str, str] = {}
         from eth_account import Account
 
@@ -186,24 +187,77 @@ class _RevmNode:
             out = self._checksums[address] = to_checksum_address(address)
         return out
 
-    def _evm(self, block: dict):
-        """A fresh EVM holding the world state as cold database entries."""
+    def _fresh_evm(self, block: dict):
+        """A new EVM holding the whole world state as cold database entries."""
         pyrevm = self._pyrevm
         evm = pyrevm.EVM(spec_id=SPEC, gas_limit=self.block_gas_limit,
                          env=pyrevm.Env(cfg=pyrevm.CfgEnv(chain_id=self.chain_id)))
-        evm.set_block_env(pyrevm.BlockEnv(number=block["number"], timestamp=block["timestamp"],
-                                          basefee=block["baseFeePerGas"], gas_limit=self.block_gas_limit))
+        self._set_block(evm, block)
         for address, (balance, nonce, code) in self.accounts.items():
             evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code,
                                                                 code_hash=self._code_hash(code)))
         for address, slots in self.storage.items():
             for key, value in slots.items():
-                # inserting into a cold account writes the database and loads the account
-                # (warming it); undoing the load leaves the slot cold in the database
-                mark = evm.snapshot()
-                evm.insert_account_storage(address, key, value)
-                evm.revert(mark)
+                self._insert_slot(evm, address, key, value)
         return evm
+
+    def _set_block(self, evm, block: dict) -> None:
+        evm.set_block_env(self._pyrevm.BlockEnv(number=block["number"], timestamp=block["timestamp"],
+                                                basefee=block["baseFeePerGas"], gas_limit=self.block_gas_limit))
+
+    @staticmethod
+    def _insert_slot(evm, address: str, key: int, value: int) -> None:
+        # inserting into a cold account writes the database and loads the account
+        # (warming it); undoing the load leaves the slot cold in the database
+        mark = evm.snapshot()
+        evm.insert_account_storage(address, key, value)
+        evm.revert(mark)
+
+    def _evm(self, block: dict):
+        """The EVM whose database holds the world state, every account and slot cold.
+
+        One EVM serves every transaction: each runs inside a checkpoint that is reverted
+        once its effects are read (:meth:`_run`), which undoes its writes and its warm
+        accounts and slots (a reverted frame's warming is undone, EIP-2929), and what it
+        changed is then written to the database (:meth:`_sync`). So the next transaction
+        starts cold on the current state, as in a fresh EVM loaded with the whole state,
+        without loading it (a cost that grew with every account and slot of the run).
+        Where that cannot be kept (an unexpected error), the EVM is made afresh."""
+        if self._world is None:
+            self._world = self._fresh_evm(block)
+        else:
+            self._set_block(self._world, block)
+        return self._world
+
+    def _sync(self, evm, addresses, slots) -> None:
+        """Write ``addresses`` (accounts) and ``slots`` ((address, key)) of the Python state to the
+        shared EVM's database, cold."""
+        pyrevm = self._pyrevm
+        loaded = None
+        for address in addresses:
+            account = self.accounts.get(address)
+            if account is None:
+                continue
+            balance, nonce, code = account
+            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code,
+                                                                code_hash=self._code_hash(code)))
+        for address, key in slots:
+            if loaded is None:
+                loaded = evm.journal_state
+            if address in loaded:  # pragma: no cover - only the coinbase stays loaded, and it has no code
+                self._world = None  # a write to a loaded account would be journaled: start afresh
+                return
+            self._insert_slot(evm, address, key, self.storage.get(address, {}).get(key, 0))
+
+    def _undo(self, evm, mark) -> None:
+        """Revert the shared EVM to ``mark`` (before a transaction or call); if that fails, the
+        EVM is dropped and the next one is made afresh from the Python state."""
+        try:
+            evm.revert(mark)
+            if evm.journal_depth != 0:
+                raise RuntimeError(f"journal depth {evm.journal_depth} after a revert")
+        except Exception:
+            self._world = None
 
     def _execute(self, evm, sender: str, to: Optional[str], data: bytes, value: int, gas: int):
         """Run a call or a creation; (output or new address, gas used, refund, logs)."""
@@ -226,10 +280,12 @@ class _RevmNode:
         result = evm.result
         return out, int(result.gas_used), int(result.gas_refunded), list(result.logs)
 
-    def _commit(self, evm) -> None:
+    def _commit(self, evm) -> tuple[set, set]:
         """Copy back the accounts and slots the transaction touched: the accounts its journal
-        holds (loaded ones, with their values after the transaction), the slots it wrote."""
+        holds (loaded ones, with their values after the transaction), the slots it wrote;
+        returns them (addresses, (address, key) pairs)."""
         journal = evm.journal_str
+        touched = set()
         for address, info in evm.journal_state.items():
             address = self._checksum(address)
             old = self.accounts.get(address)
@@ -239,14 +295,18 @@ class _RevmNode:
             if old is None and not info.balance and not info.nonce and code is None:
                 continue
             self.accounts[address] = [int(info.balance), int(info.nonce), code]
+            touched.add(address)
+        slots = set()
         for address, key in set(_STORAGE_CHANGE.findall(journal)):
             address, key = self._checksum(address), int(key)
             value = int(evm.storage(address, key))
-            slots = self.storage.setdefault(address, {})
+            slots.add((address, key))
+            mine = self.storage.setdefault(address, {})
             if value:
-                slots[key] = value
+                mine[key] = value
             else:
-                slots.pop(key, None)
+                mine.pop(key, None)
+        return touched, slots
 
     # -- transactions --------------------------------------------------------------------
     def _send_raw(self, raw: bytes) -> bytes:
@@ -291,15 +351,19 @@ class _RevmNode:
             block["timestamp"] = max(self._next_timestamp, block["timestamp"])
         evm = self._evm(block)
         status, address, logs = 1, None, []
+        touched, slots = set(), set()
+        mark = evm.snapshot()
         try:
             out, used, _refund, logs = self._execute(evm, sender, to, data, value, gas)
             if to is None:
                 address = self._checksum(out)
-            self._commit(evm)
+            touched, slots = self._commit(evm)
         except _Failed as failed:
             if not failed.gas_used:
                 raise
             status, used = 0, failed.gas_used
+        finally:
+            self._undo(evm, mark)
         used = max(used, _calldata_floor(data))
         price = min(max_fee, base + tip)
         account = self.accounts.setdefault(sender, [0, 0, None])
@@ -307,6 +371,8 @@ class _RevmNode:
         account[1] = int(fields["nonce"]) + 1
         if price > base:
             self.accounts.setdefault(ZERO, [0, 0, None])[0] += used * (price - base)
+        if self._world is evm:
+            self._sync(evm, touched | {sender, ZERO}, slots)
         mined = self._new_block([tx_hash], used, base_fee=base)
         assert mined["number"] == block["number"]
         entries = []
@@ -336,10 +402,21 @@ class _RevmNode:
         if tag == "pending":
             block.update(number=block["number"] + 1, timestamp=max(int(time.time()), block["timestamp"] + 1),
                          baseFeePerGas=self._next_base_fee())
-        evm = self._evm(block)
-        evm.set_balance(sender, max(evm.get_balance(sender), value))
-        out, used, refund, _ = self._execute(evm, sender, self._checksum(to) if to else None, data,
-                                             value, gas)
+        balance = self.accounts.get(sender, [0])[0]
+        if value > balance and (self._world is None or sender in self._world.journal_state):
+            # set_balance changes a loaded account outside the journal: not on the shared EVM
+            evm, mark = self._fresh_evm(block), None
+        else:
+            evm = self._evm(block)
+            mark = evm.snapshot()
+        try:
+            if value > balance:
+                evm.set_balance(sender, value)
+            out, used, refund, _ = self._execute(evm, sender, self._checksum(to) if to else None, data,
+                                                 value, gas)
+        finally:
+            if mark is not None:
+                self._undo(evm, mark)
         return (out if isinstance(out, bytes) else b""), max(used + refund, _calldata_floor(data))
 
     # -- JSON-RPC -----------------------------------------------------------------------
