@@ -154,3 +154,50 @@ def test_the_node_still_checks_what_a_node_checks(played):
     except Exception:
         pass
     assert chain.w3.eth.get_transaction_count(owner.address) == nonce
+
+
+def test_every_transaction_starts_cold_on_the_shared_evm(played):
+    """The same reading transaction twice pays the same gas: what the first warmed (the
+    contract, its slots) is cold again for the second, as in a new block on a real node."""
+    chain, dep, _ = played
+    owner = chain.faucet()
+    node = chain.w3.provider
+    first = chain.call_tx(owner, dep.contract, "current_round", gas=100_000)
+    assert node._world is not None  # the shared EVM ran it
+    second = chain.call_tx(owner, dep.contract, "current_round", gas=100_000)
+    assert first["status"] == second["status"] == 1
+    assert first["gasUsed"] == second["gasUsed"]
+    # 21,000 + calldata + a cold account's code is not charged again; a cold SLOAD is 2,100
+    assert first["gasUsed"] > 21_000 + 2_100
+
+
+def test_the_shared_evm_holds_the_python_state(played):
+    chain, dep, _ = played
+    node = chain.w3.provider
+    chain.call_tx(chain.faucet(), dep.contract, "current_round", gas=100_000)
+    evm = node._world
+    assert evm is not None and evm.journal_depth == 0
+    mark = evm.snapshot()  # reading loads (warms) accounts and slots: undone below
+    for address, (balance, nonce, code) in node.accounts.items():
+        info = evm.basic(address)
+        assert (info.balance, info.nonce) == (balance, nonce)
+    for address, slots in node.storage.items():
+        for key, value in slots.items():
+            assert evm.storage(address, key) == value
+    evm.revert(mark)
+    assert set(evm.journal_state) <= {"0x" + "00" * 20}  # only the coinbase stays loaded
+
+
+def test_a_call_with_more_value_than_the_sender_has_leaves_no_trace(played):
+    """eth_call from the zero address (the coinbase, which stays loaded in the shared EVM)
+    with value: its balance is lent for the call only."""
+    chain, dep, _ = played
+    node = chain.w3.provider
+    owner = chain.faucet()
+    chain.call_tx(owner, dep.contract, "current_round", gas=100_000)  # the shared EVM exists
+    before = chain.balance("0x" + "00" * 20)
+    node.make_request("eth_call", [{"to": TO, "value": hex(10**30)}, "latest"])
+    assert chain.balance("0x" + "00" * 20) == before
+    assert node._world is None or node._world.basic("0x" + "00" * 20).balance == before
+    r = chain.transfer(owner, TO, 1)
+    assert r["status"] == 1
