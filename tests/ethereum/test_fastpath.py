@@ -64,6 +64,7 @@ def played():
     """A pyrevm chain with a deployed contract and one aggregated round."""
     chain = Chain.embedded(evm="pyrevm")
     chain.fixed_gas = 12_000_000
+    chain.keep_receipts = True
     owner = chain.faucet()
     dep = deploy(chain, owner, d=5, l=2, messages=8)
     rng = np.random.default_rng(0)
@@ -78,8 +79,14 @@ def played():
 def test_direct_receipts_are_web3s(played):
     chain, dep, receipts = played
     assert chain._direct
-    for r in receipts:
-        assert chain._receipt(r["transactionHash"]) == chain.w3.eth.get_transaction_receipt(r["transactionHash"])
+    kept = list(chain.receipts)  # the deployment, loading, fundings, submissions, aggregation
+    assert kept[0]["contractAddress"] == dep.address and any(r["logs"] for r in kept)
+    for r in kept + receipts:
+        theirs = chain.w3.eth.get_transaction_receipt(r["transactionHash"])
+        mine = chain._receipt(r["transactionHash"])
+        assert mine == theirs == r
+        assert list(mine.items()) == list(theirs.items())  # the same order too
+        assert [list(e.items()) for e in mine["logs"]] == [list(e.items()) for e in theirs["logs"]]
     from web3.logs import DISCARD
 
     assert len(dep.contract.events.Aggregated().process_receipt(receipts[-1], errors=DISCARD)) == 1

@@ -112,6 +112,62 @@ def _checksum(address: str) -> str:
     return to_checksum_address(address)
 
 
+def _int(x):
+    return int(x, 16)
+
+
+def _bytes32(x):
+    from hexbytes import HexBytes
+
+    out = HexBytes(x)
+    if len(out) != 32:
+        raise ValueError(f"{x!r} is not 32 bytes")
+    return out
+
+
+def _address_or_none(x):
+    return None if x is None else _checksum(x)
+
+
+def _hexbytes(x):
+    from hexbytes import HexBytes
+
+    return HexBytes(x)
+
+
+#: web3's receipt and log formatters (web3/_utils/method_formatters.py) for the fields the
+#: pyrevm node serves: hex quantities to int, hashes and data to HexBytes, addresses checksummed
+_LOG_FIELDS = {"address": _checksum, "topics": lambda ts: [_bytes32(t) for t in ts], "data": _hexbytes,
+               "blockNumber": _int, "blockHash": _bytes32, "transactionHash": _bytes32,
+               "transactionIndex": _int, "logIndex": _int, "removed": lambda x: x}
+_RECEIPT_FIELDS = {"transactionHash": _bytes32, "transactionIndex": _int, "blockHash": _bytes32,
+                   "blockNumber": _int, "from": _checksum, "to": _address_or_none, "gasUsed": _int,
+                   "cumulativeGasUsed": _int, "effectiveGasPrice": _int, "status": _int,
+                   "contractAddress": _address_or_none, "logs": None, "type": _int,
+                   "logsBloom": _hexbytes}
+
+
+def _receipt_from_json(raw: dict):
+    """The pyrevm node's JSON receipt as web3's formatter and AttributeDict make it (the same
+    values, types and key order), or None for any field this does not know (web3 does it)."""
+    from web3.datastructures import AttributeDict
+
+    if not isinstance(raw, dict) or not set(raw) <= set(_RECEIPT_FIELDS) or not isinstance(raw.get("logs"), list):
+        return None
+    if not all(isinstance(e, dict) and set(e) <= set(_LOG_FIELDS) and "removed" in e for e in raw["logs"]):
+        return None
+    try:
+        out = {}
+        for key, value in raw.items():
+            if key == "logs":
+                out[key] = [AttributeDict({k: _LOG_FIELDS[k](v) for k, v in e.items()}) for e in value]
+            else:
+                out[key] = _RECEIPT_FIELDS[key](value)
+    except (TypeError, ValueError):
+        return None
+    return AttributeDict(out)
+
+
 def _web3_value(typ: str, value):
     """A decoded ABI value as web3 returns it: addresses checksummed, arrays as lists."""
     if typ.endswith("]"):
@@ -432,7 +488,8 @@ class Chain:
             raw = self._request("eth_getTransactionReceipt", ["0x" + bytes(tx_hash).hex()])
             if raw is None:
                 raise TransactionNotFound(f"Transaction with hash: '{tx_hash!r}' not found.")
-            return AttributeDict.recursive(receipt_formatter(raw))
+            mine = _receipt_from_json(raw)
+            return mine if mine is not None else AttributeDict.recursive(receipt_formatter(raw))
         return self.w3.eth.get_transaction_receipt(tx_hash)
 
     def estimate(self, tx: dict, what: str = "transaction") -> int:
