@@ -10,11 +10,16 @@ journal in which every account and slot touched once stays *warm* for ever
 (EIP-2929 would then charge 100 gas where a real chain charges 2,100 or 2,600).
 So this module is the node around it:
 
-* the world state (balances, nonces, code, storage) lives here, in Python;
-* each transaction runs in a fresh ``pyrevm.EVM`` loaded with that state as
-  cold database entries, so access costs and the original values of EIP-2200's
-  storage pricing are those of a real block; afterwards the accounts and slots
-  the transaction changed (its journal) are read back;
+* the world state (balances, nonces, code, storage) lives here, in Python, and
+  as cold database entries of one ``pyrevm.EVM``;
+* each transaction runs on that EVM inside a checkpoint: the accounts and slots
+  it changed (its journal) are read back, then the checkpoint is reverted, which
+  undoes its writes and the accounts and slots it warmed, and its changes are
+  written to the database, cold. So every transaction starts cold on the
+  current state, and access costs and the original values of EIP-2200's storage
+  pricing are those of a real block: what a fresh EVM loaded with the whole
+  state would charge, without loading the whole state for every transaction
+  (a cost that grew with the accounts and slots of the run);
 * the node checks the signature (the sender is recovered from it by
   eth-account), the chain id, the nonce, the fee caps and the balance, charges
   ``gas used x effective price`` (EIP-1559: the base fee is burnt, the tip goes
