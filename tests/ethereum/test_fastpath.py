@@ -115,6 +115,12 @@ def test_direct_reads_and_encodings_are_web3s(played):
                        ("aggregate", [0, 5, b"", b"\x01" * 32]), ("commit", [b"\x02" * 32]),
                        ("load_model", [0, [1, -2, 2**80]]), ("claim_reward", [0]), ("open_run", [])]:
         assert chain.encode_call(c, name, args) == c.encode_abi(name, args=args)
+    # another ABI at the same address is looked up on its own
+    other = chain.w3.eth.contract(address=c.address, abi=[{
+        "type": "function", "name": "commit", "stateMutability": "nonpayable", "outputs": [],
+        "inputs": [{"name": "x", "type": "uint256"}]}])
+    assert chain.encode_call(other, "commit", [7]) == other.encode_abi("commit", args=[7])
+    assert chain.encode_call(other, "commit", [7]) != chain.encode_call(c, "commit", [(7).to_bytes(32, "big")])
     # what eth_abi would pad or take where web3 refuses goes through web3, which refuses
     with pytest.raises(Exception):
         chain.encode_call(c, "commit", [b"\x02" * 31])

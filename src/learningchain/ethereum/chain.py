@@ -11,11 +11,13 @@ revert is refused before it is sent, with the contract's reason, as
 :class:`Reverted`.
 
 On the in-process pyrevm chain the requests of the transaction path (block,
-balance, nonce, sending, receipts, contract reads) go to the provider directly,
-past web3's middleware and request formatters (which cost more than the EVM's
-execution there); receipts are shaped by web3's own result formatter, so they
-are the same objects either way. Calls and transactions are encoded with the
-contract's ABI once per function (:meth:`Chain.encode_call`).
+balance, nonce, sending, receipts, contract reads, event logs) go to the
+provider directly, past web3's middleware and formatters (which cost more than
+the EVM's execution there); receipts, reads and logs are shaped as web3 shapes
+them, the same objects either way (tests/ethereum/test_fastpath.py compares
+them). Calls are encoded from the contract's ABI entry, looked up once per
+function (:meth:`Chain.encode_call`), and plain EIP-1559 transactions signed
+without eth-account's formatters, to eth-account's bytes (:func:`_sign_1559`).
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ _SIGNED_FIELDS = frozenset({"from", "to", "data", "value", "chainId", "gas", "ma
 _UINT256 = 2**256
 
 
+#: ABI types decoded here as web3 decodes them (no tuples: web3 names their fields)
+_SIMPLE_TYPE = re.compile(r"(u?int[0-9]*|address|bool|bytes[0-9]*|string)(\[[0-9]*\])*$")
 #: the indexed event arguments whose topic is their ABI encoding (not a hash of it)
 _STATIC_TOPIC = re.compile(r"(u?int[0-9]*|address|bool|bytes([1-9]|[12][0-9]|3[0-2]))$")
 
@@ -301,8 +305,7 @@ class Chain:
     replace_after: Optional[float] = None
     #: the in-process EVM ("pyrevm" or "py-evm"); None on a JSON-RPC node
     evm: Optional[str] = None
-    #: (contract address, function name, number of arguments) -> (selector, input types,
-    #: output types), or None where web3 must encode it (an overloaded name)
+    #: what encode_call, read and events look up once per contract ABI and function or event
     _abi_cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -681,22 +684,29 @@ class Chain:
         tx = {"to": contract.address, "data": self.encode_call(contract, name, args), "value": int(value)}
         return self.send(sender, tx, what=what or name, gas=gas, fees=fees, hint=hint)
 
+    def _cached(self, contract, key: tuple, make):
+        """``make()`` once per ABI object and ``key`` (the ABI itself is kept with the entry, so
+        another contract object at the same address with another ABI gets its own)."""
+        key = (contract.address, id(contract.abi)) + key
+        hit = self._abi_cache.get(key)
+        if hit is None or hit[0] is not contract.abi:
+            hit = self._abi_cache[key] = (contract.abi, make())
+        return hit[1]
+
     def _abi_entry(self, contract, name: str, nargs: int):
-        key = (contract.address, name, nargs)
-        if key not in self._abi_cache:
+        def make():
             from eth_utils import function_abi_to_4byte_selector
+            from eth_utils.abi import collapse_if_tuple
 
             found = [e for e in contract.abi if e.get("type") == "function" and e.get("name") == name
                      and len(e.get("inputs", [])) == nargs]
-            entry = None
-            if len(found) == 1:
-                from eth_utils.abi import collapse_if_tuple
+            if len(found) != 1:
+                return None
+            fn = found[0]
+            return (function_abi_to_4byte_selector(fn), [collapse_if_tuple(i) for i in fn["inputs"]],
+                    [collapse_if_tuple(o) for o in fn.get("outputs", [])])
 
-                fn = found[0]
-                entry = (function_abi_to_4byte_selector(fn), [collapse_if_tuple(i) for i in fn["inputs"]],
-                         [collapse_if_tuple(o) for o in fn.get("outputs", [])])
-            self._abi_cache[key] = entry
-        return self._abi_cache[key]
+        return self._cached(contract, ("function", name, nargs), make)
 
     def encode_call(self, contract, name: str, args) -> str:
         """The calldata of ``name(*args)`` on ``contract`` as a 0x hex string, the bytes web3's
@@ -719,7 +729,7 @@ class Chain:
         """The value of the view function ``name(*args)`` (one value, or a tuple of several):
         what ``contract.functions.name(*args).call()`` returns, addresses checksummed."""
         entry = self._abi_entry(contract, name, len(args))
-        if not self._direct or entry is None:
+        if not self._direct or entry is None or not entry[2] or not all(_SIMPLE_TYPE.match(t) for t in entry[2]):
             return getattr(contract.functions, name)(*args).call(block_identifier=block)
         from eth_abi import decode
 
@@ -737,20 +747,21 @@ class Chain:
         return values[0] if len(values) == 1 else values
 
     def _event_entry(self, contract, name: str):
-        key = (contract.address, "event", name)
-        if key not in self._abi_cache:
+        def make():
             from eth_utils import event_abi_to_log_topic
             from eth_utils.abi import collapse_if_tuple
 
             found = [e for e in contract.abi if e.get("type") == "event" and e.get("name") == name]
-            entry = None
-            if len(found) == 1 and not found[0].get("anonymous"):
-                ev = found[0]
-                inputs = [(i["name"], collapse_if_tuple(i), bool(i.get("indexed"))) for i in ev["inputs"]]
-                if all(_STATIC_TOPIC.match(t) for _, t, indexed in inputs if indexed):
-                    entry = (event_abi_to_log_topic(ev), inputs)
-            self._abi_cache[key] = entry
-        return self._abi_cache[key]
+            if len(found) != 1 or found[0].get("anonymous"):
+                return None
+            ev = found[0]
+            inputs = [(i["name"], collapse_if_tuple(i), bool(i.get("indexed"))) for i in ev["inputs"]]
+            if not all(_SIMPLE_TYPE.match(t) for _, t, _ in inputs) or \
+                    not all(_STATIC_TOPIC.match(t) for _, t, indexed in inputs if indexed):
+                return None
+            return event_abi_to_log_topic(ev), inputs
+
+        return self._cached(contract, ("event", name), make)
 
     def events(self, contract, name: str, *, from_block, argument_filters: Optional[dict] = None) -> list:
         """The logs of event ``name`` of ``contract`` from block ``from_block`` to the latest, as

@@ -249,7 +249,8 @@ def replay_model(dep: Deployment, W: list, first: int, last: int) -> list:
     selection that is not the l-nearest of those messages is refused (ConfigError)."""
     W = list(W)
     for rnd in range(first, last):
-        logs = dep.chain.events(dep.contract, "Aggregated", from_block=dep.deploy_block, argument_filters={"round": rnd})
+        logs = dep.chain.events(dep.contract, "Aggregated", from_block=dep.deploy_block,
+                                argument_filters={"round": rnd})
         if len(logs) != 1:
             raise ConfigError(f"the contract at {dep.address} has {len(logs)} Aggregated events for round {rnd}")
         n, mask = int(logs[0]["args"]["messages"]), int(logs[0]["args"]["selection"])

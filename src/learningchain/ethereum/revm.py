@@ -54,7 +54,6 @@ DEFAULT_GAS_LIMIT = 30_029_122  # eth-tester's genesis block gas limit
 ZERO = "0x" + "00" * 20
 
 _STORAGE_CHANGE = re.compile(r"StorageChange \{ address: (0x[0-9a-fA-F]{40}), key: (\d+),")
-_ADDRESS = re.compile(r"(0x[0-9a-fA-F]{40})")
 _REVERT = re.compile(r"Revert \{ gas_used: (\d+), output: 0x([0-9a-fA-F]*) \}")
 _HALT = re.compile(r"Halt \{ reason: (\w+).*?gas_used: (\d+)", re.S)
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")
@@ -221,13 +220,14 @@ class _RevmNode:
     def _evm(self, block: dict):
         """The EVM whose database holds the world state, every account and slot cold.
 
-        One EVM serves every transaction: each runs inside a checkpoint that is reverted
-        once its effects are read (:meth:`_run`), which undoes its writes and its warm
-        accounts and slots (a reverted frame's warming is undone, EIP-2929), and what it
-        changed is then written to the database (:meth:`_sync`). So the next transaction
-        starts cold on the current state, as in a fresh EVM loaded with the whole state,
-        without loading it (a cost that grew with every account and slot of the run).
-        Where that cannot be kept (an unexpected error), the EVM is made afresh."""
+        One EVM serves every transaction and call: each runs inside a checkpoint that is
+        reverted once its effects are read (:meth:`_send_raw`, :meth:`_run_call`), which
+        undoes its writes and the accounts and slots it warmed (a reverted frame's warming
+        is undone, EIP-2929), and what it changed is then written to the database
+        (:meth:`_sync`). So the next transaction starts cold on the current state, as in a
+        fresh EVM loaded with the whole state, without loading it (a cost that grew with
+        every account and slot of the run). Where that cannot be kept (an unexpected
+        error), the EVM is made afresh."""
         if self._world is None:
             self._world = self._fresh_evm(block)
         else:
@@ -249,7 +249,7 @@ class _RevmNode:
         for address, key in slots:
             if loaded is None:
                 loaded = evm.journal_state
-            if address in loaded:  # pragma: no cover - only the coinbase stays loaded, and it has no code
+            if address in loaded:  # pragma: no cover - only the coinbase stays loaded; it has no storage
                 self._world = None  # a write to a loaded account would be journaled: start afresh
                 return
             self._insert_slot(evm, address, key, self.storage.get(address, {}).get(key, 0))
@@ -367,6 +367,9 @@ class _RevmNode:
             if not failed.gas_used:
                 raise
             status, used = 0, failed.gas_used
+        except BaseException:
+            self._world = None  # whatever was copied back, the next EVM is made from the Python state
+            raise
         finally:
             self._undo(evm, mark)
         used = max(used, _calldata_floor(data))
