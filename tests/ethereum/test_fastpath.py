@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from learningchain.ethereum import fixedpoint as fp
-from learningchain.ethereum.chain import Account, Chain, Reverted, _rlp, _sign_1559
+from learningchain.ethereum.chain import Account, Chain, Reverted, _sign_1559
 
 from .helpers import deploy, fresh_account, random_unit_rows, submit_all
 
@@ -37,19 +37,6 @@ def test_the_own_signer_makes_eth_accounts_bytes(tx):
     acct = _key()
     for t in (tx, dict(tx, **{"from": acct.address})):
         assert _sign_1559(acct.key, t) == bytes(acct.key.sign_transaction(t).raw_transaction)
-
-
-def test_the_own_rlp_is_pyrlps():
-    import rlp
-
-    rng = np.random.default_rng(1)
-    for n in (0, 1, 127, 128, 255, 256, 2**64, 2**256 - 1):
-        assert _rlp(n) == rlp.encode(n)
-    for size in (0, 1, 2, 55, 56, 57, 255, 256, 1000, 70_000):
-        for b in (rng.bytes(size), b"\x00" * size, b"\x7f" * size):
-            assert _rlp(b) == rlp.encode(b)
-    for item in ([], [b"\x05"], [1, b"x" * 100, [], [b"a", 5], 2**200], [b"y" * 60] * 3):
-        assert _rlp(item) == rlp.encode(item)
 
 
 def test_the_own_signer_leaves_other_transactions_to_eth_account():

@@ -187,25 +187,6 @@ def _is_checksummed(address: str) -> bool:
     return address == to_checksum_address(address)
 
 
-def _rlp_length(length: int, short: int, long: int) -> bytes:
-    if length < 56:
-        return bytes([short + length])
-    size = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([long + len(size)]) + size
-
-
-def _rlp(item) -> bytes:
-    """RLP of bytes, non-negative ints (big-endian, no leading zero) and lists of them."""
-    if isinstance(item, list):
-        payload = b"".join(_rlp(x) for x in item)
-        return _rlp_length(len(payload), 0xC0, 0xF7) + payload
-    if type(item) is int:
-        item = item.to_bytes((item.bit_length() + 7) // 8, "big")
-    if len(item) == 1 and item[0] < 0x80:
-        return item
-    return _rlp_length(len(item), 0x80, 0xB7) + item
-
-
 def _sign_1559(key, tx: dict, signer=None) -> Optional[bytes]:
     """The raw signed EIP-1559 transaction that ``key.sign_transaction(tx)`` makes (eth-account
     with the coincurve backend: the same RLP, keccak and RFC 6979 signature, byte for byte), for
@@ -213,6 +194,7 @@ def _sign_1559(key, tx: dict, signer=None) -> Optional[bytes]:
     it would normalise or refuse). ``signer``: the key as a coincurve.PrivateKey, if made before."""
     try:
         import coincurve
+        import rlp
         from eth_utils import keccak
     except ImportError:  # pragma: no cover
         return None
@@ -240,12 +222,12 @@ def _sign_1559(key, tx: dict, signer=None) -> Optional[bytes]:
         return None
     chain_id, nonce, tip, fee, gas, value = ints
     fields = [chain_id, nonce, tip, fee, gas, to_bytes, value, data, []]
-    digest = keccak(b"\x02" + _rlp(fields))
+    digest = keccak(b"\x02" + rlp.encode(fields))
     if signer is None:
         signer = coincurve.PrivateKey(bytes(key.key))
     signature = signer.sign_recoverable(digest, hasher=None)
     r, s, v = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:64], "big"), signature[64]
-    return b"\x02" + _rlp(fields + [v, r, s])
+    return b"\x02" + rlp.encode(fields + [v, r, s])
 
 
 def _plain(typ: str, value) -> bool:
