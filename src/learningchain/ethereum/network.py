@@ -133,14 +133,14 @@ class Deployment:
         return self.artifact["abi"]
 
     def current_round(self) -> int:
-        return int(self.contract.functions.current_round().call())
+        return int(self.chain.read(self.contract, "current_round"))
 
     def round_opened(self) -> int:
         """The block in which the current round opened."""
-        return int(self.contract.functions.round_opened().call())
+        return int(self.chain.read(self.contract, "round_opened"))
 
     def fixed_model(self) -> list[int]:
-        return [int(v) for v in self.contract.functions.get_model().call()]
+        return [int(v) for v in self.chain.read(self.contract, "get_model")]
 
     def head(self, from_block: Optional[int] = None) -> EthHead:
         """The current round and model; ``from_block``: no earlier block holds the event that
@@ -149,9 +149,10 @@ class Deployment:
         W = self.fixed_model()
         since = self.deploy_block if from_block is None else from_block
         if rnd == 0:
-            logs = self.contract.events.RoundOpened.get_logs(from_block=since, argument_filters={"round": 0})
+            logs = self.chain.events(self.contract, "RoundOpened", from_block=since, argument_filters={"round": 0})
         else:
-            logs = self.contract.events.Aggregated.get_logs(from_block=since, argument_filters={"round": rnd - 1})
+            logs = self.chain.events(self.contract, "Aggregated", from_block=since,
+                                     argument_filters={"round": rnd - 1})
         if not logs:
             raise ConfigError(f"the contract at {self.address} has no event for round {rnd}")
         last = logs[-1]
@@ -160,9 +161,9 @@ class Deployment:
     def round_messages(self, rnd: int, from_block: Optional[int] = None) -> list[tuple]:
         """(sender bytes, norm, packed q) of every message of round ``rnd``, in submission order,
         read from the contract's Submitted events."""
-        logs = self.contract.events.Submitted.get_logs(
-            from_block=self.deploy_block if from_block is None else from_block,
-            argument_filters={"round": rnd})
+        logs = self.chain.events(self.contract, "Submitted",
+                                 from_block=self.deploy_block if from_block is None else from_block,
+                                 argument_filters={"round": rnd})
         logs = sorted(logs, key=lambda e: int(e["args"]["index"]))
         out = []
         for i, e in enumerate(logs):
@@ -177,9 +178,11 @@ class Deployment:
 
     def attempt(self) -> Optional[tuple[int, int, int]]:
         """(next chunk, claim mask, messages) of an unfinished multi-chunk aggregation, or None."""
-        f = self.contract.functions
-        nxt = int(f.agg_next().call())
-        return None if nxt == 0 else (nxt, int(f.agg_claim().call()), int(f.agg_n().call()))
+        def read(name):
+            return int(self.chain.read(self.contract, name))
+
+        nxt = read("agg_next")
+        return None if nxt == 0 else (nxt, read("agg_claim"), read("agg_n"))
 
     def aggregate(self, sender: Account, messages: list[tuple], selection: tuple, *,
                   start: int = 0) -> tuple[bool, int, list]:
@@ -219,7 +222,7 @@ class Deployment:
         """Commit ``sender`` to aggregating the current round with ``mask``; (receipt, salt).
         The salt is an HMAC under the sender's key, the contract, the round and the claim:
         secret to anyone without the key, and the same on a rerun of a seeded run."""
-        rnd = int(self.contract.functions.current_round().call())
+        rnd = int(self.chain.read(self.contract, "current_round"))
         salt = hmac.new(bytes(sender.key.key), b"learningchain aggregation salt" + rnd.to_bytes(32, "big")
                         + mask.to_bytes(32, "big"), hashlib.sha256).digest()
         receipt = self.chain.call_tx(sender, self.contract, "commit", self.commitment(sender.address, rnd, mask, salt),
@@ -246,7 +249,8 @@ def replay_model(dep: Deployment, W: list, first: int, last: int) -> list:
     selection that is not the l-nearest of those messages is refused (ConfigError)."""
     W = list(W)
     for rnd in range(first, last):
-        logs = dep.contract.events.Aggregated.get_logs(from_block=dep.deploy_block, argument_filters={"round": rnd})
+        logs = dep.chain.events(dep.contract, "Aggregated", from_block=dep.deploy_block,
+                                argument_filters={"round": rnd})
         if len(logs) != 1:
             raise ConfigError(f"the contract at {dep.address} has {len(logs)} Aggregated events for round {rnd}")
         n, mask = int(logs[0]["args"]["messages"]), int(logs[0]["args"]["selection"])
@@ -357,7 +361,13 @@ class EthereumNetwork:
         entries, rejected, resumed = self._round_entries(base)
         gas = []
         for i, (norm, packed, byzantine) in enumerate(entries):
-            account = self.pseudonyms(base.height, i) if self.pseudonyms else new_account(self.key_rng, "holder")
+            if self.pseudonyms:
+                account = self.pseudonyms(base.height, i)
+            else:
+                # a key made here this moment has sent nothing (were it not so, the node's
+                # "nonce too low" makes send ask it for the nonce)
+                account = new_account(self.key_rng, "holder")
+                account.nonce = 0
             self.pseudo_identities.append(account.address)
             if byzantine:
                 self.byzantine_senders.add(account.address.lower())
@@ -365,8 +375,8 @@ class EthereumNetwork:
                 continue
             fees = self.chain.fee_fields()
             limit = self.chain.gas_for({"from": self.faucet.address, "to": self.dep.address, "value": 0,
-                                        "data": self.dep.contract.encode_abi("submit",
-                                                                             args=[base.height, norm, packed])},
+                                        "data": self.chain.encode_call(self.dep.contract, "submit",
+                                                                           [base.height, norm, packed])},
                                        "submit", "submit")
             need = limit * fees["maxFeePerGas"]
             if resumed:
@@ -391,7 +401,7 @@ class EthereumNetwork:
         if att is None:
             return False, 0, ()
         nxt, claim, n = att
-        owner = str(self.dep.contract.functions.agg_owner().call()).lower()
+        owner = str(self.chain.read(self.dep.contract, "agg_owner")).lower()
         mine = next((a for a in self.nodes if a.address.lower() == owner), None)
         if mine is not None:
             node = mine
@@ -449,7 +459,7 @@ class EthereumNetwork:
             else:
                 # the contract's record of whom it pays (a multi-chunk attempt: its starter, and
                 # only if the starter sent every chunk), which may be none of our nodes
-                paid = str(self.dep.contract.functions.aggregator_of(base.height).call()).lower()
+                paid = str(self.chain.read(self.dep.contract, "aggregator_of", base.height)).lower()
                 payee = next((j for j, a in enumerate(self.nodes) if a.address.lower() == paid), None)
                 if payee is not None:
                     winner = payee

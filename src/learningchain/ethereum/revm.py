@@ -10,11 +10,16 @@ journal in which every account and slot touched once stays *warm* for ever
 (EIP-2929 would then charge 100 gas where a real chain charges 2,100 or 2,600).
 So this module is the node around it:
 
-* the world state (balances, nonces, code, storage) lives here, in Python;
-* each transaction runs in a fresh ``pyrevm.EVM`` loaded with that state as
-  cold database entries, so access costs and the original values of EIP-2200's
-  storage pricing are those of a real block; afterwards the accounts and slots
-  the transaction changed (its journal) are read back;
+* the world state (balances, nonces, code, storage) lives here, in Python, and
+  as cold database entries of one ``pyrevm.EVM``;
+* each transaction runs on that EVM inside a checkpoint: the accounts and slots
+  it changed (its journal) are read back, then the checkpoint is reverted, which
+  undoes its writes and the accounts and slots it warmed, and its changes are
+  written to the database, cold. So every transaction starts cold on the
+  current state, and access costs and the original values of EIP-2200's storage
+  pricing are those of a real block: what a fresh EVM loaded with the whole
+  state would charge, without loading the whole state for every transaction
+  (a cost that grew with the accounts and slots of the run);
 * the node checks the signature (the sender is recovered from it by
   eth-account), the chain id, the nonce, the fee caps and the balance, charges
   ``gas used x effective price`` (EIP-1559: the base fee is burnt, the tip goes
@@ -49,7 +54,6 @@ DEFAULT_GAS_LIMIT = 30_029_122  # eth-tester's genesis block gas limit
 ZERO = "0x" + "00" * 20
 
 _STORAGE_CHANGE = re.compile(r"StorageChange \{ address: (0x[0-9a-fA-F]{40}), key: (\d+),")
-_ADDRESS = re.compile(r"(0x[0-9a-fA-F]{40})")
 _REVERT = re.compile(r"Revert \{ gas_used: (\d+), output: 0x([0-9a-fA-F]*) \}")
 _HALT = re.compile(r"Halt \{ reason: (\w+).*?gas_used: (\d+)", re.S)
 _ERROR_SELECTOR = bytes.fromhex("08c379a0")
@@ -120,6 +124,9 @@ class _RevmNode:
         self.blocks: list[dict] = []
         self._next_timestamp: Optional[int] = None
         self._ids = itertools.count()
+        self._code_hashes: dict[bytes, bytes] = {}
+        self._world = None  # the EVM shared by every transaction (see _evm)
+        self._checksums: dict[str, str] = {}
         from eth_account import Account
 
         for k in range(1, 11):
@@ -167,23 +174,95 @@ class _RevmNode:
         self.mine_blocks(1)
 
     # -- the EVM -----------------------------------------------------------------------
-    def _evm(self, block: dict):
-        """A fresh EVM holding the world state as cold database entries."""
+    def _code_hash(self, code: Optional[bytes]) -> Optional[bytes]:
+        """keccak256 of ``code``, computed once per code (pyrevm would hash it again for every
+        AccountInfo, that is for every contract at every transaction)."""
+        if code is None:
+            return None
+        digest = self._code_hashes.get(code)
+        if digest is None:
+            digest = self._code_hashes[code] = keccak(code)
+        return digest
+
+    def _checksum(self, address: str) -> str:
+        """``to_checksum_address``, remembered (a handful of addresses recur in every block)."""
+        out = self._checksums.get(address)
+        if out is None:
+            out = self._checksums[address] = to_checksum_address(address)
+        return out
+
+    def _fresh_evm(self, block: dict):
+        """A new EVM holding the whole world state as cold database entries."""
         pyrevm = self._pyrevm
         evm = pyrevm.EVM(spec_id=SPEC, gas_limit=self.block_gas_limit,
                          env=pyrevm.Env(cfg=pyrevm.CfgEnv(chain_id=self.chain_id)))
-        evm.set_block_env(pyrevm.BlockEnv(number=block["number"], timestamp=block["timestamp"],
-                                          basefee=block["baseFeePerGas"], gas_limit=self.block_gas_limit))
+        self._set_block(evm, block)
         for address, (balance, nonce, code) in self.accounts.items():
-            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code))
+            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code,
+                                                                code_hash=self._code_hash(code)))
         for address, slots in self.storage.items():
             for key, value in slots.items():
-                # inserting into a cold account writes the database and loads the account
-                # (warming it); undoing the load leaves the slot cold in the database
-                mark = evm.snapshot()
-                evm.insert_account_storage(address, key, value)
-                evm.revert(mark)
+                self._insert_slot(evm, address, key, value)
         return evm
+
+    def _set_block(self, evm, block: dict) -> None:
+        evm.set_block_env(self._pyrevm.BlockEnv(number=block["number"], timestamp=block["timestamp"],
+                                                basefee=block["baseFeePerGas"], gas_limit=self.block_gas_limit))
+
+    @staticmethod
+    def _insert_slot(evm, address: str, key: int, value: int) -> None:
+        # inserting into a cold account writes the database and loads the account
+        # (warming it); undoing the load leaves the slot cold in the database
+        mark = evm.snapshot()
+        evm.insert_account_storage(address, key, value)
+        evm.revert(mark)
+
+    def _evm(self, block: dict):
+        """The EVM whose database holds the world state, every account and slot cold.
+
+        One EVM serves every transaction and call: each runs inside a checkpoint that is
+        reverted once its effects are read (:meth:`_send_raw`, :meth:`_run_call`), which
+        undoes its writes and the accounts and slots it warmed (a reverted frame's warming
+        is undone, EIP-2929), and what it changed is then written to the database
+        (:meth:`_sync`). So the next transaction starts cold on the current state, as in a
+        fresh EVM loaded with the whole state, without loading it (a cost that grew with
+        every account and slot of the run). Where that cannot be kept (an unexpected
+        error), the EVM is made afresh."""
+        if self._world is None:
+            self._world = self._fresh_evm(block)
+        else:
+            self._set_block(self._world, block)
+        return self._world
+
+    def _sync(self, evm, addresses, slots) -> None:
+        """Write ``addresses`` (accounts) and ``slots`` ((address, key)) of the Python state to the
+        shared EVM's database, cold."""
+        pyrevm = self._pyrevm
+        loaded = None
+        for address in addresses:
+            account = self.accounts.get(address)
+            if account is None:
+                continue
+            balance, nonce, code = account
+            evm.insert_account_info(address, pyrevm.AccountInfo(balance=balance, nonce=nonce, code=code,
+                                                                code_hash=self._code_hash(code)))
+        for address, key in slots:
+            if loaded is None:
+                loaded = evm.journal_state
+            if address in loaded:  # pragma: no cover - only the coinbase stays loaded; it has no storage
+                self._world = None  # a write to a loaded account would be journaled: start afresh
+                return
+            self._insert_slot(evm, address, key, self.storage.get(address, {}).get(key, 0))
+
+    def _undo(self, evm, mark) -> None:
+        """Revert the shared EVM to ``mark`` (before a transaction or call); if that fails, the
+        EVM is dropped and the next one is made afresh from the Python state."""
+        try:
+            evm.revert(mark)
+            if evm.journal_depth != 0:
+                raise RuntimeError(f"journal depth {evm.journal_depth} after a revert")
+        except Exception:
+            self._world = None
 
     def _execute(self, evm, sender: str, to: Optional[str], data: bytes, value: int, gas: int):
         """Run a call or a creation; (output or new address, gas used, refund, logs)."""
@@ -206,14 +285,14 @@ class _RevmNode:
         result = evm.result
         return out, int(result.gas_used), int(result.gas_refunded), list(result.logs)
 
-    def _commit(self, evm) -> None:
-        """Copy back the accounts and slots the transaction touched."""
+    def _commit(self, evm) -> tuple[set, set]:
+        """Copy back the accounts and slots the transaction touched: the accounts its journal
+        holds (loaded ones, with their values after the transaction), the slots it wrote;
+        returns them (addresses, (address, key) pairs)."""
         journal = evm.journal_str
-        head = journal.split(", journal: ", 1)
-        touched = set(_ADDRESS.findall(head[1] if len(head) > 1 else journal))
-        for address in touched:
-            address = to_checksum_address(address)
-            info = evm.basic(address)
+        touched = set()
+        for address, info in evm.journal_state.items():
+            address = self._checksum(address)
             old = self.accounts.get(address)
             code = old[2] if old is not None else None
             if code is None:
@@ -221,14 +300,18 @@ class _RevmNode:
             if old is None and not info.balance and not info.nonce and code is None:
                 continue
             self.accounts[address] = [int(info.balance), int(info.nonce), code]
+            touched.add(address)
+        slots = set()
         for address, key in set(_STORAGE_CHANGE.findall(journal)):
-            address, key = to_checksum_address(address), int(key)
+            address, key = self._checksum(address), int(key)
             value = int(evm.storage(address, key))
-            slots = self.storage.setdefault(address, {})
+            slots.add((address, key))
+            mine = self.storage.setdefault(address, {})
             if value:
-                slots[key] = value
+                mine[key] = value
             else:
-                slots.pop(key, None)
+                mine.pop(key, None)
+        return touched, slots
 
     # -- transactions --------------------------------------------------------------------
     def _send_raw(self, raw: bytes) -> bytes:
@@ -236,13 +319,15 @@ class _RevmNode:
         from eth_account.typed_transactions import TypedTransaction
 
         tx_hash = keccak(raw)
-        sender = to_checksum_address(Account.recover_transaction(raw))  # checks the signature
-        if raw[:1] in (b"\x01", b"\x02"):
-            from hexbytes import HexBytes
-
-            fields = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
-        else:
+        if raw[:1] not in (b"\x01", b"\x02"):
             raise _Failed("only EIP-2930/1559 typed transactions are accepted")
+        from hexbytes import HexBytes
+
+        typed = TypedTransaction.from_bytes(HexBytes(raw))
+        # the signature is checked here: the sender is recovered from it (what
+        # Account.recover_transaction does, on the transaction parsed once)
+        sender = self._checksum(Account._recover_hash(typed.hash(), vrs=typed.vrs()))
+        fields = typed.as_dict()
         if int(fields.get("chainId", -1)) != self.chain_id:
             raise _Failed(f"invalid chain id {fields.get('chainId')}")
         max_fee = int(fields.get("maxFeePerGas", fields.get("gasPrice", 0)))
@@ -250,7 +335,7 @@ class _RevmNode:
         gas, value = int(fields["gas"]), int(fields.get("value", 0))
         data = bytes(fields.get("data") or b"")
         to = fields.get("to") or None
-        to = to_checksum_address(to) if to else None
+        to = self._checksum(to) if to else None
         account = self.accounts.setdefault(sender, [0, 0, None])
         if int(fields["nonce"]) < account[1]:
             raise _Failed("nonce too low")
@@ -271,15 +356,22 @@ class _RevmNode:
             block["timestamp"] = max(self._next_timestamp, block["timestamp"])
         evm = self._evm(block)
         status, address, logs = 1, None, []
+        touched, slots = set(), set()
+        mark = evm.snapshot()
         try:
             out, used, _refund, logs = self._execute(evm, sender, to, data, value, gas)
             if to is None:
-                address = to_checksum_address(out)
-            self._commit(evm)
+                address = self._checksum(out)
+            touched, slots = self._commit(evm)
         except _Failed as failed:
             if not failed.gas_used:
                 raise
             status, used = 0, failed.gas_used
+        except BaseException:
+            self._world = None  # whatever was copied back, the next EVM is made from the Python state
+            raise
+        finally:
+            self._undo(evm, mark)
         used = max(used, _calldata_floor(data))
         price = min(max_fee, base + tip)
         account = self.accounts.setdefault(sender, [0, 0, None])
@@ -287,12 +379,14 @@ class _RevmNode:
         account[1] = int(fields["nonce"]) + 1
         if price > base:
             self.accounts.setdefault(ZERO, [0, 0, None])[0] += used * (price - base)
+        if self._world is evm:
+            self._sync(evm, touched | {sender, ZERO}, slots)
         mined = self._new_block([tx_hash], used, base_fee=base)
         assert mined["number"] == block["number"]
         entries = []
         for i, log in enumerate(logs):
             topics, payload = log.data
-            entry = {"address": to_checksum_address(log.address), "topics": [bytes(t) for t in topics],
+            entry = {"address": self._checksum(log.address), "topics": [bytes(t) for t in topics],
                      "data": bytes(payload), "blockNumber": mined["number"], "blockHash": mined["hash"],
                      "transactionHash": tx_hash, "transactionIndex": 0, "logIndex": i}
             entries.append(entry)
@@ -307,7 +401,7 @@ class _RevmNode:
     def _run_call(self, call: dict, tag=None) -> tuple[bytes, int]:
         """A call on the latest state, nothing kept: (output, gas spent before refunds); in the
         block that is being made for "pending" (its number and time), else in the latest."""
-        sender = to_checksum_address(call.get("from") or ZERO)
+        sender = self._checksum(call.get("from") or ZERO)
         to = call.get("to")
         data = bytes.fromhex((call.get("data") or call.get("input") or "0x")[2:])
         value = int(call.get("value", "0x0"), 16)
@@ -316,10 +410,21 @@ class _RevmNode:
         if tag == "pending":
             block.update(number=block["number"] + 1, timestamp=max(int(time.time()), block["timestamp"] + 1),
                          baseFeePerGas=self._next_base_fee())
-        evm = self._evm(block)
-        evm.set_balance(sender, max(evm.get_balance(sender), value))
-        out, used, refund, _ = self._execute(evm, sender, to_checksum_address(to) if to else None, data,
-                                             value, gas)
+        balance = self.accounts.get(sender, [0])[0]
+        if value > balance and (self._world is None or sender in self._world.journal_state):
+            # set_balance changes a loaded account outside the journal: not on the shared EVM
+            evm, mark = self._fresh_evm(block), None
+        else:
+            evm = self._evm(block)
+            mark = evm.snapshot()
+        try:
+            if value > balance:
+                evm.set_balance(sender, value)
+            out, used, refund, _ = self._execute(evm, sender, self._checksum(to) if to else None, data,
+                                                 value, gas)
+        finally:
+            if mark is not None:
+                self._undo(evm, mark)
         return (out if isinstance(out, bytes) else b""), max(used + refund, _calldata_floor(data))
 
     # -- JSON-RPC -----------------------------------------------------------------------
@@ -360,11 +465,11 @@ class _RevmNode:
                 return _block_json(found[0]) if found else None
             return _block_json(self._block_at(params[0]))
         if method == "eth_getBalance":
-            return _hex(self.accounts.get(to_checksum_address(params[0]), [0])[0])
+            return _hex(self.accounts.get(self._checksum(params[0]), [0])[0])
         if method == "eth_getTransactionCount":
-            return _hex(self.accounts.get(to_checksum_address(params[0]), [0, 0])[1])
+            return _hex(self.accounts.get(self._checksum(params[0]), [0, 0])[1])
         if method == "eth_getCode":
-            code = self.accounts.get(to_checksum_address(params[0]), [0, 0, None])[2]
+            code = self.accounts.get(self._checksum(params[0]), [0, 0, None])[2]
             return "0x" + (code or b"").hex()
         if method == "eth_gasPrice":
             return _hex(self._next_base_fee() + 10**9)
@@ -391,7 +496,7 @@ class _RevmNode:
         addresses = flt.get("address")
         if isinstance(addresses, str):
             addresses = [addresses]
-        wanted = None if addresses is None else {to_checksum_address(a) for a in addresses}
+        wanted = None if addresses is None else {self._checksum(a) for a in addresses}
         topics = flt.get("topics") or []
         out = []
         for e in self.logs:
