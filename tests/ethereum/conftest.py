@@ -91,3 +91,34 @@ def keystore_password(monkeypatch):
     from learningchain.ethereum.keystore import PASSWORD_ENV
 
     monkeypatch.setenv(PASSWORD_ENV, "learningchain tests")
+
+
+@pytest.fixture
+def osaka():
+    """An anvil on Osaka rules with the per-transaction gas cap of EIP-7825 enforced."""
+    from learningchain.ethereum.chain import Chain
+
+    binary = find_anvil()
+    if binary is None:
+        pytest.skip("anvil not installed (npm install puts it in node_modules/@foundry-rs)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "osaka",
+                             "--enable-tx-gas-limit", "--silent", "--prune-history", "256"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    pytest.fail("anvil --hardfork osaka did not start")
+                time.sleep(0.1)
+        yield Chain.connect(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

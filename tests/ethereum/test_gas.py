@@ -18,3 +18,10 @@ def test_a_chunked_aggregation_is_measured_over_all_its_transactions(anvil):
     assert g.chunks == 3 and g.aggregate > g.aggregate_max_tx
     # every transaction, the first round's included, stays under EIP-7825's 2^24 gas
     assert g.aggregate_max_tx_first < 2**24
+
+
+def test_on_an_osaka_chain_every_transaction_of_a_chunked_round_is_sent_within_the_cap(osaka):
+    # loading w_0 (1,024 values a transaction) and each aggregation chunk cost more than
+    # half the 2^24 cap, so twice their estimate is above it: an Osaka node refuses such a limit
+    g = measure(osaka, 2100, 8)
+    assert g.chunks == 3 and g.aggregate_max_tx_first < 2**24

@@ -2,9 +2,6 @@
 disputes run on the in-process EVM, and the refusal of a deployment whose worst-case
 dispute would not fit the 2^24 gas a transaction may use from Osaka on (EIP-7825)."""
 
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pytest
@@ -17,7 +14,6 @@ from learningchain.ethereum.fixedpoint import FixedRule
 from learningchain.ethereum.optimistic import OptDeployment, OptParams
 
 from ..helpers import small_params
-from .conftest import find_anvil, free_port
 from .helpers import fresh_account
 
 BOND = 10**15
@@ -135,35 +131,6 @@ def test_a_short_chunk_in_two_planes_may_take_a_word_more_and_the_bound_covers_i
     needed, _, receipt, upheld = _dispute(keep, d, (16, 16), c=c)
     assert upheld and needed <= _bound(keep, d, c) <= 1.10 * needed
     assert _bound(keep, d, c) < _bound(keep, d)
-
-
-@pytest.fixture
-def osaka():
-    """An anvil on Osaka rules with the per-transaction gas cap of EIP-7825 enforced."""
-    binary = find_anvil()
-    if binary is None:
-        pytest.skip("anvil not installed (npm install puts it in node_modules/@foundry-rs)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "osaka",
-                             "--enable-tx-gas-limit", "--silent", "--prune-history", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("anvil --hardfork osaka did not start")
-                time.sleep(0.1)
-        yield Chain.connect(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_on_an_osaka_chain_the_dearest_dispute_of_an_accepted_deployment_goes_through_and_l_88_cannot(osaka):

@@ -32,6 +32,10 @@ from typing import Optional
 
 from ..errors import ConfigError, LearningChainError
 
+#: The most gas one transaction may use from Osaka on (EIP-7825). Whatever fits it is
+#: sent with a limit within it: such a node refuses a transaction whose limit is above.
+TX_GAS_CAP = 1 << 24
+
 __all__ = ["Chain", "EthereumError", "Reverted", "Account", "FAUCET_KEY_ENV", "DEV_KEYS", "EVM_ENV", "EVMS"]
 
 log = logging.getLogger(__name__)
@@ -537,6 +541,8 @@ class Chain:
             return self.gas_hints[key]
         estimate = self.estimate({k: v for k, v in tx.items() if k != "chainId"}, what)
         gas = min(2 * estimate + 50_000, self.gas_limit())
+        if estimate <= TX_GAS_CAP:  # a node from Osaka on refuses a limit above the cap (EIP-7825)
+            gas = min(gas, TX_GAS_CAP)
         if key is not None:
             self.gas_hints[key] = gas
         return gas

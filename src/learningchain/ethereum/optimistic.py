@@ -25,6 +25,7 @@ import numpy as np
 from web3.logs import DISCARD
 
 from ..crypto import keccak256
+from .chain import TX_GAS_CAP
 from ..errors import ConfigError
 from . import fixedpoint as fp
 from .chain import Account, Chain
@@ -42,10 +43,9 @@ MAX_DIM = 16384  # the contract's MAX_DIM: a message of 32-bit values stays with
 MAX_CHUNKS = MAX_DIM // CHUNK
 MAX_RECORDS = 122880
 MAX_WIDTH = 32  # the most bits of a value (low + high) the contract accepts (a holder chooses them)
-#: The most gas one transaction may use from Osaka on (EIP-7825): the full mode keeps every
-#: aggregation transaction under it (contract.MAX_CHUNK_WORDS), and a deployment here is
-#: refused unless its worst-case dispute fits it (:func:`max_dispute_gas`).
-TX_GAS_CAP = 1 << 24
+# TX_GAS_CAP (chain.py), the most gas one transaction may use from Osaka on (EIP-7825): the
+# full mode keeps every aggregation transaction under it (contract.MAX_CHUNK_WORDS), and a
+# deployment here is refused unless its worst-case dispute fits it (:func:`max_dispute_gas`).
 HERE = Path(__file__).resolve().parent
 SOURCE_PATH = HERE / "contracts" / "optimistic.vy"
 ARTIFACT_PATH = HERE / "contracts" / "optimistic.json"
