@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -41,9 +42,9 @@ def embedded():
     return chain
 
 
-@pytest.fixture(scope="session")
-def anvil_url():
-    """A fresh anvil (Prague rules, automatic mining) on a free loopback port."""
+@contextlib.contextmanager
+def _anvil(*flags):
+    """A fresh anvil (automatic mining) on a free loopback port, with ``flags``; yields its URL."""
     binary = find_anvil()
     if binary is None:
         if os.environ.get("LEARNINGCHAIN_REQUIRE_ANVIL"):
@@ -53,7 +54,7 @@ def anvil_url():
     port = free_port()
     # --prune-history: keep old states in memory only (anvil otherwise writes them under
     # ~/.foundry/anvil/tmp, gigabytes for large rounds)
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "prague",
+    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), *flags,
                              "--silent", "--prune-history", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -77,6 +78,13 @@ def anvil_url():
             proc.kill()
 
 
+@pytest.fixture(scope="session")
+def anvil_url():
+    """A fresh anvil on Prague rules."""
+    with _anvil("--hardfork", "prague") as url:
+        yield url
+
+
 @pytest.fixture
 def anvil(anvil_url):
     from learningchain.ethereum.chain import Chain
@@ -98,27 +106,5 @@ def osaka():
     """An anvil on Osaka rules with the per-transaction gas cap of EIP-7825 enforced."""
     from learningchain.ethereum.chain import Chain
 
-    binary = find_anvil()
-    if binary is None:
-        pytest.skip("anvil not installed (npm install puts it in node_modules/@foundry-rs)")
-    port = free_port()
-    proc = subprocess.Popen([binary, "--host", "127.0.0.1", "--port", str(port), "--hardfork", "osaka",
-                             "--enable-tx-gas-limit", "--silent", "--prune-history", "256"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    pytest.fail("anvil --hardfork osaka did not start")
-                time.sleep(0.1)
-        yield Chain.connect(f"http://127.0.0.1:{port}")
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with _anvil("--hardfork", "osaka", "--enable-tx-gas-limit") as url:
+        yield Chain.connect(url)
