@@ -13,10 +13,11 @@ K = C k^2 inputs and O outputs per position) from the ghost norm
 ``||g_i||^2 = sum_{p,p'} (a_ip . a_ip') (d_ip . d_ip')`` over unfolded inputs,
 without per-example gradients, its clipped sum then being a plain weight gradient
 of the rescaled output gradients; otherwise from per-example gradients computed
-as one grouped convolution of each example's input with its output gradient (the
-batch as groups), which is also what the small-kernel, large-map convolutions of
-the models here take. Any other layer falls back to ``torch.func`` per-example
-gradients.
+as the weight gradient of one convolution with the examples as groups (the batch
+laid side by side in the channels of a single input), which is also what the
+small-kernel, large-map convolutions of the models here take; the clipped sum is
+then the per-example gradients weighted by their ``c_i``. Any other layer falls
+back to ``torch.func`` per-example gradients.
 
 ``mode="total"`` is the literal Eq. 9: clip the summed gradient as a whole.
 """
@@ -74,6 +75,7 @@ class PerExampleClipper:
         self.supported = _supported(model)
         self._records: list = []
         self._armed = False
+        self._buffer = None
         if self.supported:
             for layer in self.layers:
                 layer.register_forward_hook(self._hook)
@@ -83,8 +85,9 @@ class PerExampleClipper:
             self._records.append((module, inputs[0].detach(), output))
 
     def __call__(self, loss, x: torch.Tensor, y: torch.Tensor, *, clip: float) -> tuple[np.ndarray, ClipStats]:
-        grads, stats = self.segments(loss, x, y, [(0, int(x.shape[0]))], clip=clip)
-        return grads[0], stats[0]
+        for grad, stats in self.iter_segments(loss, x, y, [(0, int(x.shape[0]))], clip=clip):
+            return grad, stats
+        raise AssertionError("one span gives one row")
 
     def segments(self, loss, x: torch.Tensor, y: torch.Tensor, spans, *, clip: float):
         """Clipped sums over consecutive slices ``[start, stop)`` of one batch: the
@@ -96,6 +99,19 @@ class PerExampleClipper:
             out_grads[row] = grad
             stats.append(st)
         return out_grads, stats
+
+    def _slots(self, dtype):
+        """A flat buffer for one span's gradient, in the order of ``self.params``, and
+        each parameter's view of it, kept between calls."""
+        key = (dtype, tuple(p.shape for p in self.params))
+        if self._buffer is None or self._buffer[0] != key:
+            flat = torch.empty(sum(p.numel() for p in self.params), dtype=dtype)
+            views, off = {}, 0
+            for p in self.params:
+                views[id(p)] = flat[off:off + p.numel()].view(p.shape)
+                off += p.numel()
+            self._buffer = (key, flat, views)
+        return self._buffer[1], self._buffer[2]
 
     def iter_segments(self, loss, x: torch.Tensor, y: torch.Tensor, spans, *, clip: float):
         """:meth:`segments` one span at a time: yields each span's (d,) float64 clipped
@@ -119,58 +135,97 @@ class PerExampleClipper:
                 yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
             return
         douts = torch.autograd.grad(loss(out, y).sum(), [r[2] for r in records])
-        batch = x.shape[0]
-        sq = torch.zeros(batch, dtype=out.dtype)
-        per_conv = {}
-        for i, ((module, a, _), d) in enumerate(zip(records, douts)):
+        dtype = out.dtype
+        del out
+        batch = int(x.shape[0])
+        # Squared norms, layer by layer in the order of the records; a linear layer adds
+        # ||a_i||^2 ||d_i||^2, then ||d_i||^2 for its bias. These float operations and
+        # their order fix the bits of every linear model's clipped sum: keep them.
+        sq = None
+        layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
+        for (module, a, _), d in zip(records, douts):
             if isinstance(module, nn.Linear):
                 dd = (d * d).sum(1)
-                sq += (a * a).sum(1) * dd
+                terms = [(a * a).sum(1) * dd]
                 if module.bias is not None:
-                    sq += dd
-                continue
-            if _use_ghost(module, d):
-                per_conv[i] = None
-                sq += _conv_ghost_sq_norms(module, a, d)
+                    terms.append(dd)
+                layers.append((module, _LINEAR, a, d, None))
             else:
-                pe = _conv_per_example(module, a, d)
-                per_conv[i] = pe
-                sq += (pe * pe).sum((1, 2))
-            if module.bias is not None:
-                bsum = d.sum((2, 3))
-                sq += (bsum * bsum).sum(1)
-        norms = sq.sqrt()
-        coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
-        scaled = []
-        for i, ((module, a, _), d) in enumerate(zip(records, douts)):
-            if isinstance(module, nn.Linear):
-                scaled.append((module, a, d * coef[:, None]))
-            elif per_conv[i] is None:  # ghost: the weight gradient of the rescaled output gradients
-                scaled.append((module, (a, d * coef[:, None, None, None]), d.sum((2, 3)) * coef[:, None]))
-            else:
-                scaled.append((module, per_conv[i] * coef[:, None, None], d.sum((2, 3)) * coef[:, None]))
-        del records, douts, out
-        for lo, hi in spans:
-            grads: dict[int, torch.Tensor] = {}
-            for module, first, second in scaled:
-                if isinstance(module, nn.Linear):
-                    gw = second[lo:hi].t() @ first[lo:hi]
-                    gb = second[lo:hi].sum(0) if module.bias is not None else None
-                elif isinstance(first, tuple):
-                    gw = _conv_weight_grad(module, first[0][lo:hi], first[1][lo:hi])
-                    gb = second[lo:hi].sum(0) if module.bias is not None else None
+                flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
+                bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
+                if _use_ghost(module, d):
+                    terms = [_conv_ghost_sq_norms(module, a, flat_d)]
+                    layers.append((module, _GHOST, a, d, bsum))
                 else:
-                    gw = first[lo:hi].sum(0).reshape(module.weight.shape)
-                    gb = second[lo:hi].sum(0) if module.bias is not None else None
-                key = id(module.weight)
-                grads[key] = grads[key] + gw if key in grads else gw
-                if gb is not None:
-                    key = id(module.bias)
-                    grads[key] = grads[key] + gb if key in grads else gb
-            grad = torch.cat([grads[id(p)].reshape(-1) for p in self.params]).detach().double().numpy()
-            del grads
-            part = norms[lo:hi]
+                    pe = _conv_per_example(module, a, d).reshape(batch, -1)  # (B, weights)
+                    terms = [torch.linalg.vecdot(pe, pe)]
+                    layers.append((module, _PER_EXAMPLE, pe, None, bsum))
+                if bsum is not None:
+                    terms.append(torch.linalg.vecdot(bsum, bsum))
+            for term in terms:
+                if sq is None:  # a fresh tensor: 0 + term is term
+                    sq = term.to(dtype)
+                else:
+                    sq += term
+        del records, douts
+        norms = sq.sqrt_()
+        coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
+        coef_col = coef.unsqueeze(1)
+        for i, (module, kind, first, d, bsum) in enumerate(layers):
+            if kind is _LINEAR:
+                layers[i] = (module, kind, first, d * coef_col, None)
+            elif kind is _GHOST:  # the weight gradient of the rescaled output gradients
+                layers[i] = (module, kind, first, d * coef.reshape(-1, 1, 1, 1), bsum)
+        flat, views = self._slots(self.params[0].dtype)
+        # Each parameter written once (the usual case): each span's sums go straight
+        # into the buffer. A layer called twice, a parameter shared by two layers or one
+        # left unused: sums are added into a zeroed buffer instead.
+        written = [id(p) for m, *_ in layers for p in (m.weight, m.bias) if p is not None]
+        direct = len(written) == len(set(written)) == len(views)
+        for lo, hi in spans:
+            whole = lo == 0 and hi == batch
+            c = coef if whole else coef[lo:hi]
+            if not direct:
+                flat.zero_()
+            for module, kind, first, second, bsum in layers:
+                if not whole:
+                    first = first[lo:hi]
+                    second = second[lo:hi] if second is not None else None
+                    bsum = bsum[lo:hi] if bsum is not None else None
+                vw = views[id(module.weight)]
+                vb = views[id(module.bias)] if module.bias is not None else None
+                if kind is _LINEAR and direct:
+                    torch.mm(second.t(), first, out=vw)
+                    if vb is not None:
+                        torch.sum(second, 0, out=vb)
+                    continue
+                gw, gb = _weight_and_bias(module, kind, first, second, bsum, c)
+                if direct:
+                    vw.copy_(gw.reshape(vw.shape))
+                    if vb is not None:
+                        vb.copy_(gb)
+                else:
+                    vw.add_(gw.reshape(vw.shape))
+                    if vb is not None:
+                        vb.add_(gb)
+            grad = flat.to(torch.float64, copy=True).numpy()
+            part = norms if whole else norms[lo:hi]
             yield grad, ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0)
+
+
+_LINEAR, _GHOST, _PER_EXAMPLE = "linear", "ghost", "per-example"
+
+
+def _weight_and_bias(module, kind, first, second, bsum, c):
+    """One layer's clipped sums of weight and bias gradients over a span, from what
+    :meth:`PerExampleClipper.iter_segments` kept of it (``c``: the span's coefficients)."""
+    if kind is _LINEAR:
+        return second.t() @ first, (second.sum(0) if module.bias is not None else None)
+    if kind is _GHOST:
+        gw = _conv_weight_grad(module, first, second)
+    else:
+        gw = c @ first
+    return gw, (c @ bsum if bsum is not None else None)
 
 
 def _supported(model: nn.Module) -> bool:
@@ -217,31 +272,24 @@ def _conv_weight_grad(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> to
 
 
 def _conv_per_example(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """Each example's weight gradient, (B, O, C*k*k)."""
-    if _plain_conv(module):
-        return _conv_per_example_grouped(module, a, d)
-    return _conv_per_example_unfold(module, a, d)
-
-
-def _conv_per_example_unfold(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    d = d.reshape(d.shape[0], d.shape[1], -1)  # (B, O, P)
-    return torch.einsum("bop,bkp->bok", d, _unfold(module, a))  # (B, O, C*k*k)
-
-
-def _conv_per_example_grouped(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """g_i[o, c, u, v] = sum_{p,q} d_i[o, p, q] a_i[c, s p + r u, s q + r v] (stride s,
-    dilation r, zero padding) for every example at once: a convolution of the inputs,
-    channels first and examples as groups, with each example's output gradient as its
-    kernel (stride and dilation trade places)."""
-    batch, channels = a.shape[0], a.shape[1]
-    out_ch = d.shape[1]
-    kh, kw = module.kernel_size
-    ph, pw = module.padding
-    x = F.pad(a, (pw, pw, ph, ph)).transpose(0, 1)  # (C, B, H + 2ph, W + 2pw)
-    w = d.reshape(batch * out_ch, 1, d.shape[2], d.shape[3])
-    g = F.conv2d(x, w, stride=module.dilation, dilation=module.stride, groups=batch)  # (C, B*O, >=kh, >=kw)
-    g = g[:, :, :kh, :kw].reshape(channels, batch, out_ch, kh * kw)
-    return g.permute(1, 2, 0, 3).reshape(batch, out_ch, channels * kh * kw)
+    """Each example's weight gradient, (B, O, C/groups*kh*kw): the weight gradient of one
+    convolution with the examples as groups (B * groups groups), the batch laid side by
+    side in the channels of a single input. Any stride, dilation, groups and padding
+    (a padding mode other than zeros, or "same", is applied to the input first, as the
+    layer's forward does)."""
+    if module.padding_mode != "zeros" or isinstance(module.padding, str):
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        a = F.pad(a, module._reversed_padding_repeated_twice, mode=mode)
+        padding = (0, 0)
+    else:
+        padding = module.padding
+    batch = a.shape[0]
+    out_ch = module.out_channels
+    shape = (batch * out_ch, module.in_channels // module.groups, *module.kernel_size)
+    g = torch.nn.grad.conv2d_weight(a.reshape(1, -1, *a.shape[2:]), shape, d.reshape(1, -1, *d.shape[2:]),
+                                    stride=module.stride, padding=padding, dilation=module.dilation,
+                                    groups=batch * module.groups)
+    return g.reshape(batch, out_ch, -1)
 
 
 _CLIPPERS: "weakref.WeakKeyDictionary[nn.Module, PerExampleClipper]" = weakref.WeakKeyDictionary()
