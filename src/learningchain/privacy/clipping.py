@@ -82,7 +82,12 @@ class PerExampleClipper:
 
     def _hook(self, module, inputs, output):
         if self._armed:
-            self._records.append((module, inputs[0].detach(), output))
+            a = inputs[0]
+            if a.requires_grad:
+                a = a.detach()
+            # a linear layer's ||a_i||^2 (as a column) while its input is fresh in the cache
+            aa = (a * a).sum(1, keepdim=True) if isinstance(module, nn.Linear) and a.dim() == 2 else None
+            self._records.append((module, a, output, aa))
 
     def __call__(self, loss, x: torch.Tensor, y: torch.Tensor, *, clip: float) -> tuple[np.ndarray, ClipStats]:
         for grad, stats in self.iter_segments(loss, x, y, [(0, int(x.shape[0]))], clip=clip):
@@ -130,7 +135,13 @@ class PerExampleClipper:
         finally:
             self._armed = False
         records, self._records = self._records, []
-        if any(isinstance(m, nn.Linear) and a.dim() != 2 for m, a, _ in records):
+        # One record per parameter: a layer called twice, or a weight two layers share, has
+        # per-example gradients that are sums over its calls, whose norms the per-layer
+        # formulas below do not give; those models (and linear layers over sequences)
+        # take the per-example gradients of torch.func.
+        written = [id(p) for m, *_ in records for p in (m.weight, m.bias) if p is not None]
+        if len(set(written)) != len(written) or any(isinstance(m, nn.Linear) and a.dim() != 2
+                                                    for m, a, *_ in records):
             for lo, hi in spans:
                 yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
             return
@@ -138,15 +149,15 @@ class PerExampleClipper:
         dtype = out.dtype
         del out
         batch = int(x.shape[0])
-        # Squared norms, layer by layer in the order of the records; a linear layer adds
-        # ||a_i||^2 ||d_i||^2, then ||d_i||^2 for its bias. These float operations and
-        # their order fix the bits of every linear model's clipped sum: keep them.
+        # Squared norms (a (B, 1) column), layer by layer in the order of the records; a
+        # linear layer adds ||a_i||^2 ||d_i||^2, then ||d_i||^2 for its bias. These float
+        # operations and their order fix the bits of every linear model's clipped sum.
         sq = None
         layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
-        for (module, a, _), d in zip(records, douts):
+        for (module, a, _, aa), d in zip(records, douts):
             if isinstance(module, nn.Linear):
-                dd = (d * d).sum(1)
-                terms = [(a * a).sum(1) * dd]
+                dd = (d * d).sum(1, keepdim=True)
+                terms = [aa * dd]
                 if module.bias is not None:
                     terms.append(dd)
                 layers.append((module, _LINEAR, a, d, None))
@@ -154,38 +165,35 @@ class PerExampleClipper:
                 flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
                 bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
                 if _use_ghost(module, d):
-                    terms = [_conv_ghost_sq_norms(module, a, flat_d)]
+                    terms = [_conv_ghost_sq_norms(module, a, flat_d).unsqueeze(1)]
                     layers.append((module, _GHOST, a, d, bsum))
                 else:
                     pe = _conv_per_example(module, a, d).reshape(batch, -1)  # (B, weights)
-                    terms = [torch.linalg.vecdot(pe, pe)]
+                    terms = [torch.linalg.vecdot(pe, pe).unsqueeze(1)]
                     layers.append((module, _PER_EXAMPLE, pe, None, bsum))
                 if bsum is not None:
-                    terms.append(torch.linalg.vecdot(bsum, bsum))
+                    terms.append(torch.linalg.vecdot(bsum, bsum).unsqueeze(1))
             for term in terms:
                 if sq is None:  # a fresh tensor: 0 + term is term
-                    sq = term.to(dtype)
+                    sq = term if term.dtype == dtype else term.to(dtype)
                 else:
                     sq += term
         del records, douts
-        norms = sq.sqrt_()
-        coef = torch.clamp(clip / (norms + 1e-12), max=1.0)
-        coef_col = coef.unsqueeze(1)
+        norms = sq.sqrt_()  # (B, 1)
+        # min(1, clip / (norm + 1e-12)), as clip / t evaluates: t.reciprocal() * clip
+        coef = norms.add(1e-12).reciprocal_().mul_(clip).clamp_(max=1.0)  # (B, 1)
         for i, (module, kind, first, d, bsum) in enumerate(layers):
             if kind is _LINEAR:
-                layers[i] = (module, kind, first, d * coef_col, None)
+                layers[i] = (module, kind, first, d * coef, None)
             elif kind is _GHOST:  # the weight gradient of the rescaled output gradients
                 layers[i] = (module, kind, first, d * coef.reshape(-1, 1, 1, 1), bsum)
+        norms, coef = norms.view(-1), coef.view(-1)
         flat, views = self._slots(self.params[0].dtype)
-        # Each parameter written once (the usual case): each span's sums go straight
-        # into the buffer. A layer called twice, a parameter shared by two layers or one
-        # left unused: sums are added into a zeroed buffer instead.
-        written = [id(p) for m, *_ in layers for p in (m.weight, m.bias) if p is not None]
-        direct = len(written) == len(set(written)) == len(views)
+        unused = len(written) != len(views)  # a layer the forward pass did not call: zeros
         for lo, hi in spans:
             whole = lo == 0 and hi == batch
             c = coef if whole else coef[lo:hi]
-            if not direct:
+            if unused:
                 flat.zero_()
             for module, kind, first, second, bsum in layers:
                 if not whole:
@@ -194,38 +202,21 @@ class PerExampleClipper:
                     bsum = bsum[lo:hi] if bsum is not None else None
                 vw = views[id(module.weight)]
                 vb = views[id(module.bias)] if module.bias is not None else None
-                if kind is _LINEAR and direct:
+                if kind is _LINEAR:  # the same products as (second.t() @ first, second.sum(0))
                     torch.mm(second.t(), first, out=vw)
                     if vb is not None:
                         torch.sum(second, 0, out=vb)
                     continue
-                gw, gb = _weight_and_bias(module, kind, first, second, bsum, c)
-                if direct:
-                    vw.copy_(gw.reshape(vw.shape))
-                    if vb is not None:
-                        vb.copy_(gb)
-                else:
-                    vw.add_(gw.reshape(vw.shape))
-                    if vb is not None:
-                        vb.add_(gb)
+                gw = _conv_weight_grad(module, first, second) if kind is _GHOST else c @ first
+                vw.copy_(gw.reshape(vw.shape))
+                if vb is not None:
+                    torch.mv(bsum.t(), c, out=vb)
             grad = flat.to(torch.float64, copy=True).numpy()
             part = norms if whole else norms[lo:hi]
             yield grad, ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0)
 
 
 _LINEAR, _GHOST, _PER_EXAMPLE = "linear", "ghost", "per-example"
-
-
-def _weight_and_bias(module, kind, first, second, bsum, c):
-    """One layer's clipped sums of weight and bias gradients over a span, from what
-    :meth:`PerExampleClipper.iter_segments` kept of it (``c``: the span's coefficients)."""
-    if kind is _LINEAR:
-        return second.t() @ first, (second.sum(0) if module.bias is not None else None)
-    if kind is _GHOST:
-        gw = _conv_weight_grad(module, first, second)
-    else:
-        gw = c @ first
-    return gw, (c @ bsum if bsum is not None else None)
 
 
 def _supported(model: nn.Module) -> bool:
