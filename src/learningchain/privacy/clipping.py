@@ -76,6 +76,9 @@ class PerExampleClipper:
         self._records: list = []
         self._armed = False
         self._buffer = None
+        # a weight or bias that two layers share (tied weights)
+        owned = [id(p) for m in self.layers for p in m.parameters(recurse=False)]
+        self._tied = len(owned) != len(set(owned))
         if self.supported:
             for layer in self.layers:
                 layer.register_forward_hook(self._hook)
@@ -139,9 +142,9 @@ class PerExampleClipper:
         # per-example gradients that are sums over its calls, whose norms the per-layer
         # formulas below do not give; those models (and linear layers over sequences)
         # take the per-example gradients of torch.func.
-        written = [id(p) for m, *_ in records for p in (m.weight, m.bias) if p is not None]
-        if len(set(written)) != len(written) or any(isinstance(m, nn.Linear) and a.dim() != 2
-                                                    for m, a, *_ in records):
+        called = {id(r[0]) for r in records}
+        if self._tied or len(called) != len(records) or any(isinstance(m, nn.Linear) and a.dim() != 2
+                                                            for m, a, *_ in records):
             for lo, hi in spans:
                 yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
             return
@@ -153,6 +156,7 @@ class PerExampleClipper:
         # linear layer adds ||a_i||^2 ||d_i||^2, then ||d_i||^2 for its bias. These float
         # operations and their order fix the bits of every linear model's clipped sum.
         sq = None
+        linear = 0
         layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
         for (module, a, _, aa), d in zip(records, douts):
             if isinstance(module, nn.Linear):
@@ -161,6 +165,7 @@ class PerExampleClipper:
                 if module.bias is not None:
                     terms.append(dd)
                 layers.append((module, _LINEAR, a, d, None))
+                linear += 1
             else:
                 flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
                 bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
@@ -187,12 +192,12 @@ class PerExampleClipper:
                 layers[i] = (module, kind, first, d * coef, None)
             elif kind is _GHOST:  # the weight gradient of the rescaled output gradients
                 layers[i] = (module, kind, first, d * coef.reshape(-1, 1, 1, 1), bsum)
-        norms, coef = norms.view(-1), coef.view(-1)
+        coef = coef.view(-1) if len(layers) != linear else None  # the convolutions' weights
         flat, views = self._slots(self.params[0].dtype)
-        unused = len(written) != len(views)  # a layer the forward pass did not call: zeros
+        unused = len(called) != len(self.layers)  # a layer the forward pass did not call: zeros
         for lo, hi in spans:
             whole = lo == 0 and hi == batch
-            c = coef if whole else coef[lo:hi]
+            c = coef if whole or coef is None else coef[lo:hi]
             if unused:
                 flat.zero_()
             for module, kind, first, second, bsum in layers:
@@ -213,10 +218,19 @@ class PerExampleClipper:
                     torch.mv(bsum.t(), c, out=vb)
             grad = flat.to(torch.float64, copy=True).numpy()
             part = norms if whole else norms[lo:hi]
-            yield grad, ClipStats(hi - lo, int((part > clip).sum()), float(part.mean()) if hi > lo else 0.0)
+            yield grad, ClipStats(hi - lo, _count_above(part, clip), float(part.mean()) if hi > lo else 0.0)
 
 
 _LINEAR, _GHOST, _PER_EXAMPLE = "linear", "ghost", "per-example"
+
+
+def _count_above(norms: torch.Tensor, clip: float) -> int:
+    """``int((norms > clip).sum())``: a float32 tensor compares with ``clip`` rounded to
+    float32, as numpy does with a Python float (numpy warns where the rounding overflows;
+    torch is asked then)."""
+    if abs(clip) < 3.4e38:
+        return int(np.count_nonzero(norms.numpy() > clip))
+    return int((norms > clip).sum())
 
 
 def _supported(model: nn.Module) -> bool:
