@@ -230,3 +230,12 @@ def test_reused_shared_and_unused_layers_match_the_per_example_loop(net):
     for clip in (0.05, 1e6):
         got, _ = clipped_gradient_sum(model, loss, x, y, clip=clip)
         np.testing.assert_allclose(got, _slow_loop(model, loss, x, y, clip), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_count_of_clipped_examples_compares_as_torch_does(dtype):
+    from learningchain.privacy.clipping import _count_above
+
+    norms = torch.tensor([0.1, 0.1 + 1e-9, 1.0, float("inf"), float("nan"), 3.4028234e38, 0.0], dtype=dtype)
+    for clip in (0.1, 0.09999999, 1.0, 1e-50, 3.39e38, 3.4028235e38, 3.4028236e38, 1e300, float("inf")):
+        assert _count_above(norms.numpy(), clip) == int((norms > clip).sum()), clip

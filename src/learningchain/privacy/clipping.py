@@ -141,27 +141,32 @@ class PerExampleClipper:
         # One record per parameter: a layer called twice, or a weight two layers share, has
         # per-example gradients that are sums over its calls, whose norms the per-layer
         # formulas below do not give; those models (and linear layers over sequences)
-        # take the per-example gradients of torch.func.
+        # take the per-example gradients of torch.func, as do dtypes other than float32
+        # and float64 (the norms' bookkeeping is numpy's).
         called = {id(r[0]) for r in records}
-        if self._tied or len(called) != len(records) or any(isinstance(m, nn.Linear) and a.dim() != 2
-                                                            for m, a, *_ in records):
+        if (self._tied or len(called) != len(records) or out.dtype not in _NUMPY_FLOATS
+                or any(isinstance(m, nn.Linear) and a.dim() != 2 for m, a, *_ in records)):
             for lo, hi in spans:
                 yield _functorch_clip(self.model, loss, x[lo:hi], y[lo:hi], clip)
             return
         douts = torch.autograd.grad(loss(out, y).sum(), [r[2] for r in records])
-        dtype = out.dtype
+        np_dtype = _NUMPY_FLOATS[out.dtype]
         del out
         batch = int(x.shape[0])
         # Squared norms (a (B, 1) column), layer by layer in the order of the records; a
         # linear layer adds ||a_i||^2 ||d_i||^2, then ||d_i||^2 for its bias. These float
         # operations and their order fix the bits of every linear model's clipped sum.
+        # The sums over a row, the square root and the reciprocal are torch's (its float32
+        # square root is not numpy's, bit for bit); the products, sums and minimum of (B, 1)
+        # columns are numpy's, which rounds each as torch does (one IEEE operation each),
+        # at a fraction of the cost of a torch call.
         sq = None
         linear = 0
         layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
         for (module, a, _, aa), d in zip(records, douts):
             if isinstance(module, nn.Linear):
-                dd = (d * d).sum(1, keepdim=True)
-                terms = [aa * dd]
+                dd = (d * d).sum(1, keepdim=True).numpy()
+                terms = [np.multiply(aa.numpy(), dd)]
                 if module.bias is not None:
                     terms.append(dd)
                 layers.append((module, _LINEAR, a, d, None))
@@ -170,23 +175,28 @@ class PerExampleClipper:
                 flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
                 bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
                 if _use_ghost(module, d):
-                    terms = [_conv_ghost_sq_norms(module, a, flat_d).unsqueeze(1)]
+                    terms = [_conv_ghost_sq_norms(module, a, flat_d).unsqueeze(1).numpy()]
                     layers.append((module, _GHOST, a, d, bsum))
                 else:
                     pe = _conv_per_example(module, a, d).reshape(batch, -1)  # (B, weights)
-                    terms = [torch.linalg.vecdot(pe, pe).unsqueeze(1)]
+                    terms = [torch.linalg.vecdot(pe, pe).unsqueeze(1).numpy()]
                     layers.append((module, _PER_EXAMPLE, pe, None, bsum))
                 if bsum is not None:
-                    terms.append(torch.linalg.vecdot(bsum, bsum).unsqueeze(1))
+                    terms.append(torch.linalg.vecdot(bsum, bsum).unsqueeze(1).numpy())
             for term in terms:
-                if sq is None:  # a fresh tensor: 0 + term is term
-                    sq = term if term.dtype == dtype else term.to(dtype)
+                if sq is None:  # 0 + term is term
+                    sq = term.astype(np_dtype, copy=False)
                 else:
-                    sq += term
+                    np.add(sq, term, out=sq)
         del records, douts
-        norms = sq.sqrt_()  # (B, 1)
-        # min(1, clip / (norm + 1e-12)), as clip / t evaluates: t.reciprocal() * clip
-        coef = norms.add(1e-12).reciprocal_().mul_(clip).clamp_(max=1.0)  # (B, 1)
+        torch.from_numpy(sq).sqrt_()
+        norms = sq  # (B, 1)
+        # min(1, clip / (norm + 1e-12)), as torch evaluates clip / t: t.reciprocal() * clip
+        coef = norms + 1e-12
+        torch.from_numpy(coef).reciprocal_()
+        coef *= clip
+        np.minimum(coef, 1.0, out=coef)
+        coef = torch.from_numpy(coef)  # (B, 1)
         for i, (module, kind, first, d, bsum) in enumerate(layers):
             if kind is _LINEAR:
                 layers[i] = (module, kind, first, d * coef, None)
@@ -218,19 +228,21 @@ class PerExampleClipper:
                     torch.mv(bsum.t(), c, out=vb)
             grad = flat.to(torch.float64, copy=True).numpy()
             part = norms if whole else norms[lo:hi]
-            yield grad, ClipStats(hi - lo, _count_above(part, clip), float(part.mean()) if hi > lo else 0.0)
+            yield grad, ClipStats(hi - lo, _count_above(part, clip),
+                                  float(torch.from_numpy(part).mean()) if hi > lo else 0.0)
 
 
 _LINEAR, _GHOST, _PER_EXAMPLE = "linear", "ghost", "per-example"
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
 
 
-def _count_above(norms: torch.Tensor, clip: float) -> int:
-    """``int((norms > clip).sum())``: a float32 tensor compares with ``clip`` rounded to
-    float32, as numpy does with a Python float (numpy warns where the rounding overflows;
-    torch is asked then)."""
+def _count_above(norms: np.ndarray, clip: float) -> int:
+    """torch's ``int((norms > clip).sum())``: a float32 tensor compares with ``clip``
+    rounded to float32, as numpy does with a Python float (numpy warns where the rounding
+    overflows; torch is asked then)."""
     if abs(clip) < 3.4e38:
-        return int(np.count_nonzero(norms.numpy() > clip))
-    return int((norms > clip).sum())
+        return int(np.count_nonzero(norms > clip))
+    return int((torch.from_numpy(norms) > clip).sum())
 
 
 def _supported(model: nn.Module) -> bool:
