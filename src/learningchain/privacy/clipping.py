@@ -197,6 +197,8 @@ class PerExampleClipper:
         coef *= clip
         np.minimum(coef, 1.0, out=coef)
         coef = torch.from_numpy(coef)  # (B, 1)
+        spans = list(spans)
+        stats = [_clip_stats(norms, lo, hi, batch, clip) for lo, hi in spans]
         for i, (module, kind, first, d, bsum) in enumerate(layers):
             if kind is _LINEAR:
                 layers[i] = (module, kind, first, d * coef, None)
@@ -205,7 +207,7 @@ class PerExampleClipper:
         coef = coef.view(-1) if len(layers) != linear else None  # the convolutions' weights
         flat, views = self._slots(self.params[0].dtype)
         unused = len(called) != len(self.layers)  # a layer the forward pass did not call: zeros
-        for lo, hi in spans:
+        for (lo, hi), st in zip(spans, stats):
             whole = lo == 0 and hi == batch
             c = coef if whole or coef is None else coef[lo:hi]
             if unused:
@@ -227,13 +229,23 @@ class PerExampleClipper:
                 if vb is not None:
                     torch.mv(bsum.t(), c, out=vb)
             grad = flat.to(torch.float64, copy=True).numpy()
-            part = norms if whole else norms[lo:hi]
-            yield grad, ClipStats(hi - lo, _count_above(part, clip),
-                                  float(torch.from_numpy(part).mean()) if hi > lo else 0.0)
+            yield grad, st
 
 
 _LINEAR, _GHOST, _PER_EXAMPLE = "linear", "ghost", "per-example"
 _NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def _clip_stats(norms: np.ndarray, lo: int, hi: int, batch: int, clip: float) -> ClipStats:
+    """The stats of the span ``[lo, hi)`` from the batch's (B, 1) column of norms; the mean
+    is torch's (float32 for a float32 model), as it was."""
+    if lo == 0 and hi == batch:
+        part = norms
+    elif hi > lo:
+        part = norms[lo:hi]
+    else:
+        return ClipStats(0, 0, 0.0)
+    return ClipStats(hi - lo, _count_above(part, clip), float(torch.from_numpy(part).mean()))
 
 
 def _count_above(norms: np.ndarray, clip: float) -> int:
