@@ -239,3 +239,28 @@ def test_count_of_clipped_examples_compares_as_torch_does(dtype):
     norms = torch.tensor([0.1, 0.1 + 1e-9, 1.0, float("inf"), float("nan"), 3.4028234e38, 0.0], dtype=dtype)
     for clip in (0.1, 0.09999999, 1.0, 1e-50, 3.39e38, 3.4028235e38, 3.4028236e38, 1e300, float("inf")):
         assert _count_above(norms.numpy(), clip) == int((norms > clip).sum()), clip
+
+
+def test_models_of_one_size_share_one_buffer_and_each_gets_its_own_gradient():
+    """K holders' models of one size keep one flat buffer between calls, not K; a
+    gradient returned earlier is not overwritten by another model's call."""
+    from learningchain.privacy.clipping import PerExampleClipper
+
+    spec = model_spec("mlp", 6, 3, hidden=[4])
+    loss = loss_fn(spec)
+    torch.manual_seed(7)
+    models = [build_model(spec) for _ in range(3)]
+    x = torch.randn(10, 6)
+    y = torch.randint(0, 3, (10,))
+    clippers = [PerExampleClipper(m) for m in models]
+    want = [_linear_reference(m, loss, x, y, 0.2, [(0, 10)])[0][0] for m in models]
+    got = [c(loss, x, y, clip=0.2)[0] for c in clippers]
+    for g, w in zip(got, want):
+        assert np.array_equal(g, w)
+    assert len({id(c._slots(torch.float32)[0]) for c in clippers}) == 1
+    rows = clippers[0].iter_segments(loss, x, y, [(0, 4), (4, 10)], clip=0.2)
+    first = next(rows)[0].copy()
+    clippers[1](loss, x, y, clip=0.2)  # between two spans of another model's rows
+    second = next(rows)[0]
+    ref = _linear_reference(models[0], loss, x, y, 0.2, [(0, 4), (4, 10)])
+    assert np.array_equal(first, ref[0][0]) and np.array_equal(second, ref[1][0])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import threading
 import weakref
 
 import numpy as np
@@ -110,16 +111,23 @@ class PerExampleClipper:
 
     def _slots(self, dtype):
         """A flat buffer for one span's gradient, in the order of ``self.params``, and
-        each parameter's view of it, kept between calls."""
-        key = (dtype, tuple(p.shape for p in self.params))
-        if self._buffer is None or self._buffer[0] != key:
-            flat = torch.empty(sum(p.numel() for p in self.params), dtype=dtype)
+        each parameter's view of it. The buffer is one per size, dtype and thread, shared
+        by the clippers of every model of that size (a span is written whole and copied
+        out before the next one starts), so K holders' models keep one, not K."""
+        buffers = getattr(_BUFFERS, "flat", None)
+        if buffers is None:
+            buffers = _BUFFERS.flat = {}
+        key = (dtype, sum(p.numel() for p in self.params))
+        flat = buffers.get(key)
+        if flat is None:
+            flat = buffers[key] = torch.empty(key[1], dtype=dtype)
+        if self._buffer is None or self._buffer[0] is not flat:
             views, off = {}, 0
             for p in self.params:
                 views[id(p)] = flat[off:off + p.numel()].view(p.shape)
                 off += p.numel()
-            self._buffer = (key, flat, views)
-        return self._buffer[1], self._buffer[2]
+            self._buffer = (flat, views)
+        return flat, self._buffer[1]
 
     def iter_segments(self, loss, x: torch.Tensor, y: torch.Tensor, spans, *, clip: float):
         """:meth:`segments` one span at a time: yields each span's (d,) float64 clipped
@@ -321,6 +329,7 @@ def _conv_per_example(module: nn.Conv2d, a: torch.Tensor, d: torch.Tensor) -> to
     return g.reshape(batch, out_ch, -1)
 
 
+_BUFFERS = threading.local()  # (dtype, size) -> flat buffer; see PerExampleClipper._slots
 _CLIPPERS: "weakref.WeakKeyDictionary[nn.Module, PerExampleClipper]" = weakref.WeakKeyDictionary()
 
 
