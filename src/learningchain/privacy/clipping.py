@@ -236,7 +236,7 @@ class PerExampleClipper:
                 vw.copy_(gw.reshape(vw.shape))
                 if vb is not None:
                     torch.mv(bsum.t(), c, out=vb)
-            grad = flat.to(torch.float64, copy=True).numpy()
+            grad = flat.numpy().astype(np.float64)  # a copy (exact widening), the caller's own
             yield grad, st
 
 
