@@ -145,7 +145,7 @@ def _linear_reference(model, loss, x, y, clip, spans):
     ("mlp", 784, 10, {"hidden": [100]}, torch.float32),
     ("mlp", 30, 3, {"hidden": [20, 9]}, torch.float64),
 ])
-@pytest.mark.parametrize("clip", [0.05, 1.0, 0.1, 1e3])
+@pytest.mark.parametrize("clip", [0.05, 1.0, 0.1, 1e3, 1e300, float("inf")])
 def test_linear_clipped_sums_are_bit_for_bit_the_written_out_operations(kind, inputs, classes, opts, dtype, clip):
     from learningchain.privacy.clipping import PerExampleClipper
 
@@ -233,12 +233,21 @@ def test_reused_shared_and_unused_layers_match_the_per_example_loop(net):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_count_of_clipped_examples_compares_as_torch_does(dtype):
-    from learningchain.privacy.clipping import _count_above
+def test_clip_rounded_as_torch_rounds_it_counts_and_scales_as_torch_does(dtype):
+    """numpy, given clip as torch rounds it, compares and multiplies as torch does with
+    the Python float, overflow included (and without numpy's overflow warning)."""
+    import warnings
 
-    norms = torch.tensor([0.1, 0.1 + 1e-9, 1.0, float("inf"), float("nan"), 3.4028234e38, 0.0], dtype=dtype)
-    for clip in (0.1, 0.09999999, 1.0, 1e-50, 3.39e38, 3.4028235e38, 3.4028236e38, 1e300, float("inf")):
-        assert _count_above(norms.numpy(), clip) == int((norms > clip).sum()), clip
+    from learningchain.privacy.clipping import _NUMPY_FLOATS, _rounded
+
+    norms = torch.tensor([0.1, 0.1 + 1e-9, 1.0, float("inf"), float("nan"), 3.4028234e38, 0.0, 1e-30], dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for clip in (0.1, 0.09999999, 1.0, 1e-50, 3.39e38, 3.4028235e38, 3.4028236e38, 1e300, float("inf")):
+            c = _rounded(clip, _NUMPY_FLOATS[dtype])
+            assert int(np.count_nonzero(norms.numpy() > c)) == int((norms > clip).sum()), clip
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.testing.assert_array_equal(norms.numpy() * c, (norms * clip).numpy())
 
 
 def test_models_of_one_size_share_one_buffer_and_each_gets_its_own_gradient():
@@ -264,3 +273,27 @@ def test_models_of_one_size_share_one_buffer_and_each_gets_its_own_gradient():
     second = next(rows)[0]
     ref = _linear_reference(models[0], loss, x, y, 0.2, [(0, 4), (4, 10)])
     assert np.array_equal(first, ref[0][0]) and np.array_equal(second, ref[1][0])
+
+
+def test_overflowing_norms_give_torch_s_numbers_without_warnings():
+    """Inputs whose squared norms overflow float32: the same infinities and NaNs as the
+    written-out torch operations, and no numpy warning (torch gives none)."""
+    import warnings
+
+    from learningchain.privacy.clipping import PerExampleClipper
+
+    torch.manual_seed(8)
+    spec = model_spec("mlp", 12, 3, hidden=[5])
+    model = build_model(spec)
+    loss = loss_fn(spec)
+    x = torch.randn(9, 12)
+    x[2] *= 1e25  # ||x_2||^2 overflows
+    x[5] = 0.0
+    y = torch.randint(0, 3, (9,))
+    for clip in (0.5, float("inf")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            (g, st), = PerExampleClipper(model).iter_segments(loss, x, y, [(0, 9)], clip=clip)
+            want = _linear_reference(model, loss, x, y, clip, [(0, 9)])[0]
+        np.testing.assert_array_equal(g, want[0])
+        assert st.clipped == want[1]

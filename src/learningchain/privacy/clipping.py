@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import functools
 import threading
 import weakref
 
@@ -168,45 +169,48 @@ class PerExampleClipper:
         # square root is not numpy's, bit for bit); the products, sums and minimum of (B, 1)
         # columns are numpy's, which rounds each as torch does (one IEEE operation each),
         # at a fraction of the cost of a torch call.
-        sq = None
-        linear = 0
-        layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
-        for (module, a, _, aa), d in zip(records, douts):
-            if isinstance(module, nn.Linear):
-                dd = (d * d).sum(1, keepdim=True).numpy()
-                terms = [np.multiply(aa.numpy(), dd)]
-                if module.bias is not None:
-                    terms.append(dd)
-                layers.append((module, _LINEAR, a, d, None))
-                linear += 1
-            else:
-                flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
-                bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
-                if _use_ghost(module, d):
-                    terms = [_conv_ghost_sq_norms(module, a, flat_d).unsqueeze(1).numpy()]
-                    layers.append((module, _GHOST, a, d, bsum))
+        # numpy stays as silent as torch where a norm overflows to inf (or inf meets 0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            sq = None
+            linear = 0
+            layers = []  # (module, kind, inputs or per-example gradients, output gradients, bias sums)
+            for (module, a, _, aa), d in zip(records, douts):
+                if isinstance(module, nn.Linear):
+                    dd = (d * d).sum(1, keepdim=True).numpy()
+                    terms = [np.multiply(aa.numpy(), dd)]
+                    if module.bias is not None:
+                        terms.append(dd)
+                    layers.append((module, _LINEAR, a, d, None))
+                    linear += 1
                 else:
-                    pe = _conv_per_example(module, a, d).reshape(batch, -1)  # (B, weights)
-                    terms = [torch.linalg.vecdot(pe, pe).unsqueeze(1).numpy()]
-                    layers.append((module, _PER_EXAMPLE, pe, None, bsum))
-                if bsum is not None:
-                    terms.append(torch.linalg.vecdot(bsum, bsum).unsqueeze(1).numpy())
-            for term in terms:
-                if sq is None:  # 0 + term is term
-                    sq = term.astype(np_dtype, copy=False)
-                else:
-                    np.add(sq, term, out=sq)
-        del records, douts
-        torch.from_numpy(sq).sqrt_()
-        norms = sq  # (B, 1)
-        # min(1, clip / (norm + 1e-12)), as torch evaluates clip / t: t.reciprocal() * clip
-        coef = norms + 1e-12
-        torch.from_numpy(coef).reciprocal_()
-        coef *= clip
-        np.minimum(coef, 1.0, out=coef)
-        coef = torch.from_numpy(coef)  # (B, 1)
+                    flat_d = d.reshape(batch, d.shape[1], -1)  # (B, O, P)
+                    bsum = flat_d.sum(2) if module.bias is not None else None  # (B, O)
+                    if _use_ghost(module, d):
+                        terms = [_conv_ghost_sq_norms(module, a, flat_d).unsqueeze(1).numpy()]
+                        layers.append((module, _GHOST, a, d, bsum))
+                    else:
+                        pe = _conv_per_example(module, a, d).reshape(batch, -1)  # (B, weights)
+                        terms = [torch.linalg.vecdot(pe, pe).unsqueeze(1).numpy()]
+                        layers.append((module, _PER_EXAMPLE, pe, None, bsum))
+                    if bsum is not None:
+                        terms.append(torch.linalg.vecdot(bsum, bsum).unsqueeze(1).numpy())
+                for term in terms:
+                    if sq is None:  # 0 + term is term
+                        sq = term.astype(np_dtype, copy=False)
+                    else:
+                        np.add(sq, term, out=sq)
+            del records, douts
+            torch.from_numpy(sq).sqrt_()
+            norms = sq  # (B, 1)
+            # min(1, clip / (norm + 1e-12)), as torch evaluates clip / t: t.reciprocal() * clip
+            clip_t = _rounded(clip, np_dtype)  # the float clip becomes in torch's arithmetic
+            coef = norms + 1e-12
+            torch.from_numpy(coef).reciprocal_()
+            coef *= clip_t
+            np.minimum(coef, 1.0, out=coef)
+            coef = torch.from_numpy(coef)  # (B, 1)
         spans = list(spans)
-        stats = [_clip_stats(norms, lo, hi, batch, clip) for lo, hi in spans]
+        stats = [_clip_stats(norms, lo, hi, batch, clip_t) for lo, hi in spans]
         for i, (module, kind, first, d, bsum) in enumerate(layers):
             if kind is _LINEAR:
                 layers[i] = (module, kind, first, d * coef, None)
@@ -253,17 +257,17 @@ def _clip_stats(norms: np.ndarray, lo: int, hi: int, batch: int, clip: float) ->
         part = norms[lo:hi]
     else:
         return ClipStats(0, 0, 0.0)
-    return ClipStats(hi - lo, _count_above(part, clip), float(np.add.reduce(part, axis=None, dtype=np.float64))
-                     / (hi - lo))
+    clipped = int(np.count_nonzero(part > clip))  # clip already of the norms' float type
+    return ClipStats(hi - lo, clipped, float(np.add.reduce(part, axis=None, dtype=np.float64)) / (hi - lo))
 
 
-def _count_above(norms: np.ndarray, clip: float) -> int:
-    """torch's ``int((norms > clip).sum())``: a float32 tensor compares with ``clip``
-    rounded to float32, as numpy does with a Python float (numpy warns where the rounding
-    overflows; torch is asked then)."""
-    if abs(clip) < 3.4e38:
-        return int(np.count_nonzero(norms > clip))
-    return int((torch.from_numpy(norms) > clip).sum())
+@functools.lru_cache(maxsize=64)
+def _rounded(clip: float, np_dtype) -> float:
+    """``clip`` rounded to the model's float type, as torch rounds a Python float that
+    meets a float32 tensor (to nearest; past the range, infinity). numpy then compares
+    and multiplies with it as torch does with ``clip``."""
+    with np.errstate(over="ignore"):
+        return float(np_dtype(clip))
 
 
 def _supported(model: nn.Module) -> bool:
