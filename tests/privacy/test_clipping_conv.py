@@ -1,6 +1,6 @@
-"""Clipping of convolutions: per-example gradients as a grouped convolution, ghost
-norms where they are cheaper, each against the slow obvious version (one backward
-pass per example)."""
+"""Clipping of convolutions: per-example gradients as the weight gradient of a grouped
+convolution, ghost norms where they are cheaper, each against the slow obvious version
+(one backward pass per example)."""
 
 import numpy as np
 import pytest
@@ -9,8 +9,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from learningchain.privacy import clipped_gradient_sum
-from learningchain.privacy.clipping import (PerExampleClipper, _conv_per_example_grouped,
-                                            _conv_per_example_unfold, _use_ghost)
+from learningchain.privacy.clipping import PerExampleClipper, _conv_per_example, _use_ghost
+
+
+def _conv_per_example_unfold(conv, a, d):
+    """Per-example weight gradients of a one-group, zero-padded convolution from its
+    unfolded inputs: the obvious reference, (B, O, C*kh*kw)."""
+    cols = F.unfold(a, conv.kernel_size, dilation=conv.dilation, padding=conv.padding, stride=conv.stride)
+    return torch.einsum("bop,bkp->bok", d.reshape(d.shape[0], d.shape[1], -1), cols)
 
 
 class ConvNet(nn.Module):
@@ -93,7 +99,7 @@ def test_grouped_per_example_gradients_equal_the_unfolded_ones(stride, dilation,
     conv = nn.Conv2d(3, 5, (3, 2), stride=stride, dilation=dilation, padding=padding).double()
     a = torch.randn(4, 3, 11, 9, dtype=torch.float64)
     d = torch.randn_like(conv(a))
-    grouped = _conv_per_example_grouped(conv, a, d)
+    grouped = _conv_per_example(conv, a, d)
     assert grouped.shape == (4, 5, 3 * 3 * 2)
     torch.testing.assert_close(grouped, _conv_per_example_unfold(conv, a, d), rtol=1e-10, atol=1e-10)
     # and each is the weight gradient of its own example
@@ -101,3 +107,35 @@ def test_grouped_per_example_gradients_equal_the_unfolded_ones(stride, dilation,
         w = torch.nn.grad.conv2d_weight(a[i:i + 1], conv.weight.shape, d[i:i + 1], stride=conv.stride,
                                         padding=conv.padding, dilation=conv.dilation)
         torch.testing.assert_close(grouped[i].reshape(conv.weight.shape), w, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [
+    dict(padding=1, padding_mode="reflect"),
+    dict(padding=(2, 1), padding_mode="circular"),
+    dict(padding=1, padding_mode="replicate"),
+    dict(padding=1, groups=2),
+    dict(padding="same", dilation=2),
+    dict(padding="valid", stride=2, groups=2),
+])
+def test_clipped_sum_of_other_paddings_and_groups_matches_one_backward_per_example(options):
+    """Padding modes other than zeros, "same"/"valid" padding and grouped convolutions:
+    per-example gradients of the layer as its forward computes it."""
+    torch.manual_seed(4)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(2, 4, 3, **options)
+            self.fc = nn.Linear(4 * self.c(torch.zeros(1, 2, 8, 8)).shape[2:].numel(), 3)
+
+        def forward(self, x):
+            return self.fc(torch.tanh(self.c(x.reshape(-1, 2, 8, 8))).flatten(1))
+
+    model = Net().double()
+    x = torch.randn(5, 128, dtype=torch.float64)
+    y = torch.randint(0, 3, (5,))
+    for clip in (0.1, 1e6):
+        got, stats = clipped_gradient_sum(model, _loss, x, y, clip=clip)
+        want, norms = _slow_clipped_sum(model, x, y, clip)
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        assert stats.clipped == sum(n > clip for n in norms)
