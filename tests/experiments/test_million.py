@@ -49,7 +49,7 @@ def test_keep_bodies_and_mempool_bases_bound_what_nodes_hold(tmp_path):
         for _ in range(rounds):
             backend.step()
         heads[keep] = backend.head.hash
-        # chain.sqlite writes behind: a block waiting for its writer (at most two) holds its
+        # chain.sqlite writes behind: a block waiting for its writer (at most one) holds its
         # messages until it is written and pruned; count what stays once it is
         backend.archive.store.flush()
         if keep is not None:

@@ -369,14 +369,15 @@ class SQLiteStore(BlockStore):
     one transaction as without it, so the file always holds a valid prefix of what
     was added; every other method that touches the database waits for the queue
     first, blocks still queued are served from memory, at most ``queue_blocks`` wait
-    (``add`` then waits), and a write that fails is raised, as StoreError, by the
+    beside the one being written (``add`` then waits: one is enough for the overlap,
+    and each holds its messages), and a write that fails is raised, as StoreError, by the
     next ``add``, ``flush`` or read. ``after_writes`` runs a function on the writer
     once the blocks added before it are on disk (a run's checkpoint, which must
     never name a block the file lacks).
     """
 
     def __init__(self, path: str | os.PathLike, *, create: bool = True, cache_blocks: int = 4,
-                 readonly: bool = False, write_behind: bool = False, queue_blocks: int = 2):
+                 readonly: bool = False, write_behind: bool = False, queue_blocks: int = 1):
         path = Path(path)
         if readonly:
             self._db = _connect_readonly(path)
