@@ -282,3 +282,43 @@ def test_a_nodes_holders_draw_noise_and_keys_from_the_os_csprng_and_status_says_
     finally:
         e.node.store.close()
         e._unlock()
+
+
+def test_nothing_a_peer_sends_is_handled_once_this_node_closed_it(tmp_path):
+    """A deny or a ban closes a connection for what it brings in at once: a frame read
+    after the close is not handled. Before, the read loop went on handling frames until
+    the connection's own queued frames had gone out (``closed`` is set only then), so
+    blocks could still come in across a partition just cut."""
+    from learningchain.network.wire import Kind, encode_ping
+
+    class Closing:  # a peer whose connection this node closes after its first frame
+        def __init__(self):
+            self.closed = asyncio.Event()
+            self.close_reason = ""
+            self.sent = 0
+
+        async def read_frame(self):
+            self.sent += 1
+            if self.sent == 2:
+                self.close_reason = "denied"  # what Peer.close sets; its writer is still flushing
+            return Kind.PING, encode_ping(self.sent)
+
+        def solicited(self, kind, payload):
+            return True
+
+        def label(self):
+            return "closing-peer"
+
+    async def main():
+        node = await start(small_conf(rounds=1), tmp_path, "a", role="relay")
+        try:
+            handled = []
+            node.transport._dispatch = lambda peer, kind, payload: handled.append(payload)
+            peer = Closing()
+            await asyncio.wait_for(node.transport._read_loop(peer), 5)
+            return handled, peer.sent
+        finally:
+            await node.stop()
+
+    handled, read = asyncio.run(main())
+    assert handled == [encode_ping(1)] and read == 2

@@ -372,6 +372,8 @@ class Transport(Admission):
             except PeerClosed as exc:
                 peer.close_reason = peer.close_reason or str(exc)
                 return
+            if peer.close_reason:  # closed by this node (denied, banned): nothing more it sent is heard
+                return
             size = len(payload) + 5
             if not peer.solicited(kind, payload) and not peer.within_limits(size):
                 self.refuse("flooding", f"frames from {peer.label()}: more than {self.cfg.rate_frames:g} frames/s "
