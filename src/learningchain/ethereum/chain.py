@@ -186,9 +186,7 @@ def _web3_value(typ: str, value):
 
 @functools.lru_cache(maxsize=4096)
 def _is_checksummed(address: str) -> bool:
-    from eth_utils import to_checksum_address
-
-    return address == to_checksum_address(address)
+    return address == _checksum(address)
 
 
 def _sign_1559(key, tx: dict, signer=None) -> Optional[bytes]:

@@ -453,8 +453,7 @@ class SQLiteStore(BlockStore):
 
     def after_writes(self, fn) -> None:
         if self._queue is None:
-            fn()
-            return
+            return super().after_writes(fn)
         self._raise_failure()
         self._queue.put(fn)
 
@@ -542,7 +541,6 @@ class SQLiteStore(BlockStore):
         return [bytes(r[0]) for r in rows]
 
     @_flushed
-    @_flushed
     def has_body(self, block_hash: bytes) -> bool:
         row = self._db.execute("SELECT substr(body, 1, 1) FROM blocks WHERE hash=?", (block_hash,)).fetchone()
         return row is not None and not is_pruned_body(bytes(row[0]))
@@ -597,7 +595,7 @@ class SQLiteStore(BlockStore):
 
     def get(self, block_hash: bytes) -> Optional[Block]:
         with self._lock:
-            block = self._pending.get(block_hash) or self._cache.get(block_hash)
+            block = self._pending.get(block_hash, self._cache.get(block_hash))
         if block is not None:
             return block
         self.flush()
