@@ -11,6 +11,8 @@ raises :class:`InvalidBlock` with a short reason tag; nothing is mutated.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Collection, Iterable, Mapping, Optional
 
@@ -105,9 +107,32 @@ def make_batch(messages, params: ProtocolParams) -> Batch:
     return Batch(q, norms, tuple(m.hash for m in messages), params.quant_bits, round_, sq)
 
 
+#: The last few results of :func:`_recompute`, keyed by what determines them: the parent
+#: block (its hash commits to its model), the messages (each hash commits to every byte)
+#: and the parameters. A miner's node validating the block it built, or the honest nodes of
+#: one simulation validating one block, get the result of the same pure function instead
+#: of computing it again; the block's claims are still checked against it.
+_RECOMPUTED: "OrderedDict[tuple, tuple]" = OrderedDict()
+_RECOMPUTED_SIZE = 4
+_RECOMPUTED_LOCK = threading.Lock()
+
+
 def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggregate, np.ndarray]:
+    key = (parent.hash, tuple(m.hash for m in messages))
+    with _RECOMPUTED_LOCK:
+        hit = _RECOMPUTED.get(key)
+        if hit is not None and (hit[0] is params or hit[0] == params):
+            _RECOMPUTED.move_to_end(key)
+            return hit[1], hit[2]
     agg = aggregate(make_batch(messages, params), params)
-    return agg, apply_update(parent.model, agg.gradient, params)
+    model = apply_update(parent.model, agg.gradient, params)
+    agg.gradient.setflags(write=False)  # shared by every caller: nobody may change it in place
+    model.setflags(write=False)
+    with _RECOMPUTED_LOCK:
+        _RECOMPUTED[key] = (params, agg, model)
+        while len(_RECOMPUTED) > _RECOMPUTED_SIZE:
+            _RECOMPUTED.popitem(last=False)
+    return agg, model
 
 
 def build_block(parent: Block, messages, params: ProtocolParams, *, genesis_hash: bytes,
