@@ -60,7 +60,9 @@ def encode_vector(vector: np.ndarray, params: ProtocolParams) -> tuple[float, np
     norm = float(np.sqrt(np.dot(vector, vector)))
     if not norm > 0 or not np.isfinite(norm):
         raise InvalidMessage("bad-norm", f"gradient norm {norm} cannot be normalised")
-    return norm, _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits)
+    q = _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits)
+    # the unit bound checked there fits the chain's entry width (ProtocolParams checks it)
+    return norm, q.astype(np.int16) if params.message_bits == 16 else q
 
 
 def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int) -> np.ndarray:

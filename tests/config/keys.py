@@ -51,6 +51,7 @@ TRAIN = {  # key: (value, companions)
     "consensus": ("poa", {}),
     "difficulty": (3, {}),
     "finality_depth": (2, {}),
+    "message_bits": (16, {}),
     "rewards": ({"mode": "fee", "fee_per_message": 1}, {}),
     "backend": ("ethereum", {}),
     "rpc_url": ("http://127.0.0.1:1", {"backend": "ethereum"}),

@@ -124,6 +124,8 @@ def test_message_decoding_is_strict():
     with pytest.raises(DecodeError, match="trailing"):
         decode_message(raw[:-65] + b"\x00" * 66, max_dim=5)
     with pytest.raises(DecodeError, match="unknown version"):
+        decode_message(b"\x03" + raw[1:], max_dim=4)
+    with pytest.raises(DecodeError, match="trailing"):  # int32 entries read as a compact message's int16
         decode_message(b"\x02" + raw[1:], max_dim=4)
     bad_norm = raw[:61] + struct.pack("<d", math.nan) + raw[69:]
     with pytest.raises(DecodeError, match="norm is not finite"):
@@ -188,3 +190,18 @@ def test_block_round_trips_and_encoded_size_is_its_length():
         decode_block(raw, max_dim=4, max_messages=3)
     genesis = Block(_header(height=0), (), (), np.zeros(5), b'{"a":1}')
     assert encoded_size(genesis) == len(genesis.encode())
+
+
+def test_a_compact_message_carries_int16_entries_and_round_trips():
+    q = np.array([-32768, -1, 0, 1, 32767, 12345], dtype=np.int16)
+    msg = sign_message(KEY, round=3, base=b"\x07" * 32, norm=1.5, q=q)
+    raw = msg.encode()
+    assert raw[0] == 2 and msg.width == 16 and msg.q.dtype == np.int16
+    assert len(raw) == MESSAGE_FIXED_SIZE + 2 * len(q)
+    back = decode_message(raw, max_dim=len(q))
+    assert back == msg and back.encode() == raw and back.hash == msg.hash == message_id_of(raw)
+    assert back.q.dtype == np.int16 and back.q.tolist() == q.tolist() and back.width == 16
+    wide = sign_message(KEY, round=3, base=b"\x07" * 32, norm=1.5, q=q.astype(np.int32))
+    assert wide.width == 32 and wide.hash != msg.hash  # the width is part of what is signed
+    with pytest.raises(DecodeError, match="truncated"):  # int16 entries read as int32 ones
+        decode_message(b"\x01" + raw[1:], max_dim=len(q))

@@ -170,6 +170,7 @@ def _check_chain_and_run(cfg) -> None:
     _need(cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}")
     _need(cfg.keep_bodies is None or cfg.keep_bodies >= 0, f"keep_bodies must be >= 0, got {cfg.keep_bodies}")
     _need(cfg.mempool_bases >= 1, f"mempool_bases must be >= 1, got {cfg.mempool_bases}")
+    _need(cfg.message_bits in (16, 32), f"message_bits must be 16 or 32, got {cfg.message_bits}")
     _need(cfg.finality_depth is None or 1 <= cfg.finality_depth <= 1 << 20,
           f"finality_depth must be none or in 1..{1 << 20}, got {cfg.finality_depth}")
     _need(not cfg.prune or cfg.finality_depth is not None,

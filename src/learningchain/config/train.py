@@ -158,6 +158,10 @@ class TrainConfig:
                                         help="genesis: a node may drop the message bodies of blocks more than N "
                                              "below its head (headers, selections and models stay)",
                                         default_help="none: every node keeps every body")
+    message_bits: int = key(32, section="chain", group=_CHAIN, option=_TRAIN_CHAIN, metavar="BITS",
+                            honoured_by=_ON_CHAIN,
+                            help="genesis: bits of each entry of a message's unit gradient: 32 (scale 2^20) or 16 "
+                                 "(scale 2^14: half the bytes to sign, send and store; native chains only)")
     rewards: dict = key(section="chain", group=_CHAIN, honoured_by=_ON_CHAIN,
                         factory=lambda: {"mode": "split", "block_reward": 1_000_000},
                         help="what a block pays: {mode = \"split\", block_reward = N} or "

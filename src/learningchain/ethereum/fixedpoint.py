@@ -263,6 +263,9 @@ class FixedRule:
             raise ConfigError("the Ethereum backend implements l-nearest only, without a pre-aggregation")
         if params.dim > MAX_DIM:
             raise ConfigError(f"the contract supports d <= {MAX_DIM}, the model has {params.dim} parameters")
+        if params.message_bits != 32:
+            raise ConfigError(f"the Ethereum backend takes 32-bit messages, this genesis sets message_bits = "
+                              f"{params.message_bits}")
         return cls(params.dim, params.quant_bits, params.norm_tol_bits, params.l, params.batch_size,
                    encode_rate(params.lr, "lr"), encode_rate(params.lam, "lam"))
 

@@ -27,7 +27,7 @@ from ..protocol.aggregation import get_rule
 from ..protocol.block import Block
 from ..protocol.codec import NORM_TOL_BITS, QUANT_BITS
 from ..protocol.params import ProtocolParams, parse_address
-from ..protocol.quantize import max_exact_messages
+from ..protocol.quantize import max_exact_messages, max_quant_bits
 from ..protocol.transition import make_genesis
 
 __all__ = ["GENESIS_TIME_MS", "ChainSetup", "Parties", "apply_target_epsilon", "build_chain_setup", "build_params",
@@ -71,7 +71,8 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
     options = dict(cfg.aggregator_options)
     if cfg.l is not None:
         options["l"] = cfg.l
-    bits, tol = QUANT_BITS, NORM_TOL_BITS
+    # the scale: 2^20 in int32 entries, or the largest whose unit bound fits int16 entries
+    bits, tol = (QUANT_BITS if cfg.message_bits == 32 else max_quant_bits(16)), NORM_TOL_BITS
     max_messages = min(max_exact_messages(bits, tol), max(1024, 4 * (cfg.holders + extra_messages)))
     cap = get_rule(cfg.aggregator).message_cap
     if cap is not None:  # a rule whose work grows fast with n (mda) sizes the block limit itself
@@ -100,6 +101,7 @@ def build_params(cfg: TrainConfig, *, spec: dict, dim: int, batch_size: int, ext
         consensus="pow",
         difficulty=cfg.difficulty,
         finality_depth=cfg.finality_depth,
+        message_bits=cfg.message_bits,
         rewards=dict(cfg.rewards),
         meta=_meta(cfg, data_record),
     )

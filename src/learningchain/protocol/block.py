@@ -204,7 +204,7 @@ class Block:
 def encoded_size(block: Block) -> int:
     """``len(block.encode())`` from the parts' sizes, without encoding the body."""
     size = 4 + len(block.header.encode())  # the header, length-prefixed
-    size += 4 + sum(4 + message_size(m.dim) for m in block.messages)
+    size += 4 + sum(4 + len(m.encode()) for m in block.messages)  # the encodings are kept: no work
     size += 4 + 4 * len(block.selection) + 4 + 8 * block.model.size + 4 + len(block.params)
     return size
 

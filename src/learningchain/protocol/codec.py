@@ -23,6 +23,7 @@ __all__ = [
     "HASH_SIZE",
     "SIGNATURE_SIZE",
     "MESSAGE_VERSION",
+    "COMPACT_MESSAGE_VERSION",
     "MESSAGE_FIXED_SIZE",
     "BLOCK_VERSION",
     "HEADER_MAX",
@@ -38,8 +39,10 @@ __all__ = [
 ADDRESS_SIZE = 20
 HASH_SIZE = 32
 MESSAGE_VERSION = 1
+#: a message whose gradient entries are int16 (a chain with ``message_bits`` = 16)
+COMPACT_MESSAGE_VERSION = 2
 #: ``u8 version | 20 identity | u64 round | 32 base | f64 norm | u32 d | 65 signature``
-#: without the ``d x i32`` gradient
+#: without the ``d x i32`` (or ``d x i16``) gradient
 MESSAGE_FIXED_SIZE = 1 + ADDRESS_SIZE + 8 + HASH_SIZE + 8 + 4 + SIGNATURE_SIZE
 BLOCK_VERSION = 1
 #: a header's encoding is well below this (about 260 bytes with a 65-byte seal)
@@ -55,7 +58,8 @@ NORM_TOL_BITS = 10
 
 
 def message_size(dim: int) -> int:
-    """Bytes of one encoded message with a ``dim``-entry gradient."""
+    """Bytes of one encoded message with a ``dim``-entry gradient of int32 entries (the
+    most: a compact message's int16 entries take half)."""
     return MESSAGE_FIXED_SIZE + 4 * dim
 
 

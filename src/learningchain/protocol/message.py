@@ -8,6 +8,9 @@ Canonical encoding (all little-endian)::
 
     u8 version | 20 identity | u64 round | 32 base | f64 norm | u32 d | d x i32 q | 65 signature
 
+Version 1 carries int32 entries; version 2 (a compact message, for a chain whose
+genesis sets ``message_bits`` = 16) carries ``d x i16 q`` and is otherwise the same.
+
 The signature covers the signing digest, keccak-256 of a domain tag and
 everything before the signature. The message id (its place in a block's
 canonical order) is keccak-256 of another tag, the digest and the signature, so
@@ -25,7 +28,8 @@ import numpy as np
 from ..crypto import PrivateKey, keccak256, recover_address
 from ..errors import DecodeError, InvalidMessage
 from ..types import Address, Hash32, hexstr
-from .codec import MESSAGE_FIXED_SIZE, MESSAGE_VERSION, SIGNATURE_SIZE, Reader, Writer, message_size
+from .codec import (COMPACT_MESSAGE_VERSION, MESSAGE_FIXED_SIZE, MESSAGE_VERSION, SIGNATURE_SIZE, Reader, Writer,
+                    message_size)
 from .quantize import check_unit, squared_norm
 
 __all__ = ["Message", "sign_message", "decode_message", "validate_message", "message_id_of", "MESSAGE_VERSION"]
@@ -49,11 +53,11 @@ class Message:
     round: int
     base: Hash32
     norm: float
-    q: np.ndarray  # int32, read-only
+    q: np.ndarray  # int32 (int16 in a compact message), read-only
     signature: bytes
 
     def __post_init__(self) -> None:
-        q = np.ascontiguousarray(self.q, dtype=np.int32)
+        q = np.ascontiguousarray(self.q, dtype=np.int16 if np.asarray(self.q).dtype == np.int16 else np.int32)
         if q.ndim != 1:
             raise ValueError(f"a message's gradient is a 1-D array, got shape {q.shape}")
         encoding = _encode_body(self.identity, self.round, self.base, self.norm, q) + bytes(self.signature)
@@ -94,6 +98,11 @@ class Message:
     def dim(self) -> int:
         return int(self.q.shape[0])
 
+    @property
+    def width(self) -> int:
+        """Bits of each gradient entry: 32, or 16 in a compact message."""
+        return 8 * self.q.dtype.itemsize
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Message) and self.encode() == other.encode()
 
@@ -108,12 +117,17 @@ class Message:
 #: where the gradient's entries start in the encoding (after version, identity, round, base, norm, d)
 _Q_OFFSET = 1 + 20 + 8 + 32 + 8 + 4
 _NATIVE_LE = np.dtype("<i4") == np.dtype(np.int32)
+#: a version's gradient entries: (little-endian dtype, native dtype)
+_ENTRIES = {MESSAGE_VERSION: (np.dtype("<i4"), np.dtype(np.int32)),
+            COMPACT_MESSAGE_VERSION: (np.dtype("<i2"), np.dtype(np.int16))}
 
 
 def _q_view(encoding: bytes, dim: int) -> np.ndarray:
-    """The gradient as a read-only int32 view into ``encoding`` (a copy on a big-endian host)."""
-    q = np.frombuffer(encoding, dtype="<i4", count=dim, offset=_Q_OFFSET)
-    return q if _NATIVE_LE else q.astype(np.int32)
+    """The gradient as a read-only view into ``encoding``, int32 or int16 as its version
+    byte says (a copy on a big-endian host)."""
+    little, native = _ENTRIES[encoding[0]]
+    q = np.frombuffer(encoding, dtype=little, count=dim, offset=_Q_OFFSET)
+    return q if _NATIVE_LE else q.astype(native)
 
 
 def _adopt(identity: Address, round_: int, base: Hash32, norm: float, signature: bytes, encoding: bytes,
@@ -131,29 +145,35 @@ def _adopt(identity: Address, round_: int, base: Hash32, norm: float, signature:
 
 
 def _encode_body(identity: bytes, round_: int, base: bytes, norm: float, q: np.ndarray) -> bytes:
+    """The signed part of the encoding; int16 entries make a compact (version 2) message."""
+    compact = np.asarray(q).dtype == np.int16
     return (
         Writer()
-        .u8(MESSAGE_VERSION)
+        .u8(COMPACT_MESSAGE_VERSION if compact else MESSAGE_VERSION)
         .fixed(identity, 20)
         .u64(round_)
         .fixed(base, 32)
         .f64(norm)
-        .array(q, "int32")
+        .array(q, "int16" if compact else "int32")
         .bytes()
     )
 
 
 def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np.ndarray) -> Message:
-    """Build and sign a message under ``key``'s pseudo-identity."""
+    """Build and sign a message under ``key``'s pseudo-identity: an int16 ``q`` makes a
+    compact message (for a chain with ``message_bits`` = 16), any other integers int32."""
     if not math.isfinite(norm) or norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {norm!r}")
+    q = np.asarray(q)
+    if q.dtype != np.int16:
+        q = np.ascontiguousarray(q, dtype=np.int32)
     body = _encode_body(key.address, round, base, norm, q)
     digest = keccak256(_DOMAIN + body)
     signature = key.sign(digest)
     # The encoding and digest just computed are the cached properties' values (the
     # body is a pure function of the fields): seed them instead of hashing the body twice,
     # and keep the gradient only inside the encoding.
-    dim = (len(body) - _Q_OFFSET) // 4
+    dim = (len(body) - _Q_OFFSET) // q.dtype.itemsize
     return _adopt(key.address, round, Hash32(bytes(base)), float(norm), signature, body + signature, dim, digest)
 
 
@@ -175,8 +195,9 @@ def decode_message(raw: bytes, *, max_dim: int) -> Message:
         raise DecodeError(f"message of {len(raw)} bytes exceeds the limit of {max_size} for d={max_dim}")
     r = Reader(raw, "message")
     version = r.u8()
-    if version != MESSAGE_VERSION:
-        raise DecodeError(f"message: unknown version {version} (this node speaks {MESSAGE_VERSION})")
+    if version not in _ENTRIES:
+        raise DecodeError(f"message: unknown version {version} (this node speaks {MESSAGE_VERSION} and "
+                          f"{COMPACT_MESSAGE_VERSION})")
     identity = r.fixed(20)
     round_ = r.u64()
     base = r.fixed(32)
@@ -184,7 +205,7 @@ def decode_message(raw: bytes, *, max_dim: int) -> Message:
     dim = r.u32()
     if dim > max_dim:
         raise DecodeError(f"message: gradient has {dim} elements, limit is {max_dim}")
-    r.skip(4 * dim)
+    r.skip(_ENTRIES[version][0].itemsize * dim)
     signature = r.fixed(SIGNATURE_SIZE)
     r.finish()
     # A strictly decoded message re-encodes to exactly ``raw`` (fixed widths, a
@@ -198,6 +219,9 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
     and, when given, the round and base block it must belong to."""
     if msg.dim != params.dim:
         raise InvalidMessage("wrong-shape", f"gradient has {msg.dim} entries, the model has {params.dim}")
+    if msg.width != params.message_bits:
+        raise InvalidMessage("wrong-width", f"gradient entries are {msg.width}-bit, the chain's messages carry "
+                                            f"{params.message_bits}-bit entries (message_bits)")
     if not math.isfinite(msg.norm) or msg.norm <= 0:
         raise InvalidMessage("bad-norm", f"norm must be finite and > 0, got {msg.norm!r}")
     if msg.norm > params.max_norm:

@@ -19,7 +19,7 @@ from .aggregation import check_rule
 from .budget import check_budget_params
 from .codec import ADDRESS_SIZE, NORM_TOL_BITS, QUANT_BITS
 from .consensus import check_retarget_options
-from .quantize import max_exact_messages
+from .quantize import MESSAGE_BITS, entry_max, max_exact_messages, max_quant_bits, unit_limit
 from .rewards import check_rewards
 
 __all__ = ["ProtocolParams", "canonical_json", "parse_address", "PRIVACY_SCHEDULES", "MECHANISMS", "CLIP_MODES"]
@@ -75,6 +75,9 @@ class ProtocolParams:
     # encoding
     quant_bits: int = QUANT_BITS
     norm_tol_bits: int = NORM_TOL_BITS
+    # width of each entry of a message's gradient: 32 (int32) or 16 (int16, half the
+    # bytes to hash, send and store; the unit bound 2**quant_bits must then fit int16)
+    message_bits: int = 32
     # consensus
     consensus: str = "pow"
     difficulty: int = 12  # leading zero bits of the proof-of-work hash
@@ -132,6 +135,11 @@ class ProtocolParams:
              f"quant_bits must be in 8..26, got {self.quant_bits!r}")
         need(isinstance(self.norm_tol_bits, int) and 4 <= self.norm_tol_bits <= self.quant_bits,
              f"norm_tol_bits must be in 4..quant_bits, got {self.norm_tol_bits!r}")
+        need(self.message_bits in MESSAGE_BITS, f"message_bits must be one of {MESSAGE_BITS}, got {self.message_bits!r}")
+        need(unit_limit(self.quant_bits, self.norm_tol_bits) <= entry_max(self.message_bits),
+             f"message_bits={self.message_bits} cannot hold the unit bound of quant_bits={self.quant_bits} "
+             f"(entries up to {unit_limit(self.quant_bits, self.norm_tol_bits)}, the width holds "
+             f"{entry_max(self.message_bits)}): quant_bits <= {max_quant_bits(self.message_bits)} for this width")
         exact = max_exact_messages(self.quant_bits, self.norm_tol_bits)
         need(isinstance(self.max_messages, int) and 1 <= self.max_messages <= exact,
              f"max_messages must be in 1..{exact} (float64 exactness bound for "
@@ -256,4 +264,4 @@ def _address_bytes(text) -> bytes | None:
 
 _DEFAULTS = {f.name: f.default for f in fields(ProtocolParams)}
 _DEFAULTS["members"] = []  # as to_dict writes it
-_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members", "budget", "finality_depth")
+_OMIT_AT_DEFAULT = ("noise_multiplier", "max_norm", "members", "budget", "finality_depth", "message_bits")

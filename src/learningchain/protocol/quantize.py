@@ -25,7 +25,15 @@ __all__ = [
     "unit_norm_bounds",
     "check_unit",
     "max_exact_messages",
+    "MESSAGE_BITS",
+    "unit_limit",
+    "entry_max",
+    "max_quant_bits",
+    "entry_dtype",
 ]
+
+#: the widths a message's gradient entries may have (a genesis parameter, ``message_bits``)
+MESSAGE_BITS = (16, 32)
 
 _FLOAT_EXACT = 2**53
 
@@ -57,12 +65,33 @@ def unit_norm_bounds(bits: int, tol_bits: int) -> tuple[int, int]:
     return (one - 1) ** 2 << shift, (one + 1) ** 2 << shift
 
 
+def unit_limit(bits: int, tol_bits: int) -> int:
+    """The largest |q_i| a valid unit vector may have: 2**bits (1 + 2**-tol_bits), floored."""
+    return (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
+
+
+def entry_max(width: int) -> int:
+    """The largest entry a signed integer of ``width`` bits holds."""
+    return 2 ** (width - 1) - 1
+
+
+def max_quant_bits(width: int) -> int:
+    """The largest scale (quant_bits, at most 26) whose unit bound fits ``width``-bit entries
+    for every tolerance (norm_tol_bits >= 4)."""
+    return min(26, width - 2)
+
+
+def entry_dtype(width: int) -> np.dtype:
+    """The little-endian dtype of a message's entries of ``width`` bits."""
+    return np.dtype("<i2") if width == 16 else np.dtype("<i4")
+
+
 def check_unit(q: np.ndarray, bits: int, tol_bits: int, *, sq_norm: int | None = None) -> int:
     """Raise InvalidMessage unless ``q`` is a unit vector within tolerance; return ||q||^2.
 
     ``sq_norm``, when the caller has it, is ``squared_norm(q)`` (not computed again)."""
     lo, hi = unit_norm_bounds(bits, tol_bits)
-    limit = (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
+    limit = unit_limit(bits, tol_bits)
     if q.size and int(np.max(np.abs(q.astype(np.int64)))) > limit:
         raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
     n2 = squared_norm(q) if sq_norm is None else int(sq_norm)
