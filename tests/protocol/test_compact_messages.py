@@ -138,3 +138,13 @@ def test_the_ethereum_backend_refuses_compact_messages():
     from learningchain.ethereum.fixedpoint import FixedRule
     with pytest.raises(ConfigError, match="32-bit messages"):
         FixedRule.from_params(compact_params())
+
+
+def test_genesis_refuses_a_compact_width_too_coarse_for_the_model_and_a_million_entries_fit():
+    with pytest.raises(ConfigError, match="rounds a unit vector of d=3000000 entries"):
+        compact_params(dim=3_000_000)
+    params = compact_params(dim=1_068_810)  # the million-parameter MLP of docs/SCALE.md
+    rng = np.random.default_rng(4)
+    for vector in (rng.normal(size=params.dim), rng.standard_cauchy(size=params.dim)):
+        norm, q = encode_vector(vector, params)  # raises InvalidMessage when the unit check fails
+        assert q.dtype == np.int16 and abs(int(np.dot(q.astype(np.int64), q)) / 4.0**14 - 1) < 2.0**-10

@@ -140,6 +140,16 @@ class ProtocolParams:
              f"message_bits={self.message_bits} cannot hold the unit bound of quant_bits={self.quant_bits} "
              f"(entries up to {unit_limit(self.quant_bits, self.norm_tol_bits)}, the width holds "
              f"{entry_max(self.message_bits)}): quant_bits <= {max_quant_bits(self.message_bits)} for this width")
+        if self.message_bits != 32:
+            # rounding d entries moves ||q||^2 by about d/12 units, relative d / (12 * 2^(2 quant_bits)):
+            # keep it within a quarter of the tolerance (about 2^(1 - norm_tol_bits) in ||q||^2), or
+            # honest holders' messages would fail the unit check
+            drift = self.dim / (12.0 * 4.0**self.quant_bits)
+            room = 2.0 ** (1 - self.norm_tol_bits) / 4
+            need(drift <= room,
+                 f"message_bits={self.message_bits} with quant_bits={self.quant_bits} rounds a unit vector of "
+                 f"d={self.dim} entries by about {drift:.2g} of its squared norm, more than the unit check's "
+                 f"tolerance affords ({room:.2g}): use message_bits=32 or a smaller norm_tol_bits")
         exact = max_exact_messages(self.quant_bits, self.norm_tol_bits)
         need(isinstance(self.max_messages, int) and 1 <= self.max_messages <= exact,
              f"max_messages must be in 1..{exact} (float64 exactness bound for "
