@@ -24,6 +24,15 @@ def test_huge_components_are_refused_before_they_can_overflow():
         check_unit(q, 20, 10)
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.int16])
+def test_the_most_negative_entry_is_refused_without_wrapping(dtype):
+    low = np.iinfo(dtype).min  # -low does not fit the dtype: the bound is checked on Python ints
+    q = np.zeros(8, dtype=dtype)
+    q[3] = low
+    with pytest.raises(InvalidMessage, match="component"):
+        check_unit(q, 14 if dtype == np.int16 else 20, 10)
+
+
 def test_squared_norm_is_exact():
     q = np.array([2**20, -3, 5], dtype=np.int32)
     assert squared_norm(q) == 2**40 + 9 + 25

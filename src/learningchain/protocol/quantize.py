@@ -92,7 +92,7 @@ def check_unit(q: np.ndarray, bits: int, tol_bits: int, *, sq_norm: int | None =
     ``sq_norm``, when the caller has it, is ``squared_norm(q)`` (not computed again)."""
     lo, hi = unit_norm_bounds(bits, tol_bits)
     limit = unit_limit(bits, tol_bits)
-    if q.size and int(np.max(np.abs(q.astype(np.int64)))) > limit:
+    if q.size and max(int(q.max()), -int(q.min())) > limit:  # Python ints: -(-2**31) cannot wrap
         raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
     n2 = squared_norm(q) if sq_norm is None else int(sq_norm)
     if not lo <= n2 <= hi:
