@@ -60,12 +60,12 @@ def encode_vector(vector: np.ndarray, params: ProtocolParams) -> tuple[float, np
     norm = float(np.sqrt(np.dot(vector, vector)))
     if not norm > 0 or not np.isfinite(norm):
         raise InvalidMessage("bad-norm", f"gradient norm {norm} cannot be normalised")
-    q = _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits)
     # the unit bound checked there fits the chain's entry width (ProtocolParams checks it)
-    return norm, q.astype(np.int16) if params.message_bits == 16 else q
+    dtype = np.int16 if params.message_bits == 16 else np.int32
+    return norm, _quantize_scaled(vector, norm, params.quant_bits, params.norm_tol_bits, dtype)
 
 
-def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int) -> np.ndarray:
+def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int, dtype=np.int32) -> np.ndarray:
     """``quantize_unit(vector / norm, bits)``, checked as ``check_unit`` checks it, in one
     scaled copy instead of three and without the integer copies of the check.
 
@@ -90,7 +90,7 @@ def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int) 
     if not lo <= n2 <= hi:
         raise InvalidMessage("not-unit", f"quantised vector has norm {n2 ** 0.5 / 2**bits:.6g}, "
                                          f"outside 1 +/- 2^-{tol_bits}")
-    return scaled.astype(np.int32)
+    return scaled.astype(dtype)
 
 
 @dataclass(frozen=True)
