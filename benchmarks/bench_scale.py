@@ -9,7 +9,8 @@ work of the same holders (each holder's gradient of its summed loss with torch
 autograd at the same model, one after another), both timed in this run:
 
 - MNIST logistic regression, K = 100 holders (target <= 1.5x)
-- MNIST MLP 784-100-10, K = 100 holders (target <= 2x)
+- MNIST MLP 784-100-10, K = 100 holders (target <= 2x), with 32-bit messages and with
+  compact ones (genesis ``message_bits`` = 16)
 - synthetic, K = 1,000 holders and M = 1,000 computing nodes (target <= 3x)
 
 and the clipped per-example gradient sum against the plain gradient of a batch of
@@ -49,6 +50,7 @@ from bench_round import plain_round  # noqa: E402
 ROUND_SETTINGS = [  # label, config, target
     ("mnist logistic K=100", dict(dataset="mnist", model="logistic", holders=100), 1.5),
     ("mnist mlp K=100", dict(dataset="mnist", model="mlp", holders=100), 2.0),
+    ("  with message_bits=16", dict(dataset="mnist", model="mlp", holders=100, message_bits=16), 2.0),
     ("synthetic K=M=1000", dict(dataset="synthetic", holders=1000, miners=1000), 3.0),
 ]
 CLIP_SETTINGS = [("cnn", {}, 1.5), ("mlp", {"hidden": [100]}, 1.2)]

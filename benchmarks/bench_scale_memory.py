@@ -5,7 +5,7 @@ Prints the resident memory (VmRSS) of an MNIST MLP 784-100-10 (d = 79,510), K = 
 chain on disk for an archival node and for a node that prunes message bodies deeper
 than a finality depth (the run's chain re-stored by a pruned node).
 
-    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scale_memory.py [--rounds 60] [--full]
+    OMP_NUM_THREADS=1 nice -n 10 python benchmarks/bench_scale_memory.py [--rounds 60] [--full] [--message-bits 16]
 
 ``--full`` runs the issue's 300 rounds (about 15 minutes on 2 shared cores, most
 of it the rounds; the pruned copy of the chain takes a few more).
@@ -53,9 +53,12 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=60)
     ap.add_argument("--full", action="store_true", help="300 rounds, the issue's target run")
     ap.add_argument("--depth", type=int, default=6, help="finality depth of the pruned node")
+    ap.add_argument("--message-bits", type=int, default=32, choices=(16, 32),
+                    help="the genesis width of a message's entries (16: compact messages)")
     args = ap.parse_args(argv)
     n = 300 if args.full else args.rounds
-    cfg = TrainConfig(dataset="mnist", model="mlp", holders=100, no_dp=True, rounds=n, progress=False).resolved()
+    cfg = TrainConfig(dataset="mnist", model="mlp", holders=100, no_dp=True, rounds=n, progress=False,
+                      message_bits=args.message_bits).resolved()
     parties = build_parties(cfg)
     out = Path(tempfile.mkdtemp())
     backend = NativeBackend(cfg, parties, out)
