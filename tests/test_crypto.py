@@ -9,6 +9,15 @@ def test_keccak_matches_the_ethereum_empty_string_vector():
     assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
 
 
+@pytest.mark.parametrize("size", [0, 1, 135, 136, 137, 272, 4096, 318 * 1024 + 7])
+def test_keccak_matches_pycryptodome_at_every_block_boundary_and_size(size):
+    from Crypto.Hash import keccak
+
+    data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    assert keccak256(data) == keccak.new(digest_bits=256, data=data).digest()
+    assert keccak256(memoryview(data)) == keccak256(bytearray(data)) == keccak256(data)
+
+
 def test_address_matches_eth_account():
     eth_account = pytest.importorskip("eth_account")
     key = PrivateKey.generate(np.random.default_rng(3))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import coincurve
-from Crypto.Hash import keccak as _keccak
+import sha3 as _sha3
 
 from .errors import InvalidMessage
 from .types import Address, Hash32
@@ -33,7 +33,7 @@ SIGNATURE_SIZE = 65
 
 def keccak256(data: bytes) -> Hash32:
     """Keccak-256 (Ethereum's hash, not NIST SHA3-256)."""
-    return Hash32(_keccak.new(digest_bits=256, data=data).digest())
+    return Hash32(_sha3.keccak_256(data).digest())
 
 
 def sha256(data: bytes) -> Hash32:
