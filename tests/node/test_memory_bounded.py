@@ -46,7 +46,8 @@ def test_rss_stops_growing_with_the_rounds(tmp_path):
     end = rss_mb()
     miners[0].node.store.close()
     assert net.head.height == 2 * n
-    # what may still grow: one model (8 d bytes) a block in the in-memory stores, and allocator noise
+    # what may still grow: allocator noise (before the in-memory stores dropped old models,
+    # one model, 8 d bytes, a block)
     allowed = n * 8 * d / 2**20 + 0.25 * n * per_round_mb
     assert end - mid < allowed, (mid, end, allowed, per_round_mb)
 
@@ -79,6 +80,13 @@ def test_the_messages_alive_are_those_of_the_recent_windows_not_of_every_round(t
     assert rounds and min(rounds) >= 40 - 18, sorted(rounds)
     with_messages = {b.height for b in live(Block) if b.messages and id(b) not in before}
     assert min(with_messages) >= 40 - 18, sorted(with_messages)
+    # the models: the in-memory stores (the second miner's keeps cfg.keep_bodies = 16 bodies, the
+    # light client's 4) hold the genesis and the blocks of the last keep_bodies + 2 heights whole,
+    # the rest by header (before, every block's model stayed: 41 of them)
+    models = {(b.height, id(b.model)) for b in live(Block) if id(b) not in before}
+    heights = sorted({height for height, _ in models})
+    assert heights == [0] + list(range(40 - cfg.keep_bodies - 1, 41)), heights
+    assert len({m for _, m in models}) <= len(heights) + 1  # (the genesis a run builds may be a copy)
 
 
 # -- the in-memory stores drop the models of blocks deeper than keep_bodies -------------------
