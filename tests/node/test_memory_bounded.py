@@ -172,3 +172,26 @@ def test_replay_last_does_not_pass_over_blocks_known_by_header_only():
     assert replay_last(node, node.head_hash, keep + 1) == (True, None, "")
     ok, bad, reason = replay_last(node, node.head_hash, keep + 3)
     assert not ok and reason == "beyond-kept-depth" and bad == n - keep - 2
+
+
+def test_a_resumed_run_that_keeps_one_body_ends_as_the_uninterrupted_one(tmp_path):
+    """Resuming replays the stored chain through nodes that drop models as their heads
+    move (keep_bodies=1: two models kept): every block still has its parent held, and the
+    run ends where the uninterrupted one does."""
+    from learningchain.experiments.rundir import RunInterrupted
+    from learningchain.experiments.train import resume_training, run_training
+
+    options = dict(dataset="synthetic", rounds=12, no_dp=True, holders=5, keep_bodies=1, progress=False)
+    full = run_training(TrainConfig(out=str(tmp_path / "full"), **options))
+
+    def stop(row):
+        if row["round"] == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted):
+        run_training(TrainConfig(out=str(tmp_path / "cut"), **options), on_round=stop)
+    resumed = resume_training(tmp_path / "cut")
+    assert full["height"] >= 8
+    assert resumed["head_hash"] == full["head_hash"] and resumed["rounds"] == full["rounds"]
+    assert resumed["rejected_by_reason"] == full["rejected_by_reason"]
+    assert "beyond-kept-depth" not in full["rejected_by_reason"]
