@@ -308,6 +308,8 @@ class Node:
             raise self._reject(block, InvalidBlock(
                 "invalid-ancestor", f"parent {hexstr(header.parent)[:14]} was rejected", height=header.height))
         parent = self.store.get(header.parent) if header.parent in self.headers else None
+        if parent is None and header.parent in self.headers:
+            raise self._reject(block, self._beyond_kept_depth(block), final=False)
         if parent is None:
             if h not in self.orphans:  # one kept already is the block its header commits to
                 if self.validation != "none":
@@ -323,6 +325,16 @@ class Node:
             reorg = moved and not self.is_ancestor(head_before, self.head_hash)
             outcome = BlockOutcome(outcome.status, h, moved, reorg, None, tuple(connected), tuple(waiting))
         return outcome
+
+    def _beyond_kept_depth(self, block: Block) -> InvalidBlock:
+        """The refusal of a block whose parent this node knows by header only (its store
+        dropped the parent's model, deeper than ``keep_bodies``): it cannot be validated
+        here. Not final: a node that kept the parent may validate it."""
+        parent = self.headers[block.parent]
+        return InvalidBlock("beyond-kept-depth",
+                            f"parent {hexstr(parent.hash)[:14]} at height {parent.height} is held by header only "
+                            f"(this node holds the blocks from height {self.store.models_below} on whole, its "
+                            f"head is at {self.height}): the block cannot be validated here", height=block.height)
 
     def _check_orphan(self, block: Block) -> None:
         """What can be checked of a block whose parent is unknown: its seal (the work
@@ -463,6 +475,9 @@ class Node:
             reorg = block.parent != old_head
             if self.keep_bodies is not None and isinstance(self.store, MemoryStore):
                 self.store.prune_bodies(block.height - self.keep_bodies)
+                # the models one block deeper than the bodies: every block held with its
+                # messages can still be replayed on its parent (a fork, ``replay_last``)
+                self.store.prune_models(block.height - self.keep_bodies - 1)
         return BlockOutcome("accepted", h, new_head=heavier, reorg=reorg)
 
     def _connect_orphans(self, parent_hash: bytes, check_unseen: bool) -> tuple:
@@ -477,8 +492,11 @@ class Node:
                 if orphan.parent != p:
                     continue
                 self._drop_orphan(oh)
+                parent = self.store.get(p)
                 try:
-                    self._validate(orphan, self.store.get(p), check_unseen)
+                    if parent is None:
+                        raise self._reject(orphan, self._beyond_kept_depth(orphan), final=False)
+                    self._validate(orphan, parent, check_unseen)
                 except InvalidBlock as exc:
                     if exc.reason == "unseen-message":
                         waiting.append(orphan)

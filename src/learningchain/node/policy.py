@@ -44,7 +44,7 @@ MAX_HELD_MESSAGES = 8192
 #: Refusals of a holder's message that an honest relay can cause (races, stale rounds).
 BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"})
 #: Refusals of a block that are not the sender's fault.
-BENIGN_BLOCK = frozenset({"unseen-message", "too-few-messages"})
+BENIGN_BLOCK = frozenset({"unseen-message", "too-few-messages", "beyond-kept-depth"})
 #: Hashes remembered as seen (blocks and messages), and how many go at once beyond it.
 MAX_SEEN, SEEN_EVICT = 200_000, 20_000
 

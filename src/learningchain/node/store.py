@@ -160,6 +160,9 @@ class BlockStore(ABC):
 
     #: blocks below this height have had their message bodies dropped (0: none)
     pruned_below: int = 0
+    #: blocks below this height, but the genesis, are held by header only, models
+    #: dropped too (0: none; only an in-memory store with a kept depth drops them)
+    models_below: int = 0
 
     def enable_pruning(self, depth: int) -> None:
         """Drop, from now on, the message bodies of blocks more than ``depth`` blocks
@@ -183,6 +186,9 @@ class BlockStore(ABC):
                 raise StoreError(f"the messages of block {height} were pruned from this store (a pruned node "
                                  f"keeps the bodies of blocks {self.pruned_below} and later); read an archival "
                                  "node's store")
+            if 0 < height < self.models_below:
+                raise StoreError(f"block {height} is held by header only (this in-memory store keeps the blocks "
+                                 f"{self.models_below} and later whole); read an archival node's store")
             block = self.get(h)
             if block is None:
                 raise StoreError(f"canonical block at height {height} is missing from the store")
@@ -191,13 +197,22 @@ class BlockStore(ABC):
 
 
 class MemoryStore(BlockStore):
+    """Blocks in memory. ``prune_bodies`` drops the messages of old blocks and
+    ``prune_models`` whole old blocks but their headers: a block whose model was
+    dropped is known (``entries``, the canonical index, the fork choice's links)
+    but not held (``get`` returns None, ``has_model`` is False), so nothing built
+    on it can be validated here any more. The genesis is always held."""
+
     def __init__(self) -> None:
-        self._blocks: dict[bytes, Block] = {}
+        self._blocks: dict[bytes, Block] = {}  # the blocks held whole (model, and messages unless pruned)
+        self._headers: dict[bytes, Header] = {}  # every block stored, held or not
         self._work: dict[bytes, int] = {}
         self._canonical: list[bytes] = []
         self._head: Optional[bytes] = None
         self.prune_depth: Optional[int] = None
         self.pruned_below = 0
+        #: blocks below this height (but the genesis) are known by header only
+        self.models_below = 0
 
     def enable_pruning(self, depth: int) -> None:
         self.prune_depth = int(depth)
@@ -205,13 +220,15 @@ class MemoryStore(BlockStore):
             self._prune_for_head()
 
     def _prune_for_head(self) -> None:
-        limit = self._blocks[self._head].height - self.prune_depth
+        limit = self._headers[self._head].height - self.prune_depth
         if limit > self.pruned_below:
             self.prune_bodies(limit)
             self.pruned_below = limit
 
     def add(self, block: Block, work: int, *, head: Optional[bytes] = None) -> None:
-        self._blocks[block.hash] = block
+        self._headers[block.hash] = block.header
+        if block.height == 0 or block.height >= self.models_below:
+            self._blocks[block.hash] = block
         self._work[block.hash] = work
         if head is not None:
             self.set_head(head)
@@ -221,15 +238,19 @@ class MemoryStore(BlockStore):
     def get(self, block_hash: bytes) -> Optional[Block]:
         return self._blocks.get(block_hash)
 
+    def has_model(self, block_hash: bytes) -> bool:
+        """Whether the store holds the block whole (its model was not dropped)."""
+        return block_hash in self._blocks
+
     def set_head(self, block_hash: bytes) -> None:
-        block = self._blocks[block_hash]
-        height = block.height
+        header = self._headers[block_hash]
+        height = header.height
         del self._canonical[height + 1:]
         while len(self._canonical) <= height:
             self._canonical.append(b"")
         h = block_hash
         while True:
-            b = self._blocks[h]
+            b = self._headers[h]
             if self._canonical[b.height] == h:
                 break
             self._canonical[b.height] = h
@@ -247,8 +268,8 @@ class MemoryStore(BlockStore):
         return None
 
     def entries(self) -> Iterator[tuple[Header, int]]:
-        for b in sorted(self._blocks.values(), key=lambda b: b.height):
-            yield b.header, self._work[b.hash]
+        for header in sorted(self._headers.values(), key=lambda header: header.height):
+            yield header, self._work[header.hash]
 
     def prune_bodies(self, below_height: int) -> None:
         """Drop messages of blocks below ``below_height`` (headers and models stay,
@@ -256,6 +277,17 @@ class MemoryStore(BlockStore):
         for h, b in list(self._blocks.items()):
             if b.height < below_height and b.messages:
                 self._blocks[h] = Block(b.header, (), b.selection, b.model, b.params)
+
+    def prune_models(self, below_height: int) -> None:
+        """Drop the blocks below ``below_height``, model and all, but the genesis; their
+        headers and work stay. A block on such a parent can no longer be validated by
+        recomputation here: a node refuses it as beyond its kept depth."""
+        if below_height <= self.models_below:
+            return
+        for h, b in list(self._blocks.items()):
+            if 0 < b.height < below_height:
+                del self._blocks[h]
+        self.models_below = below_height
 
 
 _SCHEMA = """
