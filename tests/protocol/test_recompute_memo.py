@@ -153,3 +153,12 @@ def test_the_memory_holds_four_results_at_most(parts):
         transition._recompute(genesis, msgs[:k], params)
     assert len(transition._RECOMPUTED) == transition._RECOMPUTED_SIZE == 4
     assert len(calls) == len(msgs) - 1
+
+
+def test_the_same_parameters_object_changed_in_place_is_computed_afresh(parts):
+    params, genesis, msgs, calls = parts
+    params = dataclasses.replace(params, aggregator_options={"l": 3})
+    first = transition._recompute(genesis, msgs, params)
+    params.aggregator_options["l"] = 2  # a frozen dataclass still holds a mutable dict
+    second = transition._recompute(genesis, msgs, params)
+    assert len(calls) == 2 and len(second[0].selection) == 2 != len(first[0].selection)

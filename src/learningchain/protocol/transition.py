@@ -116,7 +116,8 @@ def make_batch(messages, params: ProtocolParams) -> Batch:
 #: A result is served only for the inputs it was computed from: the parent's model bit
 #: for bit (a Block object whose model is not the one its hash commits to must not get,
 #: nor leave behind, the result of the real parent's), and the parameters' canonical
-#: encoding (parameters may compare equal and still differ, as 0.0 and -0.0 do). The
+#: encoding, read again at every hit (parameters may compare equal and still differ, as
+#: 0.0 and -0.0 do, and the same object's option dicts can be changed in place). The
 #: entries hold the parent's model, the gradient and the new model: four entries at most.
 _RECOMPUTED: "OrderedDict[tuple, tuple]" = OrderedDict()
 _RECOMPUTED_SIZE = 4
@@ -134,12 +135,12 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
 
 def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggregate, np.ndarray]:
     key = (parent.hash, tuple(m.hash for m in messages))
+    encoding = params.encode()
     with _RECOMPUTED_LOCK:
         hit = _RECOMPUTED.get(key)
     if hit is not None:
-        hit_params, hit_encoding, hit_parent_model, agg, model = hit
-        if ((hit_params is params or (hit_params == params and hit_encoding == params.encode()))
-                and _same_bits(hit_parent_model, parent.model)):
+        hit_encoding, hit_parent_model, agg, model = hit
+        if hit_encoding == encoding and _same_bits(hit_parent_model, parent.model):
             with _RECOMPUTED_LOCK:
                 if key in _RECOMPUTED:
                     _RECOMPUTED.move_to_end(key)
@@ -149,7 +150,7 @@ def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggrega
     agg.gradient.setflags(write=False)  # shared by every caller: nobody may change it in place
     model.setflags(write=False)
     with _RECOMPUTED_LOCK:
-        _RECOMPUTED[key] = (params, params.encode(), parent.model, agg, model)
+        _RECOMPUTED[key] = (encoding, parent.model, agg, model)
         _RECOMPUTED.move_to_end(key)
         while len(_RECOMPUTED) > _RECOMPUTED_SIZE:
             _RECOMPUTED.popitem(last=False)
