@@ -148,3 +148,18 @@ def test_genesis_refuses_a_compact_width_too_coarse_for_the_model_and_a_million_
     for vector in (rng.normal(size=params.dim), rng.standard_cauchy(size=params.dim)):
         norm, q = encode_vector(vector, params)  # raises InvalidMessage when the unit check fails
         assert q.dtype == np.int16 and abs(int(np.dot(q.astype(np.int64), q)) / 4.0**14 - 1) < 2.0**-10
+
+
+def test_message_bits_must_be_an_integer():
+    """16.0 equals 16 in every comparison the width takes part in, so a genesis writing
+    "message_bits": 16.0 would run as a compact chain under another encoding of the
+    same rules; the width is an integer, as quant_bits is."""
+    for bad in (16.0, 32.0, True):
+        with pytest.raises(ConfigError, match="message_bits must be one of"):
+            small_params(message_bits=bad, quant_bits=14)
+    raw = compact_params().encode()
+    assert b'"message_bits":16' in raw
+    from learningchain.protocol.params import ProtocolParams
+    with pytest.raises(ConfigError, match="message_bits must be one of"):
+        ProtocolParams.decode(raw.replace(b'"message_bits":16', b'"message_bits":16.0'))
+    assert ProtocolParams.decode(raw).message_bits == 16

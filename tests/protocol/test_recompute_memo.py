@@ -114,3 +114,51 @@ def test_a_node_validating_its_own_mined_block_agrees_with_one_that_did_not_buil
     other = Node(genesis)
     assert other.on_block(block).status == "accepted" and other.head.hash == block.hash
     assert len(calls) == 2  # the template, then the other node's own aggregation
+
+
+def test_a_parent_object_whose_model_is_not_the_one_its_hash_commits_to_shares_no_result(parts):
+    """The parent's hash names its model only when the object is consistent: a Block
+    carrying the real parent's header over another model (an unchecked copy) must neither
+    get the real parent's remembered result nor leave its own for the real parent."""
+    params, genesis, msgs, calls = parts
+    wrong = Block(genesis.header, (), (), genesis.model + 1.0, genesis.params)
+    assert wrong.hash == genesis.hash
+    forged = _build(params, wrong, msgs)  # the rule applied to the wrong model
+    with pytest.raises(InvalidBlock) as info:  # on the real parent, its model is not the rule's
+        _validate(forged, genesis, params)
+    assert info.value.reason == "bad-model" and len(calls) == 2
+    honest = _build(params, genesis, msgs)
+    assert honest.model.tobytes() != forged.model.tobytes()
+    _validate(honest, genesis, params)
+    assert len(calls) == 2  # remembered under the real parent's model now
+    copy = Block(genesis.header, (), (), genesis.model.copy(), genesis.params)
+    _validate(honest, copy, params)  # an equal model in another object is the same input
+    assert len(calls) == 2
+
+
+def test_parameters_that_compare_equal_but_encode_differently_are_computed_afresh(parts):
+    params, genesis, msgs, calls = parts
+    negative_zero = dataclasses.replace(params, lam=-0.0)
+    assert negative_zero == params and negative_zero.encode() != params.encode()
+    transition._recompute(genesis, msgs, params)
+    transition._recompute(genesis, msgs, negative_zero)
+    assert len(calls) == 2
+    transition._recompute(genesis, msgs, dataclasses.replace(negative_zero))  # another object, the same encoding
+    assert len(calls) == 2
+
+
+def test_the_memory_holds_four_results_at_most(parts):
+    params, genesis, msgs, calls = parts
+    for k in range(2, len(msgs) + 1):
+        transition._recompute(genesis, msgs[:k], params)
+    assert len(transition._RECOMPUTED) == transition._RECOMPUTED_SIZE == 4
+    assert len(calls) == len(msgs) - 1
+
+
+def test_the_same_parameters_object_changed_in_place_is_computed_afresh(parts):
+    params, genesis, msgs, calls = parts
+    params = dataclasses.replace(params, aggregator_options={"l": 3})
+    first = transition._recompute(genesis, msgs, params)
+    params.aggregator_options["l"] = 2  # a frozen dataclass still holds a mutable dict
+    second = transition._recompute(genesis, msgs, params)
+    assert len(calls) == 2 and len(second[0].selection) == 2 != len(first[0].selection)

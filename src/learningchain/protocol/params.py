@@ -135,7 +135,11 @@ class ProtocolParams:
              f"quant_bits must be in 8..26, got {self.quant_bits!r}")
         need(isinstance(self.norm_tol_bits, int) and 4 <= self.norm_tol_bits <= self.quant_bits,
              f"norm_tol_bits must be in 4..quant_bits, got {self.norm_tol_bits!r}")
-        need(self.message_bits in MESSAGE_BITS, f"message_bits must be one of {MESSAGE_BITS}, got {self.message_bits!r}")
+        # an integer, as the other widths are: 16.0 would compare equal to 16 here and still
+        # be another genesis encoding for the same chain rules
+        need(isinstance(self.message_bits, int) and not isinstance(self.message_bits, bool)
+             and self.message_bits in MESSAGE_BITS,
+             f"message_bits must be one of {MESSAGE_BITS}, got {self.message_bits!r}")
         need(unit_limit(self.quant_bits, self.norm_tol_bits) <= entry_max(self.message_bits),
              f"message_bits={self.message_bits} cannot hold the unit bound of quant_bits={self.quant_bits} "
              f"(entries up to {unit_limit(self.quant_bits, self.norm_tol_bits)}, the width holds "

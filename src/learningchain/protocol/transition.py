@@ -112,24 +112,46 @@ def make_batch(messages, params: ProtocolParams) -> Batch:
 #: and the parameters. A miner's node validating the block it built, or the honest nodes of
 #: one simulation validating one block, get the result of the same pure function instead
 #: of computing it again; the block's claims are still checked against it.
+#:
+#: A result is served only for the inputs it was computed from: the parent's model bit
+#: for bit (a Block object whose model is not the one its hash commits to must not get,
+#: nor leave behind, the result of the real parent's), and the parameters' canonical
+#: encoding, read again at every hit (parameters may compare equal and still differ, as
+#: 0.0 and -0.0 do, and the same object's option dicts can be changed in place). The
+#: entries hold the parent's model, the gradient and the new model: four entries at most.
 _RECOMPUTED: "OrderedDict[tuple, tuple]" = OrderedDict()
 _RECOMPUTED_SIZE = 4
 _RECOMPUTED_LOCK = threading.Lock()
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two float64 models are equal bit for bit (-0.0 is not 0.0), without copies."""
+    if a is b:
+        return True
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    return bool(np.array_equal(np.ascontiguousarray(a).view(np.uint64), np.ascontiguousarray(b).view(np.uint64)))
+
+
 def _recompute(parent: Block, messages, params: ProtocolParams) -> tuple[Aggregate, np.ndarray]:
     key = (parent.hash, tuple(m.hash for m in messages))
+    encoding = params.encode()
     with _RECOMPUTED_LOCK:
         hit = _RECOMPUTED.get(key)
-        if hit is not None and (hit[0] is params or hit[0] == params):
-            _RECOMPUTED.move_to_end(key)
-            return hit[1], hit[2]
+    if hit is not None:
+        hit_encoding, hit_parent_model, agg, model = hit
+        if hit_encoding == encoding and _same_bits(hit_parent_model, parent.model):
+            with _RECOMPUTED_LOCK:
+                if key in _RECOMPUTED:
+                    _RECOMPUTED.move_to_end(key)
+            return agg, model
     agg = aggregate(make_batch(messages, params), params)
     model = apply_update(parent.model, agg.gradient, params)
     agg.gradient.setflags(write=False)  # shared by every caller: nobody may change it in place
     model.setflags(write=False)
     with _RECOMPUTED_LOCK:
-        _RECOMPUTED[key] = (params, agg, model)
+        _RECOMPUTED[key] = (encoding, parent.model, agg, model)
+        _RECOMPUTED.move_to_end(key)
         while len(_RECOMPUTED) > _RECOMPUTED_SIZE:
             _RECOMPUTED.popitem(last=False)
     return agg, model
