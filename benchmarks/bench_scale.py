@@ -51,7 +51,7 @@ from bench_round import plain_round  # noqa: E402
 ROUND_SETTINGS = [  # label, config, target
     ("mnist logistic K=100", dict(dataset="mnist", model="logistic", holders=100), 1.5),
     ("mnist mlp K=100", dict(dataset="mnist", model="mlp", holders=100), 2.0),
-    ("  with message_bits=16", dict(dataset="mnist", model="mlp", holders=100, message_bits=16), 2.0),
+    ("mnist mlp K=100 16-bit", dict(dataset="mnist", model="mlp", holders=100, message_bits=16), 2.0),
     ("synthetic K=M=1000", dict(dataset="synthetic", holders=1000, miners=1000), 3.0),
 ]
 CLIP_SETTINGS = [("cnn", {}, 1.5), ("mlp", {"hidden": [100]}, 1.2)]
@@ -127,9 +127,13 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=256, help="batch of the clipping comparison")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--skip-memory", action="store_true", help="do not run bench_scale_memory.py")
+    ap.add_argument("--only", default="", help="run only the round settings whose label contains this "
+                                                "(e.g. 'mlp'), and no clipping or memory figures")
     args = ap.parse_args(argv)
     print(f"{'round / plain gradients':<26}{'M':>6}{'round ms':>11}{'plain ms':>10}{'ratio':>8}{'target':>8}")
     for label, options, target in ROUND_SETTINGS:
+        if args.only and args.only not in label:
+            continue
         try:
             TrainConfig(**options)
         except TypeError as exc:  # an older checkout, to compare with, that lacks a key
@@ -139,6 +143,8 @@ def main(argv=None) -> None:
         ratio = proto / plain
         print(f"{label:<26}{nodes:>6}{proto * 1e3:>11.1f}{plain * 1e3:>10.1f}{ratio:>7.2f}x{target:>7.1f}x  "
               f"{verdict(ratio, target)}", flush=True)
+    if args.only:
+        return
     print(f"\n{'clipped / plain gradient':<26}{'batch':>6}{'clip ms':>11}{'plain ms':>10}{'ratio':>8}{'target':>8}")
     for kind, opts, target in CLIP_SETTINGS:
         clipped, plain = measure_clipping(kind, opts, args.batch, args.repeat)
