@@ -322,3 +322,43 @@ def test_nothing_a_peer_sends_is_handled_once_this_node_closed_it(tmp_path):
 
     handled, read = asyncio.run(main())
     assert handled == [encode_ping(1)] and read == 2
+
+
+def test_a_connection_denied_during_its_handshake_never_becomes_a_peer(tmp_path):
+    """A deny while a connection waits for its AUTH (after its hello passed the deny
+    check) refuses it. Before, such a connection was registered after the deny, and a
+    partition could keep a live link across it (blocks crossed the cut)."""
+    import secrets
+
+    from learningchain.crypto import PrivateKey, sha256
+    from learningchain.network.secure import peer_fingerprint, sign_auth
+    from learningchain.network.wire import PROTOCOL_VERSION, Hello, Kind, encode_hello
+
+    from .netkit import RawPeer, _client_tls
+
+    async def main():
+        node = await start(small_conf(rounds=1, stop_height=0), tmp_path, "a", role="relay")
+        try:
+            host, port = node.transport.advertise
+            reader, writer = await asyncio.open_connection(host, port, ssl=_client_tls(), server_hostname="")
+            key = PrivateKey(sha256(b"denied-in-handshake"))
+            raw = RawPeer(reader, writer, key)
+            nonce = secrets.token_bytes(32)
+            listen = ("127.0.0.1", 45999)  # the address it says it listens on
+            raw.send(Kind.HELLO, encode_hello(Hello(PROTOCOL_VERSION, node.genesis.hash, key.address, listen[0],
+                                                    listen[1], 0, node.genesis.hash, 0, "", nonce)))
+            theirs = await raw.read_hello()
+            assert theirs is not None, "the node answered the hello"
+            await asyncio.sleep(0.2)  # the node has checked the hello and waits for the AUTH
+            assert any(p.hello is not None and p.hello.node_id == key.address for p in node.transport.pending)
+            node.transport.deny(listen)
+            fp = peer_fingerprint(writer) or b"\x00" * 32
+            raw.send(Kind.AUTH, sign_auth(key, node.genesis.hash, fp, nonce, theirs.nonce, 0))
+            closed = await raw.closed_by_peer(5.0)
+            await asyncio.sleep(0.2)
+            return closed, key.address in node.transport.peers
+        finally:
+            await node.stop()
+
+    closed, registered = asyncio.run(main())
+    assert closed and not registered

@@ -179,6 +179,12 @@ class Admission:
         return True
 
     def _register(self, peer: Peer) -> bool:
+        if peer.address in self.blocked_hosts:
+            # denied while its authentication was awaited: the hello check alone is not enough
+            self.refuse("denied", f"peer {peer.label()} is on the deny list", level=logging.INFO)
+            return False
+        if peer.close_reason:  # closed during its handshake (a deny of the address it was dialed at)
+            return False
         if not peer.outbound and peer.node_id not in self.peers and not self._make_room(peer):
             self.refuse("too-many-peers", f"peer {peer.label()}: all "
                                           f"{self.cfg.max_peers - self.cfg.outbound_slots} inbound slots are taken",

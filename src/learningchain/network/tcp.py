@@ -198,8 +198,10 @@ class Transport(Admission):
     def deny(self, address: tuple[str, int]) -> None:
         """Stop talking to the node listening at ``address`` (a firewall rule, e.g. a partition)."""
         self.blocked_hosts.add(address)
-        for peer in list(self.peers.values()):
-            if peer.address == address:
+        # connections in their handshake too: one past its hello check would otherwise
+        # register after the deny (its authentication is awaited in between)
+        for peer in list(self.peers.values()) + list(self.pending):
+            if peer.address == address or (peer.dialed is not None and tuple(peer.dialed) == tuple(address)):
                 peer.close("denied")
 
     def allow(self, address: tuple[str, int]) -> None:
