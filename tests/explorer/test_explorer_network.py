@@ -68,10 +68,20 @@ def test_metrics_agree_with_status_and_the_explorer_follows_a_live_network(tmp_p
             wait.until(lambda d: d.find_element(By.ID, "height").text.isdigit()
                        and int(d.find_element(By.ID, "height").text) >= first + 2)  # it updates by itself
             screenshot(driver, "explorer-node.png", tmp_path)
-            shown_head = driver.find_element(By.ID, "head-hash").text
-            driver.find_element(By.CSS_SELECTOR, "#blocks tbody tr.block-row a.block-link").click()
+            # the newest block's row opens that block; blocks keep coming, so the list may have
+            # grown (or been redrawn) since the head was read: follow the link actually clicked
+            from selenium.common.exceptions import StaleElementReferenceException
+            for _ in range(5):
+                try:
+                    link = driver.find_element(By.CSS_SELECTOR, "#blocks tbody tr.block-row a.block-link")
+                    target = link.get_attribute("href").rsplit("/block/", 1)[1]
+                    link.click()
+                    break
+                except StaleElementReferenceException:
+                    continue
             wait.until(lambda d: d.find_element(By.ID, "block-height").text != "")
-            assert driver.find_element(By.ID, "header-hash").text == shown_head
+            assert driver.find_element(By.ID, "header-hash").text == target
+            assert int(driver.find_element(By.ID, "block-height").text) >= first + 2
         final = net.wait_for(lambda s: converged(s, 40), 240, what="everyone at round 40")
     finally:
         codes = net.stop()
