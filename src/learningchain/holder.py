@@ -28,7 +28,7 @@ from .protocol.block import Block
 from .protocol.budget import exact_decimal, message_cost
 from .protocol.message import Message, sign_message
 from .protocol.params import ProtocolParams
-from .protocol.quantize import unit_norm_bounds
+from .protocol.quantize import unit_limit, unit_norm_bounds
 
 __all__ = ["DataHolder", "mechanism_for_round", "encode_vector", "HolderReport", "make_messages",
            "holders_within_budget"]
@@ -82,7 +82,7 @@ def _quantize_scaled(vector: np.ndarray, norm: float, bits: int, tol_bits: int, 
     in total within the bounds, and a sum beyond them stays beyond them."""
     scaled = vector / (norm / float(2**bits))
     np.rint(scaled, out=scaled)
-    limit = (2**bits) * (2**tol_bits + 1) // (2**tol_bits)
+    limit = unit_limit(bits, tol_bits)
     if scaled.size and max(float(scaled.max()), -float(scaled.min())) > limit:  # pragma: no cover (see above)
         raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
     lo, hi = unit_norm_bounds(bits, tol_bits)

@@ -29,7 +29,6 @@ __all__ = [
     "unit_limit",
     "entry_max",
     "max_quant_bits",
-    "entry_dtype",
 ]
 
 #: the widths a message's gradient entries may have (a genesis parameter, ``message_bits``)
@@ -79,11 +78,6 @@ def max_quant_bits(width: int) -> int:
     """The largest scale (quant_bits, at most 26) whose unit bound fits ``width``-bit entries
     for every tolerance (norm_tol_bits >= 4)."""
     return min(26, width - 2)
-
-
-def entry_dtype(width: int) -> np.dtype:
-    """The little-endian dtype of a message's entries of ``width`` bits."""
-    return np.dtype("<i2") if width == 16 else np.dtype("<i4")
 
 
 def check_unit(q: np.ndarray, bits: int, tol_bits: int, *, sq_norm: int | None = None) -> int:
