@@ -133,3 +133,40 @@ def test_quantised_unit_vectors_pass_the_unit_check():
         v = rng.normal(size=d)
         q = quantize_unit(v / np.linalg.norm(v), BITS)
         check_unit(q, BITS, 10)
+
+
+def _qf_terms(batch):
+    """The cosine terms from a whole float64 copy of the batch (the old path), as exact ints."""
+    qf = batch.q.astype(np.float64)
+    v = np.ones(batch.n) @ qf
+    return [int(x) for x in qf @ v]
+
+
+@pytest.mark.parametrize("dtype, bits", [(np.int32, 24), (np.int32, 20), (np.int16, 14)])
+def test_l_nearest_makes_no_float_copy_of_the_batch_and_its_terms_are_exact(monkeypatch, dtype, bits):
+    # aligned rows at a scale whose 11 messages stay within max_exact_messages, 3 to a chunk
+    from learningchain.protocol.aggregation import exact
+
+    monkeypatch.setattr(exact, "_ROW_CHUNK_BYTES", 8 * 3 * 257)  # 3 rows of 257 at a time, then the rest
+    rng = np.random.default_rng(5)
+    d, n = 257, 11
+    units = rng.normal(size=(n, d)) + 3.0
+    q = np.stack([quantize_unit(u / np.linalg.norm(u), bits) for u in units]).astype(dtype)
+    batch = Batch(q, np.linspace(0.5, 2.0, n), tuple(bytes([i]) * 32 for i in range(n)), bits)
+    a, n2 = exact._cosine_terms(batch)
+    assert "qf" not in batch.__dict__  # no (n, d) float64 copy was made
+    ints = [[int(x) for x in row] for row in q]
+    vs = [sum(col) for col in zip(*ints)]
+    want = [sum(x * y for x, y in zip(row, vs)) for row in ints]  # Python integers: exact
+    assert [int(x) for x in a] == want == _qf_terms(batch)
+    assert [int(x) for x in n2] == [sum(x * x for x in row) for row in ints]
+    params = small_params(dim=d, holders=n, batch_size=7, quant_bits=bits, max_messages=n,
+                          model={"kind": "logistic", "inputs": d - 1, "classes": 2})
+    got = aggregate(batch, params)
+    assert "qf" not in batch.__dict__
+    # the same bits as the old path's rows of the float64 copy
+    qf = q.astype(np.float64)
+    acc = np.zeros(d)
+    for i in got.selection:
+        acc += qf[i] * (float(batch.norms[i]) * batch.scale)
+    np.testing.assert_array_equal(got.gradient, acc / float(len(got.selection) * params.batch_size))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ConfigError
-from ..quantize import dequantize
+from ..quantize import dequantize, squared_norm
 from .core import Batch
 
 __all__ = [
@@ -116,11 +116,40 @@ def _cosine_terms(batch: Batch) -> tuple:
     |v_s,i| <= n 2^(bits+1) and every partial sum of a_k or n_k is an integer
     below 2^53 (quantize.max_exact_messages), so the BLAS results are exact.
     """
-    qf = _qf(batch)
-    v = np.ones(batch.n) @ qf  # Eq. 14 as a BLAS matvec: integers, so exact
-    a = qf @ v
-    n2 = batch.sq_norms if batch.sq_norms is not None else np.einsum("ij,ij->i", qf, qf)
+    if "qf" in batch.__dict__:  # a rule before this one converted the batch: BLAS on it
+        qf = batch.qf
+        v = np.ones(batch.n) @ qf  # Eq. 14 as a BLAS matvec: integers, so exact
+        a = qf @ v
+    else:
+        # without the (n, d) float64 copy of the batch (8 n d bytes: 800 MB for 100
+        # messages of a million entries): the integer sum, then a few rows at a time
+        v = batch.q.sum(axis=0, dtype=np.int64).astype(np.float64)  # Eq. 14, exact
+        a = exact_row_dots(batch.q, v)
+    if batch.sq_norms is not None:
+        n2 = batch.sq_norms
+    else:
+        n2 = np.array([squared_norm(row) for row in batch.q], dtype=np.float64)
     return a, n2
+
+
+#: bytes of the float64 rows :func:`exact_row_dots` converts at a time (cache-sized)
+_ROW_CHUNK_BYTES = 1 << 20
+
+
+def exact_row_dots(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``q @ v`` for an integer matrix ``q`` and an integer-valued float64 ``v`` whose
+    products' partial sums stay integers below 2**53 (as the rules' bounds guarantee):
+    exact in float64 BLAS whatever its order, over a few rows converted at a time."""
+    n, d = q.shape
+    out = np.empty(n, dtype=np.float64)
+    rows = max(1, min(n, _ROW_CHUNK_BYTES // (8 * max(1, d))))
+    buf = np.empty((rows, d), dtype=np.float64)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        part = buf[: hi - lo]
+        part[...] = q[lo:hi]  # exact: |q| < 2**31
+        np.matmul(part, v, out=out[lo:hi])
+    return out
 
 
 def compute_cosine_ranking(batch: Batch) -> list[int]:
@@ -157,12 +186,13 @@ def weighted_unit_sum(batch: Batch, indices, weights=None, norms=None) -> np.nda
     (the norm-bounded rule passes capped ones).
 
     The coefficient absorbs the exact power-of-two scale 2**-bits, so each row
-    costs one multiply and one in-place add on the float64 copy of q; the
+    costs one multiply (of the row widened exactly to float64, inside the ufunc)
+    and one in-place add, with no float64 copy of the whole batch; the
     product is the same real number as ``s_i * (q_i / 2**bits)`` and so rounds
     to the same double. Where folding the scale would underflow (a norm below
     about 2**(bits-1022)) the two-step form is used instead.
     """
-    qf = _qf(batch)
+    q = batch.q  # integers (or a VectorBatch's float64 directions); each row widened exactly
     norms = batch.norms if norms is None else norms
     scale = batch.scale
     unscale = float(2**batch.bits)
@@ -172,7 +202,7 @@ def weighted_unit_sum(batch: Batch, indices, weights=None, norms=None) -> np.nda
         coeff = float(norms[i]) if weights is None else float(norms[i]) * float(weights[j])
         folded = coeff * scale
         if folded * unscale == coeff:
-            np.multiply(qf[i], folded, out=term)
+            np.multiply(q[i], folded, out=term, dtype=np.float64)
         else:
             np.multiply(dequantize(batch.q[i], batch.bits), coeff, out=term)
         np.add(acc, term, out=acc)
