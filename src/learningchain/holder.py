@@ -218,7 +218,8 @@ class DataHolder:
     def privatize(self, grad: np.ndarray, base: Block) -> np.ndarray:
         """Eq. 10 with the round's budget."""
         mech = mechanism_for_round(self.params, base.height + 1)
-        return grad + mech.sample(self.params.dim, self.rng)
+        noise = mech.sample(self.params.dim, self.rng)  # a fresh float64 array: summed into in place
+        return np.add(grad, noise, out=noise)
 
     def sign(self, vector: np.ndarray, base: Block, key: Optional[PrivateKey] = None) -> Message:
         norm, q = encode_vector(vector, self.params)

@@ -27,7 +27,8 @@ def uniform_direction(d: int, rng: np.random.Generator) -> np.ndarray:
         v = rng.standard_normal(d)
         n = float(np.sqrt(np.dot(v, v)))
         if n > 0:
-            return v / n
+            v /= n  # in place: the same quotients as v / n, without a second array
+            return v
 
 
 class L2LaplaceMechanism:
@@ -46,7 +47,10 @@ class L2LaplaceMechanism:
         return rng.gamma(shape=d, scale=1.0 / self.beta, size=size)
 
     def sample(self, d: int, rng: np.random.Generator) -> np.ndarray:
-        return float(self.sample_radius(d, rng)) * uniform_direction(d, rng)
+        radius = float(self.sample_radius(d, rng))
+        u = uniform_direction(d, rng)
+        u *= radius  # in place: the products radius * u_i, bit for bit
+        return u
 
     def expected_norm(self, d: int) -> float:
         return d / self.beta
