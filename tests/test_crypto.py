@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from learningchain.crypto import SECP256K1_N, PrivateKey, keccak256, recover_address
+from learningchain.crypto import SECP256K1_N, PrivateKey, keccak256, keccak256_of, recover_address
 from learningchain.errors import InvalidMessage
 
 
@@ -16,6 +16,17 @@ def test_keccak_matches_pycryptodome_at_every_block_boundary_and_size(size):
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
     assert keccak256(data) == keccak.new(digest_bits=256, data=data).digest()
     assert keccak256(memoryview(data)) == keccak256(bytearray(data)) == keccak256(data)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 26, 135, 136, 137, 1000])
+def test_keccak_of_parts_is_the_keccak_of_their_concatenation(cut):
+    from Crypto.Hash import keccak
+
+    data = bytes(np.random.default_rng(cut).integers(0, 256, 1000, dtype=np.uint8))
+    want = keccak.new(digest_bits=256, data=data).digest()
+    assert keccak256_of(data[:cut], memoryview(data)[cut:]) == want
+    assert keccak256_of(b"", bytearray(data), b"") == want
+    assert keccak256_of() == keccak256(b"")
 
 
 def test_address_matches_eth_account():

@@ -19,6 +19,7 @@ from .types import Address, Hash32
 
 __all__ = [
     "keccak256",
+    "keccak256_of",
     "sha256",
     "PrivateKey",
     "recover_address",
@@ -34,6 +35,15 @@ SIGNATURE_SIZE = 65
 def keccak256(data: bytes) -> Hash32:
     """Keccak-256 (Ethereum's hash, not NIST SHA3-256)."""
     return Hash32(_sha3.keccak_256(data).digest())
+
+
+def keccak256_of(*parts) -> Hash32:
+    """keccak256 of the concatenation of ``parts`` (bytes-like: a memoryview of a large
+    buffer is hashed where it lies, with no concatenated copy)."""
+    h = _sha3.keccak_256()
+    for part in parts:
+        h.update(part)
+    return Hash32(h.digest())
 
 
 def sha256(data: bytes) -> Hash32:

@@ -25,7 +25,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..crypto import PrivateKey, keccak256, recover_address
+from ..crypto import PrivateKey, keccak256, keccak256_of, recover_address
 from ..errors import DecodeError, InvalidMessage
 from ..types import Address, Hash32, hexstr
 from .codec import (COMPACT_MESSAGE_VERSION, MESSAGE_FIXED_SIZE, MESSAGE_VERSION, SIGNATURE_SIZE, Reader, Writer,
@@ -87,7 +87,7 @@ class Message:
 
     @cached_property
     def signing_digest(self) -> Hash32:
-        return keccak256(_DOMAIN + self.encoding[: len(self.encoding) - SIGNATURE_SIZE])
+        return keccak256_of(_DOMAIN, memoryview(self.encoding)[: len(self.encoding) - SIGNATURE_SIZE])
 
     @cached_property
     def sq_norm(self) -> int:
@@ -168,7 +168,7 @@ def sign_message(key: PrivateKey, *, round: int, base: bytes, norm: float, q: np
     if q.dtype != np.int16:
         q = np.ascontiguousarray(q, dtype=np.int32)
     body = _encode_body(key.address, round, base, norm, q)
-    digest = keccak256(_DOMAIN + body)
+    digest = keccak256_of(_DOMAIN, body)
     signature = key.sign(digest)
     # The encoding and digest just computed are the cached properties' values (the
     # body is a pure function of the fields): seed them instead of hashing the body twice,
@@ -182,7 +182,7 @@ def message_id_of(raw: bytes) -> Hash32:
     equal to ``decode_message(raw).hash`` for well-formed bytes."""
     if len(raw) < MESSAGE_FIXED_SIZE:
         raise DecodeError(f"message of {len(raw)} bytes is shorter than the fixed part ({MESSAGE_FIXED_SIZE})")
-    digest = keccak256(_DOMAIN + bytes(raw[:-SIGNATURE_SIZE]))
+    digest = keccak256_of(_DOMAIN, memoryview(raw)[:-SIGNATURE_SIZE])
     return keccak256(_ID_TAG + digest + bytes(raw[-SIGNATURE_SIZE:]))
 
 
