@@ -14,6 +14,13 @@ alternating blocks (the best block of each, ``--blocks``):
   compact ones (genesis ``message_bits`` = 16)
 - synthetic, K = 1,000 holders and M = 1,000 computing nodes (target <= 3x)
 
+Under each, the protocol's floor: the computations the protocol itself asks of a round,
+each done once with the project's own functions and nothing around them (the holders'
+clipped gradients in one pass, their noise, quantisation and signatures, one signature
+recovery per message, the chain's rule over the block), by part and as a ratio to the
+same plain gradients. No simulation can take a round below it; what the round costs
+beyond it is admission, blocks, fork choice and the store.
+
 and the clipped per-example gradient sum against the plain gradient of a batch of
 256 MNIST-sized inputs, for the CNN (target <= 1.5x) and the MLP (target <= 1.2x).
 
@@ -46,6 +53,14 @@ from learningchain.models import build_model, loss_fn, model_spec  # noqa: E402
 from learningchain.network.simulation import InProcessNetwork  # noqa: E402
 from learningchain.privacy import clipped_gradient_sum, plain_gradient_sum  # noqa: E402
 
+from learningchain.crypto import recover_address  # noqa: E402
+from learningchain.holder import encode_vector, mechanism_for_round  # noqa: E402
+from learningchain.models import set_flat  # noqa: E402
+from learningchain.privacy.clipping import PerExampleClipper  # noqa: E402
+from learningchain.protocol.aggregation import aggregate  # noqa: E402
+from learningchain.protocol.message import sign_message  # noqa: E402
+from learningchain.protocol.transition import canonical_messages, make_batch  # noqa: E402
+
 from bench_round import plain_round  # noqa: E402
 
 ROUND_SETTINGS = [  # label, config, target
@@ -58,10 +73,66 @@ CLIP_SETTINGS = [("cnn", {}, 1.5), ("mlp", {"hidden": [100]}, 1.2)]
 
 
 
-def measure_round(options: dict, rounds: int, warmup: int, blocks: int = 3) -> tuple[float, float, int]:
-    """(seconds a protocol round, seconds the plain gradients, computing nodes): the best
-    mean of ``blocks`` blocks of each, alternating, so a change in the machine's load
-    falls on both alike."""
+FLOOR_PARTS = ("clip", "noise", "quantise", "sign", "recover", "aggregate")
+
+
+def protocol_floor(holders: list, base) -> dict:
+    """Seconds of each computation the protocol itself asks of one round, done once each
+    with the project's own functions and nothing around them: every holder's clipped
+    gradient (in one pass, as a round computes them), its noise, normalisation and
+    quantisation, signing (the keccak digest of the body and the ECDSA signature), one
+    signature recovery per message, and the chain's rule over the block's messages. What
+    a round costs beyond their sum is the simulation's own work (admission, blocks, fork
+    choice, the store)."""
+    params = holders[0].params
+    lead = holders[0]
+    set_flat(lead.model, base.model)
+    xs, ys, spans, start = [], [], [], 0
+    for h in holders:
+        x, y = h.batch()
+        xs.append(x)
+        ys.append(y)
+        spans.append((start, start + int(x.shape[0])))
+        start += int(x.shape[0])
+    x, y = torch.cat(xs), torch.cat(ys)
+    clipper = PerExampleClipper(lead.model)
+    out = dict.fromkeys(FLOOR_PARTS, 0.0)
+    mech = mechanism_for_round(params, base.height + 1)
+    messages = []
+    t = time.perf_counter()
+    clip = float("inf") if params.clip_mode == "none" else params.clip
+    rows = clipper.iter_segments(lead.loss, x, y, spans, clip=clip)
+    for i, h in enumerate(holders):  # one gradient alive at a time, as in a round
+        t1 = time.perf_counter()
+        grad, _ = next(rows)
+        t2 = time.perf_counter()
+        rng = np.random.default_rng(i)  # the holders' own generators stay untouched
+        noise = mech.sample(params.dim, rng)
+        noisy = np.add(grad, noise, out=noise)
+        t3 = time.perf_counter()
+        norm, q = encode_vector(noisy, params)
+        t4 = time.perf_counter()
+        messages.append(sign_message(h.key, round=base.height, base=base.hash, norm=norm, q=q))
+        t5 = time.perf_counter()
+        out["clip"] += t2 - t1
+        out["noise"] += t3 - t2
+        out["quantise"] += t4 - t3
+        out["sign"] += t5 - t4
+    out["clip"] += time.perf_counter() - t - sum(out.values())  # the forward and backward pass
+    t = time.perf_counter()
+    for m in messages:
+        recover_address(m.signing_digest, m.signature)
+    out["recover"] = time.perf_counter() - t
+    t = time.perf_counter()
+    aggregate(make_batch(canonical_messages(messages), params), params)
+    out["aggregate"] = time.perf_counter() - t
+    return out
+
+
+def measure_round(options: dict, rounds: int, warmup: int, blocks: int = 3) -> tuple[float, float, int, dict]:
+    """(seconds a protocol round, seconds the plain gradients, computing nodes, the
+    protocol's floor by part): the best mean of ``blocks`` blocks of each, alternating,
+    so a change in the machine's load falls on all alike."""
     cfg = TrainConfig(epsilon=0.1, rounds=blocks * rounds + warmup, progress=False, **options).resolved()
     parties = build_parties(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +144,7 @@ def measure_round(options: dict, rounds: int, warmup: int, blocks: int = 3) -> t
             net.step()
         archive.flush()
         proto = plain = float("inf")
+        floor: dict = {}
         for _ in range(blocks):
             # the rounds back to back, until the archive has written the last block: its
             # writer thread overlaps a block's compression and SQLite write with the next
@@ -86,8 +158,12 @@ def measure_round(options: dict, rounds: int, warmup: int, blocks: int = 3) -> t
             for _ in range(rounds):  # with nothing else running
                 plain_round(parties.holders, net.head)
             plain = min(plain, (time.perf_counter() - t) / rounds)
+            honest = [h for h in parties.holders if h.index not in parties.attacks]
+            parts = protocol_floor(honest, net.head)
+            if not floor or sum(parts.values()) < sum(floor.values()):
+                floor = parts
         archive.close()
-    return proto, plain, len(miners)
+    return proto, plain, len(miners), floor
 
 
 def measure_clipping(kind: str, opts: dict, batch: int, repeat: int) -> tuple[float, float]:
@@ -139,10 +215,13 @@ def main(argv=None) -> None:
         except TypeError as exc:  # an older checkout, to compare with, that lacks a key
             print(f"{label:<26}  not run: {exc}", flush=True)
             continue
-        proto, plain, nodes = measure_round(options, args.rounds, args.warmup, args.blocks)
+        proto, plain, nodes, floor = measure_round(options, args.rounds, args.warmup, args.blocks)
         ratio = proto / plain
         print(f"{label:<26}{nodes:>6}{proto * 1e3:>11.1f}{plain * 1e3:>10.1f}{ratio:>7.2f}x{target:>7.1f}x  "
               f"{verdict(ratio, target)}", flush=True)
+        total = sum(floor.values())
+        print(f"{'  protocol floor':<26}{'':>6}{total * 1e3:>11.1f}{'':>10}{total / plain:>7.2f}x  "
+              + ", ".join(f"{k} {v * 1e3:.1f}" for k, v in floor.items()), flush=True)
     if args.only:
         return
     print(f"\n{'clipped / plain gradient':<26}{'batch':>6}{'clip ms':>11}{'plain ms':>10}{'ratio':>8}{'target':>8}")
