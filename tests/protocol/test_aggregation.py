@@ -142,19 +142,22 @@ def _qf_terms(batch):
     return [int(x) for x in qf @ v]
 
 
+@pytest.mark.parametrize("chunked", [True, False])
 @pytest.mark.parametrize("dtype, bits", [(np.int32, 24), (np.int32, 20), (np.int16, 14)])
-def test_l_nearest_makes_no_float_copy_of_the_batch_and_its_terms_are_exact(monkeypatch, dtype, bits):
-    # aligned rows at a scale whose 11 messages stay within max_exact_messages, 3 to a chunk
+def test_l_nearest_makes_no_float_copy_of_a_large_batch_and_its_terms_are_exact(monkeypatch, dtype, bits, chunked):
+    # aligned rows at a scale whose 11 messages stay within max_exact_messages; a large
+    # batch (here: any) is converted 3 rows at a time, a small one whole
     from learningchain.protocol.aggregation import exact
 
     monkeypatch.setattr(exact, "_ROW_CHUNK_BYTES", 8 * 3 * 257)  # 3 rows of 257 at a time, then the rest
+    monkeypatch.setattr(exact, "_WHOLE_COPY_ENTRIES", 0 if chunked else 10**9)
     rng = np.random.default_rng(5)
     d, n = 257, 11
     units = rng.normal(size=(n, d)) + 3.0
     q = np.stack([quantize_unit(u / np.linalg.norm(u), bits) for u in units]).astype(dtype)
     batch = Batch(q, np.linspace(0.5, 2.0, n), tuple(bytes([i]) * 32 for i in range(n)), bits)
-    a, n2 = exact._cosine_terms(batch)
-    assert "qf" not in batch.__dict__  # no (n, d) float64 copy was made
+    a, n2 = exact._cosine_terms(batch)  # ||q_k||^2 computed too: the batch carries none
+    assert ("qf" not in batch.__dict__) == chunked  # no (n, d) float64 copy of a large batch
     ints = [[int(x) for x in row] for row in q]
     vs = [sum(col) for col in zip(*ints)]
     want = [sum(x * y for x, y in zip(row, vs)) for row in ints]  # Python integers: exact
@@ -163,7 +166,7 @@ def test_l_nearest_makes_no_float_copy_of_the_batch_and_its_terms_are_exact(monk
     params = small_params(dim=d, holders=n, batch_size=7, quant_bits=bits, max_messages=n,
                           model={"kind": "logistic", "inputs": d - 1, "classes": 2})
     got = aggregate(batch, params)
-    assert "qf" not in batch.__dict__
+    assert ("qf" not in batch.__dict__) == chunked
     # the same bits as the old path's rows of the float64 copy
     qf = q.astype(np.float64)
     acc = np.zeros(d)

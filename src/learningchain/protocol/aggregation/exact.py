@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import ConfigError
-from ..quantize import dequantize, squared_norm
+from ..quantize import dequantize
 from .core import Batch
 
 __all__ = [
@@ -116,32 +116,36 @@ def _cosine_terms(batch: Batch) -> tuple:
     |v_s,i| <= n 2^(bits+1) and every partial sum of a_k or n_k is an integer
     below 2^53 (quantize.max_exact_messages), so the BLAS results are exact.
     """
-    if "qf" in batch.__dict__:  # a rule before this one converted the batch: BLAS on it
+    q = batch.q
+    if "qf" in batch.__dict__ or q.size <= _WHOLE_COPY_ENTRIES:
+        # small enough (or converted already by a rule before this one): one float64 copy
         qf = batch.qf
         v = np.ones(batch.n) @ qf  # Eq. 14 as a BLAS matvec: integers, so exact
         a = qf @ v
-    else:
-        # without the (n, d) float64 copy of the batch (8 n d bytes: 800 MB for 100
-        # messages of a million entries): the integer sum, then a few rows at a time
-        v = batch.q.sum(axis=0, dtype=np.int64).astype(np.float64)  # Eq. 14, exact
-        a = exact_row_dots(batch.q, v)
-    if batch.sq_norms is not None:
-        n2 = batch.sq_norms
-    else:
-        n2 = np.array([squared_norm(row) for row in batch.q], dtype=np.float64)
-    return a, n2
+        n2 = batch.sq_norms if batch.sq_norms is not None else np.einsum("ij,ij->i", qf, qf)
+        return a, n2
+    # no (n, d) float64 copy of the batch (8 n d bytes: 800 MB for 100 messages of a
+    # million entries): the integer column sum, then a few rows converted at a time
+    v = q.sum(axis=0, dtype=np.int64).astype(np.float64)  # Eq. 14, exact
+    a, n2 = exact_row_dots(q, v, squares=batch.sq_norms is None)
+    return a, (n2 if batch.sq_norms is None else batch.sq_norms)
 
 
+#: batches of at most this many entries are converted to float64 whole (at most 16 MB,
+#: where one copy and two BLAS calls are quicker than a loop); larger ones a few rows at a time
+_WHOLE_COPY_ENTRIES = 1 << 21
 #: bytes of the float64 rows :func:`exact_row_dots` converts at a time (cache-sized)
 _ROW_CHUNK_BYTES = 1 << 20
 
 
-def exact_row_dots(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+def exact_row_dots(q: np.ndarray, v: np.ndarray, *, squares: bool = False):
     """``q @ v`` for an integer matrix ``q`` and an integer-valued float64 ``v`` whose
     products' partial sums stay integers below 2**53 (as the rules' bounds guarantee):
-    exact in float64 BLAS whatever its order, over a few rows converted at a time."""
+    exact in float64 BLAS whatever its order, over a few rows converted at a time.
+    ``squares``: also each row's ``||q_k||^2`` (exact under the same bound), else None."""
     n, d = q.shape
     out = np.empty(n, dtype=np.float64)
+    sq = np.empty(n, dtype=np.float64) if squares else None
     rows = max(1, min(n, _ROW_CHUNK_BYTES // (8 * max(1, d))))
     buf = np.empty((rows, d), dtype=np.float64)
     for lo in range(0, n, rows):
@@ -149,7 +153,9 @@ def exact_row_dots(q: np.ndarray, v: np.ndarray) -> np.ndarray:
         part = buf[: hi - lo]
         part[...] = q[lo:hi]  # exact: |q| < 2**31
         np.matmul(part, v, out=out[lo:hi])
-    return out
+        if squares:
+            sq[lo:hi] = np.einsum("ij,ij->i", part, part)
+    return out, sq
 
 
 def compute_cosine_ranking(batch: Batch) -> list[int]:
@@ -192,7 +198,9 @@ def weighted_unit_sum(batch: Batch, indices, weights=None, norms=None) -> np.nda
     to the same double. Where folding the scale would underflow (a norm below
     about 2**(bits-1022)) the two-step form is used instead.
     """
-    q = batch.q  # integers (or a VectorBatch's float64 directions); each row widened exactly
+    # the float64 copy where a rule made one, else the integers (or a VectorBatch's float64
+    # directions), each row widened exactly inside the ufunc
+    q = batch.qf if "qf" in batch.__dict__ else batch.q
     norms = batch.norms if norms is None else norms
     scale = batch.scale
     unscale = float(2**batch.bits)
