@@ -1,6 +1,7 @@
 """Time of every aggregation rule, as a ratio to numpy's mean of the same K x d array.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/bench_aggregation.py [--quick] [--markdown FILE]
+    python benchmarks/bench_aggregation.py --size 100 1000000 --rules "mean,l-nearest"   # one size, some rules
 
 For each K in {10, 30, 100} and d in {31, 7850, 100000}: K vectors (three
 quarters near a common direction, a quarter Gaussian outliers) are encoded as
@@ -100,54 +101,54 @@ def byzfl_rules():
         return None
 
 
-def run(ks, ds, budget: float, compare: bool) -> list:
+def run(sizes, budget: float, compare: bool, names=tuple(RULE_ORDER)) -> list:
     byzfl = byzfl_rules() if compare else None
     rows = []
-    for k in ks:
-        for d in ds:
-            x, q, norms, keys, sq = make_inputs(k, d)
-            base = [timed(lambda: np.mean(x, axis=0), budget=budget)]
-            row = {"K": k, "d": d, "rules": {}, "byzfl_numpy": {}, "byzfl_torch": {}}
-            for name in RULE_ORDER:
-                rule = "l-nearest" if name == "l-nearest (cold)" else name
-                params = params_for(rule, k, d)
-                cached = None if name == "l-nearest (cold)" else sq
-                row["rules"][name] = timed(lambda: aggregate(Batch(q, norms, keys, BITS, 0, cached), params),
-                                           budget=budget, min_runs=3)
-            if byzfl is not None:
-                import torch
+    for k, d in sizes:
+        x, q, norms, keys, sq = make_inputs(k, d)
+        base = [timed(lambda: np.mean(x, axis=0), budget=budget)]
+        row = {"K": k, "d": d, "rules": {}, "byzfl_numpy": {}, "byzfl_torch": {}}
+        for name in names:
+            rule = "l-nearest" if name == "l-nearest (cold)" else name
+            params = params_for(rule, k, d)
+            cached = None if name == "l-nearest (cold)" else sq
+            row["rules"][name] = timed(lambda: aggregate(Batch(q, norms, keys, BITS, 0, cached), params),
+                                       budget=budget, min_runs=3)
+        if byzfl is not None and names == tuple(RULE_ORDER):
+            import torch
 
-                xt = torch.as_tensor(x, dtype=torch.float32)
-                f = (k - 1) // 4
-                for name, cls in BYZFL.items():
-                    kwargs = {} if name in ("mean", "median") else ({"tau": 100.0} if name == "centered-clipping"
-                                                                     else {"f": f})
-                    row["byzfl_numpy"][name] = timed(lambda: getattr(byzfl, cls)(**kwargs)(x), budget=budget,
-                                                     min_runs=3)
-                    row["byzfl_torch"][name] = timed(lambda: getattr(byzfl, cls)(**kwargs)(xt), budget=budget,
-                                                     min_runs=3)
-            base.append(timed(lambda: np.mean(x, axis=0), budget=budget))
-            row["mean_s"] = statistics.median(base)
-            rows.append(row)
-            print(format_row(row), flush=True)
+            xt = torch.as_tensor(x, dtype=torch.float32)
+            f = (k - 1) // 4
+            for name, cls in BYZFL.items():
+                kwargs = {} if name in ("mean", "median") else ({"tau": 100.0} if name == "centered-clipping"
+                                                                 else {"f": f})
+                row["byzfl_numpy"][name] = timed(lambda: getattr(byzfl, cls)(**kwargs)(x), budget=budget,
+                                                 min_runs=3)
+                row["byzfl_torch"][name] = timed(lambda: getattr(byzfl, cls)(**kwargs)(xt), budget=budget,
+                                                 min_runs=3)
+        base.append(timed(lambda: np.mean(x, axis=0), budget=budget))
+        row["mean_s"] = statistics.median(base)
+        rows.append(row)
+        print(format_row(row), flush=True)
     return rows
 
 
 def format_row(row) -> str:
     m = row["mean_s"]
     parts = [f"K={row['K']:<4} d={row['d']:<7} np.mean {m * 1e3:8.3f} ms |"]
-    for name in RULE_ORDER:
-        parts.append(f"{name} {row['rules'][name] / m:7.1f}x")
+    for name, seconds in row["rules"].items():
+        parts.append(f"{name} {seconds / m:7.1f}x")
     return "  ".join(parts)
 
 
 def markdown(rows) -> str:
-    lines = ["| K | d | np.mean (ms) | " + " | ".join(RULE_ORDER) + " |",
-             "|---|---|---|" + "---|" * len(RULE_ORDER)]
+    names = list(rows[0]["rules"]) if rows else RULE_ORDER
+    lines = ["| K | d | np.mean (ms) | " + " | ".join(names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
     for row in rows:
         m = row["mean_s"]
         lines.append(f"| {row['K']} | {row['d']} | {m * 1e3:.3f} | "
-                     + " | ".join(f"{row['rules'][n] / m:.1f}" for n in RULE_ORDER) + " |")
+                     + " | ".join(f"{row['rules'][n] / m:.1f}" for n in names) + " |")
     if any(row["byzfl_numpy"] for row in rows):
         names = list(BYZFL)
         lines += ["", "ByzFL 0.0.11 on the same array, ratio to np.mean (numpy / torch float32):", "",
@@ -165,16 +166,27 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=float, default=0.3, help="seconds of repeated calls per measurement")
     ap.add_argument("--no-byzfl", action="store_true", help="skip ByzFL even when it is importable")
     ap.add_argument("--markdown", metavar="FILE", help="also write the table as markdown")
+    ap.add_argument("--size", nargs=2, type=int, action="append", metavar=("K", "D"),
+                    help="time this K x d only (repeatable), e.g. --size 100 1000000")
+    ap.add_argument("--rules", default="", help="comma-separated rows to time (e.g. 'mean,l-nearest'); "
+                                                 "ByzFL is timed only with all of them")
     args = ap.parse_args(argv)
-    ks, ds = ((100,), (7850,)) if args.quick else (KS, DS)
-    rows = run(ks, ds, args.budget, compare=not args.no_byzfl)
+    if args.size:
+        sizes = [tuple(s) for s in args.size]
+    else:
+        sizes = [(k, d) for k in ((100,) if args.quick else KS) for d in ((7850,) if args.quick else DS)]
+    names = tuple(n.strip() for n in args.rules.split(",") if n.strip()) or tuple(RULE_ORDER)
+    unknown = [n for n in names if n not in RULE_ORDER]
+    if unknown:
+        ap.error(f"unknown rule rows {unknown}; known: {', '.join(RULE_ORDER)}")
+    rows = run(sizes, args.budget, compare=not args.no_byzfl, names=names)
     text = markdown(rows)
     print()
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text)
     target = next((r for r in rows if r["K"] == 100 and r["d"] == 7850), None)
-    if target:
+    if target and names == tuple(RULE_ORDER):
         m = target["mean_s"]
         ln, mk = target["rules"]["l-nearest"] / m, target["rules"]["multi-krum"] / m
         print(f"targets at K=100, d=7850: l-nearest {ln:.1f}x (target <= 3x), multi-krum {mk:.1f}x (target <= 40x)")
