@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -63,7 +64,14 @@ def test_a_run_still_going_is_followed_in_its_temporary_directory(tmp_path):
     def look(row):
         if row["round"] == 3:
             view = ChainView(tmp_path / "live")
-            seen["head"], seen["metrics"] = view.head(), view.metrics()
+            # the store writes the block behind the round and the checkpoint (the live rows)
+            # after the block: the view catches up with the round within moments
+            deadline = time.monotonic() + 30
+            while True:
+                seen["head"], seen["metrics"] = view.head(), view.metrics()
+                if (seen["head"]["height"] == 3 and len(seen["metrics"]["rows"]) == 3) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             raise KeyboardInterrupt
 
     with pytest.raises(RunInterrupted):
