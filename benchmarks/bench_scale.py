@@ -54,9 +54,7 @@ from learningchain.network.simulation import InProcessNetwork  # noqa: E402
 from learningchain.privacy import clipped_gradient_sum, plain_gradient_sum  # noqa: E402
 
 from learningchain.crypto import recover_address  # noqa: E402
-from learningchain.holder import encode_vector, mechanism_for_round  # noqa: E402
-from learningchain.models import set_flat  # noqa: E402
-from learningchain.privacy.clipping import PerExampleClipper  # noqa: E402
+from learningchain.holder import clipped_gradients, encode_vector, mechanism_for_round  # noqa: E402
 from learningchain.protocol.aggregation import aggregate  # noqa: E402
 from learningchain.protocol.message import sign_message  # noqa: E402
 from learningchain.protocol.transition import canonical_messages, make_batch  # noqa: E402
@@ -85,23 +83,11 @@ def protocol_floor(holders: list, base) -> dict:
     a round costs beyond their sum is the simulation's own work (admission, blocks, fork
     choice, the store)."""
     params = holders[0].params
-    lead = holders[0]
-    set_flat(lead.model, base.model)
-    xs, ys, spans, start = [], [], [], 0
-    for h in holders:
-        x, y = h.batch()
-        xs.append(x)
-        ys.append(y)
-        spans.append((start, start + int(x.shape[0])))
-        start += int(x.shape[0])
-    x, y = torch.cat(xs), torch.cat(ys)
-    clipper = PerExampleClipper(lead.model)
     out = dict.fromkeys(FLOOR_PARTS, 0.0)
     mech = mechanism_for_round(params, base.height + 1)
     messages = []
     t = time.perf_counter()
-    clip = float("inf") if params.clip_mode == "none" else params.clip
-    rows = clipper.iter_segments(lead.loss, x, y, spans, clip=clip)
+    rows = clipped_gradients(holders, base)
     for i, h in enumerate(holders):  # one gradient alive at a time, as in a round
         t1 = time.perf_counter()
         grad, _ = next(rows)

@@ -270,6 +270,26 @@ def holders_within_budget(holders: list, base: Block, chain_spend=None) -> list:
     return out
 
 
+def clipped_gradients(holders: list, base: Block):
+    """Each holder's clipped gradient sum at ``base``'s model, one at a time as ``(grad,
+    stats)`` ((d,) float64 and :class:`ClipStats`), out of one forward and one backward
+    pass over the holders' concatenated batches (holders of one model and clip mode)."""
+    lead = holders[0]
+    set_flat(lead.model, base.model)
+    xs, ys, spans, start = [], [], [], 0
+    for h in holders:
+        x, y = h.batch()
+        xs.append(x)
+        ys.append(y)
+        spans.append((start, start + int(x.shape[0])))
+        start += int(x.shape[0])
+    clipper = _CLIPPERS.get(lead.model)
+    if clipper is None:
+        clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
+    clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
+    return clipper.iter_segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
+
+
 def make_messages(holders: list, base: Block, *, keep_gradients: bool = True) -> list:
     """Every holder's message for one round (None for a holder that abstains, see
     :meth:`DataHolder.finish_or_abstain`), the gradients computed together.
@@ -287,20 +307,7 @@ def make_messages(holders: list, base: Block, *, keep_gradients: bool = True) ->
         if keep_gradients:
             return made
         return [None if r is None else dataclasses.replace(r, honest_gradient=None) for r in made]
-    lead = holders[0]
-    set_flat(lead.model, base.model)
-    xs, ys, spans, start = [], [], [], 0
-    for h in holders:
-        x, y = h.batch()
-        xs.append(x)
-        ys.append(y)
-        spans.append((start, start + int(x.shape[0])))
-        start += int(x.shape[0])
-    clipper = _CLIPPERS.get(lead.model)
-    if clipper is None:
-        clipper = _CLIPPERS[lead.model] = PerExampleClipper(lead.model)
-    clip = float("inf") if lead.params.clip_mode == "none" else lead.params.clip
-    rows = clipper.iter_segments(lead.loss, torch.cat(xs), torch.cat(ys), spans, clip=clip)
+    rows = clipped_gradients(holders, base)
     out = []
     for h, (grad, stats) in zip(holders, rows):  # one gradient alive at a time (d floats each)
         report = h.finish_or_abstain(grad, base, stats.clipped, stats.examples)
