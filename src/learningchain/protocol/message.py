@@ -87,7 +87,7 @@ class Message:
 
     @cached_property
     def signing_digest(self) -> Hash32:
-        return keccak256_of(_DOMAIN, memoryview(self.encoding)[: len(self.encoding) - SIGNATURE_SIZE])
+        return keccak256_of(_DOMAIN, memoryview(self.encoding)[:-SIGNATURE_SIZE])
 
     @cached_property
     def sq_norm(self) -> int:

@@ -57,6 +57,12 @@ class Batch:
         """The q's as float64 (exact: |q| < 2**31)."""
         return self.q.astype(np.float64)
 
+    @property
+    def has_float_copy(self) -> bool:
+        """Whether :attr:`qf` exists already (a rule read it): a caller that can work a few
+        rows at a time uses it then, and makes no (n, d) copy otherwise."""
+        return "qf" in self.__dict__
+
     @cached_property
     def gram(self) -> np.ndarray:
         """G[a, b] = q_a . q_b, exact (see :func:`compute_gram`)."""

@@ -116,19 +116,17 @@ def _cosine_terms(batch: Batch) -> tuple:
     |v_s,i| <= n 2^(bits+1) and every partial sum of a_k or n_k is an integer
     below 2^53 (quantize.max_exact_messages), so the BLAS results are exact.
     """
-    q = batch.q
-    if "qf" in batch.__dict__ or q.size <= _WHOLE_COPY_ENTRIES:
+    n2 = batch.sq_norms
+    if batch.has_float_copy or batch.q.size <= _WHOLE_COPY_ENTRIES:
         # small enough (or converted already by a rule before this one): one float64 copy
         qf = batch.qf
         v = np.ones(batch.n) @ qf  # Eq. 14 as a BLAS matvec: integers, so exact
-        a = qf @ v
-        n2 = batch.sq_norms if batch.sq_norms is not None else np.einsum("ij,ij->i", qf, qf)
-        return a, n2
+        return qf @ v, (n2 if n2 is not None else np.einsum("ij,ij->i", qf, qf))
     # no (n, d) float64 copy of the batch (8 n d bytes: 800 MB for 100 messages of a
     # million entries): the integer column sum, then a few rows converted at a time
-    v = q.sum(axis=0, dtype=np.int64).astype(np.float64)  # Eq. 14, exact
-    a, n2 = exact_row_dots(q, v, squares=batch.sq_norms is None)
-    return a, (n2 if batch.sq_norms is None else batch.sq_norms)
+    v = batch.q.sum(axis=0, dtype=np.int64).astype(np.float64)  # Eq. 14, exact
+    a, squares = exact_row_dots(batch.q, v, squares=n2 is None)
+    return a, (n2 if n2 is not None else squares)
 
 
 #: batches of at most this many entries are converted to float64 whole (at most 16 MB,
@@ -198,9 +196,9 @@ def weighted_unit_sum(batch: Batch, indices, weights=None, norms=None) -> np.nda
     to the same double. Where folding the scale would underflow (a norm below
     about 2**(bits-1022)) the two-step form is used instead.
     """
-    # the float64 copy where a rule made one, else the integers (or a VectorBatch's float64
-    # directions), each row widened exactly inside the ufunc
-    q = batch.qf if "qf" in batch.__dict__ else batch.q
+    # the float64 copy where a rule made one (quicker rows), else the integers (or a
+    # VectorBatch's float64 directions), each row widened exactly inside the ufunc
+    q = batch.qf if batch.has_float_copy else batch.q
     norms = batch.norms if norms is None else norms
     scale = batch.scale
     unscale = float(2**batch.bits)
