@@ -147,7 +147,8 @@ def _play_wrong_then_honest(chain, d=600, k=6):
         dep.finalize(owner, 0)
     upheld, _ = dep.dispute(chal, 0, wrong_chunk, W, bad, msgs)
     assert upheld and dep.posting() is None
-    assert dep.credit(chal.address) == 2 * BOND and dep.credit(agg.address) == 0
+    # the challenger: its bond and half the aggregator's; the other half is burnt
+    assert dep.credit(chal.address) == BOND + BOND // 2 and dep.credit(agg.address) == 0
     with pytest.raises(Reverted, match="nothing posted"):
         dep.finalize(owner, 0)
 
@@ -173,7 +174,13 @@ def _play_wrong_then_honest(chain, d=600, k=6):
     assert dep.credit(agg.address) == (dep.oparams.chunks + 1) * BOND
     before = chain.balance(chal.address)
     r = dep.withdraw(chal)
-    assert chain.balance(chal.address) - before + int(r["gasUsed"]) * int(r["effectiveGasPrice"]) == 2 * BOND
+    assert chain.balance(chal.address) - before + int(r["gasUsed"]) * int(r["effectiveGasPrice"]) == BOND + BOND // 2
+    # what stays in the contract: the aggregator's credit and the burnt half bond, which
+    # no one can withdraw
+    r = dep.withdraw(agg)
+    assert chain.balance(dep.contract.address) == BOND - BOND // 2
+    with pytest.raises(Reverted, match="nothing owed"):
+        dep.withdraw(chal)
     return dep
 
 
@@ -181,6 +188,24 @@ def test_a_wrong_aggregation_is_disputed_and_reverted_and_an_honest_one_never(em
     dep = _play_wrong_then_honest(embedded)
     assert int(dep._get("disputes_upheld")) == 1
     assert int(dep._get("disputes_rejected")) == dep.oparams.chunks
+
+
+def test_an_aggregator_that_disputes_its_own_wrong_posting_loses_half_its_bond(embedded):
+    # Disputing one's own wrong posting (or copying an honest dispute ahead of it) reopens
+    # the round; it must cost the aggregator, or it could stall rounds for the price of gas.
+    owner = embedded.faucet()
+    rng = np.random.default_rng(11)
+    dep, W = _deploy(embedded, owner, d=40, l=2)
+    agg = fresh_account(embedded, owner, 10**18)
+    msgs = _submit(dep, owner, 0, random_unit_rows(rng, 3, 40), [2**32] * 3)
+    for stalled in (1, 2):
+        _, _, bad = _post(dep, agg, 0, W, msgs, corrupt=0)
+        upheld, _ = dep.dispute(agg, 0, 0, W, bad, msgs)
+        assert upheld and dep.posting() is None and dep.current_round() == 0
+        # two bonds paid a round (the posting's and the dispute's), one and a half owed back
+        assert dep.credit(agg.address) == stalled * (BOND + BOND // 2)
+    dep.withdraw(agg)
+    assert embedded.balance(dep.contract.address) == 2 * (BOND - BOND // 2)
 
 
 @pytest.mark.slow
@@ -333,8 +358,11 @@ def test_a_byzantine_aggregator_never_makes_a_wrong_round_final_on_anvil(anvil):
     s = backend.summary({}, {}, lambda _: None)
     assert s["incentives"]["conserved"]
     # each final posting's bond went back to its (honest) aggregator; each wrong posting's
-    # challenger took its own bond back and the Byzantine node's: 2 bonds, none for the liar
-    assert s["incentives"]["bonds_returned_wei"] == (3 + 2 * net.wrong_postings) * BOND
+    # challenger took its own bond back and half the Byzantine node's, none for the liar;
+    # the other half of each wrong posting's bond stays in the contract
+    wrong = net.wrong_postings
+    assert s["incentives"]["bonds_returned_wei"] == 3 * BOND + wrong * (BOND + BOND // 2)
+    assert s["incentives"]["burnt_wei"] == wrong * (BOND - BOND // 2)
 
 
 def test_the_committed_artefact_is_the_source_compiled():

@@ -324,6 +324,9 @@ class OptimisticBackend:
                 "balance_before_wei": self.start_balance,
                 "balance_after_wei": end_balance,
                 "fees_wei": fees,
+                # after every node took what it is owed, the contract holds only the burnt
+                # halves of wrong postings' bonds
+                "burnt_wei": chain.balance(dep.address),
                 "conserved": self.start_balance - end_balance == fees,
             },
         }

@@ -10,9 +10,11 @@
         ``challenge_blocks`` blocks anyone may dispute one chunk of coordinates: the
         contract recomputes that chunk of the update from the previous model's chunk
         and the selected messages' chunks (the fixed-point arithmetic of learningchain.vy
-        and fixedpoint.py) and compares it with the posted leaf. The loser's bond goes to
-        the winner; a successful dispute reverts the posting and reopens the round. A
-        posting that stays undisputed through its window becomes final.
+        and fixedpoint.py) and compares it with the posted leaf. A failed dispute's
+        bond goes to the aggregator; an upheld one reverts the posting and reopens the
+        round, and the challenger gets its bond back and half the aggregator's (the other
+        half is burnt: no one can take it). A posting that stays undisputed through its
+        window becomes final.
 
         What is not disputed on chain: the selection (the l-nearest ranking needs every
         coordinate of every message) and the messages' unit-norm check. Both are
@@ -411,9 +413,12 @@ def dispute(round: uint256, chunk: uint256, old: DynArray[int256, CHUNK], old_pr
     right: bytes32 = self._update_chunk(chunk, old, records, self.post_selection, min(l, self.post_n))
     aggregator: address = self.post_aggregator
     if right != posted_leaf:
-        # the posting is wrong: it is reverted, the round reopens, the challenger takes both bonds
+        # the posting is wrong: it is reverted and the round reopens. The challenger gets its
+        # bond back and half the aggregator's; the other half stays in the contract for good
+        # (burnt), so that an aggregator that disputes its own wrong posting, or copies an
+        # honest dispute ahead of it, still loses half its bond for every round it stalls.
         self.posted_at = 0
-        self.credit[msg.sender] += 2 * bond
+        self.credit[msg.sender] += bond + bond // 2
         self.disputes_upheld += 1
         log Disputed(round=round, challenger=msg.sender, chunk=chunk, upheld=True)
         return True
