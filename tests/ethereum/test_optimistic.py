@@ -111,7 +111,7 @@ def _submit(dep, funder, rnd, rows, norms, forced=None):
 
 
 def _post(dep, node, rnd, W, msgs, corrupt=None):
-    sel, W_new = honest_aggregation(dep.rule, rnd, W, msgs, len(msgs))
+    sel, W_new, _ = honest_aggregation(dep.rule, rnd, W, msgs, len(msgs))
     posted = list(W_new)
     if corrupt is not None:
         posted[corrupt] += 1
@@ -190,6 +190,45 @@ def test_a_wrong_aggregation_is_disputed_and_reverted_and_an_honest_one_never(em
     assert int(dep._get("disputes_rejected")) == dep.oparams.chunks
 
 
+def test_invalid_messages_are_excluded_so_an_honest_posting_stays_possible_below_l_valid_ones(embedded):
+    # Byzantine holders send messages that fail the unit-norm check, leaving fewer valid
+    # messages than l; the posting names them as excluded and selects all the valid ones, and
+    # the contract's recomputation of a disputed chunk divides by what was selected.
+    owner = embedded.faucet()
+    rng = np.random.default_rng(13)
+    d = 300
+    dep, W = _deploy(embedded, owner, d=d, l=3, lam=0.01, w0=rng.normal(scale=0.3, size=d))
+    rows = random_unit_rows(rng, 4, d)
+    rows[1] = rows[1] * 2  # twice a unit vector's norm
+    rows[3] = np.zeros(d, dtype=rows.dtype)
+    msgs = _submit(dep, owner, 0, rows, rng.integers(2**30, 2**34, size=4))
+    sel, W_good, invalid = honest_aggregation(dep.rule, 0, W, msgs, 4)
+    assert invalid == (1, 3) and sel == (0, 2)
+    assert W_good == dep.rule.update(W, rows, [m.norm for m in msgs], sel)
+    agg, chal = fresh_account(embedded, owner, 10**18), fresh_account(embedded, owner, 10**18)
+    # without the exclusions the two valid messages cannot make a posting: the contract wants
+    # min(l, n) = 3 of the 4 messages selected
+    with pytest.raises(Reverted, match="selection must name min"):
+        dep.post(agg, 0, 4, sel, W_good)
+    # a wrong model with the right exclusions: disputed away
+    bad = list(W_good)
+    bad[d - 1] += 1
+    dep.post(agg, 0, 4, sel, bad, invalid)
+    posting = dep.posting()
+    assert posting.excluded == 0b1010 and posting.selection == 0b101
+    upheld, _ = dep.dispute(chal, 0, (d - 1) // opt.CHUNK, W, posting, msgs)
+    assert upheld and dep.posting() is None
+    # the honest model: every chunk's dispute fails, and it becomes final
+    dep.post(agg, 0, 4, sel, W_good, invalid)
+    posting = dep.posting()
+    for c in range(dep.oparams.chunks):
+        upheld, _ = dep.dispute(chal, 0, c, W, posting, msgs)
+        assert not upheld
+    embedded.wait_until_block(posting.block + dep.oparams.challenge_blocks + 1)
+    dep.finalize(owner, 0)
+    assert dep.model_root() == opt.model_root(W_good)
+
+
 def test_an_aggregator_that_disputes_its_own_wrong_posting_loses_half_its_bond(embedded):
     # Disputing one's own wrong posting (or copying an honest dispute ahead of it) reopens
     # the round; it must cost the aggregator, or it could stall rounds for the price of gas.
@@ -220,17 +259,22 @@ def test_postings_and_disputes_refuse_what_the_rules_forbid(embedded):
     dep, W = _deploy(embedded, owner, d=40, l=2, quorum=3, window=1000)
     node = fresh_account(embedded, owner, 10**18)
     msgs = _submit(dep, owner, 0, random_unit_rows(rng, 3, 40), [2**32] * 3)
-    sel, W_new = honest_aggregation(dep.rule, 0, W, msgs, 3)
+    sel, W_new, _ = honest_aggregation(dep.rule, 0, W, msgs, 3)
     leaves = opt.model_leaves(W_new)
     mask = fp.selection_mask(sel)
     f = dep.contract
-    cases = [((0, 3, mask, leaves), 0, "the posting must carry the bond"),
-             ((0, 2, 0b11, leaves), BOND, "the round is still taking messages"),
-             ((0, 4, mask, leaves), BOND, "more messages than the round holds"),
-             ((0, 3, 0b111, leaves), BOND, "selection must name min"),
-             ((0, 3, 0b1001, leaves), BOND, "selection names a message that does not exist"),
-             ((0, 3, mask, leaves + leaves), BOND, "one leaf per chunk"),
-             ((1, 3, mask, leaves), BOND, "wrong round")]
+    first = mask & -mask  # one selected message
+    cases = [((0, 3, mask, 0, leaves), 0, "the posting must carry the bond"),
+             ((0, 2, 0b11, 0, leaves), BOND, "the round is still taking messages"),
+             ((0, 4, mask, 0, leaves), BOND, "more messages than the round holds"),
+             ((0, 3, 0b111, 0, leaves), BOND, "selection must name min"),
+             ((0, 3, 0b1001, 0, leaves), BOND, "selection names a message that does not exist"),
+             ((0, 3, mask, 0b1000, leaves), BOND, "selection names a message that does not exist"),
+             ((0, 3, mask, first, leaves), BOND, "both selected and excluded"),
+             ((0, 3, 0, 0b111, leaves), BOND, "every message is excluded"),
+             ((0, 3, first, 0b111 ^ mask, leaves), BOND, "selection must name min"),  # 1 selected of 2 left
+             ((0, 3, mask, 0, leaves + leaves), BOND, "one leaf per chunk"),
+             ((1, 3, mask, 0, leaves), BOND, "wrong round")]
     for args, value, reason in cases:
         with pytest.raises(Reverted, match=reason):
             embedded.call_tx(node, f, "post", *args, value=value)

@@ -364,6 +364,7 @@ class Posting:
     selection: int
     leaves: tuple
     block: int
+    excluded: int = 0  # the messages left out as invalid (bit k = message k)
 
 
 def max_dispute_bytes(keep: int, depth: int) -> int:
@@ -511,16 +512,20 @@ class OptDeployment:
             raise ConfigError(f"no Posted event in block {at}")
         a = logs[-1]["args"]
         return Posting(rnd, a["aggregator"], int(a["messages"]), int(a["selection"]),
-                       tuple(bytes(x) for x in a["leaves"]), at)
+                       tuple(bytes(x) for x in a["leaves"]), at, int(a["excluded"]))
 
     # -- writes ------------------------------------------------------------------------------
     def submit(self, sender: Account, rnd: int, norm: int, widths: bytes, data: bytes, *, fees=None):
         return self.chain.call_tx(sender, self.contract, "submit", rnd, norm, widths, data, hint="opt-submit",
                                   fees=fees)
 
-    def post(self, sender: Account, rnd: int, n: int, selection: Sequence[int], W_new: Sequence[int]):
+    def post(self, sender: Account, rnd: int, n: int, selection: Sequence[int], W_new: Sequence[int],
+             excluded: Sequence[int] = ()):
+        """Post the aggregation of the round's first ``n`` messages: the selected ones, the
+        ones left out as invalid (``excluded``) and the new model."""
         return self.chain.call_tx(sender, self.contract, "post", rnd, n, fp.selection_mask(selection),
-                                  model_leaves(W_new), value=self.oparams.bond, hint="opt-post")
+                                  fp.selection_mask(excluded), model_leaves(W_new), value=self.oparams.bond,
+                                  hint="opt-post")
 
     def dispute(self, sender: Account, rnd: int, c: int, W_old: Sequence[int], posting: Posting,
                 messages: Sequence[OptMessage]) -> tuple[bool, dict]:

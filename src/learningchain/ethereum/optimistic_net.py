@@ -60,16 +60,18 @@ class OptRound:
     seconds: float
 
 
-def honest_aggregation(rule: fp.FixedRule, rnd: int, W: list, messages: list, n: int) -> tuple[tuple, list]:
+def honest_aggregation(rule: fp.FixedRule, rnd: int, W: list, messages: list,
+                       n: int) -> tuple[tuple, list, tuple]:
     """What every honest node computes for the round's first ``n`` messages: the l-nearest
-    selection among the valid ones (a message that fails to decode or the unit-norm check
-    is left out) and the new fixed-point model."""
-    valid, rows = [], []
+    selection among the valid ones, the new fixed-point model, and the messages left out as
+    invalid (they fail to decode or the unit-norm check), all three ascending."""
+    valid, rows, invalid = [], [], []
     for k, m in enumerate(messages[:n]):
         try:
             q = decode_message(m.widths, m.data, rule.dim)
             check_unit(q, rule.quant_bits, rule.norm_tol_bits)
         except (ConfigError, InvalidMessage):
+            invalid.append(k)
             continue
         valid.append(k)
         rows.append(q)
@@ -82,7 +84,7 @@ def honest_aggregation(rule: fp.FixedRule, rnd: int, W: list, messages: list, n:
     for i, k in enumerate(valid):
         full[k] = rows[i]
     norms = [m.norm for m in messages[:n]]
-    return picked, rule.update(W, full, norms, picked)
+    return picked, rule.update(W, full, norms, picked), tuple(invalid)
 
 
 class OptimisticNetwork:
@@ -148,22 +150,26 @@ class OptimisticNetwork:
     def _post(self, j: int, rnd: int, messages: list, n: int) -> int:
         """Node ``j`` posts its aggregation (a Byzantine node: one coordinate off); its gas."""
         node = self.nodes[j]
-        selection, W_new = honest_aggregation(self.dep.rule, rnd, self.W, messages, n)
+        selection, W_new, invalid = honest_aggregation(self.dep.rule, rnd, self.W, messages, n)
         if j in self.byzantine_nodes:
             W_new = list(W_new)
             i = int(self.rng.integers(len(W_new)))
             W_new[i] += 1 << 20  # a wrong model chunk
             self.wrong_postings += 1
         self._ensure_funds(node, self.dep.oparams.bond + 10**16)
-        return int(self.dep.post(node, rnd, n, selection, W_new)["gasUsed"])
+        return int(self.dep.post(node, rnd, n, selection, W_new, invalid)["gasUsed"])
 
     def check_and_dispute(self, rnd: int, messages: list, posting: Posting) -> tuple[int, int, int]:
         """Every honest node checks the posting off chain; the first that finds a wrong chunk
         disputes it. (upheld, rejected, gas)."""
-        selection, W_new = honest_aggregation(self.dep.rule, rnd, self.W, messages, posting.n)
+        selection, W_new, invalid = honest_aggregation(self.dep.rule, rnd, self.W, messages, posting.n)
         want = model_leaves(W_new)
+        # neither the ranking nor the validity check is disputable on chain (docs/ETHEREUM.md):
+        # refuse to go on
+        if fp.selection_mask(invalid) != posting.excluded:
+            raise EthereumError(f"round {rnd}: the posting excludes other messages than the invalid ones; the "
+                                "contract cannot settle a dispute of a message's validity")
         if fp.selection_mask(selection) != posting.selection:
-            # the ranking is not disputable on chain (docs/ETHEREUM.md): refuse to go on
             raise EthereumError(f"round {rnd}: the posted selection is not the l-nearest one; the contract "
                                 "cannot settle a ranking dispute")
         wrong = [c for c, (a, b) in enumerate(zip(want, posting.leaves)) if a != b]
@@ -205,7 +211,7 @@ class OptimisticNetwork:
         self.disputes_rejected += rejected_total
         self.chain.wait_until_block(posting.block + op.challenge_blocks + 1)
         r = self.dep.finalize(self.faucet, rnd)
-        selection, self.W = honest_aggregation(self.dep.rule, rnd, self.W, messages, posting.n)
+        selection, self.W, _ = honest_aggregation(self.dep.rule, rnd, self.W, messages, posting.n)
         if self.dep.model_root() != tree_root(self.W):
             raise EthereumError(f"round {rnd}: the final model root is not the honest model's")
         head = EthHead(rnd + 1, fp.decode_model(self.W), tuple(self.W), bytes(r["blockHash"]), int(r["blockNumber"]))

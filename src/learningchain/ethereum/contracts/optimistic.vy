@@ -17,8 +17,9 @@
         window becomes final.
 
         What is not disputed on chain: the selection (the l-nearest ranking needs every
-        coordinate of every message) and the messages' unit-norm check. Both are
-        recomputed off chain by every honest node (ethereum/optimistic.py); see
+        coordinate of every message) and the messages' unit-norm check (a posting names
+        the messages it excludes as invalid). Both are recomputed off chain by every
+        honest node (ethereum/optimistic_net.py); see
         docs/ETHEREUM.md, "Optimistic mode".
 
         Message encoding: each value v is zigzag-mapped to z (v >= 0: 2v; v < 0: -2v - 1);
@@ -62,6 +63,7 @@ event Posted:
     aggregator: indexed(address)
     messages: uint256
     selection: uint256
+    excluded: uint256
     root: bytes32
     leaves: DynArray[bytes32, MAX_CHUNKS]
 
@@ -103,7 +105,7 @@ commitment: HashMap[uint256, bytes32]  # message index -> keccak(sender | norm <
 # the pending posting of the current round (posted_at == 0: none)
 posted_at: public(uint256)
 post_aggregator: public(address)
-post_n: public(uint256)
+post_keep: public(uint256)  # the posting's selected messages: min(l, n - its excluded)
 post_selection: public(uint256)
 post_root: public(bytes32)
 
@@ -276,10 +278,14 @@ def _popcount(x: uint256) -> uint256:
 
 @external
 @payable
-def post(round: uint256, n: uint256, selection: uint256, leaves: DynArray[bytes32, MAX_CHUNKS]):
+def post(round: uint256, n: uint256, selection: uint256, excluded: uint256,
+         leaves: DynArray[bytes32, MAX_CHUNKS]):
     """
     @notice Post the aggregation of the round's first ``n`` messages: ``selection`` (bit k =
             message k) and the leaves of the new model's chunks, with the bond.
+    @param excluded The messages left out as invalid (bit k = message k): those that do not
+           decode or fail the unit-norm check. The selection names min(l, n - excluded) of
+           the others. Like the selection, it is checked off chain by every honest node.
     """
     assert round == self.current_round, "wrong round"
     assert round < rounds, "the run is over"
@@ -292,16 +298,22 @@ def post(round: uint256, n: uint256, selection: uint256, leaves: DynArray[bytes3
     assert n <= count, "more messages than the round holds"
     assert n >= min_messages, "too few messages"
     assert n >= quorum or block.number >= self.round_opened + window, "the round is still taking messages"
-    assert n == MAX_MESSAGES or selection >> n == 0, "selection names a message that does not exist"
-    assert self._popcount(selection) == min(l, n), "selection must name min(l, n) messages"
+    assert n == MAX_MESSAGES or (selection | excluded) >> n == 0, \
+        "selection names a message that does not exist"
+    assert selection & excluded == 0, "a message is both selected and excluded"
+    left: uint256 = n - self._popcount(excluded)
+    assert left > 0, "every message is excluded"
+    keep: uint256 = min(l, left)
+    assert self._popcount(selection) == keep, "selection must name min(l, n - excluded) messages"
     assert len(leaves) == chunks, "one leaf per chunk"
     root: bytes32 = self._root(leaves)
     self.posted_at = block.number
     self.post_aggregator = msg.sender
-    self.post_n = n
+    self.post_keep = keep
     self.post_selection = selection
     self.post_root = root
-    log Posted(round=round, aggregator=msg.sender, messages=n, selection=selection, root=root, leaves=leaves)
+    log Posted(round=round, aggregator=msg.sender, messages=n, selection=selection, excluded=excluded, root=root,
+               leaves=leaves)
 
 
 @internal
@@ -410,7 +422,7 @@ def dispute(round: uint256, chunk: uint256, old: DynArray[int256, CHUNK], old_pr
     assert len(old_proof) == depth and len(posted_proof) == depth, "wrong proof length"
     assert self._verify(keccak256(abi_encode(old)), chunk, old_proof, self.model_root), "bad model proof"
     assert self._verify(posted_leaf, chunk, posted_proof, self.post_root), "bad posted proof"
-    right: bytes32 = self._update_chunk(chunk, old, records, self.post_selection, min(l, self.post_n))
+    right: bytes32 = self._update_chunk(chunk, old, records, self.post_selection, self.post_keep)
     aggregator: address = self.post_aggregator
     if right != posted_leaf:
         # the posting is wrong: it is reverted and the round reopens. The challenger gets its
