@@ -13,7 +13,7 @@ import secrets
 import time
 
 from ..protocol.block import Block
-from ..protocol.consensus import authority_rank
+from ..protocol.consensus import authority_rank, sealed_recently
 
 __all__ = ["MinerRole", "SYNC_HOLD_S"]
 
@@ -81,6 +81,8 @@ class MinerRole:
             return
         if self.node.head_hash != base.hash:
             return
+        if sealed_recently(self.params, self.key.address, base.header, self.node.header) is not None:
+            return  # another authority's turn: the chain refuses a seal this soon
         template = self.node.template(timestamp=_now_ms(), parent=base)
         self._own_block(self.node.seal(template))
 

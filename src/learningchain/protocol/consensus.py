@@ -10,6 +10,10 @@ Proof of authority: the seal is a recoverable signature of the seal hash by one 
 the authorities listed in genesis. The in-turn signer for height h is
 ``authorities[h % n]`` and its block weighs 2, an out-of-turn block weighs 1
 (as in Ethereum's clique); the header's ``difficulty`` must state that weight.
+As in clique, an authority seals at most one of any ``n // 2 + 1`` consecutive
+blocks, so no minority of the authorities can write a chain on its own: without
+the rule one authority could seal a long private chain of out-of-turn blocks and
+outweigh the chain the others built in turn.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ __all__ = [
     "check_authority",
     "in_turn_authority",
     "authority_rank",
+    "recent_signer_window",
+    "sealed_recently",
+    "check_signer_recency",
     "authority_weight",
     "RETARGET_KEYS",
 ]
@@ -149,6 +156,37 @@ def authority_rank(params, address: bytes, height: int) -> int:
     ``address`` comes (0 = in turn): the order in which authorities back off."""
     auths = params.authority_addresses
     return (auths.index(bytes(address)) - auths.index(in_turn_authority(params, height))) % len(auths)
+
+
+def recent_signer_window(params) -> int:
+    """How many of its parent's ancestors (the parent included) a block's authority must
+    not have sealed: ``n // 2`` (n authorities), so that one authority seals at most one
+    of any ``n // 2 + 1`` consecutive blocks (Ethereum's clique)."""
+    return len(params.authority_addresses) // 2
+
+
+def sealed_recently(params, address: bytes, parent: Header, ancestor: Callable[[bytes], Header]) -> Optional[int]:
+    """The height of a block among the last :func:`recent_signer_window` blocks up to
+    ``parent`` that ``address`` sealed (None: none did, so it may seal ``parent``'s child)."""
+    h = parent
+    for _ in range(recent_signer_window(params)):
+        if h.height == 0:
+            break
+        if h.miner == bytes(address):
+            return h.height
+        h = ancestor(h.parent)
+    return None
+
+
+def check_signer_recency(header: Header, parent: Header, params, ancestor: Callable[[bytes], Header]) -> None:
+    """Proof of authority: the block's authority sealed none of the parent's last
+    :func:`recent_signer_window` blocks."""
+    last = sealed_recently(params, header.miner, parent, ancestor)
+    if last is not None:
+        window = recent_signer_window(params)
+        raise InvalidBlock("recent-signer", f"authority {hexstr(header.miner)} sealed block {last}, one of the "
+                           f"last {window}: an authority seals at most one of any {window + 1} consecutive blocks",
+                           height=header.height)
 
 
 def seal_authority(header: Header, key: PrivateKey) -> Header:

@@ -24,7 +24,7 @@ from ..types import Address, Hash32, hexstr
 from .aggregation import Aggregate, Batch, aggregate
 from .block import Block, Header, genesis_header, merkle_root, model_hash, selection_hash
 from .budget import over_budget
-from .consensus import check_authority, check_pow, expected_difficulty
+from .consensus import check_authority, check_pow, check_signer_recency, expected_difficulty
 from .message import Message, validate_message
 from .params import ProtocolParams
 
@@ -202,6 +202,7 @@ def validate_header_link(header: Header, parent: Header, params: ProtocolParams,
         check_pow(header)
     else:
         check_authority(header, params)
+        check_signer_recency(header, parent, params, ancestor)
 
 
 def validate_block(block: Block, parent: Block, params: ProtocolParams, *, genesis_hash: bytes,
