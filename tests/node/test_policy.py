@@ -251,3 +251,24 @@ def test_the_parked_pool_is_bounded_by_count(genesis):
     for i, b in enumerate(blocks):
         assert isinstance(node.policy.on_block(b, "p", i)[0], Parked)
     assert list(node.policy.parked) == [b.hash for b in blocks[-3:]]
+
+
+def test_a_block_stamped_too_far_ahead_of_the_clock_is_refused_until_the_clock_reaches_it(genesis):
+    # One block stamped far ahead would pin every descendant's timestamp (a child may not
+    # precede its parent) and, under retargeting, raise the difficulty every window.
+    node = network_node(genesis)
+    wall = genesis.header.timestamp + 1000
+    ahead = grow(node, genesis, 1, ts_offset=1000 + NETWORK_RULES.max_future_ms + 1)
+    out = node.policy.on_block(ahead, "p", 0, wall_ms=wall)
+    assert out == [Refused(ahead.hash, 1, "p", "future-timestamp", out[0].detail, False, False)]
+    assert "ms ahead of this node's clock" in out[0].detail
+    assert ahead.hash not in node.headers and not node.policy.knows_block(ahead.hash)
+    # also when it comes as history, and not a node's own block (its clock made it)
+    assert kinds(node.policy.on_block(ahead, "p", 0, synced=True, wall_ms=wall)) == ["Refused"]
+    # a block at the bound is taken; the far one once the clock has come within the bound
+    edge = grow(node, genesis, 2, ts_offset=1000 + NETWORK_RULES.max_future_ms)
+    assert kinds(node.policy.on_block(edge, "p", 1, wall_ms=wall)) == ["Accepted", "NewHead"]
+    assert "Accepted" in kinds(node.policy.on_block(ahead, "p", 2, synced=True, wall_ms=wall + 1))
+    # the simulation's rules compare no clock
+    plain = Node(genesis)
+    assert "Accepted" in kinds(plain.policy.on_block(ahead, "p", 0, wall_ms=wall))

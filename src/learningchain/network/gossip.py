@@ -147,7 +147,8 @@ class GossipRole:
 
     def handle_block(self, block: Block, peer: Optional[Peer], *, synced: bool = False, defer: bool = True) -> bool:
         """Hand a block to the node's policy and apply what it decides. True when a block was stored."""
-        actions = self.policy.on_block(block, peer, now_ms(), synced=synced, defer=defer)
+        actions = self.policy.on_block(block, peer, now_ms(), synced=synced, defer=defer,
+                                       wall_ms=int(time.time() * 1000))
         self.apply(actions)
         return any(isinstance(a, Accepted) for a in actions)
 

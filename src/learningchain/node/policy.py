@@ -41,6 +41,9 @@ PEER_POOL_SHARE = 4  # a quarter
 MAX_PARKED = 64
 MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 MAX_HELD_MESSAGES = 8192
+#: How far ahead of a network node's clock a block's timestamp may be (Bitcoin allows two
+#: hours on ten-minute blocks; blocks here come every few seconds).
+MAX_FUTURE_MS = 15_000
 #: Refusals of a holder's message that an honest relay can cause (races, stale rounds).
 BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"})
 #: Refusals of a block that are not the sender's fault.
@@ -68,9 +71,11 @@ class PolicyRules:
     max_deferred_bytes: int = MAX_DEFERRED_BYTES
     max_parked: int = MAX_PARKED
     max_parked_bytes: int = MAX_PARKED_BYTES
+    max_future_ms: int = 0  # 0: timestamps are not compared with a clock
 
 
-NETWORK_RULES = PolicyRules(defer_losing=True, hold_messages=MAX_HELD_MESSAGES, source_share=PEER_POOL_SHARE)
+NETWORK_RULES = PolicyRules(defer_losing=True, hold_messages=MAX_HELD_MESSAGES, source_share=PEER_POOL_SHARE,
+                            max_future_ms=MAX_FUTURE_MS)
 
 
 class NodePolicy:
@@ -110,15 +115,38 @@ class NodePolicy:
 
     # -- blocks ------------------------------------------------------------------------
     def on_block(self, block: Block, source: Any, now_ms: int, *, synced: bool = False,
-                 defer: bool = True) -> list:
+                 defer: bool = True, wall_ms: Optional[int] = None) -> list:
         """Decide what to do with a block from ``source`` (None: this node's own).
 
         ``synced``: fetched as history by a sync or a block request (never put off,
-        never parked, not relayed again).
+        never parked, not relayed again). ``wall_ms``: the node's clock (Unix
+        milliseconds), against which a block's timestamp may be at most
+        ``rules.max_future_ms`` ahead.
         """
         out: list = []
-        self._handle(block, source, now_ms, synced, defer, out)
+        if not self._from_the_future(block, source, wall_ms, out):
+            self._handle(block, source, now_ms, synced, defer, out)
         return out
+
+    def _from_the_future(self, block: Block, source, wall_ms: Optional[int], out: list) -> bool:
+        """Refuse a peer's block stamped more than ``max_future_ms`` after this node's clock.
+
+        The chain only asks that a timestamp not precede its parent's, so without this
+        bound one block stamped far ahead would pin every descendant's timestamp to it,
+        and under retargeting each later window would measure no time and raise the
+        difficulty a bit, for ever. Like Bitcoin's, the bound is the node's, not the
+        chain's: the refusal is not final (the block is taken once the clock reaches it)
+        and not the sender's fault (clocks differ)."""
+        limit = self.rules.max_future_ms
+        if not limit or wall_ms is None or source is None:
+            return False
+        ahead = block.header.timestamp - wall_ms
+        if ahead <= limit:
+            return False
+        out.append(Refused(block.hash, block.height, source, "future-timestamp",
+                           f"timestamp {block.header.timestamp} is {ahead} ms ahead of this node's clock "
+                           f"(at most {limit} ms)", False, False))
+        return True
 
     def _handle(self, block: Block, source, now: int, synced: bool, defer: bool, out: list) -> bool:
         if defer and not synced and source is not None and self._defer(block, source):
