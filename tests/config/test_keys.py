@@ -91,6 +91,24 @@ def test_train_refuses_a_value_of_the_wrong_type_naming_the_key(name, tmp_path):
             train_config_from_args(_parse(["train", "--config", str(path)]))
 
 
+@pytest.mark.parametrize("text, stray", [
+    ("epsilon = 0.01\n[train]\ndataset = \"synthetic\"\n", "['epsilon']"),  # a top-level key beside [train]
+    ("[train]\ndataset = \"synthetic\"\n[trian]\nepsilon = 0.01\n", "['trian']"),  # a misspelt table
+    ("[train]\nholders = 4\n[network]\nbudget = 1.0\n", "['network']"),  # a network's table
+])
+def test_train_refuses_a_config_file_key_beside_its_train_table(text, stray, tmp_path):
+    # such keys were dropped without a word: epsilon = 0.01 ran at the default 0.1 a round
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"\[" + stray[1:-1] + r"\] beside the \[train\] table would be ignored"):
+        train_config_from_args(_parse(["train", "--config", str(path)]))
+    # the same keys in the [train] table, or at the top level alone, are read
+    path.write_text("[train]\nepsilon = 0.01\n")
+    assert train_config_from_args(_parse(["train", "--config", str(path)])).epsilon == 0.01
+    path.write_text("epsilon = 0.01\n")
+    assert train_config_from_args(_parse(["train", "--config", str(path)])).epsilon == 0.01
+
+
 # -- node and network up ----------------------------------------------------------------------
 def _net_load(argv):
     return _load(_parse(argv))

@@ -16,9 +16,19 @@ __all__ = ["load_toml", "parse_set", "NetConfigFile", "load_net_config"]
 
 
 def load_toml(path: str | Path) -> dict:
-    """The keys of a train config file: its ``[train]`` table, or its top level."""
+    """The keys of a train config file: its ``[train]`` table, or its top level.
+
+    A file with a ``[train]`` table may hold nothing else: a key beside it (a top-level
+    ``epsilon``, a misspelt ``[trian]``, a network's ``[network]``) is refused, never
+    dropped, since a dropped key silently leaves its default (a privacy budget, say)."""
     data = read_toml(path)
     if "train" in data and isinstance(data["train"], dict):
+        others = sorted(set(data) - {"train"})
+        if others:
+            hint = (" ([network] belongs to a network config: `learningchain network up --config` or "
+                    "`learningchain node --config` read it)" if "network" in others else "")
+            raise ConfigError(f"config file {path}: {others} beside the [train] table would be ignored; put the "
+                              f"keys in [train] or remove them{hint}")
         data = data["train"]
     return data
 
