@@ -53,6 +53,12 @@ def test_npz_with_its_own_test_part(tmp_path):
     ({"x": np.array([[0.0, np.nan]] * 4), "y": np.array([0, 1, 0, 1])}, "NaN or infinity"),
     ({"x": np.zeros((4, 2)), "y": np.array([1, 1, 1, 1])}, "at least two classes"),
     ({"x": np.zeros((4, 2)), "y": np.array([1, 2, 1, 2])}, r"class\(es\) \[0\] have no training example"),
+    # one huge label: named at once (the missing classes were a set of every index up to it)
+    ({"x": np.zeros((4, 2)), "y": np.array([0, 1, 3, 4_000_000_000]), "x_test": np.zeros((1, 2)),
+      "y_test": np.array([0])},
+     r"labels run to 4000000000 but class\(es\) \[2, 4, 5, 6, 7\] have"),
+    ({"x": np.zeros((4, 2)), "y": np.array([0, 1, 0, 1]), "x_test": np.zeros((1, 2)),
+      "y_test": np.array([2**62])}, r"labels run to 4611686018427387904 but class\(es\) \[2, 3, 4, 5, 6\]"),
     ({"x": np.zeros((4, 2)), "y": np.array([0, 1, -1, 1])}, "labels must be class indices >= 0"),
     ({"x": np.zeros(4), "y": np.array([0, 1, 0, 1])}, "one row per example"),
     ({"x": np.zeros((4, 2)), "y": np.array([0, 1, 0, 1]), "x_test": np.zeros((1, 2))}, "x_test and y_test"),

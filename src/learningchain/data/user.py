@@ -89,8 +89,13 @@ def _classes(y_train: np.ndarray, y_test: np.ndarray, classes: Optional[int], wh
             raise DataError(f"{what}: label {high} is out of range for classes = {classes} (labels 0..{classes - 1})")
         return classes
     count = high + 1
-    missing = sorted(set(range(count)) - set(present.tolist()))
-    if missing:
+    if len(present) != count:  # some class below the highest has no example (present is sorted)
+        missing, expect = [], 0  # the first few, without a set of every class up to ``high``
+        for label in [*present.tolist(), count]:
+            missing.extend(range(expect, min(label, expect + 5 - len(missing))))
+            expect = label + 1
+            if len(missing) >= 5:
+                break
         raise DataError(f"{what}: labels run to {high} but class(es) {missing[:5]} have no training example: "
                         "the class count is unclear; relabel the classes 0..C-1 or give classes = C")
     return count
