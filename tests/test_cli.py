@@ -494,6 +494,22 @@ def test_target_epsilon_refuses_options_it_would_contradict(tmp_path, capsys, ex
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra,message", [
+    (["--set", "seed=-1"], "seed must be an integer in 0..2^63-1, got -1"),
+    (["--set", f"seed={2**100}"], "seed must be an integer in 0..2^63-1"),
+    # a per-round budget whose total is past float's range: the run played every round, then
+    # its privacy total overflowed and the run was lost
+    (["--epsilon", "1e308"], "epsilon (1e+308) times rounds (3) must be a finite privacy total"),
+])
+def test_values_a_run_cannot_use_are_refused_before_it_starts(tmp_path, capsys, extra, message):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--holders", "4", "--rounds", "3", "--difficulty", "0",
+                 *extra, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("learningchain: error:") and message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_a_node_refuses_what_it_cannot_run_before_loading_data(tmp_path, capsys, monkeypatch):
     import learningchain.parties.genesis as genesis
 

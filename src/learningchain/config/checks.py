@@ -127,10 +127,19 @@ def _check_learning(cfg) -> None:
           f"dirichlet_alpha applies to partition = \"dirichlet\", not {cfg.partition!r}")
 
 
+#: An upper bound on the rounds any dataset's defaults give (for a config that leaves rounds out).
+_MOST_DEFAULT_ROUNDS = 1000
+
+
 def _check_privacy(cfg) -> None:
     for name in ("epsilon", "delta"):
         _need(_finite(getattr(cfg, name)) and getattr(cfg, name) >= 0, f"{name} must be a finite number >= 0")
     _need(cfg.no_dp or cfg.epsilon > 0, "epsilon must be > 0 (or use --no-dp)")
+    # the run's total (basic composition) must be a number: past float's range it was inf,
+    # and the run was lost after its last round
+    rounds = cfg.rounds if cfg.rounds is not None else _MOST_DEFAULT_ROUNDS
+    _need(cfg.no_dp or _finite(cfg.epsilon * rounds),
+          f"epsilon ({cfg.epsilon!r}) times rounds ({rounds}) must be a finite privacy total")
     _need(cfg.no_dp or cfg.clip_mode != "none", "clip_mode none gives no bounded sensitivity: use it with --no-dp")
     _need(cfg.mechanism != "gaussian" or cfg.no_dp or 0 < cfg.delta < 1,
           f"the gaussian mechanism needs delta in (0, 1), got {cfg.delta!r}")
@@ -149,6 +158,7 @@ def _check_privacy(cfg) -> None:
 
 def _check_chain_and_run(cfg) -> None:
     check_rewards(cfg.rewards)
+    _need(0 <= cfg.seed < 2**63, f"seed must be an integer in 0..2^63-1, got {cfg.seed}")
     _need(cfg.rpc_url is None or cfg.backend == "ethereum",
           f"rpc_url ({cfg.rpc_url}) applies to backend ethereum only, not {cfg.backend!r}; "
           "add --backend ethereum or drop --rpc-url")
