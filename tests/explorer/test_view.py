@@ -48,6 +48,8 @@ def test_the_api_answers_from_the_stored_chain_and_the_summary(run):
 
 
 @pytest.mark.parametrize("path, code", [("/api/block/99", 404), ("/api/block/0xzz", 404), ("/api/nothing", 404),
+                                        # past SQLite's integers (was 500), another script's digit (was 503)
+                                        ("/api/block/99999999999999999999", 404), ("/api/block/\u00b2", 404),
                                         ("/static/../../etc/passwd", 404), ("/static/app.js", 200)])
 def test_bad_requests_get_a_clear_answer_and_no_file_outside_the_assets(run, path, code):
     assert ExplorerApp(ChainView(run[0])).handle(path, {})[0] == code

@@ -176,8 +176,9 @@ class ChainView:
         byzantine = self._byzantine_identities()
 
         def read(store):
-            if ref.isdigit():
-                h = store.canonical_hash(int(ref))
+            if ref.isascii() and ref.isdigit():  # str.isdigit alone takes other scripts' digits
+                height = int(ref)
+                h = store.canonical_hash(height) if height < 1 << 62 else None  # SQLite's integers
             else:
                 try:
                     h = bytes.fromhex(ref[2:] if ref.startswith("0x") else ref)
