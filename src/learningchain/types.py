@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NewType
 
-__all__ = ["Hash32", "Address", "Round", "ZERO_HASH", "ZERO_ADDRESS", "hexstr"]
+__all__ = ["Hash32", "Address", "Round", "ZERO_HASH", "ZERO_ADDRESS", "MAX_DIM", "hexstr"]
 
 #: A 32-byte hash (keccak-256 unless said otherwise).
 Hash32 = NewType("Hash32", bytes)
@@ -15,6 +15,9 @@ Round = NewType("Round", int)
 
 ZERO_HASH = Hash32(b"\x00" * 32)
 ZERO_ADDRESS = Address(b"\x00" * 20)
+#: The most parameters a chain's model may have (genesis refuses more; the built-in models
+#: are refused before they are allocated).
+MAX_DIM = 2**22
 
 
 def hexstr(raw: bytes) -> str:

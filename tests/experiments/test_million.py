@@ -90,3 +90,25 @@ def test_a_million_parameter_run_goes_through_the_chain_and_verifies(tmp_path, c
     assert main(["chain", "verify", str(out)]) == 0
     text = capsys.readouterr().out
     assert text.startswith("OK") and "checked by header only" in text
+
+
+def test_a_built_in_model_past_the_chains_size_is_refused_before_it_is_allocated(capsys, tmp_path):
+    from learningchain.models import model_spec
+    from learningchain.protocol.params import MAX_DIM
+    from learningchain.types import MAX_DIM as TYPES_MAX_DIM
+
+    assert TYPES_MAX_DIM == MAX_DIM  # what genesis refuses
+    # 12 billion parameters: torch tried to allocate 48 GB and failed with a traceback
+    with pytest.raises(ConfigError, match=r"model 'mlp' with these options has 12,000,000,001 parameters; a "
+                                          r"chain's model has at most 4,194,304"):
+        build_model(model_spec("mlp", 10, 2, hidden=[1_000_000_000]))
+    # the edge: (10 + 1) * h + h + 1 parameters
+    h = (MAX_DIM - 1) // 12
+    assert num_params(build_model(model_spec("mlp", 10, 2, hidden=[h]))) == 12 * h + 1 <= MAX_DIM
+    with pytest.raises(ConfigError, match=f"has {12 * (h + 1) + 1:,} parameters"):
+        build_model(model_spec("mlp", 10, 2, hidden=[h + 1]))
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "synthetic", "--model", "mlp", "--set", "hidden=[1000000000]",
+                 "--rounds", "2", "--holders", "4", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "has 12,000,000,001 parameters" in err and "Traceback" not in err and not out.exists()

@@ -86,6 +86,11 @@ def test_holder_indices_and_their_assignment_to_nodes():
     assert parse_indices("2-4,1") == (1, 2, 3, 4)
     with pytest.raises(ConfigError, match="not a number"):
         parse_indices("a")
+    # a range is bounded before a set of its indices is made (0-100000000000 took all memory)
+    for bad in ("0-2000000", "1048576", "4-2"):
+        with pytest.raises(ConfigError, match=r"not an index or a range A-B \(A <= B\) in 0\.\.1048575"):
+            parse_indices(bad)
+    assert parse_indices("1048570-1048575") == tuple(range(1048570, 1048576))
     shares = assign_holders(10, 4)
     assert sorted(k for s in shares for k in s) == list(range(10))
     assert [len(s) for s in shares] == [3, 3, 2, 2]

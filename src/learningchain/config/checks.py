@@ -177,7 +177,7 @@ def _check_chain_and_run(cfg) -> None:
           f"the Ethereum backend implements l-nearest only, not {cfg.aggregator!r}")
     _need(cfg.backend != "ethereum" or not cfg.aggregator_options.get("pre"),
           "the Ethereum backend implements l-nearest only, without a pre-aggregation (aggregator_options.pre)")
-    _need(cfg.threads >= 1, f"threads must be >= 1, got {cfg.threads}")
+    _need(1 <= cfg.threads <= 1024, f"threads must be in 1..1024, got {cfg.threads}")  # far more aborts torch
     _need(cfg.keep_bodies is None or cfg.keep_bodies >= 0, f"keep_bodies must be >= 0, got {cfg.keep_bodies}")
     _need(cfg.mempool_bases >= 1, f"mempool_bases must be >= 1, got {cfg.mempool_bases}")
     _need(cfg.message_bits in (16, 32), f"message_bits must be 16 or 32, got {cfg.message_bits}")

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from ..types import MAX_DIM
 from .custom import IMPORT_KIND, build_imported, imported_spec, is_factory_path
 
 __all__ = [
@@ -124,8 +125,15 @@ def build_model(spec: dict, *, dtype=torch.float32) -> nn.Module:
     kind = spec.pop("kind", None)
     if kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model {kind!r}; known: {', '.join(MODEL_KINDS)}")
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
     try:
-        model = MODEL_KINDS[kind](**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()})
+        with torch.device("meta"):  # its shapes only: nothing allocated, no random draw
+            probe = MODEL_KINDS[kind](**options)
+        size = sum(p.numel() for p in probe.parameters())
+        if size > MAX_DIM:
+            raise ConfigError(f"model {kind!r} with these options has {size:,} parameters; a chain's model has at "
+                              f"most {MAX_DIM:,}")
+        model = MODEL_KINDS[kind](**options)
     except TypeError as exc:
         raise ConfigError(f"bad options for model {kind!r}: {exc}") from None
     return model.to(dtype)

@@ -38,6 +38,11 @@ def load_or_create_key(path: Path, *, create: bool = True) -> PrivateKey:
     return key
 
 
+#: Holder indices a node takes: far more than any network's holders (each one a key and a
+#: data shard).
+MAX_HOLDER_INDEX = 1 << 20
+
+
 def parse_indices(text) -> tuple:
     """``"3"``, ``"0,4,8"`` or ``"0-7"`` (mixable) as sorted unique holder indices."""
     if text is None or text == "":
@@ -52,14 +57,11 @@ def parse_indices(text) -> tuple:
         if not part:
             continue
         try:
-            if "-" in part:
-                a, b = part.split("-", 1)
-                lo, hi = int(a), int(b)
-                if hi < lo:
-                    raise ValueError
-                out.update(range(lo, hi + 1))
-            else:
-                out.add(int(part))
+            lo, hi = (int(v) for v in part.split("-", 1)) if "-" in part else (int(part),) * 2
         except ValueError:
             raise ConfigError(f"holder index {part!r} is not a number or a range A-B") from None
+        if not 0 <= lo <= hi < MAX_HOLDER_INDEX:  # checked before a set of every index in it is made
+            raise ConfigError(f"holder index {part!r} is not an index or a range A-B (A <= B) in "
+                              f"0..{MAX_HOLDER_INDEX - 1}")
+        out.update(range(lo, hi + 1))
     return tuple(sorted(out))
