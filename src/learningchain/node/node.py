@@ -94,6 +94,7 @@ class Node:
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
+        self.mempool.set_head(self.head_hash, self.height)
         if prune:
             self._enable_pruning()
         #: what to do with gossiped blocks, messages and sync answers (every driver asks it)
@@ -247,6 +248,7 @@ class Node:
             base = self.headers.get(msg.base)
             if base is None:
                 raise InvalidMessage("unknown-base", f"message is for block {hexstr(msg.base)[:14]}, unknown here")
+            self.mempool.check_height(base.height)  # a base too far from the head: refused unchecked
             if msg.hash in self._verified:
                 if msg.round != base.height:
                     raise InvalidMessage("wrong-round",
@@ -472,6 +474,7 @@ class Node:
         reorg = False
         if heavier:
             self.head_hash = h
+            self.mempool.set_head(h, block.height)
             reorg = block.parent != old_head
             if self.keep_bodies is not None and isinstance(self.store, MemoryStore):
                 self.store.prune_bodies(block.height - self.keep_bodies)

@@ -42,7 +42,7 @@ MAX_PARKED = 64
 MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
 MAX_HELD_MESSAGES = 8192
 #: Refusals of a holder's message that an honest relay can cause (races, stale rounds).
-BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"})
+BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full", "stale-base"})
 #: Refusals of a block that are not the sender's fault.
 BENIGN_BLOCK = frozenset({"unseen-message", "too-few-messages", "beyond-kept-depth"})
 #: Hashes remembered as seen (blocks and messages), and how many go at once beyond it.
