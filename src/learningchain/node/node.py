@@ -29,7 +29,7 @@ from ..types import ZERO_ADDRESS, Address, hexstr
 from .body import body_mismatch
 from .mempool import Mempool
 from .policy import NodePolicy, PolicyRules
-from .records import BlockOutcome, VerdictCache, block_size
+from .records import BlockOutcome, VerdictCache, VerifiedMessages, block_size
 from .store import BlockStore, MemoryStore
 
 __all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules",
@@ -87,7 +87,10 @@ class Node:
         self.max_orphan_bytes = max_orphan_bytes
         self.orphan_bytes = 0
         self._orphan_size: dict[bytes, int] = {}
-        self._verified: set = verdicts.messages if verdicts is not None else set()
+        # hashes of messages whose signature and shape were checked (shared through the
+        # verdict cache): bounded, and only messages admitted or carried by a valid block
+        self._verified = verdicts.messages if verdicts is not None else VerifiedMessages()
+        self._verified.limit = max(self._verified.limit, 2 * self.mempool.max_bases * self.params.max_messages)
         # with a per-member budget: block hash -> {identity: (messages, exact epsilon)} on
         # the chain ending at that block, kept for every stored block (bodies may be pruned later)
         self._spend: dict[bytes, dict] = {}
@@ -255,7 +258,6 @@ class Node:
                                          f"message is for round {msg.round}, its block is at height {base.height}")
             else:
                 validate_message(msg, self.params, round=base.height, base=base.hash)
-                self._verified.add(msg.hash)
             if self.params.budget is not None:
                 over, before, after = over_budget(self._spend[base.hash], msg.identity, msg.round, self.params)
                 if over:
@@ -263,6 +265,7 @@ class Node:
                                          f"{float(before):.6g} on this chain; this message would take it to "
                                          f"{float(after):.6g}, over the budget of {self.params.budget:g}")
             self.mempool.add(msg)
+            self._verified.add(msg.hash)  # only once admitted: a refused message leaves no trace
             return msg
         except (InvalidMessage, DecodeError) as exc:
             self.rejected_messages[getattr(exc, "reason", "malformed")] += 1
