@@ -59,12 +59,17 @@ def squared_norm(q: np.ndarray, *, max_abs: int | None = None) -> int:
     entries. Otherwise each entry is split as ``q_i = 2**16 h_i + l_i`` with
     ``-2**15 <= h_i < 2**15`` and ``0 <= l_i < 2**16``, and
     ``sum(q_i**2) = 2**32 sum(h_i**2) + 2**17 sum(h_i l_i) + sum(l_i**2)``: three int64
-    dot products whose terms are below 2**30, 2**31 and 2**32 in magnitude, so none can
+    dot products whose terms are at most 2**30, below 2**31 and below 2**32 in magnitude, so none can
     wrap below 2**31 entries. ``max_abs``, when the caller has it, is ``max |q_i|``
-    (the scan is not done again)."""
+    (the scan is not done again; 16-bit entries need none)."""
     if q.size == 0:
         return 0
-    m = max(int(q.max()), -int(q.min())) if max_abs is None else int(max_abs)
+    if max_abs is not None:
+        m = int(max_abs)
+    elif q.dtype.itemsize <= 2:
+        m = 1 << 15  # 16-bit entries: no scan needed
+    else:
+        m = max(int(q.max()), -int(q.min()))
     if q.size * m * m < 2**63:
         q64 = q.astype(np.int64)
         return int(np.dot(q64, q64))  # integer dot product: exact in any order
