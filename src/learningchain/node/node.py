@@ -29,7 +29,7 @@ from ..types import ZERO_ADDRESS, Address, hexstr
 from .body import body_mismatch
 from .mempool import Mempool
 from .policy import NodePolicy, PolicyRules
-from .records import BlockOutcome, VerdictCache, block_size
+from .records import BlockOutcome, VerdictCache, VerifiedMessages, block_size
 from .store import BlockStore, MemoryStore
 
 __all__ = ["Node", "BlockOutcome", "VerdictCache", "VALIDATION_MODES", "block_size", "NodePolicy", "PolicyRules",
@@ -87,13 +87,17 @@ class Node:
         self.max_orphan_bytes = max_orphan_bytes
         self.orphan_bytes = 0
         self._orphan_size: dict[bytes, int] = {}
-        self._verified: set = verdicts.messages if verdicts is not None else set()
+        # hashes of messages whose signature and shape were checked (shared through the
+        # verdict cache): bounded, and only messages admitted or carried by a valid block
+        self._verified = verdicts.messages if verdicts is not None else VerifiedMessages()
+        self._verified.limit = max(self._verified.limit, 2 * self.mempool.max_bases * self.params.max_messages)
         # with a per-member budget: block hash -> {identity: (messages, exact epsilon)} on
         # the chain ending at that block, kept for every stored block (bodies may be pruned later)
         self._spend: dict[bytes, dict] = {}
         if hasattr(self.store, "set_limits"):
             self.store.set_limits(max_dim=self.params.dim)
         self._load_or_init()
+        self.mempool.set_head(self.head_hash, self.height)
         if prune:
             self._enable_pruning()
         #: what to do with gossiped blocks, messages and sync answers (every driver asks it)
@@ -247,13 +251,13 @@ class Node:
             base = self.headers.get(msg.base)
             if base is None:
                 raise InvalidMessage("unknown-base", f"message is for block {hexstr(msg.base)[:14]}, unknown here")
+            self.mempool.check_height(base.height)  # a base too far from the head: refused unchecked
             if msg.hash in self._verified:
                 if msg.round != base.height:
                     raise InvalidMessage("wrong-round",
                                          f"message is for round {msg.round}, its block is at height {base.height}")
             else:
                 validate_message(msg, self.params, round=base.height, base=base.hash)
-                self._verified.add(msg.hash)
             if self.params.budget is not None:
                 over, before, after = over_budget(self._spend[base.hash], msg.identity, msg.round, self.params)
                 if over:
@@ -261,6 +265,7 @@ class Node:
                                          f"{float(before):.6g} on this chain; this message would take it to "
                                          f"{float(after):.6g}, over the budget of {self.params.budget:g}")
             self.mempool.add(msg)
+            self._verified.add(msg.hash)  # only once admitted: a refused message leaves no trace
             return msg
         except (InvalidMessage, DecodeError) as exc:
             self.rejected_messages[getattr(exc, "reason", "malformed")] += 1
@@ -472,6 +477,7 @@ class Node:
         reorg = False
         if heavier:
             self.head_hash = h
+            self.mempool.set_head(h, block.height)
             reorg = block.parent != old_head
             if self.keep_bodies is not None and isinstance(self.store, MemoryStore):
                 self.store.prune_bodies(block.height - self.keep_bodies)

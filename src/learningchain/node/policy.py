@@ -45,7 +45,7 @@ MAX_HELD_MESSAGES = 8192
 #: hours on ten-minute blocks; blocks here come every few seconds).
 MAX_FUTURE_MS = 15_000
 #: Refusals of a holder's message that an honest relay can cause (races, stale rounds).
-BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full"})
+BENIGN_MESSAGE = frozenset({"unknown-base", "wrong-round", "duplicate-identity", "mempool-full", "stale-base"})
 #: Refusals of a block that are not the sender's fault.
 BENIGN_BLOCK = frozenset({"unseen-message", "too-few-messages", "beyond-kept-depth"})
 #: Hashes remembered as seen (blocks and messages), and how many go at once beyond it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -10,12 +11,53 @@ from ..errors import InvalidBlock
 from ..protocol.block import Block, encoded_size
 from .body import body_mismatch
 
-__all__ = ["BlockOutcome", "VerdictCache", "block_size"]
+__all__ = ["BlockOutcome", "VerdictCache", "VerifiedMessages", "block_size", "MAX_VERIFIED"]
 
 
 def block_size(block: Block) -> int:
     """The encoded size of ``block`` in bytes, from its parts (without encoding it)."""
     return encoded_size(block)
+
+
+#: Message hashes remembered as verified, at least (a node raises it to twice what its
+#: mempool can hold).
+MAX_VERIFIED = 1 << 16
+
+
+class VerifiedMessages:
+    """Hashes of messages that passed ``validate_message``, the ``limit`` most recently
+    added or looked up (the least recently used go first). Forgetting one costs only
+    its signature check again when it comes back."""
+
+    def __init__(self, limit: int = MAX_VERIFIED):
+        self._hashes: "OrderedDict[bytes, None]" = OrderedDict()
+        self.limit = limit
+
+    def __contains__(self, message_hash) -> bool:
+        if message_hash in self._hashes:
+            self._hashes.move_to_end(message_hash)
+            return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __iter__(self):
+        return iter(self._hashes)
+
+    def add(self, message_hash: bytes) -> None:
+        self._hashes[message_hash] = None
+        self._hashes.move_to_end(message_hash)
+        while len(self._hashes) > self.limit:
+            self._hashes.popitem(last=False)
+
+    def update(self, hashes) -> None:
+        for h in hashes:
+            self.add(h)
+
+    def __ior__(self, hashes) -> "VerifiedMessages":
+        self.update(hashes)
+        return self
 
 
 @dataclass
@@ -34,7 +76,7 @@ class VerdictCache:
     """
 
     blocks: dict = field(default_factory=dict)  # block hash -> None (valid) or InvalidBlock
-    messages: set = field(default_factory=set)  # hashes of messages that passed validate_message
+    messages: VerifiedMessages = field(default_factory=VerifiedMessages)  # passed validate_message (bounded)
     hits: int = 0
     # id(block) -> (weak reference to the block, dim, verdict). The block is not held
     # (it holds K messages, and a window of 64 kept 64 rounds of messages alive); an

@@ -232,7 +232,9 @@ def validate_message(msg: Message, params, *, round: int | None = None, base: by
         raise InvalidMessage(
             "wrong-base", f"message was computed at block {hexstr(msg.base)[:14]}, expected {hexstr(base)[:14]}"
         )
-    check_unit(msg.q, params.quant_bits, params.norm_tol_bits, sq_norm=msg.sq_norm)
+    # ||q||^2 once, after the components are bounded; kept as the message's ``sq_norm``
+    n2 = check_unit(msg.q, params.quant_bits, params.norm_tol_bits, sq_norm=msg.__dict__.get("sq_norm"))
+    msg.__dict__.setdefault("sq_norm", n2)
     if not params.enrolled(msg.identity):
         raise InvalidMessage("not-enrolled", f"identity {hexstr(msg.identity)} is not an enrolled holder of this chain")
     signer = recover_address(msg.signing_digest, msg.signature)

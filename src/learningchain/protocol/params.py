@@ -29,7 +29,9 @@ MECHANISMS = ("l2-laplace", "gaussian", "none")
 PRIVACY_SCHEDULES = ("constant", "uniform", "decay")
 CLIP_MODES = ("per-example", "total", "none")
 CONSENSUS = ("pow", "poa")
-#: Largest model dimension: keeps sum(q_i^2) inside int64 (each q_i^2 < 2^41).
+#: Largest model dimension. At quant_bits <= 20 a vector within the unit bound has
+#: q_i^2 < 2^41, so sum(q_i^2) stays inside int64 at this dimension (one int64 dot
+#: product); at larger scales quantize.squared_norm splits the entries and stays exact.
 MAX_DIM = 2**22
 
 

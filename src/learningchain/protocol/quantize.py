@@ -48,11 +48,35 @@ def dequantize(q: np.ndarray, bits: int) -> np.ndarray:
     return q.astype(np.float64) * (1.0 / float(2**bits))
 
 
-def squared_norm(q: np.ndarray) -> int:
-    """Exact ``sum(q_i**2)`` as a Python int (int64 arithmetic cannot overflow for
-    accepted vectors: each term is below 2**62 and the sum is about 2**(2*bits))."""
+def squared_norm(q: np.ndarray, *, max_abs: int | None = None) -> int:
+    """Exact ``sum(q_i**2)`` as a Python int, for any vector of 16- or 32-bit integers
+    (any length below 2**31).
+
+    One int64 dot product when it cannot wrap: every term is at most ``m**2`` for
+    ``m = max |q_i|`` and the terms are non-negative, so every partial sum is at most
+    ``len(q) * m**2``; below 2**63 the dot product is exact in any order. That holds for
+    every vector within the unit bound at quant_bits <= 20 up to ``params.MAX_DIM``
+    entries. Otherwise each entry is split as ``q_i = 2**16 h_i + l_i`` with
+    ``-2**15 <= h_i < 2**15`` and ``0 <= l_i < 2**16``, and
+    ``sum(q_i**2) = 2**32 sum(h_i**2) + 2**17 sum(h_i l_i) + sum(l_i**2)``: three int64
+    dot products whose terms are at most 2**30, below 2**31 and below 2**32 in magnitude, so none can
+    wrap below 2**31 entries. ``max_abs``, when the caller has it, is ``max |q_i|``
+    (the scan is not done again; 16-bit entries need none)."""
+    if q.size == 0:
+        return 0
+    if max_abs is not None:
+        m = int(max_abs)
+    elif q.dtype.itemsize <= 2:
+        m = 1 << 15  # 16-bit entries: no scan needed
+    else:
+        m = max(int(q.max()), -int(q.min()))
+    if q.size * m * m < 2**63:
+        q64 = q.astype(np.int64)
+        return int(np.dot(q64, q64))  # integer dot product: exact in any order
     q64 = q.astype(np.int64)
-    return int(np.dot(q64, q64))  # integer dot product: exact in any order
+    h = q64 >> 16  # arithmetic shift: floor(q_i / 2**16)
+    low = q64 & 0xFFFF
+    return (int(np.dot(h, h)) << 32) + (int(np.dot(h, low)) << 17) + int(np.dot(low, low))
 
 
 def unit_norm_bounds(bits: int, tol_bits: int) -> tuple[int, int]:
@@ -83,12 +107,16 @@ def max_quant_bits(width: int) -> int:
 def check_unit(q: np.ndarray, bits: int, tol_bits: int, *, sq_norm: int | None = None) -> int:
     """Raise InvalidMessage unless ``q`` is a unit vector within tolerance; return ||q||^2.
 
-    ``sq_norm``, when the caller has it, is ``squared_norm(q)`` (not computed again)."""
+    ``sq_norm``, when the caller has it, is ``squared_norm(q)`` (not computed again).
+    The components are bounded first: one beyond the largest a unit vector within
+    tolerance can have is refused before any sum is formed, and the sum itself is exact
+    for every integer input (``squared_norm``)."""
     lo, hi = unit_norm_bounds(bits, tol_bits)
     limit = unit_limit(bits, tol_bits)
-    if q.size and max(int(q.max()), -int(q.min())) > limit:  # Python ints: -(-2**31) cannot wrap
+    m = max(int(q.max()), -int(q.min())) if q.size else 0  # Python ints: -(-2**31) cannot wrap
+    if m > limit:
         raise InvalidMessage("not-unit", f"a component exceeds the unit bound 2^{bits}")
-    n2 = squared_norm(q) if sq_norm is None else int(sq_norm)
+    n2 = squared_norm(q, max_abs=m) if sq_norm is None else int(sq_norm)
     if not lo <= n2 <= hi:
         rel = (n2 ** 0.5) / 2**bits
         raise InvalidMessage(
