@@ -26,7 +26,7 @@ from ..parties import (GENESIS_TIME_MS, ChainSetup, Parties, apply_target_epsilo
 from .loop import run_backend
 from .native import ATTACKER_CHAIN, NativeBackend
 from .report import Evaluator, common_summary, curve_figure, curve_title, progress_bar, status_printer, write_curve
-from .checkpoint import Checkpointer, find_resumable, read_checkpoint
+from .checkpoint import Checkpointer, check_native_checkpoint, find_resumable, read_checkpoint
 from .rundir import RunDir, check_out_dir, in_run_dir
 
 # The builders moved to ``learningchain.parties`` and the report to ``.report``; the
@@ -83,9 +83,11 @@ def resume_training(path, *, progress: Optional[bool] = None,
         raise ConfigError(f"{source}: only native runs resume from a checkpoint")
     torch.set_num_threads(cfg.threads)
     parties = build_parties(cfg)
-    if parties.genesis.hash.hex() != doc.get("genesis"):
+    # the checkpoint is checked before anything is written
+    check_native_checkpoint(doc, source, len(parties.holders))
+    if parties.genesis.hash.hex() != doc["genesis"]:
         raise LearningChainError(f"{source}: its config builds genesis 0x{parties.genesis.hash.hex()}, the checkpoint "
-                                 f"names 0x{doc.get('genesis')} (another version or other data?)")
+                                 f"names 0x{doc['genesis']} (another version or other data?)")
     head = bytes.fromhex(doc["state"]["head"])
     store = SQLiteStore(source / "chain.sqlite", create=False)
     try:
