@@ -240,7 +240,9 @@ _ROW_COUNTS = ("round", "height", "selected_byzantine", "winner", "byzantine_win
 
 def _check_rows(c: _Checker, rows, rounds: int) -> None:
     """The metrics rows of the rounds played: one per round, well-formed cells. Their values
-    are the run's own record (metrics.csv), checked here for their form only."""
+    are the run's own record (metrics.csv), checked here for their form; the resume checks
+    their heights and test errors against the chain (``train.check_stored_chain``), the
+    other columns are not recomputed."""
     if not isinstance(rows, list):
         c.fail("rows", f"is {_kind(rows)}, not a list of metrics rows")
     if len(rows) != rounds:
