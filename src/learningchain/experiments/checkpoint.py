@@ -8,9 +8,12 @@ holders' keys and spend, the network's counters) and ``checkpoint-messages.bin``
 took them yet), each by an atomic rename. The chain itself is ``chain.sqlite``,
 written block by block.
 
-To resume, the run's parties are built again from the config (same genesis), the
-store is cut back to the checkpoint's head (a block written after the last
-checkpoint, before a SIGKILL, is forgotten and made again), every other node
+To resume, the run's parties are built again from the config (same genesis); the
+checkpoint's fields (:func:`check_native_checkpoint`) and the stored chain (replayed
+as ``chain verify`` replays it) are checked before anything is written, so a refused
+resume leaves the run as it was; then the store is cut back to the checkpoint's
+head (a block written after the last checkpoint, before a SIGKILL, is forgotten and
+made again), every other node
 validates the stored chain by recomputation as if it heard it from the network,
 and the rounds go on from the next one. With a seeded generator the run ends
 with the same head, model and metrics as a run that was never interrupted; with
