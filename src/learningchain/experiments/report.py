@@ -71,6 +71,13 @@ class Evaluator:
         set_flat(self.model, w)
         return error_rate(self.model, self.spec, self.xe, self.ye), mean_loss(self.model, self.spec, self.xt, self.yt)
 
+    def test_error(self, w: np.ndarray) -> float:
+        """The test error of ``w`` alone (what ``self(w)[0]`` is)."""
+        if not np.all(np.isfinite(w)):
+            return 1.0
+        set_flat(self.model, w)
+        return error_rate(self.model, self.spec, self.xe, self.ye)
+
 
 def curve_title(summary: dict, dataset_name: str) -> str:
     """The run plot's title: data set, model, rule, holders and Byzantine ones,

@@ -19,14 +19,17 @@ from typing import Callable, Optional
 import torch
 
 from ..config import TrainConfig, check_honoured
-from ..errors import ConfigError, LearningChainError
+from ..errors import ConfigError, LearningChainError, StoreError
 from ..node import SQLiteStore
+from ..node.store import DamagedStore, open_readonly
+from ..node.verify import verify_chain
 from ..parties import (GENESIS_TIME_MS, ChainSetup, Parties, apply_target_epsilon, build_chain_setup, build_miners,
                        build_params, build_parties, check_miners, resolve_noise_multiplier)
 from .loop import run_backend
 from .native import ATTACKER_CHAIN, NativeBackend
-from .report import Evaluator, common_summary, curve_figure, curve_title, progress_bar, status_printer, write_curve
-from .checkpoint import Checkpointer, find_resumable, read_checkpoint
+from .report import (Evaluator, backdoor_attack, common_summary, curve_figure, curve_title, progress_bar,
+                     status_printer, write_curve)
+from .checkpoint import Checkpointer, check_native_checkpoint, find_resumable, read_checkpoint
 from .rundir import RunDir, check_out_dir, in_run_dir
 
 # The builders moved to ``learningchain.parties`` and the report to ``.report``; the
@@ -83,9 +86,13 @@ def resume_training(path, *, progress: Optional[bool] = None,
         raise ConfigError(f"{source}: only native runs resume from a checkpoint")
     torch.set_num_threads(cfg.threads)
     parties = build_parties(cfg)
-    if parties.genesis.hash.hex() != doc.get("genesis"):
+    # Everything is checked before anything is written: a refused resume leaves the run
+    # directory, its checkpoint and its chain exactly as they were.
+    check_native_checkpoint(doc, source, len(parties.holders))
+    if parties.genesis.hash.hex() != doc["genesis"]:
         raise LearningChainError(f"{source}: its config builds genesis 0x{parties.genesis.hash.hex()}, the checkpoint "
-                                 f"names 0x{doc.get('genesis')} (another version or other data?)")
+                                 f"names 0x{doc['genesis']} (another version or other data?)")
+    check_stored_chain(source, doc, parties)
     head = bytes.fromhex(doc["state"]["head"])
     store = SQLiteStore(source / "chain.sqlite", create=False)
     try:
@@ -103,6 +110,55 @@ def resume_training(path, *, progress: Optional[bool] = None,
                            checkpoint=ckpt)
 
     return in_run_dir(target, run, rundir=rundir)
+
+
+def check_stored_chain(source: Path, doc: dict, parties: Parties) -> None:
+    """The chain a native resume continues, checked read-only: every stored block replayed
+    as ``learningchain chain verify`` replays it (node/verify.py), the genesis the run's,
+    the checkpoint's head a block of its canonical chain at the height of the last metrics
+    row, and each evaluated row's test error that of the model on the chain at that height.
+    Raises StoreError (the chain) or LearningChainError (the checkpoint) naming what is wrong."""
+    path = source / "chain.sqlite"
+    left = "; the run was left as it was"
+    if not path.is_file():
+        raise StoreError(f"{path}: the run's chain is missing, there is nothing to continue")
+    report = verify_chain(path)
+    if not report.ok:
+        where = f" at height {report.first_bad_height}" if report.first_bad_height is not None else ""
+        reason = report.error.replace(where, "", 1) if where else report.error
+        raise StoreError(f"{path}: the stored chain is invalid{where} ({reason}): a run does not continue "
+                         f"a chain that `learningchain chain verify` refuses{left}")
+    if report.genesis_hash != parties.genesis.hash:
+        raise StoreError(f"{path}: the stored chain starts at genesis 0x{report.genesis_hash.hex()}, the run's "
+                         f"config builds 0x{parties.genesis.hash.hex()}{left}")
+    head = bytes.fromhex(doc["state"]["head"])
+    rows = doc["rows"]
+    try:
+        store = open_readonly(path)
+    except DamagedStore as exc:
+        raise StoreError(f"{path}: {exc}{left}") from None
+    try:
+        block = store.get(head)
+        if block is None or store.canonical_hash(block.height) != head:
+            raise LearningChainError(f"{source}: the checkpoint's head 0x{head.hex()} is not a block of the stored "
+                                     f"chain's canonical chain (height {report.height}){left}")
+        last = rows[-1]["height"] if rows else 0
+        if last != block.height:
+            raise LearningChainError(f"{source}: the checkpoint's head is at height {block.height}, its last "
+                                     f"metrics row at height {last}{left}")
+        evaluate = None
+        for i, row in enumerate(rows):
+            if row["test_error"] is None:
+                continue
+            evaluate = evaluate or Evaluator(parties.spec, parties.dataset, backdoor=backdoor_attack(parties))
+            model = store.get(store.canonical_hash(row["height"])).model
+            err = evaluate.test_error(model)
+            if abs(err - row["test_error"]) > max(1e-9, 1.5 / len(evaluate.ye)):
+                raise LearningChainError(f"{source}: the checkpoint's metrics row {i + 1} records test error "
+                                         f"{row['test_error']}, the model on the chain at height {row['height']} "
+                                         f"has {err}{left}")
+    finally:
+        store.close()
 
 
 def run_training_ethereum(cfg: TrainConfig, *, progress: Optional[bool] = None,

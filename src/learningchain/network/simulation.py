@@ -280,10 +280,15 @@ class InProcessNetwork:
         for block in chain:  # as first heard: its messages, then the block
             for msg in block.messages:
                 self.broadcast_message(msg)
-            self.broadcast_block(block, Counter())
-        if self.head.hash.hex() != state["head"]:
-            raise LearningChainError(f"the stored chain ends at 0x{self.head.hash.hex()}, the checkpoint at "
-                                     f"0x{state['head']}")
+            refused: Counter = Counter()
+            self.broadcast_block(block, refused)
+            if refused:  # the stored chain is the run's own: an honest node never refuses a block of it
+                raise LearningChainError(f"the stored block at height {block.height} is refused by honest nodes "
+                                         f"({', '.join(sorted(refused))}): the chain cannot be continued")
+        for miner in self.miners:  # every honest node, not only the one that holds the store
+            if not miner.byzantine and miner.node.head_hash.hex() != state["head"]:
+                raise LearningChainError(f"the stored chain ends at 0x{miner.node.head_hash.hex()} on node "
+                                         f"{miner.node.name}, the checkpoint at 0x{state['head']}")
         self.round, self.mining_tries = int(state["round"]), int(state["mining_tries"])
         self.rng.bit_generator.state = state["rng"]
         self.answered = AnswerOnce(bytes.fromhex(h) for h in state["answered"])
