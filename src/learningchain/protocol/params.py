@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Any
 
 from ..errors import ConfigError
-from ..types import Address
+from ..types import MAX_DIM, Address
 from .aggregation import check_rule
 from .budget import check_budget_params
 from .codec import ADDRESS_SIZE, NORM_TOL_BITS, QUANT_BITS
@@ -29,10 +29,10 @@ MECHANISMS = ("l2-laplace", "gaussian", "none")
 PRIVACY_SCHEDULES = ("constant", "uniform", "decay")
 CLIP_MODES = ("per-example", "total", "none")
 CONSENSUS = ("pow", "poa")
-#: Largest model dimension. At quant_bits <= 20 a vector within the unit bound has
-#: q_i^2 < 2^41, so sum(q_i^2) stays inside int64 at this dimension (one int64 dot
-#: product); at larger scales quantize.squared_norm splits the entries and stays exact.
-MAX_DIM = 2**22
+# Largest model dimension (types.MAX_DIM, which the built-in models also check before
+# they are allocated). At quant_bits <= 20 a vector within the unit bound has
+# q_i^2 < 2^41, so sum(q_i^2) stays inside int64 at this dimension (one int64 dot
+# product); at larger scales quantize.squared_norm splits the entries and stays exact.
 
 
 def canonical_json(obj: Any) -> bytes:
