@@ -103,6 +103,10 @@ class Peer:
         self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
         self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
+        # a sync from it ended with no block new to this node: its orphans no longer start
+        # syncs from it (until it delivers a new block)
+        self.fruitless = False
+        self.fetches: set = set()  # open GET_BLOCK request ids (a subset of ``requests``)
         # a pruned peer refused a sync (PRUNED): it holds bodies from this height, and our head then
         self.holds_from = 0
         self.refused_at: Optional[bytes] = None
