@@ -267,3 +267,62 @@ def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_withi
             await a.stop()
 
     asyncio.run(main())
+
+
+def test_held_messages_are_checked_first_and_one_peer_cannot_push_out_the_others(tmp_path):
+    """A message whose block has not arrived is held only once every check that needs no
+    block passes (a bad signature costs its sender, as for any message); the held pool is
+    bounded in bytes, and one peer's messages take at most a quarter of it, so a flood of
+    validly signed messages naming made-up blocks does not push out an honest one."""
+    import dataclasses
+    import os
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ..helpers import make_keys, message_for
+
+    conf = small_conf(rounds=3, stop_height=0, max_misbehaviour=1000, rate_frames=10_000.0, burst_frames=10_000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            params = a.node.params
+            _, blk = forged_round(a, seed=21)
+            rng = np.random.default_rng(5)
+            honest = message_for(make_keys(1, seed=3)[0], params, blk, rng.normal(size=params.dim))
+            size = len(honest.encode())
+            a.policy.rules = dataclasses.replace(a.policy.rules, max_held_bytes=8 * size)  # a share: 2
+            friend = await RawPeer.connect(a, node_id=b"\x0c" * 20)
+            evil = await RawPeer.connect(a, node_id=b"\x0d" * 20)
+            await wait_until(lambda: len(a.transport.peers) == 2, 5, "both peers")
+            friend.send(Kind.MESSAGE, honest.encode())
+            await wait_until(lambda: a.policy.pending_count == 1, 5, "the honest message held")
+
+            nowhere = SimpleNamespace(height=1, hash=os.urandom(32))  # a block nobody has
+            forged = message_for(make_keys(1, seed=4)[0], params, nowhere, rng.normal(size=params.dim))
+            evil.send(Kind.MESSAGE, _tamper_signature(forged))
+            await wait_until(lambda: a.transport.refusals.get("bad-signature", 0) == 1, 5, "the bad signature")
+            assert a.policy.pending_count == 1
+
+            flood = [message_for(k, params, SimpleNamespace(height=1, hash=os.urandom(32)),
+                                 rng.normal(size=params.dim)) for k in make_keys(12, seed=6)]
+            for m in flood:
+                evil.send(Kind.MESSAGE, m.encode())
+            await wait_until(lambda: a.messages_received >= 2 + len(flood), 10, "the flood read")
+            held = [m.hash for waiting in a.policy.pending.values() for m, _p, _s in waiting]
+            score = a.transport.peers[evil.node_id].score
+            assert honest.hash in held
+            assert len(held) == 3 and a.policy.held_bytes <= 8 * size  # evil's share: its 2 newest
+            assert score == 10  # the bad signature; validly signed messages cost nothing
+
+            friend.send(Kind.BLOCK, blk.encode())  # the block arrives: its held message is admitted
+            await wait_until(lambda: a.node.mempool.count(blk.hash) == 1, 5, "the held message admitted")
+            assert a.policy.pending_count == 2
+            friend.close()
+            evil.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+

@@ -211,7 +211,7 @@ class GossipRole:
 
     def _message_refused(self, a: MessageRefused) -> None:
         if a.penalise:
-            if not a.source.closed.is_set():
+            if not a.source.closed.is_set() and not a.source.close_reason:  # not once it is banned
                 self.transport.penalize(a.source, Penalty.INVALID_MESSAGE, a.reason,
                                         f"message {hexstr(a.message_hash)[:14]}: {a.detail}")
         elif a.source is None:
