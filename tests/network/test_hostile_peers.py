@@ -326,3 +326,42 @@ def test_held_messages_are_checked_first_and_one_peer_cannot_push_out_the_others
 
     asyncio.run(main())
 
+
+def test_an_oversized_handshake_frame_closes_the_connection_unread_and_bans_its_host(tmp_path, monkeypatch):
+    """Before AUTH a frame may be a few KiB (MAX_HANDSHAKE_FRAME), not max_frame_bytes: a
+    larger length prefix closes the connection without its body being read, and its
+    host (off loopback: 127.0.0.2 is treated as a remote host here) is banned."""
+    import ssl
+
+    from learningchain.network import tcp
+    from learningchain.network.wire import MAX_HANDSHAKE_FRAME
+
+    monkeypatch.setattr(tcp, "_is_loopback", lambda host: host == "127.0.0.1")
+    conf = small_conf(rounds=1, handshake_timeout_s=10.0, ban_seconds=30.0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            hog = await RawPeer.connect(a, hello=False, local_host="127.0.0.2")
+            hog.send_raw((1 << 20).to_bytes(4, "little") + b"\x01" + bytes(MAX_HANDSHAKE_FRAME))
+            closed = await hog.closed_by_peer(timeout=3.0)  # well before handshake_timeout_s
+            hog.close()
+            refused = a.transport.refusals.get("oversized", 0)
+            banned = a.transport.banned("127.0.0.2")
+            try:
+                again = await RawPeer.connect(a, node_id=b"\x0e" * 20, local_host="127.0.0.2")
+                turned_away = not await again.frames(2.0) or await again.closed_by_peer(1.0)
+                again.close()
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                turned_away = True
+            honest = await RawPeer.connect(a, node_id=b"\x0f" * 20)
+            await wait_until(lambda: honest.node_id in a.transport.peers, 5, "an honest peer from elsewhere")
+            honest.close()
+            return closed, refused, banned, turned_away, a.transport.refusals.get("banned", 0)
+        finally:
+            await a.stop()
+
+    closed, refused, banned, turned_away, refused_banned = asyncio.run(main())
+    assert closed and refused == 1
+    assert banned and turned_away and refused_banned >= 1
+
