@@ -6,7 +6,7 @@ messages it never saw (under the "wait" policy)."""
 import asyncio
 import logging
 
-from learningchain.network.wire import Kind, encode_blocks_end, encode_ping, encode_sync_block
+from learningchain.network.wire import Kind, encode_blocks_end, encode_frame, encode_ping, encode_sync_block
 
 from .netkit import RawPeer, errors_in, forged_round, same_head, small_conf, start, wait_until
 
@@ -365,3 +365,40 @@ def test_an_oversized_handshake_frame_closes_the_connection_unread_and_bans_its_
     assert closed and refused == 1
     assert banned and turned_away and refused_banned >= 1
 
+
+def test_pipelined_block_requests_are_answered_in_turn_and_only_a_flood_is_penalised(tmp_path):
+    """A node keeps one GET_BLOCKS and up to MAX_OPEN_FETCHES GET_BLOCKs open at a peer
+    (after a sync, the missing parents of its orphans), sent back to back: the peer
+    answers them in order without a penalty. Far more requests than that at once is a
+    flood: penalised, and banned once the points add up."""
+    from learningchain.network.sync import MAX_OPEN_FETCHES
+    from learningchain.network.wire import decode_blocks_end, encode_get_block, encode_get_blocks
+
+    conf = small_conf(rounds=1, rate_frames=10_000.0, burst_frames=10_000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            g = a.genesis.hash
+            client = await RawPeer.connect(a, node_id=b"\x10" * 20)
+            await wait_until(lambda: client.node_id in a.transport.peers, 5, "the client")
+            raw = encode_frame(Kind.GET_BLOCKS, encode_get_blocks(1, [g], 16))
+            raw += b"".join(encode_frame(Kind.GET_BLOCK, encode_get_block(2 + i, g)) for i in range(MAX_OPEN_FETCHES))
+            client.send_raw(raw)  # one write: the node reads them all before it answers any
+            frames = await client.frames(2.0)
+            ends = [decode_blocks_end(p)[0] for k, p in frames if k == Kind.BLOCKS_END]
+            honest = (ends, a.transport.peers[client.node_id].score, dict(a.transport.refusals))
+
+            flood = await RawPeer.connect(a, node_id=b"\x11" * 20)
+            await wait_until(lambda: flood.node_id in a.transport.peers, 5, "the flooder")
+            flood.send_raw(b"".join(encode_frame(Kind.GET_BLOCK, encode_get_block(i, g)) for i in range(400)))
+            closed = await flood.closed_by_peer()
+            client.close()
+            return honest, closed, a.transport.refusals.get("overlapping-request", 0), a.transport.banned(flood.node_id)
+        finally:
+            await a.stop()
+
+    (ends, score, refusals), closed, overlapping, banned = asyncio.run(main())
+    assert ends == list(range(1, 2 + MAX_OPEN_FETCHES))
+    assert score == 0 and refusals == {}
+    assert overlapping >= 1 and closed and banned

@@ -17,23 +17,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
 from ..node import SQLiteStore
 from ..node.actions import ContinueSync, FetchBlock, SyncDone, SyncFailed
 from ..node.store import decompress_body, is_pruned_body
-from .peer import Peer
+from .peer import Peer, PeerClosed
 from .tcp import Penalty
 from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_pruned, encode_sync_block
 
-__all__ = ["SyncRole", "SyncState", "MAX_OPEN_FETCHES"]
+__all__ = ["SyncRole", "SyncState", "MAX_OPEN_FETCHES", "MAX_QUEUED_REQUESTS"]
 
 log = logging.getLogger("learningchain.net")
 
 #: GET_BLOCK requests (single blocks, an orphan's parent) a node keeps open at one peer;
 #: it asks for more only as the peer answers.
 MAX_OPEN_FETCHES = 4
+#: Block requests of one peer that wait their turn while an earlier one is answered. An
+#: honest peer has at most one GET_BLOCKS and MAX_OPEN_FETCHES GET_BLOCKs open at a time;
+#: a request beyond the queue is a flood, and penalised.
+MAX_QUEUED_REQUESTS = 8
 
 
 @dataclass
@@ -66,6 +71,8 @@ class SyncRole:
         task = self.serving.pop(id(peer), None)
         if task is not None:
             task.cancel()
+        for coro in self.serve_queue.pop(id(peer), ()):
+            coro.close()
         if self.sync is not None and self.sync.peer is peer:
             self._end_sync(complete=False, why=f"peer left: {peer.close_reason}")
 
@@ -227,15 +234,38 @@ class SyncRole:
 
     # -- serving ------------------------------------------------------------------------------
     def _serve(self, peer: Peer, coro) -> None:
-        task = self.serving.get(id(peer))
+        """Answer a peer's block requests one at a time, in order; a few wait their
+        turn (a peer may pipeline them), more than MAX_QUEUED_REQUESTS is a flood."""
+        key = id(peer)
+        task = self.serving.get(key)
+        queue = self.serve_queue.setdefault(key, deque())
         if task is not None and not task.done():
-            coro.close()
-            self.transport.penalize(peer, Penalty.UNSOLICITED, "overlapping-request",
-                                    "a block request while its previous one is still being answered")
+            if len(queue) >= MAX_QUEUED_REQUESTS:
+                coro.close()
+                self.transport.penalize(peer, Penalty.UNSOLICITED, "overlapping-request",
+                                        f"a block request while {len(queue) + 1} earlier ones are still being "
+                                        "answered")
+                return
+            queue.append(coro)
             return
-        task = asyncio.get_running_loop().create_task(coro)
-        self.serving[id(peer)] = task
-        task.add_done_callback(lambda t, k=id(peer): self.serving.pop(k, None) if self.serving.get(k) is t else None)
+        queue.append(coro)
+        task = asyncio.get_running_loop().create_task(self._serve_in_turn(queue))
+        self.serving[key] = task
+        task.add_done_callback(lambda t, k=key: self._served(k, t))
+
+    @staticmethod
+    async def _serve_in_turn(queue: deque) -> None:
+        while queue:
+            try:
+                await queue.popleft()
+            except PeerClosed:
+                return
+
+    def _served(self, key: int, task: asyncio.Task) -> None:
+        if self.serving.get(key) is task:
+            del self.serving[key]
+            for coro in self.serve_queue.pop(key, ()):  # the peer left, or the node stops
+                coro.close()
 
     def _pruned_here(self, h: Optional[bytes]) -> bool:
         """Whether this node holds block ``h`` by header only (its messages pruned)."""
