@@ -6,7 +6,7 @@ messages it never saw (under the "wait" policy)."""
 import asyncio
 import logging
 
-from learningchain.network.wire import Kind, encode_blocks_end, encode_ping, encode_sync_block
+from learningchain.network.wire import Kind, encode_blocks_end, encode_frame, encode_ping, encode_sync_block
 
 from .netkit import RawPeer, errors_in, forged_round, same_head, small_conf, start, wait_until
 
@@ -267,3 +267,138 @@ def test_junk_blocks_without_proof_of_work_take_no_room_and_the_pools_stay_withi
             await a.stop()
 
     asyncio.run(main())
+
+
+def test_held_messages_are_checked_first_and_one_peer_cannot_push_out_the_others(tmp_path):
+    """A message whose block has not arrived is held only once every check that needs no
+    block passes (a bad signature costs its sender, as for any message); the held pool is
+    bounded in bytes, and one peer's messages take at most a quarter of it, so a flood of
+    validly signed messages naming made-up blocks does not push out an honest one."""
+    import dataclasses
+    import os
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ..helpers import make_keys, message_for
+
+    conf = small_conf(rounds=3, stop_height=0, max_misbehaviour=1000, rate_frames=10_000.0, burst_frames=10_000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            params = a.node.params
+            _, blk = forged_round(a, seed=21)
+            rng = np.random.default_rng(5)
+            honest = message_for(make_keys(1, seed=3)[0], params, blk, rng.normal(size=params.dim))
+            size = len(honest.encode())
+            a.policy.rules = dataclasses.replace(a.policy.rules, max_held_bytes=8 * size)  # a share: 2
+            friend = await RawPeer.connect(a, node_id=b"\x0c" * 20)
+            evil = await RawPeer.connect(a, node_id=b"\x0d" * 20)
+            await wait_until(lambda: len(a.transport.peers) == 2, 5, "both peers")
+            friend.send(Kind.MESSAGE, honest.encode())
+            await wait_until(lambda: a.policy.pending_count == 1, 5, "the honest message held")
+
+            nowhere = SimpleNamespace(height=1, hash=os.urandom(32))  # a block nobody has
+            forged = message_for(make_keys(1, seed=4)[0], params, nowhere, rng.normal(size=params.dim))
+            evil.send(Kind.MESSAGE, _tamper_signature(forged))
+            await wait_until(lambda: a.transport.refusals.get("bad-signature", 0) == 1, 5, "the bad signature")
+            assert a.policy.pending_count == 1
+
+            flood = [message_for(k, params, SimpleNamespace(height=1, hash=os.urandom(32)),
+                                 rng.normal(size=params.dim)) for k in make_keys(12, seed=6)]
+            for m in flood:
+                evil.send(Kind.MESSAGE, m.encode())
+            await wait_until(lambda: a.messages_received >= 2 + len(flood), 10, "the flood read")
+            held = [m.hash for waiting in a.policy.pending.values() for m, _p, _s in waiting]
+            score = a.transport.peers[evil.node_id].score
+            assert honest.hash in held
+            assert len(held) == 3 and a.policy.held_bytes <= 8 * size  # evil's share: its 2 newest
+            assert score == 10  # the bad signature; validly signed messages cost nothing
+
+            friend.send(Kind.BLOCK, blk.encode())  # the block arrives: its held message is admitted
+            await wait_until(lambda: a.node.mempool.count(blk.hash) == 1, 5, "the held message admitted")
+            assert a.policy.pending_count == 2
+            friend.close()
+            evil.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
+
+
+def test_an_oversized_handshake_frame_closes_the_connection_unread_and_bans_its_host(tmp_path, monkeypatch):
+    """Before AUTH a frame may be a few KiB (MAX_HANDSHAKE_FRAME), not max_frame_bytes: a
+    larger length prefix closes the connection without its body being read, and its
+    host (off loopback: 127.0.0.2 is treated as a remote host here) is banned."""
+    import ssl
+
+    from learningchain.network import tcp
+    from learningchain.network.wire import MAX_HANDSHAKE_FRAME
+
+    monkeypatch.setattr(tcp, "_is_loopback", lambda host: host == "127.0.0.1")
+    conf = small_conf(rounds=1, handshake_timeout_s=10.0, ban_seconds=30.0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            hog = await RawPeer.connect(a, hello=False, local_host="127.0.0.2")
+            hog.send_raw((1 << 20).to_bytes(4, "little") + b"\x01" + bytes(MAX_HANDSHAKE_FRAME))
+            closed = await hog.closed_by_peer(timeout=3.0)  # well before handshake_timeout_s
+            hog.close()
+            refused = a.transport.refusals.get("oversized", 0)
+            banned = a.transport.banned("127.0.0.2")
+            try:
+                again = await RawPeer.connect(a, node_id=b"\x0e" * 20, local_host="127.0.0.2")
+                turned_away = not await again.frames(2.0) or await again.closed_by_peer(1.0)
+                again.close()
+            except (OSError, ssl.SSLError, asyncio.IncompleteReadError):
+                turned_away = True
+            honest = await RawPeer.connect(a, node_id=b"\x0f" * 20)
+            await wait_until(lambda: honest.node_id in a.transport.peers, 5, "an honest peer from elsewhere")
+            honest.close()
+            return closed, refused, banned, turned_away, a.transport.refusals.get("banned", 0)
+        finally:
+            await a.stop()
+
+    closed, refused, banned, turned_away, refused_banned = asyncio.run(main())
+    assert closed and refused == 1
+    assert banned and turned_away and refused_banned >= 1
+
+
+def test_pipelined_block_requests_are_answered_in_turn_and_only_a_flood_is_penalised(tmp_path):
+    """A node keeps one GET_BLOCKS and up to MAX_OPEN_FETCHES GET_BLOCKs open at a peer
+    (after a sync, the missing parents of its orphans), sent back to back: the peer
+    answers them in order without a penalty. Far more requests than that at once is a
+    flood: penalised, and banned once the points add up."""
+    from learningchain.network.sync import MAX_OPEN_FETCHES
+    from learningchain.network.wire import decode_blocks_end, encode_get_block, encode_get_blocks
+
+    conf = small_conf(rounds=1, rate_frames=10_000.0, burst_frames=10_000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            g = a.genesis.hash
+            client = await RawPeer.connect(a, node_id=b"\x10" * 20)
+            await wait_until(lambda: client.node_id in a.transport.peers, 5, "the client")
+            raw = encode_frame(Kind.GET_BLOCKS, encode_get_blocks(1, [g], 16))
+            raw += b"".join(encode_frame(Kind.GET_BLOCK, encode_get_block(2 + i, g)) for i in range(MAX_OPEN_FETCHES))
+            client.send_raw(raw)  # one write: the node reads them all before it answers any
+            frames = await client.frames(2.0)
+            ends = [decode_blocks_end(p)[0] for k, p in frames if k == Kind.BLOCKS_END]
+            honest = (ends, a.transport.peers[client.node_id].score, dict(a.transport.refusals))
+
+            flood = await RawPeer.connect(a, node_id=b"\x11" * 20)
+            await wait_until(lambda: flood.node_id in a.transport.peers, 5, "the flooder")
+            flood.send_raw(b"".join(encode_frame(Kind.GET_BLOCK, encode_get_block(i, g)) for i in range(400)))
+            closed = await flood.closed_by_peer()
+            client.close()
+            return honest, closed, a.transport.refusals.get("overlapping-request", 0), a.transport.banned(flood.node_id)
+        finally:
+            await a.stop()
+
+    (ends, score, refusals), closed, overlapping, banned = asyncio.run(main())
+    assert ends == list(range(1, 2 + MAX_OPEN_FETCHES))
+    assert score == 0 and refusals == {}
+    assert overlapping >= 1 and closed and banned

@@ -91,3 +91,132 @@ def test_a_pruned_peer_refusing_a_sync_is_not_penalised_nor_asked_again(tmp_path
     assert holds_from == 1 << 40 and not failed and score == 0 and idle
     assert refusals == {}, refusals
     assert grown >= 2
+
+
+async def _answer_sync_with(peer, stop, answer):
+    """Read frames until ``stop``; hand each GET_BLOCKS request id to ``answer`` (which sends)."""
+    try:
+        while not stop.is_set():
+            head = await peer.reader.readexactly(4)
+            body = await peer.reader.readexactly(int.from_bytes(head, "little"))
+            if body[0] == Kind.GET_BLOCKS:
+                request, _locator, _limit = decode_get_blocks(body[1:])
+                await answer(request)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+def test_a_peer_trickling_known_blocks_into_a_sync_is_timed_out_and_the_node_syncs_from_an_honest_peer(tmp_path):
+    """A block the node already has is not progress: a peer that claims more work and then
+    drips a known block (genesis) into its open request, more often than sync_timeout_s,
+    is penalised as a stalled sync, and the node syncs from the honest heavier peer."""
+    from learningchain.network.wire import encode_sync_block
+
+    conf = small_conf(rounds=3, sync_timeout_s=1.0, max_misbehaviour=1000)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", holder_indices="0-3")
+        b = None
+        try:
+            await wait_until(lambda: a.node.height >= 3, 60, "a reaches height 3")
+            b = await start(conf, tmp_path, "b", role="relay")
+            liar = await _liar(b, b"\x63" * 20)
+            stop = asyncio.Event()
+            requests = []
+
+            async def answer(request):
+                requests.append(request)
+
+            async def drip():
+                while not stop.is_set():
+                    await asyncio.sleep(0.25)
+                    if requests:
+                        liar.send(Kind.SYNC_BLOCK, encode_sync_block(requests[-1], b.genesis.encode()))
+
+            tasks = [asyncio.get_running_loop().create_task(c) for c in
+                     (_answer_sync_with(liar, stop, answer), drip())]
+            await wait_until(lambda: b.sync is not None and b.sync.peer.node_id == liar.node_id, 5,
+                             "b syncing from the liar")
+            await b.transport.dial(*a.transport.advertise)
+            await wait_until(lambda: b.node.head_hash == a.node.head_hash, 15, "b synced from a")
+            peer = b.transport.peers[liar.node_id]
+            seen = (peer.sync_failed, b.transport.refusals.get("sync-stall", 0), len(requests))
+            stop.set()
+            for t in tasks:
+                t.cancel()
+            liar.close()
+            return seen
+        finally:
+            if b is not None:
+                await b.stop()
+            await a.stop()
+
+    failed, stalls, requests = asyncio.run(main())
+    assert failed and stalls == 1 and requests == 1
+
+
+def test_orphans_do_not_keep_a_node_syncing_from_their_sender(tmp_path):
+    """A peer that sends orphans and answers each sync at once with an empty end starts
+    one sync, not one per orphan; its orphans' parents are asked for at most
+    MAX_OPEN_FETCHES at a time; and the node syncs from an honest heavier peer."""
+    import dataclasses
+    import os
+
+    from learningchain.network.sync import MAX_OPEN_FETCHES
+    from learningchain.protocol import Block
+    from learningchain.protocol.consensus import solve_pow
+
+    from .netkit import forged_round
+
+    conf = small_conf(rounds=3, sync_timeout_s=2.0, max_misbehaviour=1000)
+
+    def orphan(template):
+        header = dataclasses.replace(template.header, parent=os.urandom(32), seal=b"")
+        return Block(solve_pow(header), template.messages, template.selection, template.model)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", holder_indices="0-3")
+        b = None
+        try:
+            await wait_until(lambda: a.node.height >= 3, 60, "a reaches height 3")
+            b = await start(conf, tmp_path, "b", role="relay")
+            _msgs, template = forged_round(b)
+            m = await RawPeer.connect(b, node_id=b"\x64" * 20)
+            await wait_until(lambda: len(b.transport.peers) == 1, 5, "m connected")
+            stop = asyncio.Event()
+            syncs, fetches = [], []
+
+            async def reader():  # every sync ended at once, with another orphan behind it
+                try:
+                    while not stop.is_set():
+                        head = await m.reader.readexactly(4)
+                        body = await m.reader.readexactly(int.from_bytes(head, "little"))
+                        if body[0] == Kind.GET_BLOCKS:
+                            request, _locator, _limit = decode_get_blocks(body[1:])
+                            syncs.append(request)
+                            m.send(Kind.BLOCKS_END, encode_blocks_end(request, 0, False))
+                            m.send(Kind.BLOCK, orphan(template).encode())
+                        elif body[0] == Kind.GET_BLOCK:
+                            fetches.append(body)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    pass
+
+            task = asyncio.get_running_loop().create_task(reader())
+            for _ in range(12):
+                m.send(Kind.BLOCK, orphan(template).encode())
+                await asyncio.sleep(0.05)
+            await wait_until(lambda: len(b.node.orphans) >= 8, 10, "orphans kept")
+            await b.transport.dial(*a.transport.advertise)
+            await wait_until(lambda: b.node.head_hash == a.node.head_hash, 15, "b synced from a")
+            stop.set()
+            task.cancel()
+            m.close()
+            return len(syncs), len(fetches)
+        finally:
+            if b is not None:
+                await b.stop()
+            await a.stop()
+
+    syncs, fetches = asyncio.run(main())
+    assert syncs == 1
+    assert fetches <= MAX_OPEN_FETCHES

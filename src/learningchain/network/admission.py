@@ -19,7 +19,7 @@ from ..errors import DecodeError
 from ..types import hexstr
 from .peer import FrameError, Peer, PeerClosed
 from .secure import peer_fingerprint, sign_auth, verify_auth
-from .wire import PROTOCOL_VERSION, Kind, decode_error, decode_hello, encode_error
+from .wire import MAX_HANDSHAKE_FRAME, PROTOCOL_VERSION, Kind, decode_error, decode_hello, encode_error
 
 __all__ = ["Admission", "KnownAddress"]
 
@@ -49,13 +49,16 @@ class Admission:
     async def _handshake_frame(self, peer: Peer, where: str, deadline: float, what: str) -> Optional[tuple]:
         """The next frame of the handshake, or None (refused, closed, or an ERROR from the peer)."""
         try:
-            kind, payload = await asyncio.wait_for(peer.read_frame(), max(0.0, deadline - time.monotonic()))
+            kind, payload = await asyncio.wait_for(peer.read_frame(MAX_HANDSHAKE_FRAME),
+                                                   max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             self.refuse("handshake-timeout", f"connection {where}: no {what} within "
                                              f"{self.cfg.handshake_timeout_s:g} s")
             return None
         except FrameError as exc:
             self.refuse(exc.reason, f"handshake from {where}: {exc}")
+            if exc.reason == "oversized":  # no honest node sends one: closed unread, its host banned
+                self.ban_host(peer.remote[0], f"a handshake frame over {MAX_HANDSHAKE_FRAME} bytes")
             return None
         except PeerClosed:
             return None

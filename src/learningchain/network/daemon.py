@@ -88,7 +88,8 @@ class NodeDaemon(GossipRole, SyncRole, HolderRole, MinerRole, StatusRole):
         # gossip and sync state (the pools of waiting blocks and messages are the policy's)
         self.policy = self.node.policy
         self.sync: Optional[SyncState] = None
-        self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its GET_BLOCKS
+        self.serving: dict[int, asyncio.Task] = {}  # id(peer) -> task answering its block requests
+        self.serve_queue: dict[int, deque] = {}  # id(peer) -> its block requests waiting their turn
         self.last_sync: dict = {}
         self._request = 0
         self._fetching: dict[bytes, float] = {}  # block hash asked for by GET_BLOCK -> when

@@ -87,12 +87,14 @@ class GossipRole:
         stored = len(self.node.headers)
         self._on_block_frame(peer, raw, synced=True)
         if s is not None and s is self.sync:
-            s.last_activity = time.monotonic()
             s.blocks += 1
             s.request_blocks += 1
             if len(self.node.headers) > stored:
+                # only progress keeps a sync alive: a block the node already has (or one
+                # it refuses) does not, or a peer could hold the sync for ever with it
                 s.request_new += 1
-                s.progress_at = s.last_activity
+                s.new_blocks += 1
+                s.progress_at = s.last_activity = time.monotonic()
 
     # -- messages ---------------------------------------------------------------------------
     def _on_message_frames(self, peer: Peer, payloads: list) -> None:
@@ -175,6 +177,8 @@ class GossipRole:
 
     def _apply_one(self, a) -> None:
         if isinstance(a, Accepted):
+            if isinstance(a.source, Peer):
+                a.source.fruitless = False  # it delivered a block new to this node
             if a.relay:
                 self.transport.broadcast(Kind.BLOCK, a.block.encode(), item=a.block_hash, exclude=a.source)
         elif isinstance(a, NewHead):
@@ -208,7 +212,7 @@ class GossipRole:
 
     def _message_refused(self, a: MessageRefused) -> None:
         if a.penalise:
-            if not a.source.closed.is_set():
+            if not a.source.closed.is_set() and not a.source.close_reason:  # not once it is banned
                 self.transport.penalize(a.source, Penalty.INVALID_MESSAGE, a.reason,
                                         f"message {hexstr(a.message_hash)[:14]}: {a.detail}")
         elif a.source is None:

@@ -93,6 +93,8 @@ class StatusRole:
             "orphan_bytes": node.orphan_bytes,
             "deferred": len(self.deferred),
             "deferred_bytes": self.deferred_bytes,
+            "held_messages": self.policy.pending_count,
+            "held_bytes": self.policy.held_bytes,
             "test_error": self.test_error() if evaluate else None,
             "privacy": self.privacy_status(),
             "test_error_history": [list(x) for x in self.error_history],

@@ -103,6 +103,10 @@ class Peer:
         self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
         self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
+        # a sync from it ended with no block new to this node: its orphans no longer start
+        # syncs from it (until it delivers a new block)
+        self.fruitless = False
+        self.fetches: set = set()  # open GET_BLOCK request ids (a subset of ``requests``)
         # a pruned peer refused a sync (PRUNED): it holds bodies from this height, and our head then
         self.holds_from = 0
         self.refused_at: Optional[bytes] = None
@@ -129,7 +133,10 @@ class Peer:
         return f"{who}@{addr[0]}:{addr[1]}"
 
     # -- reading ----------------------------------------------------------------------
-    async def read_frame(self) -> tuple[int, bytes]:
+    async def read_frame(self, limit: Optional[int] = None) -> tuple[int, bytes]:
+        """The next frame; a length prefix above ``limit`` (default: the frame limit) is
+        refused before any of its bytes are read."""
+        limit = self.max_frame if limit is None else limit
         try:
             prefix = await self.reader.readexactly(FRAME_HEADER)
         except asyncio.IncompleteReadError as exc:
@@ -140,9 +147,8 @@ class Peer:
         except (ConnectionError, OSError) as exc:
             raise PeerClosed(str(exc) or type(exc).__name__) from None
         length = int.from_bytes(prefix, "little")
-        if length > self.max_frame:
-            raise FrameError("oversized", f"frame of {length} bytes exceeds the limit of {self.max_frame}",
-                             fatal=True)
+        if length > limit:
+            raise FrameError("oversized", f"frame of {length} bytes exceeds the limit of {limit}", fatal=True)
         if length == 0:
             raise FrameError("malformed", "empty frame (no kind byte)", fatal=False)
         try:

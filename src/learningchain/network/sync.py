@@ -17,19 +17,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Optional
 
 from ..node import SQLiteStore
 from ..node.actions import ContinueSync, FetchBlock, SyncDone, SyncFailed
 from ..node.store import decompress_body, is_pruned_body
-from .peer import Peer
+from .peer import Peer, PeerClosed
 from .tcp import Penalty
 from .wire import Kind, encode_blocks_end, encode_get_block, encode_get_blocks, encode_pruned, encode_sync_block
 
-__all__ = ["SyncRole", "SyncState"]
+__all__ = ["SyncRole", "SyncState", "MAX_OPEN_FETCHES", "MAX_QUEUED_REQUESTS"]
 
 log = logging.getLogger("learningchain.net")
+
+#: GET_BLOCK requests (single blocks, an orphan's parent) a node keeps open at one peer;
+#: it asks for more only as the peer answers.
+MAX_OPEN_FETCHES = 4
+#: Block requests of one peer that wait their turn while an earlier one is answered. An
+#: honest peer has at most one GET_BLOCKS and MAX_OPEN_FETCHES GET_BLOCKs open at a time;
+#: a request beyond the queue is a flood, and penalised.
+MAX_QUEUED_REQUESTS = 8
 
 
 @dataclass
@@ -44,6 +53,7 @@ class SyncState:
     progress_at: float = 0.0  # when a block it delivered was last stored
     request_blocks: int = 0  # blocks delivered for the current request
     request_new: int = 0  # of which were new and stored
+    new_blocks: int = 0  # new blocks stored, over the whole sync
 
 
 class SyncRole:
@@ -61,6 +71,8 @@ class SyncRole:
         task = self.serving.pop(id(peer), None)
         if task is not None:
             task.cancel()
+        for coro in self.serve_queue.pop(id(peer), ()):
+            coro.close()
         if self.sync is not None and self.sync.peer is peer:
             self._end_sync(complete=False, why=f"peer left: {peer.close_reason}")
 
@@ -105,6 +117,7 @@ class SyncRole:
         s.peer.send(Kind.GET_BLOCKS, encode_get_blocks(request, self.node.locator(), self.net.sync_batch))
 
     def _on_blocks_end(self, peer: Peer, request: int, count: int, more: bool) -> None:
+        peer.fetches.discard(request)
         if peer.requests.pop(request, None) is None:
             self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"end of request {request}, "
                                                                              "which this node never sent")
@@ -131,6 +144,7 @@ class SyncRole:
         """A pruned peer refused a request: it holds the blocks asked for only by header.
         Not a fault (pruning is its right), so no penalty: the sync ends, and the node
         syncs from another peer until its height reaches what this one holds whole."""
+        peer.fetches.discard(request)
         if peer.requests.pop(request, None) is None:
             self.transport.penalize(peer, Penalty.UNSOLICITED, "unsolicited", f"pruned answer to request {request}, "
                                                                              "which this node never sent")
@@ -158,6 +172,8 @@ class SyncRole:
         self.sync = None
         if s is None:
             return
+        if s.new_blocks == 0:
+            s.peer.fruitless = True
         seconds = time.monotonic() - s.started
         gained = self.node.height - s.start_height
         self.last_sync = {"peer": s.peer.label(), "blocks": s.blocks, "from_height": s.start_height,
@@ -170,21 +186,35 @@ class SyncRole:
             self.transport.broadcast(Kind.BLOCK, self.node.head.encode(), item=self.node.head_hash)
         self._poke()
 
-    def _sync_from_best(self) -> None:
-        """No sync running: start one from the peer whose hello claims the most work beyond ours."""
+    def _best_sync_peer(self) -> Optional[Peer]:
+        """The peer whose hello claims the most work beyond ours, not yet synced from."""
         best = None
         for peer in self.transport.peers.values():
             if peer.hello and not peer.synced and not peer.sync_failed and not self._pruned_beyond_us(peer) \
                     and peer.hello.work > self.node.head_work \
                     and peer.hello.head not in self.node.headers:
                 best = peer if best is None or peer.hello.work > best.hello.work else best
+        return best
+
+    def _sync_from_best(self) -> None:
+        """No sync running: start one from the peer whose hello claims the most work beyond ours."""
+        best = self._best_sync_peer()
         if best is not None:
             self.start_sync(best)
 
     def _fetch_parent(self, peer: Peer, missing: bytes) -> None:
-        """An orphan arrived: sync along the sender's chain, or ask for the one parent."""
+        """An orphan arrived: sync along the sender's chain, or ask for the one parent.
+
+        An orphan costs its sender little, so it does not pick whom the node syncs
+        from: a peer that claims more work comes first, and a sender whose last sync
+        brought nothing new (or failed) gets no new sync for its orphans, only the
+        one parent asked for.
+        """
         if self.sync is None:
-            if self.start_sync(peer):
+            best = self._best_sync_peer()
+            if best is not None:
+                self.start_sync(best)
+            elif not peer.fruitless and self.start_sync(peer):
                 return
         self._fetch_block(peer, missing)
 
@@ -192,22 +222,50 @@ class SyncRole:
         now = time.monotonic()
         if h in self.node.headers or now - self._fetching.get(h, 0.0) < 2.0:
             return
-        self._fetching[h] = now
+        if len(peer.fetches) >= MAX_OPEN_FETCHES:
+            return  # asked again once it answers (the next orphan or sync end)
         request = self._next_request()
         peer.requests[request] = 1
-        peer.send(Kind.GET_BLOCK, encode_get_block(request, h))
+        if peer.send(Kind.GET_BLOCK, encode_get_block(request, h)):
+            self._fetching[h] = now
+            peer.fetches.add(request)
+        else:
+            peer.requests.pop(request, None)
 
     # -- serving ------------------------------------------------------------------------------
     def _serve(self, peer: Peer, coro) -> None:
-        task = self.serving.get(id(peer))
+        """Answer a peer's block requests one at a time, in order; a few wait their
+        turn (a peer may pipeline them), more than MAX_QUEUED_REQUESTS is a flood."""
+        key = id(peer)
+        task = self.serving.get(key)
+        queue = self.serve_queue.setdefault(key, deque())
         if task is not None and not task.done():
-            coro.close()
-            self.transport.penalize(peer, Penalty.UNSOLICITED, "overlapping-request",
-                                    "a block request while its previous one is still being answered")
+            if len(queue) >= MAX_QUEUED_REQUESTS:
+                coro.close()
+                self.transport.penalize(peer, Penalty.UNSOLICITED, "overlapping-request",
+                                        f"a block request while {len(queue) + 1} earlier ones are still being "
+                                        "answered")
+                return
+            queue.append(coro)
             return
-        task = asyncio.get_running_loop().create_task(coro)
-        self.serving[id(peer)] = task
-        task.add_done_callback(lambda t, k=id(peer): self.serving.pop(k, None) if self.serving.get(k) is t else None)
+        queue.append(coro)
+        task = asyncio.get_running_loop().create_task(self._serve_in_turn(queue))
+        self.serving[key] = task
+        task.add_done_callback(lambda t, k=key: self._served(k, t))
+
+    @staticmethod
+    async def _serve_in_turn(queue: deque) -> None:
+        while queue:
+            try:
+                await queue.popleft()
+            except PeerClosed:
+                return
+
+    def _served(self, key: int, task: asyncio.Task) -> None:
+        if self.serving.get(key) is task:
+            del self.serving[key]
+            for coro in self.serve_queue.pop(key, ()):  # the peer left, or the node stops
+                coro.close()
 
     def _pruned_here(self, h: Optional[bytes]) -> bool:
         """Whether this node holds block ``h`` by header only (its messages pruned)."""

@@ -177,6 +177,14 @@ class Transport(Admission):
             return False
         return True
 
+    def ban_host(self, host: str, reason: str) -> None:
+        """Refuse connections from the IP ``host`` for ``ban_seconds`` (off loopback only:
+        nodes on one machine share it)."""
+        if _is_loopback(host):
+            return
+        self.bans[host] = time.monotonic() + self.cfg.ban_seconds
+        log.warning("%s banned host %s for %.0f s: %s", self.name, host, self.cfg.ban_seconds, reason)
+
     def ban(self, peer: Peer, reason: str) -> None:
         until = time.monotonic() + self.cfg.ban_seconds
         if peer.hello is not None and peer.hello.node_id not in (self.node_id,):

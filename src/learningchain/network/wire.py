@@ -52,6 +52,8 @@ __all__ = [
     "encode_messages",
     "decode_messages",
     "MAX_BATCH",
+    "MAX_HELLO",
+    "MAX_HANDSHAKE_FRAME",
     "block_hash_of",
     "message_hash_of",
     "MAX_LOCATOR",
@@ -67,6 +69,12 @@ MAX_WORK_BYTES = 64
 MAX_AGENT = 64
 MAX_ERROR = 512
 MAX_BATCH = 4096  # messages in one MESSAGES frame
+#: The largest HELLO payload: version, genesis, node id, host, port, height, head, work, agent, nonce.
+MAX_HELLO = 4 + 32 + 20 + (4 + MAX_HOST) + 4 + 8 + 32 + (4 + MAX_WORK_BYTES) + (4 + MAX_AGENT) + 32
+#: The frame limit before a peer has authenticated (HELLO, AUTH or ERROR): a few KiB,
+#: so that an outsider cannot make a node buffer a large frame.
+MAX_HANDSHAKE_FRAME = 4096
+assert 1 + max(MAX_HELLO, 4 + MAX_ERROR, 65) <= MAX_HANDSHAKE_FRAME
 
 
 class Kind(enum.IntEnum):

@@ -22,6 +22,7 @@ from ..errors import InvalidBlock, InvalidMessage
 from ..protocol.block import Block
 from ..protocol.consensus import block_work
 from ..protocol.forkchoice import is_heavier
+from ..protocol.message import validate_message
 from ..protocol.transition import validate_header_link
 from .actions import (Accepted, Admitted, ContinueSync, Deferred, Expired, FetchBlock, Held, MessageRefused,
                       NewHead, Orphan, Parked, Refused, SyncDone, SyncFailed)
@@ -29,7 +30,8 @@ from .body import body_mismatch
 from .records import block_size
 
 __all__ = ["NodePolicy", "PolicyRules", "NETWORK_RULES", "MAX_DEFERRED", "MAX_DEFERRED_BYTES", "MAX_ORPHAN_BYTES",
-           "PEER_POOL_SHARE", "MAX_PARKED", "MAX_PARKED_BYTES", "MAX_HELD_MESSAGES", "BENIGN_BLOCK", "BENIGN_MESSAGE"]
+           "PEER_POOL_SHARE", "MAX_PARKED", "MAX_PARKED_BYTES", "MAX_HELD_MESSAGES", "MAX_HELD_BYTES", "BENIGN_BLOCK",
+           "BENIGN_MESSAGE"]
 
 #: Bounds of the blocks a node keeps aside unvalidated: orphans (in the Node) and
 #: losing blocks (deferred), each by count and by encoded bytes.
@@ -40,7 +42,10 @@ MAX_ORPHAN_BYTES = 32 << 20
 PEER_POOL_SHARE = 4  # a quarter
 MAX_PARKED = 64
 MAX_PARKED_BYTES = 32 << 20  # blocks held for their messages (unseen = "wait")
+#: Messages held for a block that has not arrived, by count and by encoded bytes; they
+#: must pass every check that needs no block first (signature, membership, shape, norm).
 MAX_HELD_MESSAGES = 8192
+MAX_HELD_BYTES = 64 << 20
 #: How far ahead of a network node's clock a block's timestamp may be (Bitcoin allows two
 #: hours on ten-minute blocks; blocks here come every few seconds).
 MAX_FUTURE_MS = 15_000
@@ -66,6 +71,7 @@ class PolicyRules:
     park_unseen: bool = False
     unseen_grace_ms: int = 2000
     hold_messages: int = 0
+    max_held_bytes: int = MAX_HELD_BYTES
     source_share: int = 0  # 0: no per-source bound
     max_deferred: int = MAX_DEFERRED
     max_deferred_bytes: int = MAX_DEFERRED_BYTES
@@ -91,6 +97,10 @@ class NodePolicy:
         self.parked: "OrderedDict[bytes, tuple]" = OrderedDict()  # hash -> (block, source, deadline_ms)
         self.pending: "OrderedDict[bytes, list]" = OrderedDict()  # base hash -> [(message, payload, source)]
         self.pending_count = 0
+        self.held_bytes = 0
+        self._held: "OrderedDict[bytes, tuple]" = OrderedDict()  # message hash -> (base, size, source)
+        self._held_by_source: dict = {}  # source -> OrderedDict(message hash -> size), oldest first
+        self._held_source_bytes: dict = {}  # source -> bytes it holds
         self._origin: dict[bytes, Any] = {}  # deferred or orphan block -> its source
 
     # -- what was seen -------------------------------------------------------------------
@@ -315,6 +325,12 @@ class NodePolicy:
             self.node.on_message(msg)
         except InvalidMessage as exc:
             if exc.reason == "unknown-base" and self.rules.hold_messages:
+                try:  # only a message that could be valid at some block takes room
+                    validate_message(msg, self.node.params)
+                except InvalidMessage as bad:
+                    out.append(MessageRefused(msg.hash, source, bad.reason, bad.detail,
+                                              penalise=source is not None and bad.reason not in BENIGN_MESSAGE))
+                    return
                 self._hold(msg, payload, source)
                 out.append(Held(msg.hash, msg.base, source))
             else:
@@ -324,19 +340,71 @@ class NodePolicy:
         out.append(Admitted(msg.hash, source, payload))
 
     def _hold(self, msg, payload, source) -> None:
-        """A message can overtake the block it was computed at; keep it until that block comes."""
+        """A message can overtake the block it was computed at; keep it until that block comes.
+
+        The pool is bounded by count and bytes. One source's messages take at most
+        1/source_share of either (its own oldest go first beyond it), and when the
+        pool is full the source holding the most bytes gives up its oldest, so one
+        peer's messages cannot push out the others'.
+        """
+        h = msg.hash
+        if h in self._held:
+            return
+        size = len(payload) if payload is not None else len(msg.encode())
         self.pending.setdefault(msg.base, []).append((msg, payload, source))
         self.pending.move_to_end(msg.base)
+        self._held[h] = (msg.base, size, source)
+        mine = self._held_by_source.setdefault(source, OrderedDict())
+        mine[h] = size
+        self._held_source_bytes[source] = self._held_source_bytes.get(source, 0) + size
         self.pending_count += 1
-        while self.pending_count > self.rules.hold_messages and self.pending:
-            _, dropped = self.pending.popitem(last=False)
-            self.pending_count -= len(dropped)
+        self.held_bytes += size
+        rules = self.rules
+        share = rules.source_share
+        if source is not None and share:
+            while len(mine) > 1 and (len(mine) > rules.hold_messages // share
+                                     or self._held_source_bytes[source] > rules.max_held_bytes // share):
+                self._drop_held(next(iter(mine)))
+        while self._held and (self.pending_count > rules.hold_messages or self.held_bytes > rules.max_held_bytes):
+            most = max(self._held_source_bytes, key=self._held_source_bytes.__getitem__)
+            self._drop_held(next(iter(self._held_by_source[most])))
+
+    def _forget_held(self, h: bytes) -> Optional[bytes]:
+        """Drop ``h``'s bookkeeping (not its entry under its base); returns its base."""
+        entry = self._held.pop(h, None)
+        if entry is None:
+            return None
+        base, size, source = entry
+        self.pending_count -= 1
+        self.held_bytes -= size
+        mine = self._held_by_source[source]
+        del mine[h]
+        self._held_source_bytes[source] -= size
+        if not mine:
+            del self._held_by_source[source]
+            del self._held_source_bytes[source]
+        return base
+
+    def _drop_held(self, h: bytes) -> None:
+        base = self._forget_held(h)
+        if base is None:
+            return
+        waiting = self.pending.get(base)
+        if waiting is not None:
+            for i, (msg, _payload, _source) in enumerate(waiting):
+                if msg.hash == h:
+                    del waiting[i]
+                    break
+            if not waiting:
+                del self.pending[base]
+        self.seen.pop(h, None)  # dropped unjudged: another peer's copy may still be taken
 
     def _release_pending(self, base: bytes, now: int, out: list) -> None:
         waiting = self.pending.pop(base, None)
         if not waiting:
             return
-        self.pending_count -= len(waiting)
+        for msg, _payload, _source in waiting:
+            self._forget_held(msg.hash)
         released: list = []
         for msg, payload, source in waiting:
             self._admit(msg, payload, source, released)
