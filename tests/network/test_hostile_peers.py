@@ -402,3 +402,50 @@ def test_pipelined_block_requests_are_answered_in_turn_and_only_a_flood_is_penal
     assert ends == list(range(1, 2 + MAX_OPEN_FETCHES))
     assert score == 0 and refusals == {}
     assert overlapping >= 1 and closed and banned
+
+
+def test_a_block_stamped_far_ahead_of_the_clock_is_refused_unpenalised_and_the_chain_goes_on(tmp_path, caplog):
+    # One block stamped far ahead pinned every descendant's timestamp (a child may not precede
+    # its parent) and, under retargeting, raised the difficulty every window for ever.
+    import time
+
+    import numpy as np
+
+    from learningchain.node.policy import MAX_FUTURE_MS
+    from learningchain.protocol import Block, build_block
+    from learningchain.protocol.consensus import solve_pow
+
+    from ..helpers import make_keys, message_for
+
+    conf = small_conf(rounds=2, stop_height=0)
+    caplog.set_level(logging.INFO, logger="learningchain.net")
+
+    def stamped(daemon, ts, seed):
+        node = daemon.node
+        parent = node.head
+        rng = np.random.default_rng(seed)
+        msgs = [message_for(k, node.params, parent, rng.normal(size=node.params.dim))
+                for k in make_keys(4, seed=seed)]
+        blk = build_block(parent, msgs, node.params, genesis_hash=node.genesis_hash, miner=b"\x07" * 20,
+                          timestamp=ts, difficulty=node.next_difficulty(parent.header))
+        return Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            peer = await RawPeer.connect(a, node_id=b"\x0a" * 20)
+            await asyncio.sleep(0.2)
+            ahead = stamped(a, int(time.time() * 1000) + MAX_FUTURE_MS + 60_000, 31)
+            peer.send(Kind.BLOCK, ahead.encode())
+            await wait_until(lambda: "ms ahead of this node's clock" in caplog.text, 10,
+                             "the block from the future to be refused")
+            assert a.node.height == 0 and ahead.hash not in a.seen and ahead.hash not in a.node.rejected
+            assert a.transport.peers[peer.node_id].score == 0  # clocks differ: not the sender's fault
+            now = stamped(a, int(time.time() * 1000), 32)
+            peer.send(Kind.BLOCK, now.encode())
+            await wait_until(lambda: a.node.head_hash == now.hash, 10, "a block of the present")
+            peer.close()
+        finally:
+            await a.stop()
+
+    asyncio.run(main())
