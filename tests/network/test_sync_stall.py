@@ -93,8 +93,9 @@ def test_a_pruned_peer_refusing_a_sync_is_not_penalised_nor_asked_again(tmp_path
     assert grown >= 2
 
 
-async def _answer_sync_with(peer, stop, answer):
-    """Read frames until ``stop``; hand each GET_BLOCKS request id to ``answer`` (which sends)."""
+async def _answer_sync_with(peer, stop, answer, on_get_block=None):
+    """Read frames until ``stop``; hand each GET_BLOCKS request id to ``answer`` (which sends),
+    and each GET_BLOCK frame to ``on_get_block``."""
     try:
         while not stop.is_set():
             head = await peer.reader.readexactly(4)
@@ -102,6 +103,8 @@ async def _answer_sync_with(peer, stop, answer):
             if body[0] == Kind.GET_BLOCKS:
                 request, _locator, _limit = decode_get_blocks(body[1:])
                 await answer(request)
+            elif body[0] == Kind.GET_BLOCK and on_get_block is not None:
+                on_get_block(body)
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
 
@@ -186,22 +189,12 @@ def test_orphans_do_not_keep_a_node_syncing_from_their_sender(tmp_path):
             stop = asyncio.Event()
             syncs, fetches = [], []
 
-            async def reader():  # every sync ended at once, with another orphan behind it
-                try:
-                    while not stop.is_set():
-                        head = await m.reader.readexactly(4)
-                        body = await m.reader.readexactly(int.from_bytes(head, "little"))
-                        if body[0] == Kind.GET_BLOCKS:
-                            request, _locator, _limit = decode_get_blocks(body[1:])
-                            syncs.append(request)
-                            m.send(Kind.BLOCKS_END, encode_blocks_end(request, 0, False))
-                            m.send(Kind.BLOCK, orphan(template).encode())
-                        elif body[0] == Kind.GET_BLOCK:
-                            fetches.append(body)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    pass
+            async def end_at_once(request):  # every sync ended at once, with another orphan behind it
+                syncs.append(request)
+                m.send(Kind.BLOCKS_END, encode_blocks_end(request, 0, False))
+                m.send(Kind.BLOCK, orphan(template).encode())
 
-            task = asyncio.get_running_loop().create_task(reader())
+            task = asyncio.get_running_loop().create_task(_answer_sync_with(m, stop, end_at_once, fetches.append))
             for _ in range(12):
                 m.send(Kind.BLOCK, orphan(template).encode())
                 await asyncio.sleep(0.05)
