@@ -449,3 +449,47 @@ def test_a_block_stamped_far_ahead_of_the_clock_is_refused_unpenalised_and_the_c
             await a.stop()
 
     asyncio.run(main())
+
+
+def test_a_closed_peers_held_messages_go_with_it_and_pin_nothing(tmp_path):
+    # Each held message kept its source Peer (and its set of up to 16,384 known hashes) alive
+    # after the connection closed: fresh ids, one held message each and a burst of messages
+    # the node had seen pinned 0.6 MiB a closed connection, far past the held pool's bound.
+    import os
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from learningchain.network.wire import encode_messages
+
+    from ..helpers import make_keys, message_for
+
+    conf = small_conf(rounds=3, stop_height=0)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            params, rng = a.node.params, np.random.default_rng(1)
+            key = make_keys(1, seed=3)[0]
+            seen = [message_for(key, params, a.node.head, rng.normal(size=params.dim)).encode() for _ in range(64)]
+            closed = []
+            for i in range(4):
+                before = a.messages_received
+                p = await RawPeer.connect(a, node_id=i.to_bytes(4, "big") + b"\xaa" * 16)
+                nowhere = SimpleNamespace(height=1, hash=os.urandom(32))  # a block nobody has
+                p.send(Kind.MESSAGE, message_for(key, params, nowhere, rng.normal(size=params.dim)).encode())
+                p.send(Kind.MESSAGES, encode_messages(seen))
+                await wait_until(lambda: a.messages_received >= before + 1 + len(seen), 30, "frames read")
+                await wait_until(lambda: a.policy.pending_count == 1, 10, "its message held")
+                peer = a.transport.peers[p.node_id]
+                assert peer.score == 0 and len(peer.known._items) >= len(seen)
+                p.close()
+                await wait_until(lambda: p.node_id not in a.transport.peers, 10, "the peer closed")
+                closed.append(peer)
+            return a.policy.pending_count, a.policy.held_bytes, list(a.policy._held_by_source), closed
+        finally:
+            await a.stop()
+
+    pending, held_bytes, sources, closed = asyncio.run(main())
+    assert pending == 0 and held_bytes == 0 and not sources
+    assert all(len(peer.known._items) == 0 for peer in closed)

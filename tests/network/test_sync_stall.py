@@ -213,3 +213,66 @@ def test_orphans_do_not_keep_a_node_syncing_from_their_sender(tmp_path):
     syncs, fetches = asyncio.run(main())
     assert syncs == 1
     assert fetches <= MAX_OPEN_FETCHES
+
+
+def test_a_sync_short_only_of_blocks_ahead_of_the_clock_does_not_blame_the_peer_and_is_retried(tmp_path):
+    """A block a few seconds within the bound of one node's clock can be past it on another's:
+    the node syncing from the first must not penalise it (clocks differ) but ask again once
+    its clock has moved on."""
+    import time
+
+    import numpy as np
+
+    from learningchain.network.daemon import NodeDaemon
+    from learningchain.network.sync import SYNC_AHEAD_RETRY_S
+    from learningchain.node.policy import MAX_FUTURE_MS
+    from learningchain.protocol import Block, build_block
+    from learningchain.protocol.consensus import solve_pow
+
+    from ..helpers import make_keys, message_for
+
+    skew = 3_000  # b's clock is 3 s behind a's
+    conf = small_conf(rounds=3, stop_height=0)
+
+    def stamped(daemon, ts, seed):
+        node = daemon.node
+        rng = np.random.default_rng(seed)
+        msgs = [message_for(k, node.params, node.head, rng.normal(size=node.params.dim))
+                for k in make_keys(4, seed=seed)]
+        blk = build_block(node.head, msgs, node.params, genesis_hash=node.genesis_hash, miner=b"\x07" * 20,
+                          timestamp=ts, difficulty=node.next_difficulty(node.head.header))
+        return Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
+
+    async def main():
+        a = await start(conf, tmp_path, "a", role="relay")
+        b = None
+        try:
+            miner = await RawPeer.connect(a, node_id=b"\x0e" * 20)
+            await wait_until(lambda: len(a.transport.peers) == 1, 5, "the miner connected")
+            ahead = stamped(a, int(time.time() * 1000) + MAX_FUTURE_MS - 1_000, 7)  # within a's bound
+            miner.send(Kind.BLOCK, ahead.encode())
+            await wait_until(lambda: a.node.head_hash == ahead.hash, 10, "a takes the block")
+            b = NodeDaemon(conf, data_dir=tmp_path / "b", name="b", role="relay", peers=[a.transport.advertise])
+            on_block = b.node.policy.on_block
+
+            def skewed(*args, wall_ms=None, **kw):
+                return on_block(*args, wall_ms=None if wall_ms is None else wall_ms - skew, **kw)
+
+            b.node.policy.on_block = skewed
+            await b.start()
+            await wait_until(lambda: b.last_sync, 15, "b's first sync from a to end")
+            first = dict(b.last_sync)
+            peer = next(iter(b.transport.peers.values()))
+            blamed = (peer.score, peer.sync_failed, dict(b.transport.refusals))
+            started = time.monotonic()
+            await wait_until(lambda: b.node.head_hash == ahead.hash, 30, "b to take the block once its clock allows")
+            return first, blamed, time.monotonic() - started
+        finally:
+            if b is not None:
+                await b.stop()
+            await a.stop()
+
+    first, blamed, waited = asyncio.run(main())
+    assert first["to_height"] == 0 and not first["complete"]
+    assert blamed == (0, False, {})  # no sync-stall, no penalty
+    assert waited >= SYNC_AHEAD_RETRY_S * 0.5

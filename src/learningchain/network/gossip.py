@@ -202,6 +202,9 @@ class GossipRole:
             pass  # kept aside by the policy; nothing to send
 
     def _block_refused(self, a: Refused) -> None:
+        s = self.sync
+        if a.reason == "future-timestamp" and s is not None and s.peer is a.source:
+            s.ahead += 1
         if a.source is None:
             log.warning("%s refused block %d: %s", self.name, a.height, a.detail)
         elif not a.penalise:

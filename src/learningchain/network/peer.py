@@ -73,6 +73,9 @@ class KnownSet:
     def __contains__(self, h: bytes) -> bool:
         return h in self._items
 
+    def clear(self) -> None:
+        self._items.clear()
+
 
 class Peer:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, outbound: bool,
@@ -103,6 +106,7 @@ class Peer:
         self.nonce = b""  # ours for this connection's handshake
         self.synced = False  # a sync from this peer ran to its end
         self.sync_failed = False  # a sync from it stalled or fell short of its claimed work: never again
+        self.sync_after = 0.0  # no sync from it before this time.monotonic() (its blocks were ahead of our clock)
         # a sync from it ended with no block new to this node: its orphans no longer start
         # syncs from it (until it delivers a new block)
         self.fruitless = False

@@ -39,6 +39,9 @@ MAX_OPEN_FETCHES = 4
 #: honest peer has at most one GET_BLOCKS and MAX_OPEN_FETCHES GET_BLOCKs open at a time;
 #: a request beyond the queue is a flood, and penalised.
 MAX_QUEUED_REQUESTS = 8
+#: Seconds before a node syncs again from a peer whose sync fell short only by blocks
+#: stamped ahead of the node's clock (policy.MAX_FUTURE_MS is 15 s).
+SYNC_AHEAD_RETRY_S = 5.0
 
 
 @dataclass
@@ -54,6 +57,7 @@ class SyncState:
     request_blocks: int = 0  # blocks delivered for the current request
     request_new: int = 0  # of which were new and stored
     new_blocks: int = 0  # new blocks stored, over the whole sync
+    ahead: int = 0  # blocks it delivered that this node refused as stamped ahead of its clock
 
 
 class SyncRole:
@@ -68,6 +72,10 @@ class SyncRole:
         self._poke()
 
     def on_peer_closed(self, peer: Peer) -> None:
+        # the messages it relayed that wait for their block go (another peer's copy is still
+        # taken), and with them the policy's last references to the closed peer
+        self.policy.forget_source(peer)
+        peer.known.clear()  # a pool of blocks may still name it as a source (bounded by their work)
         task = self.serving.pop(id(peer), None)
         if task is not None:
             task.cancel()
@@ -133,7 +141,13 @@ class SyncRole:
             if isinstance(a, ContinueSync):
                 self._continue_sync()
             elif isinstance(a, SyncFailed):
-                self._sync_failed(a.why)
+                if current and s.ahead:
+                    # it fell short only by blocks stamped ahead of this node's clock: clocks
+                    # differ, not the peer's fault; ask again once the clock has moved on
+                    peer.sync_after = time.monotonic() + SYNC_AHEAD_RETRY_S
+                    self._end_sync(complete=False, why=f"{s.ahead} block(s) stamped ahead of this node's clock")
+                else:
+                    self._sync_failed(a.why)
             elif isinstance(a, SyncDone):
                 peer.synced = True
                 self._end_sync(complete=True)
@@ -191,6 +205,7 @@ class SyncRole:
         best = None
         for peer in self.transport.peers.values():
             if peer.hello and not peer.synced and not peer.sync_failed and not self._pruned_beyond_us(peer) \
+                    and peer.sync_after <= time.monotonic() \
                     and peer.hello.work > self.node.head_work \
                     and peer.hello.head not in self.node.headers:
                 best = peer if best is None or peer.hello.work > best.hello.work else best

@@ -369,6 +369,13 @@ class NodePolicy:
             most = max(self._held_source_bytes, key=self._held_source_bytes.__getitem__)
             self._drop_held(next(iter(self._held_by_source[most])))
 
+    def forget_source(self, source) -> None:
+        """``source`` is gone (a closed connection): drop the messages it relayed that wait
+        for their block, unjudged, so that another peer's copy is still taken and the pool
+        keeps no reference to it."""
+        for h in list(self._held_by_source.get(source, ())):
+            self._drop_held(h)
+
     def _forget_held(self, h: bytes) -> Optional[bytes]:
         """Drop ``h``'s bookkeeping (not its entry under its base); returns its base."""
         entry = self._held.pop(h, None)
