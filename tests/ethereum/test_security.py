@@ -279,3 +279,44 @@ def test_the_runners_computing_node_finishes_an_abandoned_attempt(embedded):
     accepted, selection, gas, rejections = net._aggregate(node, dep.head(), msgs)
     assert accepted and tuple(selection) == right and gas > 0 and not rejections
     assert dep.current_round() == 1 and dep.contract.functions.aggregator_of(0).call() == ZERO_ADDRESS
+
+
+def test_a_model_the_rpc_endpoint_reports_wrong_after_a_round_is_refused():
+    # The holders train on the model the endpoint returns: a lying JSON-RPC node (here,
+    # get_model with coordinate 0 raised by 1000.0) was taken as the new head unchecked.
+    from eth_abi import decode, encode
+
+    from learningchain.ethereum.chain import Chain, EthereumError
+    from learningchain.ethereum.network import EthereumNetwork
+
+    chain = Chain.embedded()
+    chain.fixed_gas = 8_000_000
+    faucet = chain.faucet()
+    k, d = 5, 12
+    rows = random_unit_rows(np.random.default_rng(3), k, d)
+    dep = deploy(chain, faucet, d=d, l=3, messages=k, min_messages=k, quorum=k)
+    W0 = dep.fixed_model()
+    net = EthereumNetwork(dep, [], [fresh_account(chain, faucet, 10**19)], faucet, rng=np.random.default_rng(0))
+    msgs = submit_all(dep, faucet, 0, rows, [2**32] * k)
+    net.answered.claim(0)  # the holders' messages are on chain (sent above through the real ABI)
+    provider = chain.w3.provider
+    honest = provider.make_request
+    selector = "0x" + dep.contract.functions.get_model()._encode_transaction_data()[2:10]
+
+    def lying(method, params):
+        resp = honest(method, params)
+        if method == "eth_call" and str(params[0].get("data", "")).startswith(selector) and "result" in resp:
+            (values,) = decode(["int256[]"], bytes.fromhex(resp["result"][2:]))
+            values = [values[0] + 1000 * 2**40, *values[1:]]
+            resp = dict(resp, result="0x" + encode(["int256[]"], [values]).hex())
+        return resp
+
+    provider.make_request = lying
+    try:
+        with pytest.raises(EthereumError, match="round 0: the model the chain reports differs .* coordinate 0"):
+            net.step()
+    finally:
+        provider.make_request = honest
+    # the contract itself holds the twin's update: an honest endpoint passes the same check
+    selection = dep.rule.select(rows, [fp.tie_key(0, m[0]) for m in msgs])
+    assert dep.fixed_model() == dep.rule.update(W0, rows, [m[1] for m in msgs], selection)

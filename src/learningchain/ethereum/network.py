@@ -34,12 +34,12 @@ from ..crypto import PrivateKey, keccak256
 from ..errors import ConfigError, InvalidMessage
 from ..parties import AnswerOnce, collect_messages
 from . import fixedpoint as fp
-from .chain import Account, Chain, Reverted
+from .chain import Account, Chain, EthereumError, Reverted
 from .contract import ContractParams, load_artifact
 from .keystore import write_private
 
 __all__ = ["Deployment", "EthereumNetwork", "EthHead", "EthRound", "new_account", "chain_fields", "KEYS_SEEDED",
-           "KEYS_SECURE", "KEYS_KEYSTORE", "replay_model", "JOURNAL"]
+           "KEYS_SECURE", "KEYS_KEYSTORE", "replay_model", "replay_round", "JOURNAL"]
 
 #: Initial model values per ``load_model`` call.
 LOAD_BATCH = 1024
@@ -249,18 +249,28 @@ def replay_model(dep: Deployment, W: list, first: int, last: int) -> list:
     selection that is not the l-nearest of those messages is refused (ConfigError)."""
     W = list(W)
     for rnd in range(first, last):
-        logs = dep.chain.events(dep.contract, "Aggregated", from_block=dep.deploy_block,
-                                argument_filters={"round": rnd})
-        if len(logs) != 1:
-            raise ConfigError(f"the contract at {dep.address} has {len(logs)} Aggregated events for round {rnd}")
-        n, mask = int(logs[0]["args"]["messages"]), int(logs[0]["args"]["selection"])
-        messages = dep.round_messages(rnd)[:n]
-        q = np.stack([fp.unpack_q(m[2], dep.rule.dim) for m in messages])
-        selection = fp.mask_selection(mask)
-        if selection != tuple(dep.rule.select(q, [fp.tie_key(rnd, m[0]) for m in messages])):
-            raise ConfigError(f"round {rnd}: the selection on chain is not the l-nearest of its messages")
-        W = dep.rule.update(W, q, [m[1] for m in messages], selection)
+        W = replay_round(dep, W, rnd)
     return W
+
+
+def replay_round(dep: Deployment, W: list, rnd: int, *, from_block: Optional[int] = None,
+                 messages: Optional[list] = None) -> list:
+    """The model after round ``rnd`` from ``W`` (the model before it), recomputed with the
+    Python twin from the round's Aggregated event and its Submitted ``messages`` (read from
+    the chain when not given), both searched from ``from_block`` (default: the deployment)."""
+    since = dep.deploy_block if from_block is None else from_block
+    logs = dep.chain.events(dep.contract, "Aggregated", from_block=since, argument_filters={"round": rnd})
+    if len(logs) != 1:
+        raise ConfigError(f"the contract at {dep.address} has {len(logs)} Aggregated events for round {rnd}")
+    n, mask = int(logs[0]["args"]["messages"]), int(logs[0]["args"]["selection"])
+    messages = (dep.round_messages(rnd, from_block=since) if messages is None else messages)[:n]
+    if len(messages) != n:
+        raise ConfigError(f"round {rnd}: the Aggregated event covers {n} messages, the chain holds {len(messages)}")
+    q = np.stack([fp.unpack_q(m[2], dep.rule.dim) for m in messages])
+    selection = fp.mask_selection(mask)
+    if selection != tuple(dep.rule.select(q, [fp.tie_key(rnd, m[0]) for m in messages])):
+        raise ConfigError(f"round {rnd}: the selection on chain is not the l-nearest of its messages")
+    return dep.rule.update(W, q, [m[1] for m in messages], selection)
 
 
 class EthereumNetwork:
@@ -473,6 +483,16 @@ class EthereumNetwork:
                         gas_claim * int(r["effectiveGasPrice"])
         head = self.dep.head(from_block=first_block if accepted else base.block_number)
         changed = head.height != base.height
+        if changed:
+            # the model the node (a JSON-RPC endpoint) reports is what the holders train on
+            # next: it must be the twin's update of the chain's own record of the round
+            want = replay_round(self.dep, list(base.fixed), base.height, from_block=base.block_number,
+                                messages=messages)
+            if list(head.fixed) != want:
+                wrong = next(i for i, (a, b) in enumerate(zip(head.fixed, want)) if a != b)
+                raise EthereumError(f"round {base.height}: the model the chain reports differs from the update of "
+                                    f"the round's messages and selection (first at coordinate {wrong}); the "
+                                    f"JSON-RPC endpoint or the contract is not to be trusted")
         self._head = head
         byz = sum(1 for i in selection if "0x" + messages[i][0].hex() in self.byzantine_senders) if changed else 0
         return EthRound(base.height + 1, winner, head, changed, selection, len(messages), byz, rejections,
