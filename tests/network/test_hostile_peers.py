@@ -493,3 +493,42 @@ def test_a_closed_peers_held_messages_go_with_it_and_pin_nothing(tmp_path):
     pending, held_bytes, sources, closed = asyncio.run(main())
     assert pending == 0 and held_bytes == 0 and not sources
     assert all(len(peer.known._items) == 0 for peer in closed)
+
+
+def test_a_peer_banned_within_a_frame_of_messages_gets_no_check_for_the_rest_of_it(tmp_path):
+    # Every message of a MESSAGES frame was judged (a signature recovery each) even after its
+    # sender had been banned for the first bad ones.
+    from learningchain.network.gossip import MESSAGE_SLICE
+    from learningchain.network.wire import encode_messages
+
+    from ..helpers import make_keys, message_for
+
+    conf = small_conf(rounds=3, stop_height=0)
+
+    async def main():
+        import numpy as np
+
+        a = await start(conf, tmp_path, "a", role="relay")
+        try:
+            params, rng = a.node.params, np.random.default_rng(9)
+            judged = []
+            on_message = a.node.on_message
+
+            def counting(msg, *args, **kw):
+                judged.append(msg.hash)
+                return on_message(msg, *args, **kw)
+
+            a.node.on_message = counting
+            bad = [_tamper_signature(message_for(k, params, a.node.head, rng.normal(size=params.dim)))
+                   for k in make_keys(4 * MESSAGE_SLICE, seed=8)]
+            evil = await RawPeer.connect(a, node_id=b"\x0f" * 20)
+            await wait_until(lambda: len(a.transport.peers) == 1, 5, "the peer")
+            evil.send(Kind.MESSAGES, encode_messages(bad))
+            await wait_until(lambda: a.transport.banned(evil.node_id), 10, "the ban")
+            await asyncio.sleep(0.3)
+            return len(judged), a.transport.refusals.get("bad-signature", 0)
+        finally:
+            await a.stop()
+
+    judged, refused = asyncio.run(main())
+    assert refused >= 1 and judged <= MESSAGE_SLICE < 4 * MESSAGE_SLICE
