@@ -72,15 +72,17 @@ def all_stored(path):
         store.close()
 
 
-def forged_round(daemon, n=4, seed=99, parent=None):
-    """Valid messages from fresh keys at the daemon's head, and a valid sealed block of them."""
+def forged_round(daemon, n=4, seed=99, parent=None, timestamp=None):
+    """Valid messages from fresh keys at the daemon's head, and a valid sealed block of them
+    (stamped a second after its parent, or at ``timestamp``)."""
     node = daemon.node
     parent = parent or node.head
     rng = np.random.default_rng(seed)
     keys = make_keys(n, seed=seed)
     msgs = [message_for(k, node.params, parent, rng.normal(size=node.params.dim)) for k in keys]
     blk = build_block(parent, msgs, node.params, genesis_hash=node.genesis_hash, miner=b"\x07" * 20,
-                      timestamp=parent.header.timestamp + 1000, difficulty=node.next_difficulty(parent.header))
+                      timestamp=parent.header.timestamp + 1000 if timestamp is None else timestamp,
+                      difficulty=node.next_difficulty(parent.header))
     return msgs, Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
 
 

@@ -409,26 +409,13 @@ def test_a_block_stamped_far_ahead_of_the_clock_is_refused_unpenalised_and_the_c
     # its parent) and, under retargeting, raised the difficulty every window for ever.
     import time
 
-    import numpy as np
-
     from learningchain.node.policy import MAX_FUTURE_MS
-    from learningchain.protocol import Block, build_block
-    from learningchain.protocol.consensus import solve_pow
-
-    from ..helpers import make_keys, message_for
 
     conf = small_conf(rounds=2, stop_height=0)
     caplog.set_level(logging.INFO, logger="learningchain.net")
 
     def stamped(daemon, ts, seed):
-        node = daemon.node
-        parent = node.head
-        rng = np.random.default_rng(seed)
-        msgs = [message_for(k, node.params, parent, rng.normal(size=node.params.dim))
-                for k in make_keys(4, seed=seed)]
-        blk = build_block(parent, msgs, node.params, genesis_hash=node.genesis_hash, miner=b"\x07" * 20,
-                          timestamp=ts, difficulty=node.next_difficulty(parent.header))
-        return Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
+        return forged_round(daemon, seed=seed, timestamp=ts)[1]
 
     async def main():
         a = await start(conf, tmp_path, "a", role="relay")

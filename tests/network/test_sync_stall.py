@@ -221,27 +221,17 @@ def test_a_sync_short_only_of_blocks_ahead_of_the_clock_does_not_blame_the_peer_
     its clock has moved on."""
     import time
 
-    import numpy as np
-
     from learningchain.network.daemon import NodeDaemon
     from learningchain.network.sync import SYNC_AHEAD_RETRY_S
     from learningchain.node.policy import MAX_FUTURE_MS
-    from learningchain.protocol import Block, build_block
-    from learningchain.protocol.consensus import solve_pow
 
-    from ..helpers import make_keys, message_for
+    from .netkit import forged_round
 
     skew = 3_000  # b's clock is 3 s behind a's
     conf = small_conf(rounds=3, stop_height=0)
 
     def stamped(daemon, ts, seed):
-        node = daemon.node
-        rng = np.random.default_rng(seed)
-        msgs = [message_for(k, node.params, node.head, rng.normal(size=node.params.dim))
-                for k in make_keys(4, seed=seed)]
-        blk = build_block(node.head, msgs, node.params, genesis_hash=node.genesis_hash, miner=b"\x07" * 20,
-                          timestamp=ts, difficulty=node.next_difficulty(node.head.header))
-        return Block(solve_pow(blk.header), blk.messages, blk.selection, blk.model)
+        return forged_round(daemon, seed=seed, timestamp=ts)[1]
 
     async def main():
         a = await start(conf, tmp_path, "a", role="relay")
