@@ -220,6 +220,13 @@ class _Checker:
             self.fail(field, f"is {_kind(value)}, not {want}")
         return raw
 
+    def hexlist(self, value, field: str, size: int, what: str) -> None:
+        """A list of ``size``-byte values in hex (``what`` names them)."""
+        if not isinstance(value, list):
+            self.fail(field, f"is {_kind(value)}, not a list of {what}")
+        for i, item in enumerate(value):
+            self.hexbytes(item, f"{field}[{i}]", size)
+
     def rng(self, value, field: str) -> None:
         """A state of the PCG64 generator every seeded party of a run draws from."""
         try:
@@ -325,11 +332,7 @@ def check_native_checkpoint(doc: dict, where: Path, holders: int) -> None:
     c.count(c.get(state, "mining_tries", "state.mining_tries"), "state.mining_tries")
     c.count(c.get(state, "selected_byzantine_total", "state.selected_byzantine_total"),
             "state.selected_byzantine_total")
-    answered = c.get(state, "answered", "state.answered")
-    if not isinstance(answered, list):
-        c.fail("state.answered", f"is {_kind(answered)}, not a list of block hashes")
-    for i, h in enumerate(answered):
-        c.hexbytes(h, f"state.answered[{i}]", 32)
+    c.hexlist(c.get(state, "answered", "state.answered"), "state.answered", 32, "block hashes")
     rejected = c.obj(state, "rejected_blocks", "state.rejected_blocks")
     for h, reason in rejected.items():
         c.hexbytes(h, f"state.rejected_blocks key {h[:20]!r}", 32)
@@ -337,11 +340,8 @@ def check_native_checkpoint(doc: dict, where: Path, holders: int) -> None:
             c.fail(f"state.rejected_blocks[{h[:20]!r}]", f"is {_kind(reason)}, not a reason")
     c.counter(c.get(state, "rejected_by_node", "state.rejected_by_node"), "state.rejected_by_node", index_keys=True)
     c.counter(c.get(state, "messages_rejected", "state.messages_rejected"), "state.messages_rejected")
-    ids = c.get(state, "byzantine_identities", "state.byzantine_identities")
-    if not isinstance(ids, list):
-        c.fail("state.byzantine_identities", f"is {_kind(ids)}, not a list of identities")
-    for i, a in enumerate(ids):
-        c.hexbytes(a, f"state.byzantine_identities[{i}]", 20)
+    c.hexlist(c.get(state, "byzantine_identities", "state.byzantine_identities"), "state.byzantine_identities", 20,
+              "identities")
     saved = c.get(state, "holders", "state.holders")
     if not isinstance(saved, list):
         c.fail("state.holders", f"is {_kind(saved)}, not a list of holders' states")

@@ -99,7 +99,7 @@ class SyncRole:
     def start_sync(self, peer: Peer) -> bool:
         """Ask ``peer`` for the blocks after the newest one our chains share."""
         now = time.monotonic()
-        if peer.sync_failed or self._pruned_beyond_us(peer):
+        if peer.sync_failed or now < peer.sync_after or self._pruned_beyond_us(peer):
             return False
         if self.sync is not None:
             if self.sync.peer is peer or now - self.sync.last_activity < self.net.sync_timeout_s:

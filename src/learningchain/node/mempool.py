@@ -8,6 +8,8 @@ the authenticity of the messages in a block (Section V-B).
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..errors import InvalidMessage
 from ..protocol.message import Message
 from ..types import hexstr
@@ -79,6 +81,10 @@ class Mempool:
             return (1, -round_, arrival)
         return (base != head, abs(round_ - height), arrival)
 
+    def _farthest(self) -> Optional[bytes]:
+        """The base whose group goes first (None: no group)."""
+        return max(self._group_key, key=lambda b: self._rank(b, *self._group_key[b]), default=None)
+
     def _evict(self, base: bytes) -> None:
         group = self._by_base.pop(base, {})
         self._group_key.pop(base, None)
@@ -96,31 +102,30 @@ class Mempool:
         """Admit a validated message; refuse a second message from the same
         pseudo-identity for the same base block, a base too far from the head, and overflow."""
         group = self._by_base.get(msg.base)
-        if group is None:
+        if group is None:  # a new base: it takes the place of the group farthest from the head
             self.check_height(msg.round)  # a valid message's round is its base's height
-            rank = self._rank(msg.base, msg.round, self._arrivals)
             if len(self._by_base) >= self.max_bases:
-                worst = max(self._group_key, key=lambda b: self._rank(b, *self._group_key[b]))
-                if self._rank(worst, *self._group_key[worst]) < rank:
+                farthest = self._farthest()
+                if self._rank(farthest, *self._group_key[farthest]) < self._rank(msg.base, msg.round, self._arrivals):
                     raise InvalidMessage("mempool-full", f"already {len(self._by_base)} blocks' messages held, "
                                                          f"each nearer this node's head than {hexstr(msg.base)[:14]}")
-            group = {}
-        other = group.get(msg.identity)
-        if other is not None:
-            if other.hash == msg.hash:
-                return
-            raise InvalidMessage(
-                "duplicate-identity",
-                f"pseudo-identity {hexstr(msg.identity)} already sent a message for block {hexstr(msg.base)[:14]}",
-            )
-        if len(group) >= self.max_per_base:
-            raise InvalidMessage("mempool-full", f"already {len(group)} messages for block {hexstr(msg.base)[:14]}")
-        if msg.base not in self._by_base:
-            while len(self._by_base) >= self.max_bases:
-                self._evict(max(self._group_key, key=lambda b: self._rank(b, *self._group_key[b])))
-            self._by_base[msg.base] = group
+                while len(self._by_base) >= self.max_bases:  # (more than one if the bound was lowered)
+                    self._evict(self._farthest())
+            group = self._by_base[msg.base] = {}
             self._group_key[msg.base] = (msg.round, self._arrivals)
             self._arrivals += 1
+        else:
+            other = group.get(msg.identity)
+            if other is not None:
+                if other.hash == msg.hash:
+                    return
+                raise InvalidMessage(
+                    "duplicate-identity",
+                    f"pseudo-identity {hexstr(msg.identity)} already sent a message for block {hexstr(msg.base)[:14]}",
+                )
+            if len(group) >= self.max_per_base:
+                raise InvalidMessage("mempool-full",
+                                     f"already {len(group)} messages for block {hexstr(msg.base)[:14]}")
         group[msg.identity] = msg
         if msg.hash not in self._seen:
             self._note_seen(msg.hash, msg.base)

@@ -96,7 +96,6 @@ class NodePolicy:
         self._deferred_size: dict[bytes, int] = {}
         self.parked: "OrderedDict[bytes, tuple]" = OrderedDict()  # hash -> (block, source, deadline_ms)
         self.pending: "OrderedDict[bytes, list]" = OrderedDict()  # base hash -> [(message, payload, source)]
-        self.pending_count = 0
         self.held_bytes = 0
         self._held: "OrderedDict[bytes, tuple]" = OrderedDict()  # message hash -> (base, size, source)
         self._held_by_source: dict = {}  # source -> OrderedDict(message hash -> size), oldest first
@@ -357,7 +356,6 @@ class NodePolicy:
         mine = self._held_by_source.setdefault(source, OrderedDict())
         mine[h] = size
         self._held_source_bytes[source] = self._held_source_bytes.get(source, 0) + size
-        self.pending_count += 1
         self.held_bytes += size
         rules = self.rules
         share = rules.source_share
@@ -368,6 +366,11 @@ class NodePolicy:
         while self._held and (self.pending_count > rules.hold_messages or self.held_bytes > rules.max_held_bytes):
             most = max(self._held_source_bytes, key=self._held_source_bytes.__getitem__)
             self._drop_held(next(iter(self._held_by_source[most])))
+
+    @property
+    def pending_count(self) -> int:
+        """How many messages are held for a block that has not arrived."""
+        return len(self._held)
 
     def forget_source(self, source) -> None:
         """``source`` is gone (a closed connection): drop the messages it relayed that wait
@@ -382,7 +385,6 @@ class NodePolicy:
         if entry is None:
             return None
         base, size, source = entry
-        self.pending_count -= 1
         self.held_bytes -= size
         mine = self._held_by_source[source]
         del mine[h]

@@ -59,8 +59,8 @@ def squared_norm(q: np.ndarray, *, max_abs: int | None = None) -> int:
     entries. Otherwise each entry is split as ``q_i = 2**16 h_i + l_i`` with
     ``-2**15 <= h_i < 2**15`` and ``0 <= l_i < 2**16``, and
     ``sum(q_i**2) = 2**32 sum(h_i**2) + 2**17 sum(h_i l_i) + sum(l_i**2)``: three int64
-    dot products whose terms are at most 2**30, below 2**31 and below 2**32 in magnitude, so none can
-    wrap below 2**31 entries. ``max_abs``, when the caller has it, is ``max |q_i|``
+    dot products whose terms are at most 2**30, below 2**31 and below 2**32 in magnitude,
+    so none can wrap below 2**31 entries. ``max_abs``, when the caller has it, is ``max |q_i|``
     (the scan is not done again; 16-bit entries need none)."""
     if q.size == 0:
         return 0
@@ -70,10 +70,9 @@ def squared_norm(q: np.ndarray, *, max_abs: int | None = None) -> int:
         m = 1 << 15  # 16-bit entries: no scan needed
     else:
         m = max(int(q.max()), -int(q.min()))
-    if q.size * m * m < 2**63:
-        q64 = q.astype(np.int64)
-        return int(np.dot(q64, q64))  # integer dot product: exact in any order
     q64 = q.astype(np.int64)
+    if q.size * m * m < 2**63:
+        return int(np.dot(q64, q64))  # integer dot product: exact in any order
     h = q64 >> 16  # arithmetic shift: floor(q_i / 2**16)
     low = q64 & 0xFFFF
     return (int(np.dot(h, h)) << 32) + (int(np.dot(h, low)) << 17) + int(np.dot(low, low))
